@@ -1,0 +1,85 @@
+"""Schemas of every manifest, in pipeline order. Each stage's manifest keeps all columns of the one before, so
+every row stays self-describing and stages stay row-local."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from manifests.base import Manifest
+
+f = pa.field
+
+VIDEOS = Manifest("videos", 1, (
+    f("video_id", pa.string()),          # sha256 of the file's bytes, first 16 hex digits
+    f("path", pa.string()),
+    f("title", pa.string()),
+    f("description", pa.string()),
+    f("subtitles_path", pa.string()),
+    f("size_bytes", pa.int64()),
+    f("duration_s", pa.float64()),
+    f("fps", pa.float64()),
+    f("num_frames", pa.int64()),         # container's count or estimate at ingest; decoded count after split
+    f("width", pa.int32()),
+    f("height", pa.int32()),
+    f("codec", pa.string()),
+    f("rotation", pa.int32()),           # display rotation in degrees
+    f("sample_aspect_ratio", pa.float64()),
+    f("has_audio", pa.bool_()),
+    f("error", pa.string()),             # "<stage>/<reason>: <detail>", null when fine
+))
+
+CLIPS = VIDEOS.extend(
+    "clips", 1,
+    f("clip_id", pa.string()),           # "<video_id>_<start_frame>_<end_frame>"
+    f("clip_index", pa.int32()),
+    f("start_frame", pa.int64()),        # decoded frame index, inclusive
+    f("end_frame", pa.int64()),          # exclusive
+    f("start_s", pa.float64()),          # presentation time of start_frame, from the container's start
+    f("end_s", pa.float64()),            # presentation time of end_frame (or the end of the last frame)
+    f("detector", pa.string()),
+    f("frame_indices", pa.list_(pa.int64())),
+    f("frames", pa.list_(pa.binary())),  # JPEG bytes of the sampled frames: later stages never decode video
+)
+
+CANDIDATE = pa.struct([
+    f("teacher", pa.string()),           # the configured teacher's name
+    f("kind", pa.string()),              # registered teacher kind
+    f("model", pa.string()),
+    f("weights", pa.string()),           # pretrained tag / hub id, or "untrained"
+    f("inputs", pa.list_(pa.string())),  # frames, title, description, subtitles
+    f("prompt_hash", pa.string()),
+    f("text", pa.string()),
+    f("status", pa.string()),            # ok | rejected | error
+    f("reason", pa.string()),
+    f("seconds", pa.float64()),          # generation time for this clip's share of the batch
+    f("score", pa.float64()),            # filled by the score stage
+])
+
+CAPTIONS = CLIPS.extend("captions", 1, f("candidates", pa.list_(CANDIDATE)))
+
+SCORED = CAPTIONS.extend(
+    "scored", 1,
+    f("caption", pa.string()),
+    f("caption_teacher", pa.string()),
+    f("caption_score", pa.float64()),
+    f("scorer", pa.string()),            # "<kind>:<model>@<weights>"
+)
+
+SHARD_INDEX = Manifest("shard_index", 1, (
+    f("key", pa.string()),               # the clip id: the webdataset key
+    f("shard", pa.string()),             # tar file name
+    f("position", pa.int32()),           # sample's position within its tar
+    f("video_id", pa.string()),
+    f("path", pa.string()),
+    f("start_frame", pa.int64()),
+    f("end_frame", pa.int64()),
+    f("start_s", pa.float64()),
+    f("end_s", pa.float64()),
+    f("frame_count", pa.int64()),        # frames in the written .mp4
+    f("mp4_bytes", pa.int64()),
+    f("caption", pa.string()),
+    f("caption_teacher", pa.string()),
+    f("caption_score", pa.float64()),
+))
+
+__all__ = ["CANDIDATE", "CAPTIONS", "CLIPS", "Manifest", "SCORED", "SHARD_INDEX", "VIDEOS"]

@@ -1,0 +1,70 @@
+"""Loading YAML configs and named profiles, with `key.path=value` overrides from the command line."""
+
+from __future__ import annotations
+
+from importlib import resources as importlib_resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROFILE_PACKAGE = "stages.profiles"
+
+
+def list_profiles() -> list[str]:
+    root = importlib_resources.files(PROFILE_PACKAGE)
+    return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    resource = importlib_resources.files(PROFILE_PACKAGE) / f"{name}.yaml"
+    if not resource.is_file():
+        raise ValueError(f"unknown profile {name!r}; shipped profiles: {', '.join(list_profiles())}")
+    return yaml.safe_load(resource.read_text()) or {}
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    data = yaml.safe_load(Path(path).read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`split.min_clip_s=3` style overrides; values are parsed as YAML so numbers, lists and bools work."""
+    data = dict(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key.path=value")
+        dotted, raw = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        node = data
+        for key in keys[:-1]:
+            child = node.get(key)
+            child = dict(child) if isinstance(child, dict) else {}
+            node[key] = child
+            node = child
+        node[keys[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def load_config_data(
+    profile: str | None = None, config: str | Path | None = None, overrides: list[str] | None = None
+) -> dict[str, Any]:
+    """Profile first, then a YAML file on top, then command-line overrides on top of both."""
+    data: dict[str, Any] = {}
+    if profile:
+        data = load_profile(profile)
+    if config:
+        data = deep_merge(data, load_yaml(config))
+    return apply_overrides(data, overrides or [])

@@ -1,0 +1,19 @@
+"""Runners decide where a stage's batches run; every runner feeds a stage the same batches in the same order."""
+
+from __future__ import annotations
+
+from pipeline.runners.base import Runner, split_batches
+from pipeline.runners.local import LocalRunner
+
+
+def make_runner(executor: str, ray_address: str | None = None) -> Runner:
+    if executor == "local":
+        return LocalRunner()
+    if executor == "ray":
+        from pipeline.runners.ray import RayRunner  # ray is only imported when asked for
+
+        return RayRunner(address=ray_address)
+    raise ValueError(f"unknown executor {executor!r}; use 'local' or 'ray'")
+
+
+__all__ = ["LocalRunner", "Runner", "make_runner", "split_batches"]

@@ -1,0 +1,3 @@
+from stages.ingest.stage import IngestConfig, IngestStage, discover
+
+__all__ = ["IngestConfig", "IngestStage", "discover"]

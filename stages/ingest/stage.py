@@ -1,0 +1,142 @@
+"""ingest: videos from a folder, a glob or a list file -> a probed, content-hashed `videos` manifest."""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from manifests import VIDEOS
+from pipeline.stage import RowStage, StageConfig, error_text
+from stages import media
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv",
+                    ".3gp", ".ogv")
+SUBTITLE_EXTENSIONS = (".vtt", ".srt", ".json")
+LIST_EXTENSIONS = (".csv", ".jsonl", ".parquet")
+
+
+class IngestConfig(StageConfig):
+    extensions: list[str] = Field(default_factory=lambda: list(VIDEO_EXTENSIONS),
+                                  description="file endings picked up from folders and globs")
+    sidecar_subtitles: bool = Field(True, description="use <video>.vtt/.srt next to a video as its subtitles")
+    drop_duplicates: bool = Field(True, description="mark later copies of identical content as errors")
+
+
+def _read_list_file(path: Path) -> list[dict[str, Any]]:
+    if path.suffix == ".csv":
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    elif path.suffix == ".parquet":
+        table = pq.read_table(path)
+    else:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return _normalise_rows(rows, path.parent)
+    return _normalise_rows(table.to_pylist(), path.parent)
+
+
+def _normalise_rows(rows: list[dict[str, Any]], base: Path) -> list[dict[str, Any]]:
+    out = []
+    for i, row in enumerate(rows):
+        if not row.get("path"):
+            raise ValueError(f"row {i} of the list file has no 'path'")
+        unknown = set(row) - {"path", "title", "description", "subtitles"}
+        if unknown:
+            raise ValueError(f"list file has unknown columns {sorted(unknown)}; use path, title, description, subtitles")
+
+        def resolve(p: str | None) -> str | None:
+            if not p:
+                return None
+            q = Path(p).expanduser()
+            return str((q if q.is_absolute() else base / q).resolve())
+
+        out.append({"path": resolve(row["path"]), "title": row.get("title") or None,
+                    "description": row.get("description") or None, "subtitles_path": resolve(row.get("subtitles"))})
+    return out
+
+
+def discover(source: str | Path, config: IngestConfig | None = None) -> pa.Table:
+    """A folder (recursive), a glob, or a CSV/JSONL/Parquet list with path[, title, description, subtitles]."""
+    config = config or IngestConfig()
+    source_text = str(source)
+    path = Path(source_text).expanduser()
+    extensions = tuple(e.lower() for e in config.extensions)
+    if path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
+        rows = _read_list_file(path)
+    else:
+        if path.is_dir():
+            files = [p for p in path.rglob("*") if p.is_file()]
+        elif any(ch in source_text for ch in "*?["):
+            files = [Path(p) for p in glob.glob(source_text, recursive=True) if Path(p).is_file()]
+        elif path.is_file():
+            files = [path]
+        else:
+            raise FileNotFoundError(f"input {source_text!r} is not a folder, a glob, a video or a list file")
+        files = sorted(p.resolve() for p in files if p.suffix.lower() in extensions)
+        rows = []
+        for f in files:
+            subtitles = None
+            if config.sidecar_subtitles:
+                subtitles = next((str(f.with_suffix(ext)) for ext in SUBTITLE_EXTENSIONS
+                                  if f.with_suffix(ext).is_file()), None)
+            rows.append({"path": str(f), "title": None, "description": None, "subtitles_path": subtitles})
+    if not rows:
+        raise FileNotFoundError(f"no videos found in {source_text!r} (extensions: {', '.join(extensions)})")
+    rows.sort(key=lambda r: r["path"])
+    return pa.Table.from_pylist(rows, schema=pa.schema([
+        ("path", pa.string()), ("title", pa.string()), ("description", pa.string()), ("subtitles_path", pa.string())]))
+
+
+class IngestStage(RowStage):
+    name = "ingest"
+    config_class = IngestConfig
+    input_stage = None
+    output_schema = VIDEOS.schema
+    sort_keys = ("path",)
+
+    config: IngestConfig
+
+    def process_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        path = Path(row["path"])
+        out = {**row, "error": None}
+        if not path.is_file():
+            return [self.error_row(out, error_text(self.name, "missing_file", str(path)))]
+        if row.get("subtitles_path") and not Path(row["subtitles_path"]).is_file():
+            return [self.error_row(out, error_text(self.name, "missing_subtitles", row["subtitles_path"]))]
+        out["size_bytes"] = path.stat().st_size
+        out["video_id"] = media.content_hash(path)
+        info = media.probe(path)
+        out.update(duration_s=info.duration_s, fps=info.fps, num_frames=info.num_frames, width=info.width,
+                   height=info.height, codec=info.codec, rotation=info.rotation,
+                   sample_aspect_ratio=info.sample_aspect_ratio, has_audio=info.has_audio)
+        return [out]
+
+    def error_row(self, row: dict[str, Any], error: str) -> dict[str, Any]:
+        path = Path(row["path"])
+        if path.is_file() and not row.get("video_id"):
+            row = {**row, "video_id": media.content_hash(path), "size_bytes": path.stat().st_size}
+        return {**row, "error": error}
+
+    def finalize(self, table: pa.Table, out_dir: str) -> pa.Table:
+        table = super().finalize(table, out_dir)
+        if not self.config.drop_duplicates:
+            return table
+        rows = table.to_pylist()
+        first_path: dict[str, str] = {}
+        for row in rows:
+            if row["error"] or not row["video_id"]:
+                continue
+            if row["video_id"] in first_path:
+                row["error"] = error_text(self.name, "duplicate", f"same content as {first_path[row['video_id']]}")
+            else:
+                first_path[row["video_id"]] = row["path"]
+        return self.to_table(rows)
+
+    def stats(self, table: pa.Table) -> dict[str, Any]:
+        ok = [r for r in table.select(["duration_s", "error"]).to_pylist() if not r["error"]]
+        return {"videos_ok": len(ok), "hours": round(sum(r["duration_s"] or 0 for r in ok) / 3600, 4)}

@@ -1,0 +1,6 @@
+"""Shot detectors, chosen by name in config. Importing this package registers the built-in ones."""
+
+from stages.split.detectors import scenedetect as _scenedetect  # noqa: F401  (registers)
+from stages.split.detectors.base import DETECTORS, Detector
+
+__all__ = ["DETECTORS", "Detector"]

@@ -32,6 +32,7 @@ def run_stage(stage: Stage, input_table: pa.Table, output: str | Path, runner: R
     if run_config is not None:
         io.atomic_write_json(out_dir / "config.json", run_config)
 
+    stage.out_dir = str(out_dir)
     started = time.perf_counter()
     table = runner.map(stage, input_table)
     table = stage.finalize(table, str(out_dir))

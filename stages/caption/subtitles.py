@@ -1,0 +1,90 @@
+"""Subtitles and transcripts: VTT, SRT and JSON, cleaned of YouTube's rolling duplicates, sliced per clip."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})")
+_TAG = re.compile(r"<[^>]+>|\{\\[^}]*\}")
+
+
+@dataclass(frozen=True)
+class Cue:
+    start_s: float
+    end_s: float
+    text: str
+
+
+def _seconds(stamp: str) -> float:
+    m = _TIME.search(stamp)
+    if not m:
+        raise ValueError(f"not a timestamp: {stamp!r}")
+    hours, minutes, seconds, millis = m.groups()
+    return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + int(millis.ljust(3, "0")) / 1000
+
+
+def _parse_blocks(text: str) -> list[Cue]:
+    """VTT and SRT share the shape: blocks separated by blank lines, one `a --> b` line, then text lines."""
+    cues = []
+    for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n").replace("\r", "\n")):
+        lines = [ln for ln in block.strip().split("\n") if ln.strip()]
+        timing = next((i for i, ln in enumerate(lines) if "-->" in ln), None)
+        if timing is None:
+            continue
+        start, _, end = lines[timing].partition("-->")
+        body = " ".join(_TAG.sub("", ln).strip() for ln in lines[timing + 1:])
+        body = " ".join(body.split())
+        if body:
+            cues.append(Cue(_seconds(start), _seconds(end.split()[0]), body))
+    return cues
+
+
+def _parse_json(text: str) -> list[Cue]:
+    """A list of {start, end, text} (also Whisper's {"segments": [...]}), times in seconds."""
+    data = json.loads(text)
+    if isinstance(data, dict):
+        data = data.get("segments") or data.get("cues") or []
+    return [Cue(float(d["start"]), float(d["end"]), " ".join(str(d["text"]).split())) for d in data if d.get("text")]
+
+
+def dedupe_rolling(cues: list[Cue]) -> list[Cue]:
+    """YouTube auto-captions repeat the previous line at the start of the next cue; keep only what is new."""
+    out: list[Cue] = []
+    for cue in cues:
+        text = cue.text
+        if out:
+            prev = out[-1].text
+            if text == prev:
+                out[-1] = Cue(out[-1].start_s, max(out[-1].end_s, cue.end_s), prev)
+                continue
+            if text.startswith(prev + " "):
+                text = text[len(prev) + 1:]
+            else:
+                # the longest suffix of prev that is a prefix of text
+                words_prev, words = prev.split(), text.split()
+                for k in range(min(len(words_prev), len(words)), 0, -1):
+                    if words_prev[-k:] == words[:k]:
+                        text = " ".join(words[k:])
+                        break
+        if text.strip():
+            out.append(Cue(cue.start_s, cue.end_s, text.strip()))
+    return out
+
+
+def read_subtitles(path: str | Path) -> list[Cue]:
+    path = Path(path)
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    cues = _parse_json(text) if path.suffix.lower() == ".json" else _parse_blocks(text)
+    return dedupe_rolling(sorted(cues, key=lambda c: (c.start_s, c.end_s)))
+
+
+def slice_cues(cues: list[Cue], start_s: float, end_s: float) -> list[Cue]:
+    """Cues that overlap [start_s, end_s)."""
+    return [c for c in cues if c.end_s > start_s and c.start_s < end_s]
+
+
+def cues_text(cues: list[Cue]) -> str:
+    return " ".join(c.text for c in cues)

@@ -1,0 +1,8 @@
+"""Teacher kinds, one file each. Importing this package registers the built-in ones."""
+
+from stages.caption.teachers import baselines as _baselines  # noqa: F401
+from stages.caption.teachers import hf_image as _hf_image  # noqa: F401
+from stages.caption.teachers import llm as _llm  # noqa: F401
+from stages.caption.teachers.base import TEACHERS, ClipInput, Teacher, TeacherConfig
+
+__all__ = ["TEACHERS", "ClipInput", "Teacher", "TeacherConfig"]

@@ -1,0 +1,143 @@
+"""A teacher writes one caption per clip. Config says which kind, which model, and which inputs it sees."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.registry import Registry
+
+Input = Literal["frames", "title", "description", "subtitles"]
+
+
+class TeacherConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    name: str = Field(description="unique name of this teacher in the run; candidates are keyed by it")
+    kind: str = Field(description="registered teacher kind")
+    model: str | None = Field(None, description="hub id, local path, pkg:<module>/<file> or tiny:<name>")
+    prompt: str | None = Field(None, description="prompt template; {title} {description} {subtitles} fill in")
+    inputs: list[Input] = Field(default_factory=list, description="what the teacher sees")
+    num_frames: int = Field(1, ge=1, description="frames given to the model (image captioners use the middle one)")
+    generation: dict[str, Any] = Field(default_factory=dict, description="passed to generate()")
+    batch_size: int = Field(8, ge=1, description="clips per model call")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    dtype: str = Field("auto", description="auto | float32 | float16 | bfloat16")
+
+
+@dataclass
+class ClipInput:
+    clip_id: str
+    frames: list[bytes] = field(default_factory=list)   # JPEG bytes, in time order
+    title: str | None = None
+    description: str | None = None
+    subtitles: str | None = None                        # the clip's slice of the transcript
+    start_s: float = 0.0
+    end_s: float = 0.0
+
+    def images(self, count: int):
+        """`count` frames spread over the clip, as PIL images (the middle one when count is 1)."""
+        from PIL import Image
+
+        if not self.frames:
+            return []
+        if count == 1:
+            picks = [self.frames[len(self.frames) // 2]]
+        else:
+            step = len(self.frames) / count
+            picks = [self.frames[min(len(self.frames) - 1, int(i * step))] for i in range(count)]
+        return [Image.open(io.BytesIO(b)).convert("RGB") for b in picks]
+
+
+class Teacher:
+    """Subclasses implement `caption`; `setup` loads the model once per worker."""
+
+    kind: ClassVar[str]
+    default_inputs: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: TeacherConfig):
+        self.config = config
+        self.inputs = list(config.inputs or self.default_inputs)
+        self.weights = "none"
+        self.model_name = config.model or ""
+
+    def setup(self) -> None:
+        pass
+
+    def caption(self, clips: Sequence[ClipInput]) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def prompt_hash(self) -> str:
+        key = json.dumps({"kind": self.kind, "prompt": self.config.prompt, "inputs": self.inputs,
+                          "frames": self.config.num_frames, "generation": self.config.generation}, sort_keys=True)
+        return hashlib.sha1(key.encode()).hexdigest()[:12]
+
+    def missing_inputs(self, clip: ClipInput) -> list[str]:
+        """Inputs this teacher needs that the clip lacks; a teacher with nothing to see writes nothing."""
+        missing = []
+        for name in self.inputs:
+            value = clip.frames if name == "frames" else getattr(clip, name)
+            if not value:
+                missing.append(name)
+        return missing
+
+    def usable(self, clip: ClipInput) -> bool:
+        return len(self.missing_inputs(clip)) < len(self.inputs) if self.inputs else True
+
+
+def torch_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def torch_dtype(name: str, device: str):
+    import torch
+
+    if name == "auto":
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, name)
+
+
+_SPACE = re.compile(r"\s+")
+_SPECIAL = re.compile(r"<\|[^|>]*\|>|</?s>|\[(?:CLS|SEP|PAD|UNK|MASK|DEC)\]|<pad>|<unk>")
+
+
+def clean_caption(text: str, prompt: str | None = None) -> str:
+    """Strip special tokens, an echoed prompt, quotes and whitespace noise."""
+    text = _SPECIAL.sub(" ", text or "")
+    text = _SPACE.sub(" ", text).strip()
+    if prompt:
+        p = _SPACE.sub(" ", prompt).strip()
+        if p and text.lower().startswith(p.lower()):
+            text = text[len(p):].strip()
+    for prefix in ("Caption:", "caption:", "Answer:", "Sentence:"):
+        if text.startswith(prefix):
+            text = text[len(prefix):].strip()
+    return text.strip(" \"'`")
+
+
+def rejection_reason(text: str) -> str | None:
+    """Empty or degenerate outputs are kept as rejected candidates with the reason, never silently dropped."""
+    words = text.split()
+    if not words:
+        return "empty"
+    if len(words) >= 6:
+        if max(words.count(w) for w in set(words)) / len(words) > 0.5:
+            return "repetitive"
+        trigrams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
+        if len(trigrams) >= 6 and len(set(trigrams)) / len(trigrams) < 0.5:
+            return "repetitive"
+    return None
+
+
+TEACHERS: Registry[type[Teacher]] = Registry("teacher")

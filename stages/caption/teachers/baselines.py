@@ -1,0 +1,29 @@
+"""Model-free teachers: what the video already says. Cheap, and a floor the learned teachers must beat."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from stages.caption.teachers.base import TEACHERS, ClipInput, Teacher
+
+
+@TEACHERS.register("subtitles")
+class SubtitlesTeacher(Teacher):
+    """The clip's own slice of the transcript."""
+
+    kind = "subtitles"
+    default_inputs = ("subtitles",)
+
+    def caption(self, clips: Sequence[ClipInput]) -> list[str]:
+        return [c.subtitles or "" for c in clips]
+
+
+@TEACHERS.register("title")
+class TitleTeacher(Teacher):
+    """The video's title, the same for every clip of it."""
+
+    kind = "title"
+    default_inputs = ("title",)
+
+    def caption(self, clips: Sequence[ClipInput]) -> list[str]:
+        return [c.title or "" for c in clips]

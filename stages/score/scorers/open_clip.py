@@ -1,0 +1,78 @@
+"""open_clip models: any model name with a pretrained tag, a checkpoint path, or `tiny:open_clip` for tests."""
+
+from __future__ import annotations
+
+import io
+from typing import Sequence
+
+import numpy as np
+
+from stages import models
+from stages.caption.teachers.base import torch_device, torch_dtype
+from stages.score.scorers.base import SCORERS, Scorer
+
+
+@SCORERS.register("open_clip")
+class OpenClipScorer(Scorer):
+    """A clip's embedding is the normalised mean of its frames' embeddings."""
+
+    kind = "open_clip"
+
+    def setup(self) -> None:
+        import open_clip
+        import torch
+
+        self._torch = torch
+        name, pretrained = self.config.model, self.config.pretrained
+        if name.startswith("tiny:"):
+            resolved = models.resolve(name)
+            open_clip.add_model_config(resolved.location)
+            name, pretrained = models.TINY_OPEN_CLIP_NAME, f"{resolved.location}/open_clip_model.safetensors"
+            self.weights = resolved.weights
+        else:
+            self.weights = pretrained or models.UNTRAINED
+        self.device = torch_device(self.config.device)
+        self.model, _, self.preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained, device=self.device)
+        self.model.eval()
+        self.dtype = torch_dtype(self.config.dtype, self.device)
+        if self.dtype != torch.float32:
+            self.model = self.model.to(self.dtype)
+        self.tokenizer = open_clip.get_tokenizer(name)
+        self.context_length = getattr(self.model, "context_length", 77)
+
+    def embed_clips(self, clips: Sequence[list[bytes]]) -> np.ndarray:
+        from PIL import Image
+
+        torch = self._torch
+        owners, images = [], []
+        for n, frames in enumerate(clips):
+            for jpeg in frames:
+                owners.append(n)
+                images.append(self.preprocess(Image.open(io.BytesIO(jpeg)).convert("RGB")))
+        feats = []
+        with torch.inference_mode():
+            for i in range(0, len(images), self.config.batch_size):
+                batch = torch.stack(images[i:i + self.config.batch_size]).to(self.device, self.dtype)
+                feats.append(self.model.encode_image(batch, normalize=True).float().cpu())
+        frame_emb = torch.cat(feats).numpy() if feats else np.zeros((0, 1), np.float32)
+        out = np.zeros((len(clips), frame_emb.shape[1]), np.float32)
+        owners_arr = np.asarray(owners)
+        for n in range(len(clips)):
+            mean = frame_emb[owners_arr == n].mean(axis=0)
+            out[n] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+        return out
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        torch = self._torch
+        feats = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), self.config.batch_size):
+                tokens = self.tokenizer(list(texts[i:i + self.config.batch_size])).to(self.device)
+                feats.append(self.model.encode_text(tokens, normalize=True).float().cpu())
+        return torch.cat(feats).numpy() if feats else np.zeros((0, 1), np.float32)
+
+    def truncated(self, text: str) -> bool:
+        """Whether the text encoder saw only a prefix of this text (context length, start and end tokens)."""
+        return len(self.tokenizer.encode(text)) > self.context_length - 2 if hasattr(self.tokenizer, "encode") \
+            else False

@@ -1,0 +1,92 @@
+"""score: a retrieval model scores every candidate of every clip; the best is chosen, every score is kept."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field
+
+from manifests import SCORED
+from pipeline.stage import Stage, StageConfig, error_text
+from stages import models
+from stages.score.scorers import SCORERS, Scorer, ScorerConfig
+
+
+class ScoreConfig(StageConfig):
+    scorer: ScorerConfig = Field(default_factory=ScorerConfig)
+    decimals: int = Field(6, ge=1, le=12, description="scores are rounded to this many decimals")
+
+
+def choose(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The highest-scored usable candidate; ties go to the earlier teacher in config order (deterministic)."""
+    best = None
+    for c in candidates:
+        if c["status"] != "ok" or c["score"] is None:
+            continue
+        if best is None or c["score"] > best["score"]:
+            best = c
+    return best
+
+
+class ScoreStage(Stage):
+    name = "score"
+    config_class = ScoreConfig
+    input_stage = "caption"
+    output_schema = SCORED.schema
+    sort_keys = ("path", "start_frame")
+    uses_models = True
+
+    config: ScoreConfig
+
+    def setup(self) -> None:
+        models.set_torch_threads(self.resources.threads)
+        self.scorer: Scorer = SCORERS.get(self.config.scorer.kind)(self.config.scorer)
+        self.scorer.setup()
+
+    def process_batch(self, batch: pa.Table) -> pa.Table:
+        self.ensure_setup()
+        rows = batch.to_pylist()
+        live = [r for r in rows if not r.get("error") and r.get("frames")]
+        for r in rows:
+            if not r.get("error") and not r.get("frames"):
+                r["error"] = error_text(self.name, "no_frames", "the clip has no stored frames to score")
+        if live:
+            clip_emb = self.scorer.embed_clips([r["frames"] for r in live])
+            texts = [c["text"] for r in live for c in r["candidates"] if c["status"] == "ok"]
+            text_emb = self.scorer.embed_texts(texts) if texts else np.zeros((0, clip_emb.shape[1]), np.float32)
+            k = 0
+            for n, r in enumerate(live):
+                for c in r["candidates"]:
+                    if c["status"] == "ok":
+                        c["score"] = round(float(clip_emb[n] @ text_emb[k]), self.config.decimals)
+                        k += 1
+                best = choose(r["candidates"])
+                if best is None:
+                    r["error"] = error_text(self.name, "no_candidate", "no usable candidate caption")
+                    continue
+                r["caption"], r["caption_teacher"], r["caption_score"] = best["text"], best["teacher"], best["score"]
+                r["scorer"] = self.scorer.label
+        return self.to_table(rows)
+
+    def stats(self, table: pa.Table) -> dict[str, Any]:
+        rows = table.select(["caption_teacher", "candidates", "error"]).to_pylist()
+        chosen = [r for r in rows if not r["error"] and r["caption_teacher"]]
+        wins = Counter(r["caption_teacher"] for r in chosen)
+        scores: dict[str, list[float]] = {}
+        for r in chosen:
+            for c in r["candidates"]:
+                if c["score"] is not None:
+                    scores.setdefault(c["teacher"], []).append(c["score"])
+        hist = {}
+        for teacher, values in sorted(scores.items()):
+            counts, edges = np.histogram(values, bins=10)
+            hist[teacher] = {"mean": round(float(np.mean(values)), 6), "counts": counts.tolist(),
+                             "edges": [round(float(e), 6) for e in edges]}
+        return {
+            "clips_scored": len(chosen),
+            "win_rate": {t: round(wins[t] / len(chosen), 4) for t in sorted(scores)} if chosen else {},
+            "score_histograms": hist,
+        }

@@ -1,0 +1,3 @@
+from stages.shard.stage import ShardConfig, ShardStage
+
+__all__ = ["ShardConfig", "ShardStage"]

@@ -185,7 +185,8 @@ def encode_clip(src: str | Path, dst: str | Path, start_s: float, frame_count: i
     cmd += ["-vf", ",".join(filters), "-c:v", "libx264", "-preset", preset, "-crf", str(crf),
             "-threads", str(threads), "-x264-params", "threads=1"]
     if audio:
-        cmd += ["-map", "0:a:0?", "-c:a", "aac", "-b:a", "128k", "-t", f"{duration:.6f}"]
+        # trim audio with a filter: an output -t would also cut the last video frame
+        cmd += ["-map", "0:a:0?", "-af", f"atrim=duration={duration + 0.5 / fps:.6f}", "-c:a", "aac", "-b:a", "128k"]
     cmd += ["-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact", "-flags", "+bitexact",
             "-movflags", "+faststart", "-f", "mp4", str(dst)]
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -1,0 +1,90 @@
+"""Generated test videos: scenes with known cuts, and every frame's index drawn as a binary code, so tests can
+check both shot detection and frame-exact cutting without any downloaded file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+BITS = 10            # frame indices up to 1023
+CODE_ROWS = 16       # height of the code band at the top of the frame
+
+
+PALETTE = [(200, 40, 40), (40, 170, 60), (40, 60, 200), (220, 200, 40), (150, 40, 170), (40, 190, 190)]
+
+
+def frame_image(index: int, scene: int, width: int, height: int) -> np.ndarray:
+    """A strongly coloured background per scene, a square drifting smoothly inside the shot, the code band on top."""
+    img = np.empty((height, width, 3), dtype=np.uint8)
+    img[:] = PALETTE[scene % len(PALETTE)]
+    rows = np.arange(height)[:, None]
+    img[..., 0] = np.clip(img[..., 0].astype(int) + (rows * 40 // height) - 20, 0, 255)  # gentle gradient
+    side = height // 3
+    x = (index * 2) % max(1, width - side)
+    y = height // 2 - side // 2 + (scene * 17) % (height // 4)
+    img[y:y + side, x:x + side] = [255 - c for c in PALETTE[scene % len(PALETTE)]]
+    block = width // BITS
+    for bit in range(BITS):
+        on = (index >> bit) & 1
+        img[:CODE_ROWS, bit * block:(bit + 1) * block] = 255 if on else 0
+    return img
+
+
+def read_index(rgb: np.ndarray) -> int:
+    """Inverse of the code band drawn by `frame_image`, robust to compression."""
+    width = rgb.shape[1]
+    block = width // BITS
+    value = 0
+    for bit in range(BITS):
+        patch = rgb[2:CODE_ROWS - 2, bit * block + 2:(bit + 1) * block - 2]
+        if patch.mean() > 127:
+            value |= 1 << bit
+    return value
+
+
+def make_video(path: str | Path, scene_lengths: list[int], fps: int = 25, size: tuple[int, int] = (320, 240),
+               gop: int = 12, audio: bool = False) -> list[int]:
+    """Writes an H.264 MP4; returns the cut frames (first frame of every shot after the first)."""
+    import av
+
+    width, height = size
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "18", "g": str(gop), "preset": "ultrafast"}
+        astream = container.add_stream("aac", rate=16000) if audio else None
+        index = 0
+        for scene, length in enumerate(scene_lengths):
+            for _ in range(length):
+                frame = av.VideoFrame.from_ndarray(frame_image(index, scene, width, height), format="rgb24")
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+                index += 1
+        for packet in stream.encode():
+            container.mux(packet)
+        if astream is not None:
+            samples_total = int(index / fps * 16000)
+            t = np.arange(samples_total) / 16000
+            wave = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+            for start in range(0, samples_total, 1024):
+                chunk = wave[start:start + 1024]
+                aframe = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
+                aframe.sample_rate = 16000
+                aframe.pts = start
+                for packet in astream.encode(aframe):
+                    container.mux(packet)
+            for packet in astream.encode():
+                container.mux(packet)
+    cuts, total = [], 0
+    for length in scene_lengths[:-1]:
+        total += length
+        cuts.append(total)
+    return cuts
+
+
+def decoded_indices(path: str | Path) -> list[int]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [read_index(f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]

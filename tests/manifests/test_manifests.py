@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from manifests import CAPTIONS, CLIPS, SCORED, VIDEOS
+from manifests.base import Manifest
+
+
+def test_each_manifest_keeps_the_previous_columns():
+    for earlier, later in [(VIDEOS, CLIPS), (CLIPS, CAPTIONS), (CAPTIONS, SCORED)]:
+        assert set(earlier.schema.names) <= set(later.schema.names)
+    assert CLIPS.schema.metadata[b"vlcurate.schema"] == b"clips/1"
+
+
+def test_validate_names_every_problem(tmp_path):
+    bad = pa.table({"video_id": [1], "path": ["x"]})
+    with pytest.raises(ValueError) as info:
+        VIDEOS.validate(bad)
+    assert "column 'video_id' is int64" in str(info.value) and "missing column 'fps'" in str(info.value)
+
+
+def test_roundtrip_and_version_check(tmp_path):
+    table = VIDEOS.schema.empty_table()
+    VIDEOS.write(tmp_path / "v.parquet", table)
+    assert VIDEOS.read(tmp_path / "v.parquet").schema.equals(VIDEOS.schema)
+    newer = Manifest("videos", 2, VIDEOS.fields)
+    newer.write(tmp_path / "v2.parquet", newer.schema.empty_table())
+    with pytest.raises(ValueError, match="videos/2"):
+        VIDEOS.read(tmp_path / "v2.parquet")

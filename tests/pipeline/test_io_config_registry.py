@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+
+from pipeline import io
+from pipeline.config import apply_overrides, deep_merge, list_profiles, load_config_data
+from pipeline.registry import Registry
+
+
+def test_atomic_writes_leave_no_temp_files(tmp_path):
+    io.atomic_write_json(tmp_path / "a" / "s.json", {"b": 1, "a": [1, 2]})
+    io.write_parquet(tmp_path / "a" / "m.parquet", pa.table({"x": [1, 2]}))
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["m.parquet", "s.json"]
+    assert json.loads((tmp_path / "a" / "s.json").read_text()) == {"a": [1, 2], "b": 1}
+    assert io.read_parquet(tmp_path / "a" / "m.parquet").column("x").to_pylist() == [1, 2]
+
+
+def test_equal_tables_give_equal_parquet_bytes(tmp_path):
+    t = pa.table({"x": [1, 2, 3], "s": ["a", None, "c"]})
+    io.write_parquet(tmp_path / "1.parquet", t)
+    io.write_parquet(tmp_path / "2.parquet", t)
+    assert (tmp_path / "1.parquet").read_bytes() == (tmp_path / "2.parquet").read_bytes()
+
+
+def test_markers(tmp_path):
+    d = tmp_path / "stage"
+    assert not io.is_done(d)
+    d.mkdir()
+    io.mark_done(d)
+    assert io.is_done(d)
+    io.clear_stage_dir(d)
+    assert not d.exists()
+
+
+def test_overrides_parse_yaml_values_and_nest():
+    data = apply_overrides({"split": {"min_clip_s": 2}}, ["split.min_clip_s=3.5", "shard.audio=false",
+                                                         "caption.teachers=[]"])
+    assert data == {"split": {"min_clip_s": 3.5}, "shard": {"audio": False}, "caption": {"teachers": []}}
+    with pytest.raises(ValueError, match="key.path=value"):
+        apply_overrides({}, ["novalue"])
+
+
+def test_profiles_and_merge(tmp_path):
+    assert {"demo", "pretrained"} <= set(list_profiles())
+    extra = tmp_path / "c.yaml"
+    extra.write_text("split:\n  min_clip_s: 9\n")
+    data = load_config_data("demo", extra, ["shard.maxcount=2"])
+    assert data["split"]["min_clip_s"] == 9 and data["split"]["detector"] == "adaptive"
+    assert data["shard"]["maxcount"] == 2
+    assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
+    with pytest.raises(ValueError, match="unknown profile"):
+        load_config_data("nope")
+
+
+def test_registry():
+    reg: Registry[int] = Registry("thing")
+    reg.register("one")(1)
+    assert reg.get("one") == 1 and "one" in reg and reg.names() == ["one"]
+    with pytest.raises(KeyError, match="registered: one"):
+        reg.get("two")
+    with pytest.raises(ValueError):
+        reg.register("one")(2)

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from pipeline.runners import LocalRunner
+from pipeline.runners.ray import plan_pool
+from pipeline.stage import RowStage, StageConfig
+
+SCHEMA = pa.schema([("x", pa.int64()), ("batch", pa.int64()), ("error", pa.string())])
+
+
+class BatchTagger(RowStage):
+    """Tags each row with the first x of its batch: proves both runners use the same batch boundaries."""
+
+    name = "tag"
+    output_schema = SCHEMA
+    sort_keys = ("x",)
+
+    def process_batch(self, batch):
+        first = batch.column("x")[0].as_py()
+        rows = [{**r, "batch": first} for r in batch.to_pylist()]
+        return self.to_table(rows)
+
+
+def test_plan_pool_uses_fractions_on_small_machines():
+    pool, cpus, gpus = plan_pool(1.0, 0.0, None, 10, {"CPU": 2.0})
+    assert pool == 1 and cpus <= 1.0 and gpus == 0.0
+    pool, cpus, _ = plan_pool(0.5, 0.0, None, 10, {"CPU": 2.0})
+    assert pool == 3 and pool * cpus <= 2.0 * 0.9 + 1e-9
+    pool, cpus, _ = plan_pool(1.0, 0.0, 4, 10, {"CPU": 2.0})
+    assert pool == 4 and pool * cpus <= 1.8 + 1e-9  # asked-for pool fits by shrinking each actor
+    pool, _, _ = plan_pool(1.0, 0.0, 8, 2, {"CPU": 16.0})
+    assert pool == 2  # never more actors than batches
+    pool, _, gpus = plan_pool(1.0, 0.5, None, 10, {"CPU": 16.0, "GPU": 2.0})
+    assert pool == 4 and gpus == 0.5
+    with pytest.raises(RuntimeError, match="has none"):
+        plan_pool(1.0, 1.0, None, 10, {"CPU": 4.0})
+
+
+def make_table(n):
+    return pa.table({"x": list(range(n)), "batch": [None] * n, "error": [None] * n}, schema=SCHEMA)
+
+
+@pytest.mark.ray
+def test_ray_runner_matches_local(ray_runner):
+    stage = BatchTagger(StageConfig(resources={"batch_size": 3, "cpus": 0.5}))
+    local = stage.finalize(LocalRunner().map(stage, make_table(10)), "")
+    remote = stage.finalize(ray_runner.map(BatchTagger(stage.config), make_table(10)), "")
+    assert remote.equals(local)
+    assert local.column("batch").to_pylist() == [0, 0, 0, 3, 3, 3, 6, 6, 6, 9]

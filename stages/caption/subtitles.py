@@ -51,24 +51,22 @@ def _parse_json(text: str) -> list[Cue]:
 
 
 def dedupe_rolling(cues: list[Cue]) -> list[Cue]:
-    """YouTube auto-captions repeat the previous line at the start of the next cue; keep only what is new."""
+    """YouTube auto-captions repeat the previous cue at the start of the next one; keep only what is new."""
     out: list[Cue] = []
+    prev_raw = ""
     for cue in cues:
         text = cue.text
-        if out:
-            prev = out[-1].text
-            if text == prev:
-                out[-1] = Cue(out[-1].start_s, max(out[-1].end_s, cue.end_s), prev)
-                continue
-            if text.startswith(prev + " "):
-                text = text[len(prev) + 1:]
-            else:
-                # the longest suffix of prev that is a prefix of text
-                words_prev, words = prev.split(), text.split()
-                for k in range(min(len(words_prev), len(words)), 0, -1):
-                    if words_prev[-k:] == words[:k]:
-                        text = " ".join(words[k:])
-                        break
+        if out and text == prev_raw:
+            out[-1] = Cue(out[-1].start_s, max(out[-1].end_s, cue.end_s), out[-1].text)
+            continue
+        if prev_raw:
+            # drop the longest run of words that ends the previous cue and starts this one
+            words_prev, words = prev_raw.split(), text.split()
+            for k in range(min(len(words_prev), len(words)), 0, -1):
+                if words_prev[-k:] == words[:k]:
+                    text = " ".join(words[k:])
+                    break
+        prev_raw = cue.text
         if text.strip():
             out.append(Cue(cue.start_s, cue.end_s, text.strip()))
     return out

@@ -27,6 +27,7 @@ from stages import media
 ENCODED = SCORED.extend("encoded", 1, pa.field("mp4_path", pa.string()), pa.field("frame_count", pa.int64()),
                         pa.field("mp4_bytes", pa.int64()))
 STAGING = "_clips"
+SAMPLE_OVERHEAD = 4096  # tar headers, .json and .txt of one sample, roughly
 JSON_FIELDS = ("video_id", "path", "title", "fps", "start_frame", "end_frame", "start_s", "end_s", "caption",
                "caption_teacher", "caption_score", "scorer", "detector")
 CANDIDATE_FIELDS = ("teacher", "kind", "model", "weights", "inputs", "prompt_hash", "text", "status", "reason",
@@ -104,7 +105,7 @@ class ShardStage(Stage):
         shards: list[list[dict[str, Any]]] = []
         size = 0
         for row in order:
-            sample_size = row["mp4_bytes"] + 4096
+            sample_size = row["mp4_bytes"] + SAMPLE_OVERHEAD
             if not shards or len(shards[-1]) >= self.config.maxcount or (
                     shards[-1] and size + sample_size > self.config.maxsize):
                 shards.append([])

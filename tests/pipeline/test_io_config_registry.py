@@ -63,3 +63,11 @@ def test_registry():
         reg.get("two")
     with pytest.raises(ValueError):
         reg.register("one")(2)
+
+
+@pytest.mark.parametrize("profile", ["demo", "pretrained"])
+def test_shipped_profiles_validate(profile):
+    from stages.config import load_run_config
+
+    config = load_run_config(profile)
+    assert config.caption.teachers and config.score.scorer.model

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from manifests import CAPTIONS
+from stages.score import ScoreConfig, ScoreStage
+from stages.score.stage import choose
+
+
+def cand(teacher, score, status="ok", text="t"):
+    return {"teacher": teacher, "status": status, "score": score, "text": text}
+
+
+def test_choose_prefers_highest_and_breaks_ties_by_teacher_order():
+    assert choose([cand("a", 0.1), cand("b", 0.3), cand("c", 0.2)])["teacher"] == "b"
+    assert choose([cand("a", 0.3), cand("b", 0.3)])["teacher"] == "a"
+    assert choose([cand("a", 0.9, status="rejected"), cand("b", 0.1)])["teacher"] == "b"
+    assert choose([cand("a", None, status="error")]) is None
+
+
+def jpeg(color):
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), color).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def test_every_candidate_is_scored_and_the_best_chosen():
+    texts = ["a red square", "a blue circle", "x"]
+    candidates = [{"teacher": f"t{i}", "kind": "k", "model": "m", "weights": "w", "inputs": [], "prompt_hash": "h",
+                   "text": t, "status": "ok", "reason": None, "seconds": 0.0, "score": None}
+                  for i, t in enumerate(texts)]
+    candidates[2]["status"] = "rejected"
+    rows = [{"clip_id": f"c{i}", "path": "/v", "start_frame": i, "start_s": 0.0, "end_s": 1.0,
+             "frames": [jpeg((255, 0, 0)), jpeg((0, 0, 255))], "candidates": candidates, "error": None}
+            for i in range(2)]
+    stage = ScoreStage(ScoreConfig(scorer={"kind": "open_clip", "model": "tiny:open_clip"}))
+    out = stage.process_batch(pa.Table.from_pylist(rows, schema=CAPTIONS.schema)).to_pylist()
+    for row in out:
+        scores = [c["score"] for c in row["candidates"]]
+        assert scores[2] is None and all(-1 <= s <= 1 for s in scores[:2])
+        assert row["caption_score"] == max(scores[:2])
+        assert row["caption"] == texts[int(np.argmax(scores[:2]))]
+        assert row["scorer"] == "open_clip:tiny:open_clip@untrained"
+    emb = stage.scorer.embed_texts(["a", "b"])
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+
+from manifests import SCORED
+from pipeline.runners import LocalRunner
+from stages import media
+from stages.ingest import IngestStage, discover
+from stages.shard import ShardConfig, ShardStage
+from stages.split import SplitConfig, SplitStage
+from tests.fixtures import decoded_indices
+
+
+@pytest.fixture(scope="module")
+def scored_rows(scene_video):
+    videos = LocalRunner().map(IngestStage(), discover(scene_video[0]))
+    clips = LocalRunner().map(SplitStage(SplitConfig(min_clip_s=0.5)), videos).to_pylist()
+    for n, clip in enumerate(clips):
+        clip["candidates"] = [{"teacher": "t", "kind": "title", "model": "", "weights": "none", "inputs": ["title"],
+                               "prompt_hash": "h", "text": f"caption {n}", "status": "ok", "reason": None,
+                               "seconds": 0.5 + n, "score": 0.25}]
+        clip.update(caption=f"caption {n}", caption_teacher="t", caption_score=0.25, scorer="s")
+    return clips
+
+
+def run_shard(rows, out_dir, **cfg):
+    stage = ShardStage(ShardConfig(**cfg))
+    stage.out_dir = str(out_dir)
+    encoded = LocalRunner().map(stage, pa.Table.from_pylist(rows, schema=SCORED.schema))
+    return stage, stage.finalize(encoded, str(out_dir))
+
+
+def test_clips_hold_exactly_their_span_and_tars_read_back(scored_rows, tmp_path):
+    import webdataset as wds
+
+    stage, index = run_shard(scored_rows, tmp_path, maxcount=3)
+    assert index.num_rows == 4 and sorted(set(index.column("shard").to_pylist())) == ["shard-00000.tar",
+                                                                                        "shard-00001.tar"]
+    samples = list(wds.WebDataset([str(p) for p in sorted(tmp_path.glob("*.tar"))], shardshuffle=False))
+    assert len(samples) == 4
+    for sample in samples:
+        meta = json.loads(sample["json"])
+        clip = tmp_path / "check.mp4"
+        clip.write_bytes(sample["mp4"])
+        assert decoded_indices(clip) == list(range(meta["start_frame"], meta["end_frame"]))
+        assert meta["frame_count"] == meta["end_frame"] - meta["start_frame"]
+        assert sample["txt"].decode().strip() == meta["caption"]
+        assert "seconds" not in meta["candidates"][0]  # no timings: reruns write identical bytes
+    assert not (tmp_path / "_clips").exists()
+    sidecar = pa.parquet.read_table(tmp_path / "shard-00000.parquet")
+    assert sidecar.num_rows == 3
+
+
+def test_same_input_gives_identical_tars_and_seed_changes_order(scored_rows, tmp_path):
+    run_shard(scored_rows, tmp_path / "a", maxcount=10)
+    changed = [dict(r, candidates=[dict(c, seconds=99.0) for c in r["candidates"]]) for r in scored_rows]
+    run_shard(changed, tmp_path / "b", maxcount=10)
+    assert (tmp_path / "a" / "shard-00000.tar").read_bytes() == (tmp_path / "b" / "shard-00000.tar").read_bytes()
+    _, seeded = run_shard(scored_rows, tmp_path / "c", maxcount=10, shuffle_seed=1)
+    _, ordered = run_shard(scored_rows, tmp_path / "d", maxcount=10, shuffle_seed=None)
+    assert ordered.column("key").to_pylist() == sorted(ordered.column("key").to_pylist())
+    assert sorted(seeded.column("key").to_pylist()) == ordered.column("key").to_pylist()
+
+
+def test_maxsize_starts_new_shards(scored_rows):
+    from stages.shard.stage import SAMPLE_OVERHEAD
+
+    stage = ShardStage(ShardConfig(maxcount=100, maxsize=2 * (2000 + SAMPLE_OVERHEAD) + 10, shuffle_seed=None))
+    rows = [{"clip_id": str(i), "mp4_bytes": 2000} for i in range(5)]
+    assert [len(s) for s in stage.plan_shards(rows)] == [2, 2, 1]
+    rows = [{"clip_id": "big", "mp4_bytes": 10**6}, {"clip_id": "z", "mp4_bytes": 10}]
+    assert [len(s) for s in stage.plan_shards(rows)] == [1, 1]  # an oversized sample gets a tar of its own
+
+
+def test_failed_encodes_are_errors_not_crashes(scored_rows, tmp_path):
+    broken = [dict(scored_rows[0], path=str(tmp_path / "gone.mp4"))] + scored_rows[1:]
+    stage, index = run_shard(broken, tmp_path)
+    assert index.num_rows == len(scored_rows) - 1
+    assert stage.stats(index)["errors_by_reason"] == {"shard/encode_failed": 1}
+    errors = pa.parquet.read_table(tmp_path / "errors.parquet").to_pylist()
+    assert errors[0]["clip_id"] == scored_rows[0]["clip_id"]
+
+
+def test_ffmpeg_is_found():
+    assert media.ffmpeg_exe()

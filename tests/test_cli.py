@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from stages.cli import app
+
+runner = CliRunner()
+
+LIGHT = {
+    "split": {"min_clip_s": 0.5},
+    "caption": {"teachers": [{"name": "title", "kind": "title"}, {"name": "subtitles", "kind": "subtitles"},
+                             {"name": "blip", "kind": "hf_image_captioner", "model": "tiny:blip",
+                              "generation": {"max_new_tokens": 6}}]},
+    "score": {"scorer": {"kind": "open_clip", "model": "tiny:open_clip"}},
+    "shard": {"maxcount": 2},
+}
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["ingest"], ["split"], ["caption"], ["score"], ["shard"]])
+def test_help(command):
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_profiles_are_listed():
+    result = runner.invoke(app, ["profiles"])
+    assert result.exit_code == 0 and "demo" in result.output and "pretrained" in result.output
+
+
+def test_bad_config_and_missing_upstream_are_clear_errors(tmp_path):
+    result = runner.invoke(app, ["run", "--output", str(tmp_path), "--set", "split.min_clip=3", "-i", "x"])
+    assert result.exit_code == 2 and "min_clip" in result.output
+    result = runner.invoke(app, ["split", "--output", str(tmp_path)])
+    assert result.exit_code == 2 and "ingest stage has not finished" in result.output
+    result = runner.invoke(app, ["run", "--output", str(tmp_path), "--stages", "split,bogus"])
+    assert result.exit_code == 2 and "bogus" in result.output
+
+
+@pytest.mark.slow
+def test_folder_with_bad_files_runs_to_the_end(tmp_path, video_folder):
+    import json
+
+    import pyarrow.parquet as pq
+    import webdataset as wds
+
+    config = tmp_path / "light.yaml"
+    config.write_text(yaml.safe_dump(LIGHT))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", "-c", str(config), "-i", str(video_folder), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+
+    ingest = {r["path"].rsplit("/", 1)[1]: r["error"] for r in pq.read_table(out / "ingest" / "manifest.parquet").to_pylist()}
+    assert ingest["a_scenes.mp4"] is None and ingest["b_other.mp4"] is None
+    assert ingest["c_corrupt.mp4"].startswith("ingest/corrupt")
+    assert ingest["d_empty.mp4"].startswith("ingest/empty_file")
+    assert ingest["e_text.mp4"].startswith("ingest/not_a_video")
+    stats = json.loads((out / "shard" / "stats.json").read_text())
+    assert stats["errors_by_reason"] == {"ingest/corrupt": 1, "ingest/empty_file": 1, "ingest/not_a_video": 1}
+
+    index = pq.read_table(out / "shard" / "manifest.parquet")
+    samples = list(wds.WebDataset(sorted(str(p) for p in (out / "shard").glob("*.tar")), shardshuffle=False))
+    assert len(samples) == index.num_rows == 6  # 4 shots of a_scenes + 2 of b_other
+    green = [json.loads(s["json"]) for s in samples if json.loads(s["json"])["start_frame"] == 40]
+    subs = {c["teacher"]: c["text"] for c in green[0]["candidates"]}
+    assert subs["subtitles"] == "Now everything turns green."
+
+    # a finished run is skipped; --overwrite redoes it
+    before = (out / "split" / "manifest.parquet").stat().st_mtime_ns
+    result = runner.invoke(app, ["run", "-c", str(config), "-i", str(video_folder), "-o", str(out)])
+    assert result.exit_code == 0 and (out / "split" / "manifest.parquet").stat().st_mtime_ns == before
+    result = runner.invoke(app, ["split", "-c", str(config), "-o", str(out), "--overwrite"])
+    assert result.exit_code == 0 and (out / "split" / "manifest.parquet").stat().st_mtime_ns != before
+
+
+def test_nothing_processable_exits_nonzero(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.mp4").write_text("nope")
+    result = runner.invoke(app, ["ingest", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "nothing could be processed" in result.output

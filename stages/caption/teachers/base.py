@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.registry import Registry
+from stages import models
 
 Input = Literal["frames", "title", "description", "subtitles"]
 
@@ -69,6 +70,15 @@ class Teacher:
 
     def setup(self) -> None:
         pass
+
+    def resolve_model(self) -> "models.ResolvedModel":
+        """Model files and device for teachers with a model; records the weights for every candidate."""
+        if not self.config.model:
+            raise ValueError(f"teacher {self.config.name!r} ({self.kind}): set `model`")
+        resolved = models.resolve(self.config.model)
+        self.weights = resolved.weights
+        self.device = torch_device(self.config.device)
+        return resolved
 
     def caption(self, clips: Sequence[ClipInput]) -> list[str]:
         raise NotImplementedError

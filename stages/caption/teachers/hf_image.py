@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from stages import models
-from stages.caption.teachers.base import TEACHERS, ClipInput, Teacher, torch_device, torch_dtype
+from stages.caption.teachers.base import TEACHERS, ClipInput, Teacher, torch_dtype
 
 
 @TEACHERS.register("hf_image_captioner")
@@ -17,11 +16,7 @@ class HFImageCaptioner(Teacher):
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        if not self.config.model:
-            raise ValueError(f"teacher {self.config.name!r}: set `model`")
-        resolved = models.resolve(self.config.model)
-        self.weights = resolved.weights
-        self.device = torch_device(self.config.device)
+        resolved = self.resolve_model()
         self.processor = AutoProcessor.from_pretrained(resolved.location)
         self.model = AutoModelForImageTextToText.from_pretrained(
             resolved.location, dtype=torch_dtype(self.config.dtype, self.device)).to(self.device).eval()

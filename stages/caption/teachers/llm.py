@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from stages import models
-from stages.caption.teachers.base import TEACHERS, ClipInput, Teacher, torch_device, torch_dtype
+from stages.caption.teachers.base import TEACHERS, ClipInput, Teacher, torch_dtype
 
 DEFAULT_PROMPT = (
     "{context}\n\nWrite one short sentence in the present tense that describes what is visible in this part of "
@@ -28,11 +27,7 @@ class LLMTeacher(Teacher):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if not self.config.model:
-            raise ValueError(f"teacher {self.config.name!r}: set `model`")
-        resolved = models.resolve(self.config.model)
-        self.weights = resolved.weights
-        self.device = torch_device(self.config.device)
+        resolved = self.resolve_model()
         extra = {"gguf_file": resolved.file} if resolved.file else {}
         self.tokenizer = AutoTokenizer.from_pretrained(resolved.location, **extra)
         self.tokenizer.padding_side = "left"

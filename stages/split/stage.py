@@ -16,7 +16,7 @@ from stages.split.detectors import DETECTORS
 
 
 class SplitConfig(StageConfig):
-    detector: str = Field("adaptive", description="registered detector: adaptive | content")
+    detector: str = Field("adaptive", description="registered detector: adaptive | content | transnetv2")
     detector_params: dict[str, Any] = Field(default_factory=dict, description="passed to the detector")
     detect_width: int = Field(256, ge=32, description="frames are downscaled to this width for detection")
     min_clip_s: float = Field(2.0, ge=0, description="shots shorter than this are dropped")
@@ -73,18 +73,20 @@ class SplitStage(RowStage):
     def process_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         cfg = self.config
         fps = row["fps"]
-        detector = DETECTORS.get(cfg.detector)(fps, **cfg.detector_params)
+        params = dict(cfg.detector_params)
+        if cfg.detector in ("adaptive", "content"):
+            params.setdefault("detect_width", cfg.detect_width)
+        detector = DETECTORS.get(cfg.detector)(fps, **params)
         out_w, out_h = media.display_size(row["width"], row["height"], row["sample_aspect_ratio"] or 1.0,
                                           row["rotation"] or 0, cfg.frame_short_side)
-        det_w = min(cfg.detect_width, row["width"])
-        det_h = max(2, int(round(row["height"] * det_w / row["width"] / 2)) * 2)
+        det_w, det_h = detector.frame_size(row["width"], row["height"])
         stride = max(1, int(round(fps / cfg.sample_fps)))
 
         times: list[float] = []
         sampled: dict[int, bytes] = {}
         for decoded in media.decode_frames(row["path"], threads=cfg.decode_threads):
             frame = decoded.frame
-            small = frame.to_ndarray(width=det_w, height=det_h, format="bgr24")
+            small = frame.to_ndarray(width=det_w, height=det_h, format=detector.pixel_format)
             detector.process(decoded.index, small)
             times.append(decoded.time_s)
             if decoded.index % stride == 0:

@@ -1,4 +1,5 @@
-"""A detector sees every decoded frame once, in order, downscaled, and reports the frames that start a new shot."""
+"""A detector sees every decoded frame once, in order, downscaled to the size it asks for, and reports the frames
+that start a new shot. Streaming, so a long video never sits in memory."""
 
 from __future__ import annotations
 
@@ -10,15 +11,20 @@ from pipeline.registry import Registry
 
 
 class Detector:
-    """Streaming: `process` per frame, `finish` once; cuts are decoded frame indices that begin a new shot."""
+    """`process` per frame, `finish` once; cuts are decoded frame indices that begin a new shot."""
 
     name: str = "base"
+    pixel_format: str = "bgr24"
 
     def __init__(self, fps: float, **params: Any):
         self.fps = fps
         self.params = params
 
-    def process(self, index: int, bgr: np.ndarray) -> None:
+    def frame_size(self, width: int, height: int) -> tuple[int, int]:
+        """Size of the frames this detector wants, from the video's coded size."""
+        return width, height
+
+    def process(self, index: int, frame: np.ndarray) -> None:
         raise NotImplementedError
 
     def finish(self, num_frames: int) -> list[int]:

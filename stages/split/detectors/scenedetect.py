@@ -1,4 +1,5 @@
-"""PySceneDetect's detectors fed with our own decoded frames, so detection and frame sampling share one decode."""
+"""PySceneDetect's detectors fed with our own decoded, downscaled frames, so detection and frame sampling share
+one decode and the detector never touches full-resolution pixels."""
 
 from __future__ import annotations
 
@@ -12,16 +13,21 @@ from stages.split.detectors.base import DETECTORS, Detector
 class _SceneDetect(Detector):
     detector_class_name: str
 
-    def __init__(self, fps: float, **params: Any):
+    def __init__(self, fps: float, detect_width: int = 256, **params: Any):
         super().__init__(fps, **params)
         import scenedetect
 
+        self.detect_width = detect_width
         self._timecode = scenedetect.FrameTimecode
         self._detector = getattr(scenedetect, self.detector_class_name)(**params)
         self._cuts: list[int] = []
 
-    def process(self, index: int, bgr: np.ndarray) -> None:
-        for cut in self._detector.process_frame(self._timecode(index, self.fps), bgr):
+    def frame_size(self, width: int, height: int) -> tuple[int, int]:
+        w = min(self.detect_width, width)
+        return w, max(2, int(round(height * w / width / 2)) * 2)
+
+    def process(self, index: int, frame: np.ndarray) -> None:
+        for cut in self._detector.process_frame(self._timecode(index, self.fps), frame):
             self._cuts.append(cut.frame_num)
 
     def finish(self, num_frames: int) -> list[int]:

@@ -37,6 +37,9 @@ CLIPS = VIDEOS.extend(
     f("start_s", pa.float64()),          # presentation time of start_frame, from the container's start
     f("end_s", pa.float64()),            # presentation time of end_frame (or the end of the last frame)
     f("detector", pa.string()),
+    f("shots", pa.list_(pa.int32())),    # indexes of the detector shots (split/shots.parquet) the clip spans
+    f("split_notes", pa.list_(pa.string())),  # merges, cuts and trims that made the clip, with their numbers
+    f("decoder_passes", pa.int32()),     # times the source was decoded to make this clip's video's clips: 1
     f("frame_indices", pa.list_(pa.int64())),
     f("frames", pa.list_(pa.binary())),  # JPEG bytes of the sampled frames: later stages never decode video
 )
@@ -65,6 +68,16 @@ SCORED = CAPTIONS.extend(
     f("scorer", pa.string()),            # "<kind>:<model>@<weights>"
 )
 
+SHOTS = Manifest("shots", 1, (
+    f("video_id", pa.string()),
+    f("shot_index", pa.int32()),
+    f("start_frame", pa.int64()),
+    f("end_frame", pa.int64()),          # exclusive
+    f("start_s", pa.float64()),
+    f("end_s", pa.float64()),
+    f("outcome", pa.list_(pa.string())), # what became of each piece of the shot: kept in a clip, merged, dropped
+))
+
 SHARD_INDEX = Manifest("shard_index", 1, (
     f("key", pa.string()),               # the clip id: the webdataset key
     f("shard", pa.string()),             # tar file name
@@ -82,4 +95,4 @@ SHARD_INDEX = Manifest("shard_index", 1, (
     f("caption_score", pa.float64()),
 ))
 
-__all__ = ["CANDIDATE", "CAPTIONS", "CLIPS", "Manifest", "SCORED", "SHARD_INDEX", "VIDEOS"]
+__all__ = ["CANDIDATE", "CAPTIONS", "CLIPS", "Manifest", "SCORED", "SHARD_INDEX", "SHOTS", "VIDEOS"]

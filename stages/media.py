@@ -7,6 +7,7 @@ import hashlib
 import io
 import shutil
 import subprocess
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -116,10 +117,14 @@ class DecodedFrame:
     frame: object  # av.VideoFrame
 
 
+DECODE_PASSES: Counter[str] = Counter()  # per process: how often each file was decoded, for stats
+
+
 def decode_frames(path: str | Path, threads: int = 1) -> Iterator[DecodedFrame]:
     """Every frame in presentation order with its decoded index; streaming, never the whole video in memory."""
     import av
 
+    DECODE_PASSES[str(path)] += 1
     with _open(path) as container:
         stream = container.streams.video[0]
         stream.thread_count = threads

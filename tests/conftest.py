@@ -18,6 +18,7 @@ def _isolated_model_cache(tmp_path_factory):
     os.environ.setdefault("VLCURATE_CACHE", str(tmp_path_factory.mktemp("vlcurate-cache")))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("VLCURATE_PROGRESS", "0")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here: fail fast instead of retrying
     yield
 
 

@@ -9,7 +9,7 @@ from stages.cli import app
 runner = CliRunner()
 
 LIGHT = {
-    "split": {"min_clip_s": 0.5},
+    "split": {"min_clip_s": 0.5, "stitch": {"enabled": False}},
     "caption": {"teachers": [{"name": "title", "kind": "title"}, {"name": "subtitles", "kind": "subtitles"},
                              {"name": "blip", "kind": "hf_image_captioner", "model": "tiny:blip",
                               "generation": {"max_new_tokens": 6}}]},

@@ -1,3 +1,3 @@
-from stages.split.stage import SplitConfig, SplitStage, plan_clips
+from stages.split.stage import SplitConfig, SplitStage, StitchConfig
 
-__all__ = ["SplitConfig", "SplitStage", "plan_clips"]
+__all__ = ["SplitConfig", "SplitStage", "StitchConfig"]

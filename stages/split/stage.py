@@ -1,48 +1,66 @@
-"""split: each video -> clips, in one decoding pass that both detects shots and samples the frames later stages use."""
+"""split: each video -> clips, in one decoding pass that detects shots and samples the frames every later stage
+uses; then Panda-70M's second step (forced cuts, semantic stitching, length limits) on those samples."""
 
 from __future__ import annotations
 
-import math
+import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from manifests import CLIPS
+from manifests import CLIPS, SHOTS
+from pipeline import io as pio
 from pipeline.stage import RowStage, StageConfig, StageError
 from stages import media
 from stages.split.detectors import DETECTORS
+from stages.split.embedders import EMBEDDERS, Embedder, EmbedderConfig
+from stages.split.stitching import (Dropped, Segment, apply_length_limits, drop_redundant, filter_segments,
+                                    forced_cuts, stitch)
+
+SHOTS_STAGING = "_shots"
+
+
+class StitchConfig(BaseModel):
+    """Panda-70M's values are the defaults; null disables a rule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    start_at: float = Field(0.05, ge=0, lt=1, description="where in a piece its first frame is taken")
+    end_at: float = Field(0.95, gt=0, le=1, description="where in a piece its last frame is taken")
+    transition_l2: float | None = Field(1.0, description="drop a piece whose first and last frames are farther")
+    still_l2: float | None = Field(0.15, description="drop a piece whose first and last frames are closer")
+    merge_l2: float | None = Field(0.6, description="merge neighbours whose boundary frames are this close")
+    redundant_l2: float | None = Field(None, description="drop a clip this close to an earlier clip of the video")
 
 
 class SplitConfig(StageConfig):
     detector: str = Field("adaptive", description="registered detector: adaptive | content | transnetv2")
     detector_params: dict[str, Any] = Field(default_factory=dict, description="passed to the detector")
-    detect_width: int = Field(256, ge=32, description="frames are downscaled to this width for detection")
-    min_clip_s: float = Field(2.0, ge=0, description="shots shorter than this are dropped")
-    max_clip_s: float = Field(60.0, gt=0, description="longer shots are cut into equal parts no longer than this")
+    detect_width: int = Field(256, ge=32, description="PySceneDetect detectors see frames this wide")
+    forced_cut_above_s: float | None = Field(7.0, description="while a piece is longer than this, cut it ...")
+    forced_cut_every_s: float = Field(5.0, gt=0, description="... into pieces this long (Panda: 7 and 5)")
+    stitch: StitchConfig = Field(default_factory=StitchConfig)
+    min_clip_s: float = Field(2.0, ge=0, description="shorter clips are dropped")
+    max_clip_s: float = Field(60.0, gt=0, description="longer clips are cut into equal parts")
+    trim_s: float = Field(0.0, ge=0, description="trim this much off both ends of every clip")
     frames_per_clip: int = Field(3, ge=1, description="frames stored per clip for captioning and scoring")
-    sample_fps: float = Field(2.0, gt=0, description="frames kept per second while decoding, to choose from")
+    sample_fps: float = Field(4.0, gt=0, description="frames kept per second while decoding, to choose from")
     frame_short_side: int = Field(336, ge=32, description="stored frames' short side in pixels (never upscaled)")
     jpeg_quality: int = Field(90, ge=10, le=100)
     decode_threads: int = Field(1, ge=1, description="decoder threads per video")
 
 
-def plan_clips(cuts: list[int], num_frames: int, fps: float, min_clip_s: float,
-               max_clip_s: float) -> list[tuple[int, int]]:
-    """Shots from cuts, too-short ones dropped, too-long ones cut into equal parts; spans are [start, end)."""
-    bounds = [0, *sorted(c for c in cuts if 0 < c < num_frames), num_frames]
-    min_frames = min_clip_s * fps
-    max_frames = max(1, int(math.floor(max_clip_s * fps)))
-    clips = []
-    for start, end in zip(bounds, bounds[1:]):
-        length = end - start
-        if length <= 0 or length < min_frames:
-            continue
-        parts = math.ceil(length / max_frames)
-        edges = [start + (length * k) // parts for k in range(parts + 1)]
-        clips.extend((a, b) for a, b in zip(edges, edges[1:]))
-    return clips
+def nearest_sampled(sampled: list[int], start: int, end: int, position: float) -> int | None:
+    inside = [i for i in sampled if start <= i < end]
+    if not inside:
+        return None
+    target = start + position * (end - start - 1)
+    return min(inside, key=lambda i: (abs(i - target), i))
 
 
 def pick_frames(sampled: list[int], start: int, end: int, count: int) -> list[int]:
@@ -67,10 +85,22 @@ class SplitStage(RowStage):
 
     config: SplitConfig
 
+    @property
+    def uses_models(self) -> bool:  # type: ignore[override]
+        return self.config.stitch.enabled or self.config.detector == "transnetv2"
+
     def setup(self) -> None:
         DETECTORS.get(self.config.detector)  # fail at start, not on the first video
+        self.embedder: Embedder | None = None
+        if self.config.stitch.enabled:
+            from stages import models
 
-    def process_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+            models.set_torch_threads(self.resources.threads)
+            self.embedder = EMBEDDERS.get(self.config.stitch.embedder.kind)(self.config.stitch.embedder)
+            self.embedder.setup()
+
+    # -- one decode: detection and frame sampling -------------------------------------------------------------
+    def _decode(self, row: dict[str, Any]) -> tuple[list[int], list[float], dict[int, bytes], int]:
         cfg = self.config
         fps = row["fps"]
         params = dict(cfg.detector_params)
@@ -81,52 +111,126 @@ class SplitStage(RowStage):
                                           row["rotation"] or 0, cfg.frame_short_side)
         det_w, det_h = detector.frame_size(row["width"], row["height"])
         stride = max(1, int(round(fps / cfg.sample_fps)))
-
         times: list[float] = []
         sampled: dict[int, bytes] = {}
+        passes_before = media.DECODE_PASSES[row["path"]]
         for decoded in media.decode_frames(row["path"], threads=cfg.decode_threads):
             frame = decoded.frame
-            small = frame.to_ndarray(width=det_w, height=det_h, format=detector.pixel_format)
-            detector.process(decoded.index, small)
+            detector.process(decoded.index, frame.to_ndarray(width=det_w, height=det_h, format=detector.pixel_format))
             times.append(decoded.time_s)
             if decoded.index % stride == 0:
                 sampled[decoded.index] = media.frame_to_jpeg(frame, out_w, out_h, row["rotation"] or 0,
                                                              cfg.jpeg_quality)
-        num_frames = len(times)
-        if num_frames == 0:
+        if not times:
             raise StageError("undecodable", "no frames decoded")
-        cuts = detector.finish(num_frames)
-        spans = plan_clips(cuts, num_frames, fps, cfg.min_clip_s, cfg.max_clip_s)
-        if not spans:
-            raise StageError("no_clips", f"{len(cuts) + 1} shots, none at least {cfg.min_clip_s}s long")
+        cuts = detector.finish(len(times))
+        return cuts, times, sampled, media.DECODE_PASSES[row["path"]] - passes_before
+
+    # -- Panda's second step on the samples ---------------------------------------------------------------------
+    def _segments(self, spans: list[tuple[int, int]], fps: float,
+                  sampled: dict[int, bytes]) -> tuple[list[Segment], list[Dropped]]:
+        cfg, st = self.config, self.config.stitch
+        segments = forced_cuts(spans, fps, cfg.forced_cut_above_s, cfg.forced_cut_every_s)
+        dropped: list[Dropped] = []
+        if self.embedder is not None:
+            keys = sorted(sampled)
+            picks = [(nearest_sampled(keys, s.start, s.end, st.start_at), nearest_sampled(keys, s.start, s.end,
+                                                                                         st.end_at))
+                     for s in segments]
+            wanted = sorted({i for pair in picks for i in pair if i is not None})
+            vectors = dict(zip(wanted, self.embedder.embed([sampled[i] for i in wanted]))) if wanted else {}
+            for seg, (a, b) in zip(segments, picks):
+                seg.first, seg.last = vectors.get(a), vectors.get(b)
+            segments, dropped = filter_segments(segments, st.transition_l2, st.still_l2)
+            segments = stitch(segments, st.merge_l2, cfg.max_clip_s * fps)
+        segments, too_short = apply_length_limits(segments, fps, cfg.min_clip_s, cfg.max_clip_s, cfg.trim_s)
+        dropped += too_short
+        if self.embedder is not None and st.redundant_l2 is not None and segments:
+            keys = sorted(sampled)
+            means = []
+            for seg in segments:
+                idx = pick_frames(keys, seg.start, seg.end, cfg.frames_per_clip)
+                emb = self.embedder.embed([sampled[i] for i in idx]).mean(axis=0) if idx else np.zeros(1)
+                means.append(emb / max(float(np.linalg.norm(emb)), 1e-12))
+            segments, redundant = drop_redundant(segments, means, st.redundant_l2)
+            dropped += redundant
+        return segments, dropped
+
+    def _write_shots(self, row: dict[str, Any], spans: list[tuple[int, int]], times: list[float], end_time: float,
+                     clips: list[dict[str, Any]], dropped: list[Dropped]) -> None:
+        outcomes: list[list[str]] = [[] for _ in spans]
+        for clip in clips:
+            for shot in clip["shots"]:
+                outcomes[shot].append(f"frames {clip['start_frame']}-{clip['end_frame']}: in clip {clip['clip_id']}")
+        for d in dropped:
+            for shot in d.shots:
+                outcomes[shot].append(f"frames {d.start}-{d.end}: dropped ({d.reason})")
+        rows = [{"video_id": row["video_id"], "shot_index": i, "start_frame": a, "end_frame": b,
+                 "start_s": round(times[a], 6), "end_s": round(times[b] if b < len(times) else end_time, 6),
+                 "outcome": sorted(outcomes[i], key=lambda s: int(s.split()[1].split("-")[0]))}
+                for i, (a, b) in enumerate(spans)]
+        if self.out_dir:
+            pio.write_parquet(Path(self.out_dir) / SHOTS_STAGING / f"{row['video_id']}.parquet",
+                              pa.Table.from_pylist(rows, schema=SHOTS.schema))
+
+    def process_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        cfg = self.config
+        fps = row["fps"]
+        cuts, times, sampled, passes = self._decode(row)
+        num_frames = len(times)
+        bounds = [0, *cuts, num_frames]
+        spans = list(zip(bounds, bounds[1:]))
+        segments, dropped = self._segments(spans, fps, sampled)
         frame_step = float(np.median(np.diff(times))) if num_frames > 1 else 1.0 / fps
-        video = {**row, "num_frames": num_frames, "duration_s": times[-1] + frame_step}
+        end_time = times[-1] + frame_step
+        video = {**row, "num_frames": num_frames, "duration_s": round(end_time, 6)}
+        keys = sorted(sampled)
         clips = []
-        for index, (start, end) in enumerate(spans):
-            chosen = pick_frames(sorted(sampled), start, end, cfg.frames_per_clip)
+        for index, seg in enumerate(segments):
+            chosen = pick_frames(keys, seg.start, seg.end, cfg.frames_per_clip)
             clips.append({
                 **video,
-                "clip_id": f"{row['video_id']}_{start:07d}_{end:07d}",
+                "clip_id": f"{row['video_id']}_{seg.start:07d}_{seg.end:07d}",
                 "clip_index": index,
-                "start_frame": start,
-                "end_frame": end,
-                "start_s": round(times[start], 6),
-                "end_s": round(times[end] if end < num_frames else times[-1] + frame_step, 6),
+                "start_frame": seg.start,
+                "end_frame": seg.end,
+                "start_s": round(times[seg.start], 6),
+                "end_s": round(times[seg.end] if seg.end < num_frames else end_time, 6),
                 "detector": cfg.detector,
+                "shots": seg.shots,
+                "split_notes": seg.notes,
+                "decoder_passes": passes,
                 "frame_indices": chosen,
                 "frames": [sampled[i] for i in chosen],
                 "error": None,
             })
+        self._write_shots(row, spans, times, end_time, clips, dropped)
+        if not clips:
+            reasons = sorted({d.reason.split(":")[0] for d in dropped})
+            raise StageError("no_clips", f"{len(spans)} shots, every piece dropped ({', '.join(reasons)})")
         return clips
 
+    def finalize(self, table: pa.Table, out_dir: str) -> pa.Table:
+        table = super().finalize(table, out_dir)
+        staging = Path(out_dir) / SHOTS_STAGING
+        parts = sorted(staging.glob("*.parquet")) if staging.exists() else []
+        shots = pa.concat_tables([pio.read_parquet(p) for p in parts]) if parts else SHOTS.schema.empty_table()
+        shots = shots.cast(SHOTS.schema).sort_by([("video_id", "ascending"), ("shot_index", "ascending")])
+        pio.write_parquet(Path(out_dir) / "shots.parquet", shots)
+        shutil.rmtree(staging, ignore_errors=True)
+        return table
+
     def stats(self, table: pa.Table) -> dict[str, Any]:
-        rows = table.select(["video_id", "start_s", "end_s", "error"]).to_pylist()
+        rows = table.select(["video_id", "start_s", "end_s", "decoder_passes", "error"]).to_pylist()
         ok = [r for r in rows if not r["error"]]
         lengths = [r["end_s"] - r["start_s"] for r in ok]
+        passes = {r["video_id"]: r["decoder_passes"] for r in ok}
         return {
             "clips": len(ok),
-            "videos_with_clips": len({r["video_id"] for r in ok}),
+            "videos_with_clips": len(passes),
             "mean_clip_s": round(float(np.mean(lengths)), 3) if lengths else 0.0,
             "clip_hours": round(sum(lengths) / 3600, 4),
             "detector": self.config.detector,
+            "decoder_passes_per_video": {"max": max(passes.values(), default=0),
+                                         "mean": round(float(np.mean(list(passes.values()))), 3) if passes else 0},
         }

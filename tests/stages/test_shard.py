@@ -17,7 +17,7 @@ from tests.fixtures import decoded_indices
 @pytest.fixture(scope="module")
 def scored_rows(scene_video):
     videos = LocalRunner().map(IngestStage(), discover(scene_video[0]))
-    clips = LocalRunner().map(SplitStage(SplitConfig(min_clip_s=0.5)), videos).to_pylist()
+    clips = LocalRunner().map(SplitStage(SplitConfig(min_clip_s=0.5, stitch={"enabled": False})), videos).to_pylist()
     for n, clip in enumerate(clips):
         clip["candidates"] = [{"teacher": "t", "kind": "title", "model": "", "weights": "none", "inputs": ["title"],
                                "prompt_hash": "h", "text": f"caption {n}", "status": "ok", "reason": None,

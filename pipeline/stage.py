@@ -63,7 +63,7 @@ class Stage:
     input_stage: ClassVar[str | None] = None
     output_schema: ClassVar[pa.Schema]
     sort_keys: ClassVar[tuple[str, ...]] = ()
-    uses_models: ClassVar[bool] = False
+    local_parallel: ClassVar[bool] = False  # the local runner may fan batches out over processes
 
     def __init__(self, config: StageConfig | None = None):
         self.config = config if config is not None else self.config_class()

@@ -1,24 +1,58 @@
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
 import pyarrow as pa
 from tqdm.auto import tqdm
 
 from pipeline.runners.base import Runner, concat, split_batches
 from pipeline.stage import Stage
 
+_WORKER_STAGE: Stage | None = None
+
+
+def _init_worker(stage: Stage) -> None:
+    global _WORKER_STAGE
+    _WORKER_STAGE = stage
+    stage.ensure_setup()
+
+
+def _run_batch(batch: pa.Table) -> pa.Table:
+    assert _WORKER_STAGE is not None
+    return _WORKER_STAGE.process_batch(batch)
+
+
+def local_workers(stage: Stage, num_batches: int) -> int:
+    """CPU-bound stages (split) fan out over processes; model stages keep one copy of their models."""
+    wanted = stage.resources.pool_size or (os.cpu_count() or 1 if stage.local_parallel else 1)
+    return max(1, min(wanted, num_batches))
+
 
 class LocalRunner(Runner):
-    """In-process: one worker, set up once, batches in order, a progress bar over rows."""
+    """In-process, or a pool of spawned processes for CPU-bound stages; same batches, same order, a progress bar."""
 
     name = "local"
 
     def map(self, stage: Stage, table: pa.Table) -> pa.Table:
         batches = split_batches(table, stage.resources.batch_size)
-        outputs = []
+        workers = local_workers(stage, len(batches))
+        outputs: list[pa.Table | None] = [None] * len(batches)
         with tqdm(total=table.num_rows, desc=stage.name, unit="row", disable=None) as bar:
-            if batches:
-                stage.ensure_setup()
-            for batch in batches:
-                outputs.append(stage.process_batch(batch))
-                bar.update(batch.num_rows)
-        return concat(outputs, stage)
+            if workers == 1:
+                if batches:
+                    stage.ensure_setup()
+                for i, batch in enumerate(batches):
+                    outputs[i] = stage.process_batch(batch)
+                    bar.update(batch.num_rows)
+            else:
+                context = multiprocessing.get_context("spawn")  # fork after torch or threads is unsafe
+                with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                         initargs=(stage,)) as pool:
+                    futures = {pool.submit(_run_batch, batch): i for i, batch in enumerate(batches)}
+                    for future in as_completed(futures):
+                        i = futures[future]
+                        outputs[i] = future.result()
+                        bar.update(batches[i].num_rows)
+        return concat([o for o in outputs if o is not None], stage)

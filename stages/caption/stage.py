@@ -53,7 +53,6 @@ class CaptionStage(Stage):
     input_stage = "split"
     output_schema = CAPTIONS.schema
     sort_keys = ("path", "start_frame")
-    uses_models = True
 
     config: CaptionConfig
 

@@ -37,7 +37,6 @@ class ScoreStage(Stage):
     input_stage = "caption"
     output_schema = SCORED.schema
     sort_keys = ("path", "start_frame")
-    uses_models = True
 
     config: ScoreConfig
 

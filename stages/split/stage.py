@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from manifests import CLIPS, SHOTS
 from pipeline import io as pio
-from pipeline.stage import RowStage, StageConfig, StageError
+from pipeline.stage import Resources, RowStage, StageConfig, StageError
 from stages import media
 from stages.split.detectors import DETECTORS
 from stages.split.embedders import EMBEDDERS, Embedder, EmbedderConfig
@@ -39,6 +39,8 @@ class StitchConfig(BaseModel):
 
 
 class SplitConfig(StageConfig):
+    resources: Resources = Field(default_factory=lambda: Resources(batch_size=1),
+                                 description="one video per batch, so videos split in parallel")
     detector: str = Field("adaptive", description="registered detector: adaptive | content | transnetv2")
     detector_params: dict[str, Any] = Field(default_factory=dict, description="passed to the detector")
     detect_width: int = Field(256, ge=32, description="PySceneDetect detectors see frames this wide")
@@ -82,12 +84,9 @@ class SplitStage(RowStage):
     input_stage = "ingest"
     output_schema = CLIPS.schema
     sort_keys = ("path", "start_frame")
+    local_parallel = True
 
     config: SplitConfig
-
-    @property
-    def uses_models(self) -> bool:  # type: ignore[override]
-        return self.config.stitch.enabled or self.config.detector == "transnetv2"
 
     def setup(self) -> None:
         DETECTORS.get(self.config.detector)  # fail at start, not on the first video
@@ -140,7 +139,7 @@ class SplitStage(RowStage):
             wanted = sorted({i for pair in picks for i in pair if i is not None})
             vectors = dict(zip(wanted, self.embedder.embed([sampled[i] for i in wanted]))) if wanted else {}
             for seg, (a, b) in zip(segments, picks):
-                seg.first, seg.last = vectors.get(a), vectors.get(b)
+                seg.first, seg.last, seg.ends_differ = vectors.get(a), vectors.get(b), a != b
             segments, dropped = filter_segments(segments, st.transition_l2, st.still_l2)
             segments = stitch(segments, st.merge_l2, cfg.max_clip_s * fps)
         segments, too_short = apply_length_limits(segments, fps, cfg.min_clip_s, cfg.max_clip_s, cfg.trim_s)

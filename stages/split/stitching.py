@@ -21,6 +21,7 @@ class Segment:
     first: np.ndarray | None = None   # unit embedding near the start (5%)
     last: np.ndarray | None = None    # unit embedding near the end (95%)
     notes: list[str] = field(default_factory=list)
+    ends_differ: bool = True      # False when one sampled frame had to serve as both first and last
 
     @property
     def length(self) -> int:
@@ -57,8 +58,8 @@ def filter_segments(segments: list[Segment], transition_l2: float | None,
                     still_l2: float | None) -> tuple[list[Segment], list[Dropped]]:
     kept, dropped = [], []
     for seg in segments:
-        if seg.first is None or seg.last is None:
-            kept.append(seg)
+        if seg.first is None or seg.last is None or not seg.ends_differ:
+            kept.append(seg)  # too few samples to judge; the length limits decide
             continue
         d = l2(seg.first, seg.last)
         if transition_l2 is not None and d > transition_l2:

@@ -49,3 +49,11 @@ def test_ray_runner_matches_local(ray_runner):
     remote = stage.finalize(ray_runner.map(BatchTagger(stage.config), make_table(10)), "")
     assert remote.equals(local)
     assert local.column("batch").to_pylist() == [0, 0, 0, 3, 3, 3, 6, 6, 6, 9]
+
+
+def test_local_process_pool_gives_the_same_batches_and_order():
+    stage = BatchTagger(StageConfig(resources={"batch_size": 2, "pool_size": 2}))
+    pooled = LocalRunner().map(stage, make_table(7))
+    single = LocalRunner().map(BatchTagger(StageConfig(resources={"batch_size": 2})), make_table(7))
+    assert pooled.equals(single)
+    assert pooled.column("batch").to_pylist() == [0, 0, 2, 2, 4, 4, 6]

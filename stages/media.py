@@ -6,7 +6,9 @@ import functools
 import hashlib
 import io
 import shutil
+import queue
 import subprocess
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
@@ -118,13 +120,12 @@ class DecodedFrame:
 
 
 DECODE_PASSES: Counter[str] = Counter()  # per process: how often each file was decoded, for stats
+_END = object()
 
 
-def decode_frames(path: str | Path, threads: int = 1) -> Iterator[DecodedFrame]:
-    """Every frame in presentation order with its decoded index; streaming, never the whole video in memory."""
+def _decode(path: str | Path, threads: int) -> Iterator[DecodedFrame]:
     import av
 
-    DECODE_PASSES[str(path)] += 1
     with _open(path) as container:
         stream = container.streams.video[0]
         stream.thread_count = threads
@@ -144,6 +145,49 @@ def decode_frames(path: str | Path, threads: int = 1) -> Iterator[DecodedFrame]:
             raise StageError("decode_failed", f"after {index} frames: {exc}") from exc
 
 
+def decode_frames(path: str | Path, threads: int = 1, prefetch: int = 16) -> Iterator[DecodedFrame]:
+    """Every frame in presentation order with its decoded index; streaming, never the whole video in memory.
+
+    With `prefetch`, the decoder runs in its own thread (libavcodec releases the GIL) and hands frames over a
+    bounded queue, so decoding and the caller's per-frame work overlap instead of adding up.
+    """
+    DECODE_PASSES[str(path)] += 1
+    if prefetch <= 0:
+        yield from _decode(path, threads)
+        return
+    frames: queue.Queue = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in _decode(path, threads):
+                while not stop.is_set():
+                    try:
+                        frames.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            frames.put(_END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            frames.put(exc)
+
+    worker = threading.Thread(target=produce, name="vlcurate-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = frames.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+
+
 def display_size(width: int, height: int, sar: float, rotation: int, short_side: int) -> tuple[int, int]:
     """Output size for sampled frames: square pixels, rotation applied, short side at most `short_side`."""
     w = width * (sar or 1.0)
@@ -155,19 +199,19 @@ def display_size(width: int, height: int, sar: float, rotation: int, short_side:
 
 
 def frame_to_jpeg(frame, width: int, height: int, rotation: int, quality: int = 90) -> bytes:
-    """Downscale with swscale (fast) then rotate; JPEG bytes are what frames cost in the manifest."""
-    from PIL import Image
+    """Downscale with swscale (area filter), rotate for display, encode with libjpeg-turbo via OpenCV."""
+    import cv2
+    import numpy as np
 
     if rotation in (90, 270):
-        img = frame.to_image(width=height, height=width)
-    else:
-        img = frame.to_image(width=width, height=height)
+        width, height = height, width
+    bgr = frame.to_ndarray(width=width, height=height, format="bgr24", interpolation="AREA")
     if rotation:
-        # PyAV's rotation is the counter-clockwise angle the display applies.
-        img = img.rotate(rotation, expand=True)
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
+        bgr = np.ascontiguousarray(np.rot90(bgr, k=rotation // 90))  # counter-clockwise, as PyAV's rotation
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise StageError("jpeg_failed", f"could not encode a {width}x{height} frame")
+    return buf.tobytes()
 
 
 def encode_clip(src: str | Path, dst: str | Path, start_s: float, frame_count: int, fps: float, *,

@@ -51,7 +51,7 @@ class SplitConfig(StageConfig):
     max_clip_s: float = Field(60.0, gt=0, description="longer clips are cut into equal parts")
     trim_s: float = Field(0.0, ge=0, description="trim this much off both ends of every clip")
     frames_per_clip: int = Field(3, ge=1, description="frames stored per clip for captioning and scoring")
-    sample_fps: float = Field(4.0, gt=0, description="frames kept per second while decoding, to choose from")
+    sample_fps: float = Field(2.0, gt=0, description="frames kept per second while decoding, to choose from")
     frame_short_side: int = Field(336, ge=32, description="stored frames' short side in pixels (never upscaled)")
     jpeg_quality: int = Field(90, ge=10, le=100)
     decode_threads: int = Field(1, ge=1, description="decoder threads per video")
@@ -115,7 +115,9 @@ class SplitStage(RowStage):
         passes_before = media.DECODE_PASSES[row["path"]]
         for decoded in media.decode_frames(row["path"], threads=cfg.decode_threads):
             frame = decoded.frame
-            detector.process(decoded.index, frame.to_ndarray(width=det_w, height=det_h, format=detector.pixel_format))
+            small = frame.to_ndarray(width=det_w, height=det_h, format=detector.pixel_format,
+                                     interpolation="AREA")
+            detector.process(decoded.index, small)
             times.append(decoded.time_s)
             if decoded.index % stride == 0:
                 sampled[decoded.index] = media.frame_to_jpeg(frame, out_w, out_h, row["rotation"] or 0,

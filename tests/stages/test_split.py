@@ -116,3 +116,13 @@ def test_stitching_with_the_tiny_open_clip_model_runs_through_the_real_path(scen
     clips = split(scene_video[0], min_clip_s=0.5, stitch={"embedder": {"kind": "open_clip", "model": "tiny:open_clip"},
                                                           "transition_l2": None, "still_l2": None, "merge_l2": None})
     assert len(clips) == 4
+
+
+@pytest.mark.parametrize("detector", ["adaptive", "content"])
+def test_batched_scores_give_pyscenedetects_cuts(detector, scene_video):
+    """The vectorised scoring path must cut exactly where PySceneDetect's own per-frame path cuts."""
+    for path in (bikes(), scene_video[0]):
+        batched = split(path, detector=detector, min_clip_s=0.0, forced_cut_above_s=None)
+        plain = split(path, detector=detector, min_clip_s=0.0, forced_cut_above_s=None,
+                      detector_params={"batch_frames": 1})
+        assert [c["start_frame"] for c in batched] == [c["start_frame"] for c in plain]

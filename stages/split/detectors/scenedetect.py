@@ -1,5 +1,11 @@
 """PySceneDetect's detectors fed with our own decoded, downscaled frames, so detection and frame sampling share
-one decode and the detector never touches full-resolution pixels."""
+one decode and the detector never touches full-resolution pixels.
+
+Frame scores (HSV deltas, PySceneDetect's ContentDetector metric) are computed for batches of frames in a few
+vectorised OpenCV/NumPy calls, which release the GIL and so run beside the decoder thread; the detectors' own
+logic (adaptive ratio, flash filter, minimum scene length) then runs unchanged on those scores. The scores are
+exactly PySceneDetect's: integer sums over the same HSV planes.
+"""
 
 from __future__ import annotations
 
@@ -10,27 +16,83 @@ import numpy as np
 from stages.split.detectors.base import DETECTORS, Detector
 
 
+def _with_injected_scores(base: type) -> type:
+    """A PySceneDetect detector class whose frame score comes from us instead of from the frame."""
+
+    class Injected(base):  # type: ignore[misc, valid-type]
+        injected_score: float = 0.0
+
+        def _calculate_frame_score(self, timecode, frame_img):  # noqa: ANN001 - PySceneDetect's signature
+            return self.injected_score
+
+    return Injected
+
+
 class _SceneDetect(Detector):
     detector_class_name: str
 
-    def __init__(self, fps: float, detect_width: int = 256, **params: Any):
+    def __init__(self, fps: float, detect_width: int = 256, batch_frames: int = 32, **params: Any):
         super().__init__(fps, **params)
         import scenedetect
 
         self.detect_width = detect_width
         self._timecode = scenedetect.FrameTimecode
-        self._detector = getattr(scenedetect, self.detector_class_name)(**params)
+        detector_class = getattr(scenedetect, self.detector_class_name)
+        probe = detector_class(**params)
+        weights = probe._weights
+        # Edge deltas need Canny per frame: only the plain per-frame path computes them.
+        self.batch_frames = batch_frames if weights.delta_edges == 0 else 1
+        if self.batch_frames > 1:
+            self._detector = _with_injected_scores(detector_class)(**params)
+            self._weights = np.array([weights.delta_hue, weights.delta_sat, weights.delta_lum], dtype=np.float64)
+        else:
+            self._detector = probe
         self._cuts: list[int] = []
+        self._frames: list[np.ndarray] = []
+        self._indexes: list[int] = []
+        self._previous_hsv: np.ndarray | None = None
 
     def frame_size(self, width: int, height: int) -> tuple[int, int]:
         w = min(self.detect_width, width)
         return w, max(2, int(round(height * w / width / 2)) * 2)
 
     def process(self, index: int, frame: np.ndarray) -> None:
+        if self.batch_frames <= 1:
+            self._feed(index, frame)
+            return
+        self._frames.append(frame)
+        self._indexes.append(index)
+        if len(self._frames) >= self.batch_frames:
+            self._flush()
+
+    def _feed(self, index: int, frame: np.ndarray | None) -> None:
         for cut in self._detector.process_frame(self._timecode(index, self.fps), frame):
             self._cuts.append(cut.frame_num)
 
+    def _flush(self) -> None:
+        if not self._frames:
+            return
+        import cv2
+
+        stack = np.stack(self._frames)
+        n, h, w, _ = stack.shape
+        hsv = cv2.cvtColor(stack.reshape(n * h, w, 3), cv2.COLOR_BGR2HSV).reshape(n, h, w, 3)
+        first_ever = self._previous_hsv is None
+        previous = np.concatenate([hsv[:1] if first_ever else self._previous_hsv[None], hsv[:-1]])
+        delta = cv2.absdiff(hsv.reshape(n * h, w * 3), previous.reshape(n * h, w * 3)).reshape(n, h, w, 3)
+        sums = np.array([cv2.sumElems(delta[i])[:3] for i in range(n)])  # exact integer sums, GIL-free
+        components = sums / float(h * w)  # (n, 3): mean |delta| of hue, saturation, value, as PySceneDetect
+        scores = components @ self._weights / np.abs(self._weights).sum()
+        if first_ever:
+            scores[0] = 0.0
+        for index, score in zip(self._indexes, scores.tolist()):
+            self._detector.injected_score = score
+            self._feed(index, None)
+        self._previous_hsv = hsv[-1]
+        self._frames, self._indexes = [], []
+
     def finish(self, num_frames: int) -> list[int]:
+        self._flush()
         if num_frames:
             for cut in self._detector.post_process(self._timecode(num_frames - 1, self.fps)):
                 self._cuts.append(cut.frame_num)

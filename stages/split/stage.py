@@ -92,9 +92,10 @@ class SplitStage(RowStage):
         DETECTORS.get(self.config.detector)  # fail at start, not on the first video
         self.embedder: Embedder | None = None
         if self.config.stitch.enabled:
-            from stages import models
+            if self.config.stitch.embedder.kind != "histogram":  # torch alone costs hundreds of MB of RSS
+                from stages import models
 
-            models.set_torch_threads(self.resources.threads)
+                models.set_torch_threads(self.resources.threads)
             self.embedder = EMBEDDERS.get(self.config.stitch.embedder.kind)(self.config.stitch.embedder)
             self.embedder.setup()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -85,11 +84,15 @@ def parallel_speedup(path_a: Path, path_b: Path, tmp: Path) -> dict:
     return {"one_worker_s": round(one, 3), "two_workers_s": round(two, 3), "speedup": round(one / two, 3)}
 
 
-def peak_rss_child(path: Path) -> float:
-    """Split a long video in a fresh process and report its peak RSS in MB."""
-    code = ("import resource, sys; from bench.split_bench import split_once; from pathlib import Path;"
+def peak_rss_child(path: Path) -> tuple[float, int]:
+    """Split a long video in a fresh process and report its peak RSS in MB.
+
+    VmHWM, not getrusage: Linux carries ru_maxrss across fork+exec, so a child would report this (large) parent's
+    peak instead of its own."""
+    code = ("import re, sys; from bench.split_bench import split_once; from pathlib import Path;"
             "import tempfile; t = split_once(Path(sys.argv[1]), Path(tempfile.mkdtemp()));"
-            "print(t.num_rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+            "hwm = re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1);"
+            "print(t.num_rows, int(hwm) / 1024)")
     out = subprocess.run([sys.executable, "-c", code, str(path)], check=True, capture_output=True, text=True)
     clips, rss = out.stdout.strip().splitlines()[-1].split()
     return float(rss), int(clips)

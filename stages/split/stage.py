@@ -214,6 +214,8 @@ class SplitStage(RowStage):
 
     def finalize(self, table: pa.Table, out_dir: str) -> pa.Table:
         table = super().finalize(table, out_dir)
+        if not out_dir:  # used as a library without an output folder: no side files
+            return table
         staging = Path(out_dir) / SHOTS_STAGING
         parts = sorted(staging.glob("*.parquet")) if staging.exists() else []
         shots = pa.concat_tables([pio.read_parquet(p) for p in parts]) if parts else SHOTS.schema.empty_table()

@@ -73,7 +73,7 @@ class ShardStage(Stage):
     def _encode(self, row: dict[str, Any]) -> dict[str, Any]:
         if row.get("error"):
             return row
-        staging = Path(self.out_dir or ".") / STAGING
+        staging = Path(self.out_dir) / STAGING
         staging.mkdir(parents=True, exist_ok=True)
         target = staging / f"{row['clip_id']}.mp4"
         tmp = staging / f".{row['clip_id']}.{os.getpid()}.tmp.mp4"
@@ -92,6 +92,8 @@ class ShardStage(Stage):
         return {**row, "mp4_path": str(target), "frame_count": expected, "mp4_bytes": target.stat().st_size}
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
+        if not self.out_dir:
+            raise ValueError("shard writes clips under its output folder: set stage.out_dir (the executor does)")
         rows = batch.to_pylist()
         workers = self.config.encode_workers or os.cpu_count() or 1
         with ThreadPoolExecutor(max_workers=workers) as pool:

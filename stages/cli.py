@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from stages.caption.cli import app as caption_app
+from stages.caption.teacher_cli import app as teachers_app
 from stages.cli_common import (ConfigOpt, ExecutorOpt, InputOpt, OutputOpt, OverwriteOpt, ProfileOpt, RayAddressOpt,
                                SetOpt, VerboseOpt, run_command)
 from stages.ingest.cli import app as ingest_app
@@ -25,6 +26,7 @@ app.add_typer(split_app, name="split")
 app.add_typer(caption_app, name="caption")
 app.add_typer(score_app, name="score")
 app.add_typer(shard_app, name="shard")
+app.add_typer(teachers_app, name="teachers")
 
 
 @app.command()

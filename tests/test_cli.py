@@ -18,7 +18,8 @@ LIGHT = {
 }
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["ingest"], ["split"], ["caption"], ["score"], ["shard"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["ingest"], ["split"], ["caption"], ["score"], ["shard"],
+                                     ["teachers", "select"]])
 def test_help(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output

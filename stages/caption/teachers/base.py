@@ -30,6 +30,7 @@ class TeacherConfig(BaseModel):
     batch_size: int = Field(8, ge=1, description="clips per model call")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     dtype: str = Field("auto", description="auto | float32 | float16 | bfloat16")
+    options: dict[str, Any] = Field(default_factory=dict, description="settings of this teacher kind")
 
 
 @dataclass
@@ -41,6 +42,8 @@ class ClipInput:
     subtitles: str | None = None                        # the clip's slice of the transcript
     start_s: float = 0.0
     end_s: float = 0.0
+    transcript: list = field(default_factory=list)      # the whole video's cues, for teachers that see context
+    transcript_key: str | None = None                   # identifies the transcript (its path) for caching
 
     def images(self, count: int):
         """`count` frames spread over the clip, as PIL images (the middle one when count is 1)."""

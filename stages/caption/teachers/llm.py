@@ -18,6 +18,26 @@ _LABELS = {"title": "Title of the video", "description": "Description of the vid
            "subtitles": "Subtitles of this part of the video"}
 
 
+_LOADED: dict[tuple, tuple] = {}
+
+
+def _load(location: str, file: str | None, device: str, dtype: str) -> tuple:
+    """One copy per worker of each language model, shared by every teacher that names it (llm, howtocaption)."""
+    key = (location, file, device, dtype)
+    if key not in _LOADED:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        extra = {"gguf_file": file} if file else {}
+        tokenizer = AutoTokenizer.from_pretrained(location, **extra)
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=getattr(torch, dtype.split(".")[-1]), **extra)
+        _LOADED[key] = (tokenizer, model.to(device).eval())
+    return _LOADED[key]
+
+
 @TEACHERS.register("llm")
 class LLMTeacher(Teacher):
     kind = "llm"
@@ -25,16 +45,10 @@ class LLMTeacher(Teacher):
 
     def setup(self) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         resolved = self.resolve_model()
-        extra = {"gguf_file": resolved.file} if resolved.file else {}
-        self.tokenizer = AutoTokenizer.from_pretrained(resolved.location, **extra)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(
-            resolved.location, dtype=torch_dtype(self.config.dtype, self.device), **extra).to(self.device).eval()
+        self.tokenizer, self.model = _load(resolved.location, resolved.file, self.device,
+                                           str(torch_dtype(self.config.dtype, self.device)))
         self._torch = torch
 
     def prompt_for(self, clip: ClipInput) -> str:

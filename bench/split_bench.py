@@ -4,7 +4,6 @@ PySceneDetect CLI, all measured in this run on the same files. Writes bench/spli
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile

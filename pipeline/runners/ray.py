@@ -86,6 +86,3 @@ class RayRunner(Runner):
         )
         refs = ds.to_arrow_refs()
         return concat(ray.get(refs), stage)
-
-    def close(self) -> None:
-        pass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
 
 from manifests import CLIPS
 from pipeline.runners import LocalRunner

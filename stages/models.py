@@ -132,9 +132,30 @@ def _build_tiny_open_clip(target: Path) -> None:
     save_file(model.state_dict(), str(target / "open_clip_model.safetensors"))
 
 
+def _build_tiny_hf_clip(target: Path) -> None:
+    """A transformers CLIPModel with the WordPiece vocabulary; loads through AutoModel like CLIP or SigLIP."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    tokenizer = _bert_tokenizer()
+    config = CLIPConfig(
+        text_config=dict(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=64, patch_size=16),
+        projection_dim=32,
+    )
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}).save_pretrained(target)
+
+
 TINY_BUILDERS: dict[str, Callable[[Path], None]] = {
     "blip": _build_tiny_blip,
     "open_clip": _build_tiny_open_clip,
+    "hf_clip": _build_tiny_hf_clip,
 }
 
 

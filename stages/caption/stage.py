@@ -72,7 +72,8 @@ class CaptionStage(Stage):
                    seconds: float) -> dict[str, Any]:
         return {"teacher": teacher.config.name, "kind": teacher.kind, "model": teacher.model_name,
                 "weights": teacher.weights, "inputs": teacher.inputs, "prompt_hash": teacher.prompt_hash,
-                "text": text, "status": status, "reason": reason, "seconds": round(seconds, 4), "score": None}
+                "text": text, "status": status, "reason": reason, "seconds": round(seconds, 4), "score": None,
+                "text_truncated": None}
 
     def _run_teacher(self, teacher: Teacher, clips: list[ClipInput]) -> list[dict[str, Any]]:
         """Batched; a batch that fails is retried clip by clip so one bad clip costs only its own candidate."""

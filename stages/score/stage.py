@@ -65,6 +65,7 @@ class ScoreStage(Stage):
                 for c in r["candidates"]:
                     if c["status"] == "ok":
                         c["score"] = round(float(clip_emb[n] @ text_emb[k]), self.config.decimals)
+                        c["text_truncated"] = self.scorer.truncated(c["text"])
                         k += 1
                 best = choose(r["candidates"])
                 if best is None:
@@ -114,8 +115,10 @@ class ScoreStage(Stage):
             counts, edges = np.histogram(values, bins=10)
             hist[teacher] = {"mean": round(float(np.mean(values)), 6), "counts": counts.tolist(),
                              "edges": [round(float(e), 6) for e in edges]}
+        truncated = Counter(c["teacher"] for r in rows for c in (r["candidates"] or []) if c.get("text_truncated"))
         return {
             "clips_scored": len(chosen),
+            "texts_truncated": dict(sorted(truncated.items())),
             "win_rate": {t: round(wins[t] / len(chosen), 4) for t in sorted(scores)} if chosen else {},
             "score_histograms": hist,
         }

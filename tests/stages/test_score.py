@@ -67,3 +67,20 @@ def test_run_wide_filters_threshold_and_top_fraction():
     assert [r["clip_id"] for r in out if r["error"] is None] == ["c1", "c4"]
     assert out[3]["error"].startswith("score/below_top_fraction")
     assert ScoreStage(ScoreConfig()).finalize(table, "").to_pylist() == table.to_pylist()
+
+
+def test_hf_clip_scorer_loads_through_automodel_and_records_truncation():
+    texts = ["a red square", "word " * 200]
+    candidates = [{"teacher": f"t{i}", "kind": "k", "model": "m", "weights": "w", "inputs": [], "prompt_hash": "h",
+                   "text": t, "status": "ok", "reason": None, "seconds": 0.0, "score": None, "text_truncated": None}
+                  for i, t in enumerate(texts)]
+    rows = [{"clip_id": "c0", "path": "/v", "start_frame": 0, "start_s": 0.0, "end_s": 1.0,
+             "frames": [jpeg((255, 0, 0)), jpeg((0, 0, 255))], "candidates": candidates, "error": None}]
+    stage = ScoreStage(ScoreConfig(scorer={"kind": "hf_clip", "model": "tiny:hf_clip"}))
+    out = stage.process_batch(pa.Table.from_pylist(rows, schema=CAPTIONS.schema)).to_pylist()[0]
+    assert [c["text_truncated"] for c in out["candidates"]] == [False, True]
+    assert all(-1 <= c["score"] <= 1 for c in out["candidates"])
+    assert out["scorer"] == "hf_clip:tiny:hf_clip@untrained"
+    assert stage.stats(pa.Table.from_pylist([out], schema=stage.output_schema))["texts_truncated"] == {"t1": 1}
+    emb = stage.scorer.embed_clips([[jpeg((1, 2, 3))]])
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)

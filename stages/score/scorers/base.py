@@ -40,8 +40,12 @@ class Scorer:
         raise NotImplementedError
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """(M, D) unit vectors."""
+        """(M, D) unit vectors; texts longer than the encoder's context are cut to it (see `truncated`)."""
         raise NotImplementedError
+
+    def truncated(self, text: str) -> bool:
+        """Whether the text encoder saw only a prefix of this text: recorded with the score."""
+        return False
 
 
 SCORERS: Registry[type[Scorer]] = Registry("scorer")

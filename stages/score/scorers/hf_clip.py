@@ -1,0 +1,77 @@
+"""Hugging Face dual encoders (CLIP, SigLIP, ...) through AutoModel: any hub id or local folder, `tiny:hf_clip`
+in tests. A clip's embedding is the normalised mean of its frames' embeddings."""
+
+from __future__ import annotations
+
+import io
+from typing import Sequence
+
+import numpy as np
+
+from stages import models
+from stages.caption.teachers.base import torch_device, torch_dtype
+from stages.score.scorers.base import SCORERS, Scorer
+
+
+def _features(output):
+    """transformers 5 returns a model output from get_*_features (the projection in pooler_output); 4.x a tensor."""
+    return output if hasattr(output, "norm") else output.pooler_output
+
+
+@SCORERS.register("hf_clip")
+class HFClipScorer(Scorer):
+    kind = "hf_clip"
+
+    def setup(self) -> None:
+        import torch
+        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+        resolved = models.resolve(self.config.model)
+        self.weights = resolved.weights
+        self.device = torch_device(self.config.device)
+        self.dtype = torch_dtype(self.config.dtype, self.device)
+        self.model = AutoModel.from_pretrained(resolved.location, dtype=self.dtype).to(self.device).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(resolved.location)
+        self.image_processor = AutoImageProcessor.from_pretrained(resolved.location)
+        text_config = getattr(self.model.config, "text_config", self.model.config)
+        self.context_length = min(getattr(text_config, "max_position_embeddings", 77),
+                                  self.tokenizer.model_max_length)
+        # SigLIP was trained on max-length padding; CLIP on dynamic padding
+        self.padding = "max_length" if "siglip" in type(self.model).__name__.lower() else True
+        self._torch = torch
+
+    def embed_clips(self, clips: Sequence[list[bytes]]) -> np.ndarray:
+        from PIL import Image
+
+        torch = self._torch
+        owners = [n for n, frames in enumerate(clips) for _ in frames]
+        images = [Image.open(io.BytesIO(f)).convert("RGB") for frames in clips for f in frames]
+        feats = []
+        with torch.inference_mode():
+            for i in range(0, len(images), self.config.batch_size):
+                pixels = self.image_processor(images=images[i:i + self.config.batch_size], return_tensors="pt")
+                pixels = {k: v.to(self.device, self.dtype) for k, v in pixels.items()}
+                out = _features(self.model.get_image_features(**pixels)).float()
+                feats.append(torch.nn.functional.normalize(out, dim=-1).cpu())
+        frame_emb = torch.cat(feats).numpy()
+        out = np.zeros((len(clips), frame_emb.shape[1]), np.float32)
+        owners_arr = np.asarray(owners)
+        for n in range(len(clips)):
+            mean = frame_emb[owners_arr == n].mean(axis=0)
+            out[n] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+        return out
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        torch = self._torch
+        feats = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), self.config.batch_size):
+                tokens = self.tokenizer(list(texts[i:i + self.config.batch_size]), padding=self.padding,
+                                        truncation=True, max_length=self.context_length, return_tensors="pt")
+                tokens = {k: v.to(self.device) for k, v in tokens.items()}
+                out = _features(self.model.get_text_features(**tokens)).float()
+                feats.append(torch.nn.functional.normalize(out, dim=-1).cpu())
+        return torch.cat(feats).numpy()
+
+    def truncated(self, text: str) -> bool:
+        return len(self.tokenizer(text, truncation=False)["input_ids"]) > self.context_length

@@ -28,8 +28,8 @@ test: $(STAMP)
 clean:
 	rm -rf out .pytest_cache
 
-.PHONY: bench bench-split bench-score
-bench: bench-split bench-score
+.PHONY: bench bench-split bench-score bench-caption
+bench: bench-split bench-caption bench-score
 
 # Writes bench/split.json; SPLIT_ARGS="--long-seconds 600" for a shorter peak-RSS video than the default hour.
 SPLIT_ARGS ?=
@@ -40,3 +40,7 @@ bench-split: $(STAMP)
 # Writes bench/score.json: the score stage against a bare open_clip encode loop on the same inputs.
 bench-score: $(STAMP)
 	$(BIN)/python -m bench.score_bench $(SCORE_ARGS)
+
+# Writes bench/caption.json: each teacher through the caption stage against its model's bare generate loop.
+bench-caption: $(STAMP)
+	$(BIN)/python -m bench.caption_bench

@@ -4,7 +4,6 @@ generate on the same inputs, in the same run. Writes bench/caption.json."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -13,7 +12,6 @@ from manifests import CLIPS
 from pipeline.runners import LocalRunner
 from stages.caption import CaptionConfig, CaptionStage
 from stages.caption.stage import clip_input
-from stages.caption.teachers import TeacherConfig
 from stages.caption.teachers.howtocaption import pack_blocks
 from stages.config import load_run_config
 from stages.ingest import IngestStage, discover

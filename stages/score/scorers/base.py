@@ -48,4 +48,14 @@ class Scorer:
         return False
 
 
+def mean_per_clip(frame_emb: np.ndarray, owners: Sequence[int], clips: int) -> np.ndarray:
+    """A clip's embedding: the normalised mean of its frames' unit embeddings (`owners[i]` is frame i's clip)."""
+    out = np.zeros((clips, frame_emb.shape[1]), np.float32)
+    owners_arr = np.asarray(owners)
+    for n in range(clips):
+        mean = frame_emb[owners_arr == n].mean(axis=0)
+        out[n] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    return out
+
+
 SCORERS: Registry[type[Scorer]] = Registry("scorer")

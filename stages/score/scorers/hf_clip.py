@@ -10,7 +10,7 @@ import numpy as np
 
 from stages import models
 from stages.caption.teachers.base import torch_device, torch_dtype
-from stages.score.scorers.base import SCORERS, Scorer
+from stages.score.scorers.base import SCORERS, Scorer, mean_per_clip
 
 
 def _features(output):
@@ -54,12 +54,7 @@ class HFClipScorer(Scorer):
                 out = _features(self.model.get_image_features(**pixels)).float()
                 feats.append(torch.nn.functional.normalize(out, dim=-1).cpu())
         frame_emb = torch.cat(feats).numpy()
-        out = np.zeros((len(clips), frame_emb.shape[1]), np.float32)
-        owners_arr = np.asarray(owners)
-        for n in range(len(clips)):
-            mean = frame_emb[owners_arr == n].mean(axis=0)
-            out[n] = mean / max(float(np.linalg.norm(mean)), 1e-12)
-        return out
+        return mean_per_clip(frame_emb, owners, len(clips))
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         torch = self._torch

@@ -9,7 +9,7 @@ import numpy as np
 
 from stages import models
 from stages.caption.teachers.base import torch_device, torch_dtype
-from stages.score.scorers.base import SCORERS, Scorer
+from stages.score.scorers.base import SCORERS, Scorer, mean_per_clip
 
 
 @SCORERS.register("open_clip")
@@ -56,12 +56,7 @@ class OpenClipScorer(Scorer):
                 batch = torch.stack(images[i:i + self.config.batch_size]).to(self.device, self.dtype)
                 feats.append(self.model.encode_image(batch, normalize=True).float().cpu())
         frame_emb = torch.cat(feats).numpy() if feats else np.zeros((0, 1), np.float32)
-        out = np.zeros((len(clips), frame_emb.shape[1]), np.float32)
-        owners_arr = np.asarray(owners)
-        for n in range(len(clips)):
-            mean = frame_emb[owners_arr == n].mean(axis=0)
-            out[n] = mean / max(float(np.linalg.norm(mean)), 1e-12)
-        return out
+        return mean_per_clip(frame_emb, owners, len(clips))
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         torch = self._torch

@@ -23,10 +23,6 @@ BENCH_SPLIT = {"detector": "adaptive", "stitch": {"embedder": {"kind": "histogra
                "min_clip_s": 1.0, "decode_threads": 1}
 
 
-def videos_table(paths: list[Path]) -> pa.Table:
-    return LocalRunner().map(IngestStage(), discover(paths[0].parent if len(paths) > 1 else paths[0]))
-
-
 def split_once(path: Path, out_dir: Path, **overrides) -> pa.Table:
     stage = SplitStage(SplitConfig(**{**BENCH_SPLIT, **overrides}))
     stage.out_dir = str(out_dir)

@@ -118,24 +118,6 @@ class DecodedFrame:
     frame: object  # av.VideoFrame
 
 
-@functools.lru_cache(maxsize=1)
-def _malloc_trim():
-    try:
-        import ctypes
-
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
-def _release_freed_memory() -> None:
-    """Frames are allocated in the decoder thread and freed in ours; glibc keeps such memory in per-thread arenas
-    unless asked to give it back, and peak RSS on an hour of video doubled run to run without this."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
 DECODE_PASSES: Counter[str] = Counter()  # per process: how often each file was decoded, for stats
 _END = object()
 
@@ -192,7 +174,6 @@ def decode_frames(path: str | Path, threads: int = 1, prefetch: int = 16) -> Ite
 
     worker = threading.Thread(target=produce, name="vlcurate-decode", daemon=True)
     worker.start()
-    handed = 0
     try:
         while True:
             item = frames.get()
@@ -201,9 +182,6 @@ def decode_frames(path: str | Path, threads: int = 1, prefetch: int = 16) -> Ite
             if isinstance(item, BaseException):
                 raise item
             yield item
-            handed += 1
-            if handed % 4096 == 0:
-                _release_freed_memory()
     finally:
         stop.set()
         worker.join(timeout=5)

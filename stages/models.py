@@ -14,6 +14,7 @@ import importlib.util
 import importlib.metadata
 import json
 import os
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,11 +75,11 @@ def resolve(ref: str) -> ResolvedModel:
                 tmp.mkdir(parents=True, exist_ok=True)
                 builder(tmp)
                 (tmp / "_COMPLETE").write_text("")
+                if target.exists() and not (target / "_COMPLETE").exists():
+                    shutil.rmtree(target, ignore_errors=True)  # left by an interrupted build
                 try:
                     os.replace(tmp, target)
                 except OSError:  # another process finished first
-                    import shutil
-
                     shutil.rmtree(tmp, ignore_errors=True)
         return ResolvedModel(str(target), UNTRAINED)
     return ResolvedModel(ref, f"hf:{ref}" if not Path(ref).exists() else f"local:{Path(ref).resolve()}")

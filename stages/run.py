@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Iterable
 
@@ -18,8 +17,6 @@ from stages.ingest import IngestStage, discover
 from stages.score import ScoreStage
 from stages.shard import ShardStage
 from stages.split import SplitStage
-
-log = logging.getLogger("vlcurate")
 
 STAGES: dict[str, type[Stage]] = {
     "ingest": IngestStage, "split": SplitStage, "caption": CaptionStage, "score": ScoreStage, "shard": ShardStage,

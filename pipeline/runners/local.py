@@ -26,7 +26,12 @@ def _run_batch(batch: pa.Table) -> pa.Table:
 
 def local_workers(stage: Stage, num_batches: int) -> int:
     """CPU-bound stages (split) fan out over processes; model stages keep one copy of their models."""
-    wanted = stage.resources.pool_size or (os.cpu_count() or 1 if stage.local_parallel else 1)
+    if stage.resources.pool_size:
+        wanted = stage.resources.pool_size
+    elif stage.local_parallel:
+        wanted = os.cpu_count() or 1
+    else:
+        wanted = 1
     return max(1, min(wanted, num_batches))
 
 

@@ -60,13 +60,12 @@ class CaptionStage(Stage):
     def setup(self) -> None:
         if not self.config.teachers:
             raise ValueError("caption: no teachers configured")
-        threads = models.set_torch_threads(self.resources.threads)
+        models.set_torch_threads(self.resources.threads)
         self.teachers: list[Teacher] = []
         for cfg in self.config.teachers:
             teacher = TEACHERS.get(cfg.kind)(cfg)
             teacher.setup()
             self.teachers.append(teacher)
-        self.threads = threads
 
     def _candidate(self, teacher: Teacher, text: str | None, status: str, reason: str | None,
                    seconds: float) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from manifests import VIDEOS
-from pipeline.stage import RowStage, StageConfig, error_text
+from pipeline.stage import RowStage, StageConfig, StageError, error_text
 from stages import media
 from stages.models import package_dir
 
@@ -114,17 +114,14 @@ class IngestStage(RowStage):
             return [self.error_row(out, error_text(self.name, "missing_subtitles", row["subtitles_path"]))]
         out["size_bytes"] = path.stat().st_size
         out["video_id"] = media.content_hash(path)
-        info = media.probe(path)
+        try:
+            info = media.probe(path)
+        except StageError as exc:  # keep the hash: bad files are still identified by content
+            return [{**out, "error": error_text(self.name, exc.reason, exc.detail)}]
         out.update(duration_s=info.duration_s, fps=info.fps, num_frames=info.num_frames, width=info.width,
                    height=info.height, codec=info.codec, rotation=info.rotation,
                    sample_aspect_ratio=info.sample_aspect_ratio, has_audio=info.has_audio)
         return [out]
-
-    def error_row(self, row: dict[str, Any], error: str) -> dict[str, Any]:
-        path = Path(row["path"])
-        if path.is_file() and not row.get("video_id"):
-            row = {**row, "video_id": media.content_hash(path), "size_bytes": path.stat().st_size}
-        return {**row, "error": error}
 
     def finalize(self, table: pa.Table, out_dir: str) -> pa.Table:
         table = super().finalize(table, out_dir)

@@ -3,6 +3,7 @@ uses; then Panda-70M's second step (forced cuts, semantic stitching, length limi
 
 from __future__ import annotations
 
+import bisect
 import shutil
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,13 @@ class SplitConfig(StageConfig):
     decode_threads: int = Field(1, ge=1, description="decoder threads per video")
 
 
+def samples_in(sampled: list[int], start: int, end: int) -> list[int]:
+    """The sorted sampled frame indices in [start, end)."""
+    return sampled[bisect.bisect_left(sampled, start):bisect.bisect_left(sampled, end)]
+
+
 def nearest_sampled(sampled: list[int], start: int, end: int, position: float) -> int | None:
-    inside = [i for i in sampled if start <= i < end]
+    inside = samples_in(sampled, start, end)
     if not inside:
         return None
     target = start + position * (end - start - 1)
@@ -67,7 +73,7 @@ def nearest_sampled(sampled: list[int], start: int, end: int, position: float) -
 
 def pick_frames(sampled: list[int], start: int, end: int, count: int) -> list[int]:
     """`count` sampled frame indices spread evenly over [start, end), nearest to evenly spaced targets."""
-    inside = [i for i in sampled if start <= i < end]
+    inside = samples_in(sampled, start, end)
     if len(inside) <= count:
         return inside
     chosen: list[int] = []
@@ -103,10 +109,7 @@ class SplitStage(RowStage):
     def _decode(self, row: dict[str, Any]) -> tuple[list[int], list[float], dict[int, bytes], int]:
         cfg = self.config
         fps = row["fps"]
-        params = dict(cfg.detector_params)
-        if cfg.detector in ("adaptive", "content"):
-            params.setdefault("detect_width", cfg.detect_width)
-        detector = DETECTORS.get(cfg.detector)(fps, **params)
+        detector = DETECTORS.get(cfg.detector)(fps, detect_width=cfg.detect_width, **cfg.detector_params)
         out_w, out_h = media.display_size(row["width"], row["height"], row["sample_aspect_ratio"] or 1.0,
                                           row["rotation"] or 0, cfg.frame_short_side)
         det_w, det_h = detector.frame_size(row["width"], row["height"])
@@ -129,13 +132,13 @@ class SplitStage(RowStage):
         return cuts, times, sampled, media.DECODE_PASSES[row["path"]] - passes_before
 
     # -- Panda's second step on the samples ---------------------------------------------------------------------
-    def _segments(self, spans: list[tuple[int, int]], fps: float,
-                  sampled: dict[int, bytes]) -> tuple[list[Segment], list[Dropped]]:
+    def _segments(self, spans: list[tuple[int, int]], fps: float, sampled: dict[int, bytes],
+                  keys: list[int]) -> tuple[list[Segment], list[Dropped]]:
+        """`keys`: the sampled frame indices, ascending."""
         cfg, st = self.config, self.config.stitch
         segments = forced_cuts(spans, fps, cfg.forced_cut_above_s, cfg.forced_cut_every_s)
         dropped: list[Dropped] = []
         if self.embedder is not None:
-            keys = sorted(sampled)
             picks = [(nearest_sampled(keys, s.start, s.end, st.start_at), nearest_sampled(keys, s.start, s.end,
                                                                                          st.end_at))
                      for s in segments]
@@ -148,11 +151,12 @@ class SplitStage(RowStage):
         segments, too_short = apply_length_limits(segments, fps, cfg.min_clip_s, cfg.max_clip_s, cfg.trim_s)
         dropped += too_short
         if self.embedder is not None and st.redundant_l2 is not None and segments:
-            keys = sorted(sampled)
+            picks = [pick_frames(keys, seg.start, seg.end, cfg.frames_per_clip) for seg in segments]
+            wanted = sorted({i for idx in picks for i in idx})
+            vectors = dict(zip(wanted, self.embedder.embed([sampled[i] for i in wanted]))) if wanted else {}
             means = []
-            for seg in segments:
-                idx = pick_frames(keys, seg.start, seg.end, cfg.frames_per_clip)
-                emb = self.embedder.embed([sampled[i] for i in idx]).mean(axis=0) if idx else np.zeros(1)
+            for idx in picks:
+                emb = np.mean([vectors[i] for i in idx], axis=0) if idx else np.zeros(1)
                 means.append(emb / max(float(np.linalg.norm(emb)), 1e-12))
             segments, redundant = drop_redundant(segments, means, st.redundant_l2)
             dropped += redundant
@@ -182,11 +186,11 @@ class SplitStage(RowStage):
         num_frames = len(times)
         bounds = [0, *cuts, num_frames]
         spans = list(zip(bounds, bounds[1:]))
-        segments, dropped = self._segments(spans, fps, sampled)
+        keys = list(sampled)  # filled in decode order, so already ascending
+        segments, dropped = self._segments(spans, fps, sampled, keys)
         frame_step = float(np.median(np.diff(times))) if num_frames > 1 else 1.0 / fps
         end_time = times[-1] + frame_step
         video = {**row, "num_frames": num_frames, "duration_s": round(end_time, 6)}
-        keys = sorted(sampled)
         clips = []
         for index, seg in enumerate(segments):
             chosen = pick_frames(keys, seg.start, seg.end, cfg.frames_per_clip)

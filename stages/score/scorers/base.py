@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import ClassVar, Sequence
 
 import numpy as np
@@ -35,13 +36,31 @@ class Scorer:
     def setup(self) -> None:
         pass
 
-    def embed_clips(self, clips: Sequence[list[bytes]]) -> np.ndarray:
-        """(N, D) unit vectors, one per clip, from its stored JPEG frames."""
+    def encode_images(self, images: list) -> np.ndarray:
+        """(n, D) unit vectors for one batch of PIL images."""
         raise NotImplementedError
 
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """(M, D) unit vectors; texts longer than the encoder's context are cut to it (see `truncated`)."""
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """(n, D) unit vectors for one batch of texts, cut to the encoder's context (see `truncated`)."""
         raise NotImplementedError
+
+    def embed_clips(self, clips: Sequence[list[bytes]]) -> np.ndarray:
+        """(N, D) unit vectors, one per clip: the normalised mean of its stored JPEG frames' embeddings."""
+        from PIL import Image
+
+        owners = [n for n, frames in enumerate(clips) for _ in frames]
+        images = [Image.open(io.BytesIO(f)).convert("RGB") for frames in clips for f in frames]
+        frame_emb = self._batched(self.encode_images, images)
+        return mean_per_clip(frame_emb, owners, len(clips))
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """(M, D) unit vectors."""
+        return self._batched(self.encode_texts, list(texts))
+
+    def _batched(self, encode, items: list) -> np.ndarray:
+        size = self.config.batch_size
+        parts = [encode(items[i:i + size]) for i in range(0, len(items), size)]
+        return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
 
     def truncated(self, text: str) -> bool:
         """Whether the text encoder saw only a prefix of this text: recorded with the score."""

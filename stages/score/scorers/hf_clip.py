@@ -3,14 +3,11 @@ in tests. A clip's embedding is the normalised mean of its frames' embeddings.""
 
 from __future__ import annotations
 
-import io
-from typing import Sequence
-
 import numpy as np
 
 from stages import models
 from stages.caption.teachers.base import torch_device, torch_dtype
-from stages.score.scorers.base import SCORERS, Scorer, mean_per_clip
+from stages.score.scorers.base import SCORERS, Scorer
 
 
 def _features(output):
@@ -40,33 +37,22 @@ class HFClipScorer(Scorer):
         self.padding = "max_length" if "siglip" in type(self.model).__name__.lower() else True
         self._torch = torch
 
-    def embed_clips(self, clips: Sequence[list[bytes]]) -> np.ndarray:
-        from PIL import Image
-
+    def encode_images(self, images: list) -> np.ndarray:
         torch = self._torch
-        owners = [n for n, frames in enumerate(clips) for _ in frames]
-        images = [Image.open(io.BytesIO(f)).convert("RGB") for frames in clips for f in frames]
-        feats = []
+        pixels = self.image_processor(images=images, return_tensors="pt")
+        pixels = {k: v.to(self.device, self.dtype) for k, v in pixels.items()}
         with torch.inference_mode():
-            for i in range(0, len(images), self.config.batch_size):
-                pixels = self.image_processor(images=images[i:i + self.config.batch_size], return_tensors="pt")
-                pixels = {k: v.to(self.device, self.dtype) for k, v in pixels.items()}
-                out = _features(self.model.get_image_features(**pixels)).float()
-                feats.append(torch.nn.functional.normalize(out, dim=-1).cpu())
-        frame_emb = torch.cat(feats).numpy()
-        return mean_per_clip(frame_emb, owners, len(clips))
+            out = _features(self.model.get_image_features(**pixels)).float()
+            return torch.nn.functional.normalize(out, dim=-1).cpu().numpy()
 
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
         torch = self._torch
-        feats = []
+        tokens = self.tokenizer(texts, padding=self.padding, truncation=True, max_length=self.context_length,
+                                return_tensors="pt")
+        tokens = {k: v.to(self.device) for k, v in tokens.items()}
         with torch.inference_mode():
-            for i in range(0, len(texts), self.config.batch_size):
-                tokens = self.tokenizer(list(texts[i:i + self.config.batch_size]), padding=self.padding,
-                                        truncation=True, max_length=self.context_length, return_tensors="pt")
-                tokens = {k: v.to(self.device) for k, v in tokens.items()}
-                out = _features(self.model.get_text_features(**tokens)).float()
-                feats.append(torch.nn.functional.normalize(out, dim=-1).cpu())
-        return torch.cat(feats).numpy()
+            out = _features(self.model.get_text_features(**tokens)).float()
+            return torch.nn.functional.normalize(out, dim=-1).cpu().numpy()
 
     def truncated(self, text: str) -> bool:
         return len(self.tokenizer(text, truncation=False)["input_ids"]) > self.context_length

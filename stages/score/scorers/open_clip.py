@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import io
-from typing import Sequence
-
 import numpy as np
 
 from stages import models
 from stages.caption.teachers.base import torch_device, torch_dtype
-from stages.score.scorers.base import SCORERS, Scorer, mean_per_clip
+from stages.score.scorers.base import SCORERS, Scorer
 
 
 @SCORERS.register("open_clip")
@@ -41,31 +38,17 @@ class OpenClipScorer(Scorer):
         self.tokenizer = open_clip.get_tokenizer(name)
         self.context_length = getattr(self.model, "context_length", 77)
 
-    def embed_clips(self, clips: Sequence[list[bytes]]) -> np.ndarray:
-        from PIL import Image
-
+    def encode_images(self, images: list) -> np.ndarray:
         torch = self._torch
-        owners, images = [], []
-        for n, frames in enumerate(clips):
-            for jpeg in frames:
-                owners.append(n)
-                images.append(self.preprocess(Image.open(io.BytesIO(jpeg)).convert("RGB")))
-        feats = []
+        batch = torch.stack([self.preprocess(image) for image in images]).to(self.device, self.dtype)
         with torch.inference_mode():
-            for i in range(0, len(images), self.config.batch_size):
-                batch = torch.stack(images[i:i + self.config.batch_size]).to(self.device, self.dtype)
-                feats.append(self.model.encode_image(batch, normalize=True).float().cpu())
-        frame_emb = torch.cat(feats).numpy() if feats else np.zeros((0, 1), np.float32)
-        return mean_per_clip(frame_emb, owners, len(clips))
+            return self.model.encode_image(batch, normalize=True).float().cpu().numpy()
 
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
         torch = self._torch
-        feats = []
         with torch.inference_mode():
-            for i in range(0, len(texts), self.config.batch_size):
-                tokens = self.tokenizer(list(texts[i:i + self.config.batch_size])).to(self.device)
-                feats.append(self.model.encode_text(tokens, normalize=True).float().cpu())
-        return torch.cat(feats).numpy() if feats else np.zeros((0, 1), np.float32)
+            tokens = self.tokenizer(texts).to(self.device)
+            return self.model.encode_text(tokens, normalize=True).float().cpu().numpy()
 
     def truncated(self, text: str) -> bool:
         """Whether the text encoder saw only a prefix of this text (context length, start and end tokens)."""

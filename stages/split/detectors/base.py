@@ -16,8 +16,9 @@ class Detector:
     name: str = "base"
     pixel_format: str = "bgr24"
 
-    def __init__(self, fps: float, **params: Any):
+    def __init__(self, fps: float, detect_width: int = 256, **params: Any):
         self.fps = fps
+        self.detect_width = detect_width  # detectors that choose their own size (TransNetV2: 48x27) ignore it
         self.params = params
 
     def frame_size(self, width: int, height: int) -> tuple[int, int]:

@@ -32,10 +32,9 @@ class _SceneDetect(Detector):
     detector_class_name: str
 
     def __init__(self, fps: float, detect_width: int = 256, batch_frames: int = 32, **params: Any):
-        super().__init__(fps, **params)
+        super().__init__(fps, detect_width, **params)
         import scenedetect
 
-        self.detect_width = detect_width
         self._timecode = scenedetect.FrameTimecode
         detector_class = getattr(scenedetect, self.detector_class_name)
         probe = detector_class(**params)

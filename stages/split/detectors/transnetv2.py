@@ -17,9 +17,9 @@ class TransNetV2Detector(Detector):
     name = "transnetv2"
     pixel_format = "rgb24"
 
-    def __init__(self, fps: float, threshold: float = 0.5, device: str = "auto", windows_per_batch: int = 8,
-                 **params: Any):
-        super().__init__(fps, **params)
+    def __init__(self, fps: float, detect_width: int = 256, threshold: float = 0.5, device: str = "auto",
+                 windows_per_batch: int = 8, **params: Any):
+        super().__init__(fps, detect_width, **params)
         self.threshold = threshold
         self.windows_per_batch = windows_per_batch
         if device == "auto":

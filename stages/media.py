@@ -5,14 +5,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import shutil
-import queue
 import subprocess
 import threading
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    import numpy as np
 
 from pipeline.stage import StageError
 
@@ -119,12 +121,14 @@ class DecodedFrame:
 
 
 DECODE_PASSES: Counter[str] = Counter()  # per process: how often each file was decoded, for stats
-_END = object()
 
 
-def _decode(path: str | Path, threads: int) -> Iterator[DecodedFrame]:
+def decode_frames(path: str | Path, threads: int = 1) -> Iterator[DecodedFrame]:
+    """Every frame in presentation order with its decoded index, through PyAV: for tests and tools that need
+    full frames. The split stage decodes with `FrameScan`, which keeps per-frame work out of Python."""
     import av
 
+    DECODE_PASSES[str(path)] += 1
     with _open(path) as container:
         stream = container.streams.video[0]
         stream.thread_count = threads
@@ -144,49 +148,6 @@ def _decode(path: str | Path, threads: int) -> Iterator[DecodedFrame]:
             raise StageError("decode_failed", f"after {index} frames: {exc}") from exc
 
 
-def decode_frames(path: str | Path, threads: int = 1, prefetch: int = 16) -> Iterator[DecodedFrame]:
-    """Every frame in presentation order with its decoded index; streaming, never the whole video in memory.
-
-    With `prefetch`, the decoder runs in its own thread (libavcodec releases the GIL) and hands frames over a
-    bounded queue, so decoding and the caller's per-frame work overlap instead of adding up.
-    """
-    DECODE_PASSES[str(path)] += 1
-    if prefetch <= 0:
-        yield from _decode(path, threads)
-        return
-    frames: queue.Queue = queue.Queue(maxsize=prefetch)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in _decode(path, threads):
-                while not stop.is_set():
-                    try:
-                        frames.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            frames.put(_END)
-        except BaseException as exc:  # handed to the consumer, raised there
-            frames.put(exc)
-
-    worker = threading.Thread(target=produce, name="vlcurate-decode", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = frames.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        worker.join(timeout=5)
-
-
 def display_size(width: int, height: int, sar: float, rotation: int, short_side: int) -> tuple[int, int]:
     """Output size for sampled frames: square pixels, rotation applied, short side at most `short_side`."""
     w = width * (sar or 1.0)
@@ -197,20 +158,172 @@ def display_size(width: int, height: int, sar: float, rotation: int, short_side:
     return max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2)
 
 
-def frame_to_jpeg(frame, width: int, height: int, rotation: int, quality: int = 90) -> bytes:
-    """Downscale with swscale (area filter), rotate for display, encode with libjpeg-turbo via OpenCV."""
+def encode_jpeg(bgr, rotation: int = 0, quality: int = 90) -> bytes:
+    """Rotate a stored-orientation frame for display (counter-clockwise, as the display matrix says) and encode it
+    with libjpeg-turbo via OpenCV, which releases the GIL."""
     import cv2
     import numpy as np
 
-    if rotation in (90, 270):
-        width, height = height, width
-    bgr = frame.to_ndarray(width=width, height=height, format="bgr24", interpolation="AREA")
     if rotation:
-        bgr = np.ascontiguousarray(np.rot90(bgr, k=rotation // 90))  # counter-clockwise, as PyAV's rotation
+        bgr = np.ascontiguousarray(np.rot90(bgr, k=rotation // 90))
     ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
-        raise StageError("jpeg_failed", f"could not encode a {width}x{height} frame")
+        raise StageError("jpeg_failed", f"could not encode a {bgr.shape[1]}x{bgr.shape[0]} frame")
     return buf.tobytes()
+
+
+_PIPE_BYTES = 1 << 20
+_CHANNELS = {"bgr24": 3, "rgb24": 3, "gray": 1}
+
+
+class FrameScan:
+    """One decoding pass over a video, done by an ffmpeg process: every frame scaled down for a shot detector,
+    and every `sample_every`-th frame scaled to `sample_size` for the stages after split.
+
+    Why a process rather than PyAV frames: decoding, scaling and colour conversion then run in ffmpeg's own
+    threads (the decoder itself on `threads` threads, 1 by default) and Python only sees whole batches of small
+    frames, so per-frame interpreter work and GIL handovers no longer limit small videos to half of decode speed.
+    Presentation timestamps come from ffmpeg's per-frame stats in the input's own time base, so variable frame
+    rates keep exact times. Rotation is not applied here (`-noautorotate`): callers rotate the few sampled frames.
+    """
+
+    def __init__(self, path: str | Path, detect_size: tuple[int, int], *, detect_format: str = "bgr24",
+                 detect_scaler: str = "area", sample_every: int = 0,
+                 sample_size: tuple[int, int] | None = None, on_sample=None, threads: int = 1,
+                 batch_frames: int = 64):
+        if detect_format not in _CHANNELS:
+            raise ValueError(f"detect_format must be one of {sorted(_CHANNELS)}")
+        if sample_every and (sample_size is None or on_sample is None):
+            raise ValueError("sampling needs sample_size and on_sample")
+        self.path = str(path)
+        self.detect_size, self.detect_format, self.detect_scaler = detect_size, detect_format, detect_scaler
+        self.sample_every, self.sample_size, self.on_sample = sample_every, sample_size, on_sample
+        self.threads, self.batch_frames = threads, batch_frames
+        self.times: list[float] = []
+        self.frames = 0
+
+    def _command(self, stats: str, sample_fd: int | None) -> list[str]:
+        dw, dh = self.detect_size
+        detect = f"scale={dw}:{dh}:flags={self.detect_scaler},format={self.detect_format}"
+        cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-threads", str(self.threads),
+               "-noautorotate", "-i", self.path, "-filter_complex_threads", "1"]
+        if sample_fd is None:
+            cmd += ["-filter_complex", f"[0:v:0]{detect}[det]"]
+        else:
+            sw, sh = self.sample_size
+            cmd += ["-filter_complex", f"[0:v:0]split=2[a][b];[a]{detect}[det];"
+                    f"[b]select='not(mod(n\\,{self.sample_every}))',scale={sw}:{sh}:flags=area,format=bgr24[smp]"]
+        cmd += ["-map", "[det]", "-fps_mode", "passthrough", "-stats_enc_pre", stats,
+                "-stats_enc_pre_fmt", "{ptsi} {tbi}", "-f", "rawvideo", "pipe:1"]
+        if sample_fd is not None:
+            cmd += ["-map", "[smp]", "-fps_mode", "passthrough", "-f", "rawvideo", f"pipe:{sample_fd}"]
+        return cmd
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Batches of detector frames, (n, h, w, channels) uint8, in presentation order."""
+        import fcntl
+        import os
+        import tempfile
+
+        import numpy as np
+
+        DECODE_PASSES[self.path] += 1
+        dw, dh = self.detect_size
+        frame_bytes = dw * dh * _CHANNELS[self.detect_format]
+        with tempfile.TemporaryDirectory(prefix="vlcurate-scan-") as tmp:
+            stats, errors = os.path.join(tmp, "stats.txt"), open(os.path.join(tmp, "stderr.txt"), "w+b")
+            sample_read = sample_write = None
+            if self.sample_every:
+                sample_read, sample_write = os.pipe()
+            proc = subprocess.Popen(self._command(stats, sample_write), stdout=subprocess.PIPE, stderr=errors,
+                                    stdin=subprocess.DEVNULL, bufsize=0,
+                                    pass_fds=(sample_write,) if sample_write is not None else ())
+            reader = None
+            if sample_write is not None:
+                os.close(sample_write)
+                reader = threading.Thread(target=self._read_samples, args=(sample_read,), daemon=True,
+                                          name="vlcurate-samples")
+                reader.start()
+            try:
+                try:
+                    fcntl.fcntl(proc.stdout.fileno(), 1031, _PIPE_BYTES)  # F_SETPIPE_SZ: fewer, larger reads
+                except OSError:
+                    pass
+                while True:
+                    batch = np.empty((self.batch_frames, dh, dw, _CHANNELS[self.detect_format]), np.uint8)
+                    got = _read_full(proc.stdout, memoryview(batch).cast("B"))
+                    n = got // frame_bytes
+                    if n:
+                        self.frames += n
+                        yield batch[:n]
+                    if got < batch.nbytes:
+                        break
+                code = proc.wait()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                proc.stdout.close()
+                if reader is not None:
+                    reader.join()
+            errors.seek(0)
+            message = errors.read().decode("utf-8", "replace").strip()[-400:]
+            errors.close()
+            if self.frames == 0:
+                raise StageError("undecodable", message or f"no frame decoded (ffmpeg exited {code})")
+            if code != 0:
+                raise StageError("decode_failed", f"after {self.frames} frames: {message or f'exit {code}'}")
+            if self._sample_error is not None:
+                raise self._sample_error
+            self.times = self._read_times(stats)
+
+    _sample_error: BaseException | None = None
+
+    def _read_samples(self, fd: int) -> None:
+        import numpy as np
+
+        sw, sh = self.sample_size
+        with open(fd, "rb", buffering=0) as pipe:
+            index = 0
+            while True:
+                frame = np.empty((sh, sw, 3), np.uint8)
+                if _read_full(pipe, memoryview(frame).cast("B")) < frame.nbytes:
+                    return
+                if self._sample_error is None:
+                    try:
+                        self.on_sample(index, frame)
+                    except BaseException as exc:  # raised to the caller once the scan ends
+                        self._sample_error = exc
+                index += self.sample_every
+
+    def _read_times(self, stats: str) -> list[float]:
+        """Frame times from the container's start, exact: input pts in the input time base, minus the first."""
+        import av
+
+        with _open(self.path) as container:
+            start = (container.start_time or 0) / av.time_base
+        times = []
+        with open(stats) as f:
+            for line in f:
+                pts, tb = line.split()
+                if pts == "N/A":
+                    times.append(times[-1] + (times[-1] - times[-2] if len(times) > 1 else 0.04) if times else 0.0)
+                    continue
+                times.append(float(int(pts) * Fraction(tb)) - start)
+        if len(times) != self.frames:
+            raise StageError("decode_failed", f"{self.frames} frames but {len(times)} timestamps")
+        return times
+
+
+def _read_full(pipe, view: memoryview) -> int:
+    """Fill `view` from a pipe unless it ends first; returns the bytes read."""
+    got = 0
+    while got < len(view):
+        n = pipe.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
 
 
 def encode_clip(src: str | Path, dst: str | Path, start_s: float, frame_count: int, fps: float, *,

@@ -153,10 +153,49 @@ def _build_tiny_hf_clip(target: Path) -> None:
     CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}).save_pretrained(target)
 
 
+def _clip_bpe_tokenizer():
+    """CLIP's own BPE tokenizer (what X-CLIP ships), built offline from the merges file open_clip packages: the
+    vocabulary is laid out as in CLIP (bytes, bytes+</w>, merges, start, end), so ids match real checkpoints and
+    end-of-text is the highest id, which X-CLIP's text pooling (argmax of the ids) relies on."""
+    import gzip
+
+    from open_clip.tokenizer import bytes_to_unicode
+    from transformers import CLIPTokenizer
+
+    lines = gzip.open(package_dir("open_clip") / "bpe_simple_vocab_16e6.txt.gz").read().decode("utf-8").split("\n")
+    merges = [tuple(line.split()) for line in lines[1:49152 - 256 - 2 + 1]]
+    symbols = list(bytes_to_unicode().values())
+    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    return CLIPTokenizer(vocab={v: i for i, v in enumerate(vocab)}, merges=merges, model_max_length=77)
+
+
+def _build_tiny_xclip(target: Path) -> None:
+    """A transformers XCLIPModel (8-frame video encoder, MIT, prompt generator) plus an XCLIPProcessor with
+    CLIP's BPE tokenizer and VideoMAE's image processor, the processor microsoft/xclip-* checkpoints ship."""
+    import torch
+    from transformers import VideoMAEImageProcessor, XCLIPConfig, XCLIPModel, XCLIPProcessor
+
+    config = XCLIPConfig(
+        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                         max_position_embeddings=77),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=16, num_frames=8, mit_hidden_size=32, mit_intermediate_size=64,
+                           mit_num_hidden_layers=1, mit_num_attention_heads=2),
+        projection_dim=32, prompt_layers=1, prompt_num_attention_heads=2,
+    )
+    torch.manual_seed(0)
+    XCLIPModel(config).save_pretrained(target)
+    XCLIPProcessor(image_processor=VideoMAEImageProcessor(size={"shortest_edge": 32},
+                                                          crop_size={"height": 32, "width": 32}),
+                   tokenizer=_clip_bpe_tokenizer()).save_pretrained(target)
+
+
 TINY_BUILDERS: dict[str, Callable[[Path], None]] = {
     "blip": _build_tiny_blip,
     "open_clip": _build_tiny_open_clip,
     "hf_clip": _build_tiny_hf_clip,
+    "xclip": _build_tiny_xclip,
 }
 
 

@@ -57,14 +57,13 @@ class ScoreStage(Stage):
             if not r.get("error") and not r.get("frames"):
                 r["error"] = error_text(self.name, "no_frames", "the clip has no stored frames to score")
         if live:
-            clip_emb = self.scorer.embed_clips([r["frames"] for r in live])
-            texts = [c["text"] for r in live for c in r["candidates"] if c["status"] == "ok"]
-            text_emb = self.scorer.embed_texts(texts) if texts else np.zeros((0, clip_emb.shape[1]), np.float32)
-            k = 0
+            texts = [[c["text"] for c in r["candidates"] if c["status"] == "ok"] for r in live]
+            scores = self.scorer.score_pairs([r["frames"] for r in live], texts)
             for n, r in enumerate(live):
+                k = 0
                 for c in r["candidates"]:
                     if c["status"] == "ok":
-                        c["score"] = round(float(clip_emb[n] @ text_emb[k]), self.config.decimals)
+                        c["score"] = round(float(scores[n][k]), self.config.decimals)
                         c["text_truncated"] = self.scorer.truncated(c["text"])
                         k += 1
                 best = choose(r["candidates"])

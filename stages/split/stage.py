@@ -109,27 +109,26 @@ class SplitStage(RowStage):
     def _decode(self, row: dict[str, Any]) -> tuple[list[int], list[float], dict[int, bytes], int]:
         cfg = self.config
         fps = row["fps"]
+        rotation = row["rotation"] or 0
         detector = DETECTORS.get(cfg.detector)(fps, detect_width=cfg.detect_width, **cfg.detector_params)
         out_w, out_h = media.display_size(row["width"], row["height"], row["sample_aspect_ratio"] or 1.0,
-                                          row["rotation"] or 0, cfg.frame_short_side)
-        det_w, det_h = detector.frame_size(row["width"], row["height"])
-        stride = max(1, int(round(fps / cfg.sample_fps)))
-        times: list[float] = []
+                                          rotation, cfg.frame_short_side)
+        if rotation in (90, 270):  # frames are scaled in stored orientation, rotated once encoded
+            out_w, out_h = out_h, out_w
         sampled: dict[int, bytes] = {}
+
+        def keep(index: int, frame: np.ndarray) -> None:
+            sampled[index] = media.encode_jpeg(frame, rotation, cfg.jpeg_quality)
+
+        scan = media.FrameScan(row["path"], detector.frame_size(row["width"], row["height"]),
+                               detect_format=detector.pixel_format, detect_scaler=detector.scaler,
+                               sample_every=max(1, int(round(fps / cfg.sample_fps))), sample_size=(out_w, out_h),
+                               on_sample=keep, threads=cfg.decode_threads)
         passes_before = media.DECODE_PASSES[row["path"]]
-        for decoded in media.decode_frames(row["path"], threads=cfg.decode_threads):
-            frame = decoded.frame
-            small = frame.to_ndarray(width=det_w, height=det_h, format=detector.pixel_format,
-                                     interpolation="AREA")
-            detector.process(decoded.index, small)
-            times.append(decoded.time_s)
-            if decoded.index % stride == 0:
-                sampled[decoded.index] = media.frame_to_jpeg(frame, out_w, out_h, row["rotation"] or 0,
-                                                             cfg.jpeg_quality)
-        if not times:
-            raise StageError("undecodable", "no frames decoded")
-        cuts = detector.finish(len(times))
-        return cuts, times, sampled, media.DECODE_PASSES[row["path"]] - passes_before
+        for batch in scan:
+            detector.process_batch(scan.frames - len(batch), batch)
+        cuts = detector.finish(scan.frames)
+        return cuts, scan.times, dict(sorted(sampled.items())), media.DECODE_PASSES[row["path"]] - passes_before
 
     # -- Panda's second step on the samples ---------------------------------------------------------------------
     def _segments(self, spans: list[tuple[int, int]], fps: float, sampled: dict[int, bytes],

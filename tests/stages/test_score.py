@@ -47,6 +47,15 @@ def test_every_candidate_is_scored_and_the_best_chosen():
         assert row["scorer"] == "open_clip:tiny:open_clip@untrained"
     emb = stage.scorer.embed_texts(["a", "b"])
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    # the default score_pairs is the per-pair cosine of the separate embeddings, exactly (dual encoders' scores
+    # must not move when the stage goes through the hook)
+    clips = [rows[0]["frames"], [jpeg((0, 255, 0))]]
+    pairs = stage.scorer.score_pairs(clips, [["a", "b"], ["c"]])
+    clip_emb = stage.scorer.embed_clips(clips)
+    text_emb = stage.scorer.embed_texts(["a", "b", "c"])
+    assert [p.tolist() for p in pairs] == [[float(clip_emb[0] @ text_emb[0]), float(clip_emb[0] @ text_emb[1])],
+                                           [float(clip_emb[1] @ text_emb[2])]]
+    assert [len(p) for p in stage.scorer.score_pairs(clips, [[], []])] == [0, 0]
 
 
 def scored_rows(scores):

@@ -46,17 +46,16 @@ class ClipInput:
     transcript_key: str | None = None                   # identifies the transcript (its path) for caching
 
     def images(self, count: int):
-        """`count` frames spread over the clip, as PIL images (the middle one when count is 1)."""
+        """`count` of the stored frames, evenly spread (the centre of each of `count` equal parts, so the middle one
+        when count is 1; frames repeat when fewer are stored), as PIL images."""
         from PIL import Image
 
         if not self.frames:
             return []
-        if count == 1:
-            picks = [self.frames[len(self.frames) // 2]]
-        else:
-            step = len(self.frames) / count
-            picks = [self.frames[min(len(self.frames) - 1, int(i * step))] for i in range(count)]
-        return [Image.open(io.BytesIO(b)).convert("RGB") for b in picks]
+        step = len(self.frames) / count
+        picks = [min(len(self.frames) - 1, int((i + 0.5) * step)) for i in range(count)]
+        decoded = {i: Image.open(io.BytesIO(self.frames[i])).convert("RGB") for i in set(picks)}
+        return [decoded[i] for i in picks]
 
 
 class Teacher:

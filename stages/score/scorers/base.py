@@ -1,4 +1,6 @@
-"""A scorer embeds clips and texts into one space; the score of a caption is their cosine similarity."""
+"""A scorer gives every (clip, caption) pair a similarity. Dual encoders embed clips and texts into one space and
+score the cosine (`score_pairs`' default); a model whose text embedding depends on the video (X-CLIP) overrides
+`score_pairs` to compute its own similarity."""
 
 from __future__ import annotations
 
@@ -56,6 +58,20 @@ class Scorer:
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """(M, D) unit vectors."""
         return self._batched(self.encode_texts, list(texts))
+
+    def score_pairs(self, clips: Sequence[list[bytes]], texts: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """Scores of each clip's own texts: `texts[n]` are clip n's candidates, the answer's n-th array their scores
+        in that order. The default is the cosine of `embed_clips` and `embed_texts`, every text in one batched
+        pass; models that score a pair jointly override this, since their text side is not one fixed vector."""
+        clip_emb = self.embed_clips(clips)
+        flat = [t for own in texts for t in own]
+        text_emb = self.embed_texts(flat) if flat else np.zeros((0, clip_emb.shape[1]), np.float32)
+        out, k = [], 0
+        for n, own in enumerate(texts):
+            # one dot product per pair, not a matrix product: keeps scores bit-identical to earlier releases
+            out.append(np.array([clip_emb[n] @ text_emb[k + i] for i in range(len(own))]))
+            k += len(own)
+        return out
 
     def _batched(self, encode, items: list) -> np.ndarray:
         size = self.config.batch_size

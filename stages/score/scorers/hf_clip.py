@@ -1,5 +1,5 @@
-"""Hugging Face dual encoders (CLIP, SigLIP, ...) through AutoModel: any hub id or local folder, `tiny:hf_clip`
-in tests. A clip's embedding is the normalised mean of its frames' embeddings."""
+"""Hugging Face dual encoders (CLIP, SigLIP, ...) through AutoModel: any hub id or local folder (a fine-tuned
+selector too), `tiny:hf_clip` in tests. A clip's embedding is the normalised mean of its frames' embeddings."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import numpy as np
 
 from stages import models
 from stages.caption.teachers.base import torch_device, torch_dtype
+from stages.score.scorers import finetuned
 from stages.score.scorers.base import SCORERS, Scorer
 
 
@@ -25,6 +26,10 @@ class HFClipScorer(Scorer):
 
         resolved = models.resolve(self.config.model)
         self.weights = resolved.weights
+        info = finetuned.selector_info(self.config.model)
+        if info is not None:  # a fine-tuned selector is a save_pretrained folder plus selector.json
+            finetuned.check_kind(info, self.kind, self.config.model)
+            self.weights = finetuned.weights_label(self.config.model)
         self.device = torch_device(self.config.device)
         self.dtype = torch_dtype(self.config.dtype, self.device)
         self.model = AutoModel.from_pretrained(resolved.location, dtype=self.dtype).to(self.device).eval()

@@ -1,11 +1,15 @@
-"""open_clip models: any model name with a pretrained tag, a checkpoint path, or `tiny:open_clip` for tests."""
+"""open_clip models: any model name with a pretrained tag, a checkpoint path, `tiny:open_clip` for tests, or a
+fine-tuned selector folder (`vlcurate selector train`) as the model."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
 from stages import models
 from stages.caption.teachers.base import torch_device, torch_dtype
+from stages.score.scorers import finetuned
 from stages.score.scorers.base import SCORERS, Scorer
 
 
@@ -21,7 +25,12 @@ class OpenClipScorer(Scorer):
 
         self._torch = torch
         name, pretrained = self.config.model, self.config.pretrained
-        if name.startswith("tiny:"):
+        info = finetuned.selector_info(name)
+        if info is not None:  # a fine-tuned selector: open_clip's own local-dir format, its tag is ignored
+            finetuned.check_kind(info, self.kind, name)
+            self.weights = finetuned.weights_label(name)
+            name, pretrained = f"local-dir:{Path(name).resolve()}", None
+        elif name.startswith("tiny:"):
             resolved = models.resolve(name)
             open_clip.add_model_config(resolved.location)
             name, pretrained = models.TINY_OPEN_CLIP_NAME, f"{resolved.location}/open_clip_model.safetensors"
@@ -35,6 +44,7 @@ class OpenClipScorer(Scorer):
         self.dtype = torch_dtype(self.config.dtype, self.device)
         if self.dtype != torch.float32:
             self.model = self.model.to(self.dtype)
+        self.open_clip_name = name  # what the selector trainer reads the architecture from
         self.tokenizer = open_clip.get_tokenizer(name)
         self.context_length = getattr(self.model, "context_length", 77)
 

@@ -15,6 +15,7 @@ class Detector:
 
     name: str = "base"
     pixel_format: str = "bgr24"
+    scaler: str = "area"  # ffmpeg's scaler for the downscale: 2-tap ones alias on texture and add false cuts
 
     def __init__(self, fps: float, detect_width: int = 256, **params: Any):
         self.fps = fps
@@ -27,6 +28,12 @@ class Detector:
 
     def process(self, index: int, frame: np.ndarray) -> None:
         raise NotImplementedError
+
+    def process_batch(self, first_index: int, frames: np.ndarray) -> None:
+        """Frames `first_index`, `first_index + 1`, ... as one (n, h, w, c) array; detectors that can vectorise
+        override this."""
+        for offset, frame in enumerate(frames):
+            self.process(first_index + offset, frame)
 
     def finish(self, num_frames: int) -> list[int]:
         raise NotImplementedError

@@ -68,12 +68,21 @@ class _SceneDetect(Detector):
         for cut in self._detector.process_frame(self._timecode(index, self.fps), frame):
             self._cuts.append(cut.frame_num)
 
-    def _flush(self) -> None:
-        if not self._frames:
+    def process_batch(self, first_index: int, frames: np.ndarray) -> None:
+        if self.batch_frames <= 1:
+            super().process_batch(first_index, frames)
             return
+        self._flush()
+        self._score(list(range(first_index, first_index + len(frames))), frames)
+
+    def _flush(self) -> None:
+        if self._frames:
+            self._score(self._indexes, np.stack(self._frames))
+            self._frames, self._indexes = [], []
+
+    def _score(self, indexes: list[int], stack: np.ndarray) -> None:
         import cv2
 
-        stack = np.stack(self._frames)
         n, h, w, _ = stack.shape
         hsv = cv2.cvtColor(stack.reshape(n * h, w, 3), cv2.COLOR_BGR2HSV).reshape(n, h, w, 3)
         first_ever = self._previous_hsv is None
@@ -84,11 +93,10 @@ class _SceneDetect(Detector):
         scores = components @ self._weights / np.abs(self._weights).sum()
         if first_ever:
             scores[0] = 0.0
-        for index, score in zip(self._indexes, scores.tolist()):
+        for index, score in zip(indexes, scores.tolist()):
             self._detector.injected_score = score
             self._feed(index, None)
-        self._previous_hsv = hsv[-1]
-        self._frames, self._indexes = [], []
+        self._previous_hsv = hsv[-1].copy()
 
     def finish(self, num_frames: int) -> list[int]:
         self._flush()

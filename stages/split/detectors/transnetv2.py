@@ -16,6 +16,7 @@ WINDOW, STEP, CONTEXT = 100, 50, 25
 class TransNetV2Detector(Detector):
     name = "transnetv2"
     pixel_format = "rgb24"
+    scaler = "bicubic"  # what the reference's `ffmpeg -s 48x27` uses
 
     def __init__(self, fps: float, detect_width: int = 256, threshold: float = 0.5, device: str = "auto",
                  windows_per_batch: int = 8, **params: Any):

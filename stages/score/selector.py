@@ -1,0 +1,517 @@
+"""The trainable selector: fine-tune the score stage's retrieval model on human choices between candidates.
+
+Panda-70M fine-tuned its retrieval model so that, for each clip, the caption people chose outranks the clip's
+other candidates: those are the hard negatives that matter (weight 1), while captions of other clips in the batch
+are easy ones kept at weight 0.01. The trained model is saved as a folder the scorer of the same kind loads by
+path (`score.scorer.model: <folder>`), so `score` picks with it exactly as it would with the base model.
+
+Selection accuracy (the argmax over a clip's candidates equals the label) is measured with the scorer's own
+inference path, on a held-out split fixed by a hash of the clip id, before and after training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from stages.score.scorers.base import ScorerConfig
+from stages.score.scorers.finetuned import FORMAT, SELECTOR_JSON
+
+if TYPE_CHECKING:
+    import torch
+
+    from stages.score.scorers.base import Scorer
+
+log = logging.getLogger(__name__)
+
+
+class SelectorTrainConfig(BaseModel):
+    """How to fine-tune; recorded in the checkpoint's selector.json."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(5, ge=1)
+    lr: float = Field(1e-5, gt=0, description="AdamW learning rate (1e-5 suits pretrained CLIPs; a model trained "
+                                               "from scratch, like the tiny demo one, wants ~1e-3)")
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(32, ge=1, description="labelled clips per step; their candidates form the text batch")
+    holdout: float = Field(0.2, ge=0, lt=1, description="fraction of clips held out, chosen by a hash of the clip id")
+    hard_negative_weight: float = Field(1.0, ge=0, description="weight of the clip's own other candidates")
+    in_batch_negative_weight: float = Field(0.01, ge=0, description="weight of other clips' captions in the batch")
+    logit_scale: float | None = Field(None, gt=0, description="fixed softmax scale; default: the model's own, learned")
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; default: this machine's cores")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled clip: its frames, its usable candidates in manifest order, and which one people chose."""
+
+    clip_id: str
+    frames: list[bytes]
+    texts: list[str]
+    teachers: list[str]
+    label: int
+
+
+@dataclass
+class TrainResult:
+    out: str
+    train_clips: int
+    holdout_clips: int
+    holdout_chance: float | None   # None when nothing is held out (--holdout 0)
+    holdout_before: float | None
+    holdout_after: float | None
+    train_before: float | None
+    train_after: float | None
+    loss_per_epoch: list[float] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+    device: str = "cpu"
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------------- labels
+
+LABEL_TEACHER_COLUMNS = ("teacher", "chosen_teacher")
+LABEL_TEXT_COLUMNS = ("text", "chosen_text")
+
+
+def read_labels(path: str | Path) -> dict[str, dict[str, str | None]]:
+    """clip id -> {"teacher": ..., "text": ...} from CSV or Parquet with `clip_id` and a `teacher` and/or `text`
+    column (`chosen_teacher` / `chosen_text` also accepted): either names the chosen candidate."""
+    import csv
+
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+    else:  # csv, not pyarrow's reader: clip ids like 0001 and captions like "3" must stay text
+        with path.open(newline="", encoding="utf-8") as f:
+            table = pa.Table.from_pylist(list(csv.DictReader(f)))
+    columns = set(table.column_names)
+    teacher_col = next((c for c in LABEL_TEACHER_COLUMNS if c in columns), None)
+    text_col = next((c for c in LABEL_TEXT_COLUMNS if c in columns), None)
+    if "clip_id" not in columns or (teacher_col is None and text_col is None):
+        raise ValueError(f"{path}: a label table needs a clip_id column and a teacher or text column naming the "
+                         f"chosen candidate (found columns: {', '.join(table.column_names) or 'none'})")
+    labels: dict[str, dict[str, str | None]] = {}
+    for n, row in enumerate(table.to_pylist(), start=1):
+        clip = row["clip_id"]
+        teacher = _clean(row.get(teacher_col)) if teacher_col else None
+        text = _clean(row.get(text_col)) if text_col else None
+        if clip is None or str(clip).strip() == "":
+            raise ValueError(f"{path}: row {n} has no clip_id")
+        clip = str(clip).strip()
+        if teacher is None and text is None:
+            raise ValueError(f"{path}: row {n} (clip {clip}) names no chosen candidate: both "
+                             f"{teacher_col or 'teacher'} and {text_col or 'text'} are empty")
+        label = {"teacher": teacher, "text": text}
+        if clip in labels and labels[clip] != label:
+            raise ValueError(f"{path}: clip {clip} is labelled twice with different choices: {labels[clip]} and "
+                             f"{label}")
+        labels[clip] = label
+    if not labels:
+        raise ValueError(f"{path}: no labels")
+    return labels
+
+
+def _clean(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def join_labels(captions: pa.Table, labels: dict[str, dict[str, str | None]]) -> tuple[list[Example], dict[str, int]]:
+    """The labelled clips as training examples, in manifest order, and counts of labelled clips left out because
+    they cannot teach a choice (an upstream error, no frames, fewer than two usable candidates).
+
+    Labels that do not match the manifest are errors, listed together: a typo in a label file must not silently
+    shrink the training set."""
+    rows = {r["clip_id"]: r for r in captions.select(["clip_id", "frames", "candidates", "error"]).to_pylist()}
+    unknown = sorted(set(labels) - set(rows))
+    if unknown:
+        raise ValueError(f"{len(unknown)} labelled clip id(s) are not in the captions manifest, e.g. "
+                         f"{', '.join(unknown[:5])}")
+    examples: list[Example] = []
+    skipped = {"upstream_error": 0, "no_frames": 0, "fewer_than_two_candidates": 0}
+    problems: list[str] = []
+    for clip_id, row in rows.items():
+        if clip_id not in labels:
+            continue
+        if row["error"]:
+            skipped["upstream_error"] += 1
+            continue
+        if not row["frames"]:
+            skipped["no_frames"] += 1
+            continue
+        usable = [c for c in row["candidates"] or [] if c["status"] == "ok" and c["text"]]
+        every = {c["teacher"]: c for c in row["candidates"] or []}
+        chosen = _find_choice(clip_id, labels[clip_id], usable, every, problems)
+        if chosen is None:
+            continue
+        if len(usable) < 2:
+            skipped["fewer_than_two_candidates"] += 1
+            continue
+        examples.append(Example(clip_id, list(row["frames"]), [c["text"] for c in usable],
+                                [c["teacher"] for c in usable], chosen))
+    if problems:
+        raise ValueError(f"{len(problems)} label(s) do not match a usable candidate of their clip:\n  "
+                         + "\n  ".join(problems[:10]) + ("\n  ..." if len(problems) > 10 else ""))
+    return examples, {k: v for k, v in skipped.items() if v}
+
+
+def _find_choice(clip_id: str, label: dict[str, str | None], usable: list[dict], every: dict[str, dict],
+                 problems: list[str]) -> int | None:
+    """Index of the labelled candidate among the usable ones; a problem is recorded when there is none."""
+    teacher, text = label["teacher"], label["text"]
+    if teacher is not None:
+        index = next((i for i, c in enumerate(usable) if c["teacher"] == teacher), None)
+        if index is None:
+            if teacher in every:
+                problems.append(f"{clip_id}: teacher {teacher!r} has status {every[teacher]['status']!r}, "
+                                "not a usable candidate")
+            else:
+                problems.append(f"{clip_id}: no candidate from teacher {teacher!r} (teachers: "
+                                f"{', '.join(sorted(every)) or 'none'})")
+            return None
+        if text is not None and usable[index]["text"].strip() != text:
+            problems.append(f"{clip_id}: teacher {teacher!r} wrote {usable[index]['text']!r}, the label says "
+                            f"{text!r}")
+            return None
+        return index
+    index = next((i for i, c in enumerate(usable) if c["text"].strip() == text), None)
+    if index is None:
+        problems.append(f"{clip_id}: no usable candidate has the text {text!r}")
+    return index
+
+
+def is_holdout(clip_id: str, fraction: float) -> bool:
+    """A stable split: the same clip is held out whatever the seed, the label file's order or the other clips."""
+    digest = hashlib.sha256(clip_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2 ** 64 < fraction
+
+
+def split_examples(examples: Sequence[Example], holdout: float) -> tuple[list[Example], list[Example]]:
+    train = [e for e in examples if not is_holdout(e.clip_id, holdout)]
+    held = [e for e in examples if is_holdout(e.clip_id, holdout)]
+    return train, held
+
+
+# ------------------------------------------------------------------------------------------------------------ loss
+
+def selection_loss(clip_emb: "torch.Tensor", text_emb: "torch.Tensor", own: Sequence[Sequence[int]],
+                   positives: Sequence[int], scale: "torch.Tensor | float", hard_negative_weight: float = 1.0,
+                   in_batch_negative_weight: float = 0.01) -> "torch.Tensor":
+    """Mean over clips of -log(e^s_pos / sum_j w_j e^s_j): s = scale * cosine over every text in the batch, w = 1
+    for the chosen caption, `hard_negative_weight` for the clip's other candidates and `in_batch_negative_weight`
+    for every other text (other clips' candidates). Texts must be unique in the batch, so a caption that is both
+    one clip's candidate and another's is never its own negative.
+
+    clip_emb (B, D) and text_emb (T, D) are unit vectors; own[i] indexes clip i's candidates in text_emb."""
+    import torch
+
+    batch, texts = clip_emb.shape[0], text_emb.shape[0]
+    logits = scale * clip_emb @ text_emb.T
+    weights = torch.full((batch, texts), float(in_batch_negative_weight), device=logits.device, dtype=logits.dtype)
+    for i, (indices, positive) in enumerate(zip(own, positives)):
+        weights[i, list(indices)] = float(hard_negative_weight)
+        weights[i, positive] = 1.0
+    log_weights = torch.log(weights)  # weight 0 -> -inf: that text is left out of the denominator
+    rows = torch.arange(batch, device=logits.device)
+    positive = logits[rows, torch.as_tensor(list(positives), device=logits.device)]
+    return (torch.logsumexp(logits + log_weights, dim=1) - positive).mean()
+
+
+# -------------------------------------------------------------------------------------------------------- backends
+
+class Trainable:
+    """Differentiable access to a set-up scorer's towers, and saving in a format that scorer kind loads."""
+
+    def __init__(self, scorer: "Scorer"):
+        self.scorer = scorer
+        self.model = scorer.model
+        self.device = scorer.device
+
+    def image_embeddings(self, images: list) -> "torch.Tensor":
+        """(n, D) unit vectors, with gradients."""
+        raise NotImplementedError
+
+    def text_embeddings(self, texts: list[str]) -> "torch.Tensor":
+        raise NotImplementedError
+
+    def learned_scale(self) -> "torch.Tensor":
+        return self.model.logit_scale.exp().clamp(max=100.0)
+
+    def save(self, folder: Path) -> None:
+        raise NotImplementedError
+
+
+class OpenClipTrainable(Trainable):
+    def image_embeddings(self, images: list) -> "torch.Tensor":
+        import torch
+
+        pixels = torch.stack([self.scorer.preprocess(image) for image in images]).to(self.device)
+        return self.model.encode_image(pixels, normalize=True)
+
+    def text_embeddings(self, texts: list[str]) -> "torch.Tensor":
+        return self.model.encode_text(self.scorer.tokenizer(texts).to(self.device), normalize=True)
+
+    def save(self, folder: Path) -> None:
+        """open_clip's `local-dir:` format: `open_clip_config.json` (architecture, preprocessing) and the weights."""
+        import open_clip
+        from safetensors.torch import save_file
+
+        model_cfg = open_clip.get_model_config(self.scorer.open_clip_name)
+        if model_cfg is None:
+            raise ValueError(f"open_clip has no config for {self.scorer.open_clip_name!r}; cannot save a selector")
+        preprocess_cfg = dict(getattr(self.model.visual, "preprocess_cfg", {}) or {})
+        (folder / "open_clip_config.json").write_text(json.dumps(
+            {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}, indent=2, default=list) + "\n")
+        state = {k: v.detach().to("cpu").contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, str(folder / "open_clip_model.safetensors"))
+
+
+class HFClipTrainable(Trainable):
+    def image_embeddings(self, images: list) -> "torch.Tensor":
+        import torch
+
+        from stages.score.scorers.hf_clip import _features
+
+        pixels = self.scorer.image_processor(images=images, return_tensors="pt")
+        pixels = {k: v.to(self.device) for k, v in pixels.items()}
+        return torch.nn.functional.normalize(_features(self.model.get_image_features(**pixels)), dim=-1)
+
+    def text_embeddings(self, texts: list[str]) -> "torch.Tensor":
+        import torch
+
+        from stages.score.scorers.hf_clip import _features
+
+        tokens = self.scorer.tokenizer(texts, padding=self.scorer.padding, truncation=True,
+                                       max_length=self.scorer.context_length, return_tensors="pt")
+        tokens = {k: v.to(self.device) for k, v in tokens.items()}
+        return torch.nn.functional.normalize(_features(self.model.get_text_features(**tokens)), dim=-1)
+
+    def save(self, folder: Path) -> None:
+        """A `save_pretrained` folder: AutoModel, the tokenizer and the image processor load it like a hub id."""
+        self.model.save_pretrained(folder)
+        self.scorer.tokenizer.save_pretrained(folder)
+        self.scorer.image_processor.save_pretrained(folder)
+
+
+TRAINABLES: dict[str, type[Trainable]] = {"open_clip": OpenClipTrainable, "hf_clip": HFClipTrainable}
+
+
+# ------------------------------------------------------------------------------------------------------- training
+
+def selection_accuracy(scorer: "Scorer", examples: Sequence[Example]) -> float | None:
+    """Fraction of clips whose highest-scored candidate is the labelled one, through the scorer's inference path
+    (the same embeddings the score stage uses; ties go to the earlier candidate, as in `choose`)."""
+    if not examples:
+        return None
+    clip_emb = scorer.embed_clips([e.frames for e in examples])
+    texts = sorted({t for e in examples for t in e.texts})
+    index = {t: i for i, t in enumerate(texts)}
+    text_emb = scorer.embed_texts(texts)
+    hits = 0
+    for n, e in enumerate(examples):
+        scores = text_emb[[index[t] for t in e.texts]] @ clip_emb[n]
+        hits += int(np.argmax(scores)) == e.label
+    return round(hits / len(examples), 6)
+
+
+def _decode(frames: list[bytes]) -> list:
+    import io
+
+    from PIL import Image
+
+    return [Image.open(io.BytesIO(f)).convert("RGB") for f in frames]
+
+
+def _batch_loss(trainable: Trainable, batch: Sequence[Example], config: SelectorTrainConfig) -> "torch.Tensor":
+    """Clip embeddings pooled as the scorer pools them (normalised mean of unit frame embeddings), texts unique."""
+    import torch
+
+    images, owners = [], []
+    for n, e in enumerate(batch):
+        decoded = _decode(e.frames)
+        images.extend(decoded)
+        owners.extend([n] * len(decoded))
+    frame_emb = trainable.image_embeddings(images)
+    owner_index = torch.as_tensor(owners, device=frame_emb.device)
+    summed = torch.zeros(len(batch), frame_emb.shape[1], device=frame_emb.device, dtype=frame_emb.dtype)
+    summed = summed.index_add(0, owner_index, frame_emb)
+    clip_emb = torch.nn.functional.normalize(summed, dim=-1)  # the mean's direction: the count cancels
+
+    texts: list[str] = []
+    index: dict[str, int] = {}
+    for e in batch:
+        for t in e.texts:
+            if t not in index:
+                index[t] = len(texts)
+                texts.append(t)
+    text_emb = trainable.text_embeddings(texts)
+    own = [[index[t] for t in e.texts] for e in batch]
+    positives = [index[e.texts[e.label]] for e in batch]
+    scale = config.logit_scale if config.logit_scale is not None else trainable.learned_scale()
+    return selection_loss(clip_emb, text_emb, own, positives, scale, config.hard_negative_weight,
+                          config.in_batch_negative_weight)
+
+
+def _progress(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    disable = True if os.environ.get("VLCURATE_PROGRESS", "1") == "0" else None
+    return tqdm(total=total, desc=desc, unit="step", disable=disable)
+
+
+def load_scorer(scorer_config: ScorerConfig) -> "Scorer":
+    """The base model, loaded exactly as the score stage loads it, in float32 (half precision does not train)."""
+    from stages.score.scorers import SCORERS
+
+    if scorer_config.kind not in TRAINABLES:
+        raise ValueError(f"a selector can be trained from {', '.join(sorted(TRAINABLES))} scorers, not "
+                         f"{scorer_config.kind!r}")
+    scorer = SCORERS.get(scorer_config.kind)(scorer_config.model_copy(update={"dtype": "float32"}))
+    scorer.setup()
+    return scorer
+
+
+def train_selector(examples: Sequence[Example], scorer_config: ScorerConfig, out: str | Path,
+                   config: SelectorTrainConfig = SelectorTrainConfig(), *, skipped: dict[str, int] | None = None,
+                   sources: dict[str, Any] | None = None) -> TrainResult:
+    """Fine-tune, evaluate before and after on the held-out clips, and save the selector folder at `out`."""
+    import torch
+
+    from stages import models
+
+    train, held = split_examples(examples, config.holdout)
+    if not train:
+        raise ValueError(f"no training clips: {len(examples)} labelled clip(s), all held out (holdout "
+                         f"{config.holdout}); label more clips or lower --holdout")
+    if config.holdout > 0 and not held:
+        raise ValueError(f"no held-out clips among {len(examples)} labelled clip(s) at holdout {config.holdout}; "
+                         "label more clips or raise --holdout")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty; choose another folder or remove it")
+
+    started = time.perf_counter()
+    models.set_torch_threads(config.threads)
+    torch.manual_seed(config.seed)
+    scorer = load_scorer(scorer_config.model_copy(update={"device": config.device}))
+    trainable = TRAINABLES[scorer_config.kind](scorer)
+    chance = round(float(np.mean([1 / len(e.texts) for e in held])), 6) if held else None
+    holdout_before = selection_accuracy(scorer, held)
+    train_before = selection_accuracy(scorer, train)
+
+    params = [p for p in trainable.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = -(-len(train) // config.batch_size)
+    total = steps_per_epoch * config.epochs
+    # cosine decay to zero: the last steps refine instead of jumping around the minimum
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + np.cos(np.pi * step / total)))
+    rng = np.random.default_rng(config.seed)
+    losses: list[float] = []
+    trainable.model.train()
+    with _progress(total, "selector") as bar:
+        for _epoch in range(config.epochs):
+            order = rng.permutation(len(train))
+            epoch_loss = 0.0
+            for start in range(0, len(train), config.batch_size):
+                batch = [train[i] for i in order[start:start + config.batch_size]]
+                loss = _batch_loss(trainable, batch, config)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                optimizer.step()
+                schedule.step()
+                epoch_loss += float(loss.detach()) * len(batch)
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+            losses.append(round(epoch_loss / len(train), 6))
+    trainable.model.eval()
+
+    holdout_after = selection_accuracy(scorer, held)
+    train_after = selection_accuracy(scorer, train)
+    seconds = time.perf_counter() - started
+    result = TrainResult(out=str(out.resolve()), train_clips=len(train), holdout_clips=len(held),
+                         holdout_chance=chance, holdout_before=holdout_before, holdout_after=holdout_after,
+                         train_before=train_before, train_after=train_after, loss_per_epoch=losses, steps=total,
+                         seconds=round(seconds, 3), device=str(scorer.device), skipped=dict(skipped or {}))
+
+    out.mkdir(parents=True, exist_ok=True)
+    trainable.save(out)
+    info = {
+        "format": FORMAT,
+        "kind": scorer_config.kind,
+        "base_model": scorer_config.model,
+        "base_pretrained": scorer_config.pretrained if scorer_config.kind == "open_clip" else None,
+        "base_weights": scorer.weights,
+        "training": config.model_dump(mode="json"),
+        "data": {**(sources or {}), "train_clips": len(train), "holdout_clips": len(held),
+                 "skipped": result.skipped},
+        "holdout_accuracy": {"chance": result.holdout_chance, "before": result.holdout_before,
+                             "after": result.holdout_after},
+        "train_accuracy": {"before": result.train_before, "after": result.train_after},
+        "loss_per_epoch": losses,
+        "steps": total,
+        "seconds": result.seconds,
+        "device": result.device,
+        "versions": _versions(),
+    }
+    (out / SELECTOR_JSON).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    return result
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata
+
+    found = {}
+    for name in ("torch", "open_clip_torch", "transformers"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def train_from_files(labels_path: str | Path, captions_path: str | Path, scorer_config: ScorerConfig,
+                     out: str | Path, config: SelectorTrainConfig = SelectorTrainConfig()) -> TrainResult:
+    """What `vlcurate selector train` does: read and join the labels with the captions manifest, then train."""
+    from manifests import CAPTIONS
+
+    captions_file = resolve_captions(captions_path)
+    labels = read_labels(labels_path)
+    examples, skipped = join_labels(CAPTIONS.read(captions_file), labels)
+    if not examples:
+        raise ValueError(f"none of the {len(labels)} labelled clips can be trained on: {skipped}")
+    sources = {"labels": str(Path(labels_path).resolve()), "captions": str(captions_file.resolve()),
+               "labelled_clips": len(labels)}
+    return train_selector(examples, scorer_config, out, config, skipped=skipped, sources=sources)
+
+
+def resolve_captions(path: str | Path) -> Path:
+    """A manifest file, a caption (or score) stage folder, or a run's output folder (its caption/ manifest)."""
+    path = Path(path)
+    for candidate in (path, path / "manifest.parquet", path / "caption" / "manifest.parquet"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{path}: no captions manifest (a .parquet file, a caption stage folder, or a run's "
+                            "output folder with caption/manifest.parquet)")
+

@@ -68,8 +68,25 @@ def timed(fn: Callable[[], Any], repeat: int = 1) -> float:
     return best
 
 
+def cpu_seconds(fn: Callable[[], Any]) -> float:
+    """CPU time (user + system) that one call spends in this process and in the processes it waits for."""
+    import resource
+
+    def total() -> float:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    before = total()
+    fn()
+    return total() - before
+
+
+def ffmpeg_decode(path: Path) -> None:
+    ffmpeg("-threads", "1", "-i", str(path), "-an", "-f", "null", "-")
+
+
 def ffmpeg_decode_seconds(path: Path, repeat: int = 2) -> float:
-    return timed(lambda: ffmpeg("-threads", "1", "-i", str(path), "-an", "-f", "null", "-"), repeat)
+    return timed(lambda: ffmpeg_decode(path), repeat)
 
 
 def ffmpeg_on_path() -> dict[str, str]:

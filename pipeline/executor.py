@@ -21,12 +21,25 @@ def stage_dir(output: str | Path, stage_name: str) -> Path:
     return Path(output) / stage_name
 
 
+def _previous_manifest(path: Path, stage_name: str) -> pa.Table | None:
+    """The manifest an earlier run left here, for stages that keep finished work; unreadable means none."""
+    if not path.exists():
+        return None
+    try:
+        return io.read_parquet(path)
+    except Exception as exc:  # a damaged or foreign file only costs the reuse
+        log.warning("%s: cannot read the previous %s (%s); redoing everything", stage_name, path, exc)
+        return None
+
+
 def run_stage(stage: Stage, input_table: pa.Table, output: str | Path, runner: Runner, *,
               overwrite: bool = False, run_config: dict[str, Any] | None = None) -> pa.Table:
     out_dir = stage_dir(output, stage.name)
     if io.is_done(out_dir) and not overwrite:
         log.warning("%s: %s is complete, skipping (use --overwrite to redo it)", stage.name, out_dir)
         return io.read_parquet(out_dir / io.MANIFEST)
+    if stage.keeps_previous:
+        input_table = stage.prepare_input(input_table, _previous_manifest(out_dir / io.MANIFEST, stage.name))
     io.clear_stage_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if run_config is not None:

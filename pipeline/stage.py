@@ -64,6 +64,7 @@ class Stage:
     output_schema: ClassVar[pa.Schema]
     sort_keys: ClassVar[tuple[str, ...]] = ()
     local_parallel: ClassVar[bool] = False  # the local runner may fan batches out over processes
+    keeps_previous: ClassVar[bool] = False  # prepare_input gets the stage's previous manifest, if there is one
 
     def __init__(self, config: StageConfig | None = None):
         self.config = config if config is not None else self.config_class()
@@ -84,6 +85,22 @@ class Stage:
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
         raise NotImplementedError
+
+    @property
+    def label(self) -> str:
+        """Name in progress bars and logs; a part of a stage says which part it is."""
+        return self.name
+
+    def parts(self) -> list["Stage"]:
+        """What runners map, in order, each part over the previous part's output: the stage itself, or sub-stages
+        with their own resources (under Ray, an actor pool each), e.g. one per caption teacher."""
+        return [self]
+
+    def prepare_input(self, table: pa.Table, previous: pa.Table | None) -> pa.Table:
+        """On the driver, before mapping, for stages with `keeps_previous`. `previous` is this stage's manifest from
+        an earlier run into the same folder (None if there is none): a stage may carry finished work from it into its
+        input, so that a rerun redoes only what changed."""
+        return table
 
     def finalize(self, table: pa.Table, out_dir: str) -> pa.Table:
         """Global work after every batch is done (sorting, run-wide thresholds, writing shards). Runs on the driver.

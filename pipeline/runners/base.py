@@ -22,6 +22,12 @@ class Runner:
     name: str = "base"
 
     def map(self, stage: Stage, table: pa.Table) -> pa.Table:
+        """The stage's parts in order, each mapping the previous one's output."""
+        for part in stage.parts():
+            table = self.map_part(part, table)
+        return table
+
+    def map_part(self, stage: Stage, table: pa.Table) -> pa.Table:
         raise NotImplementedError
 
     def close(self) -> None:

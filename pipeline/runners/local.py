@@ -36,15 +36,16 @@ def local_workers(stage: Stage, num_batches: int) -> int:
 
 
 class LocalRunner(Runner):
-    """In-process, or a pool of spawned processes for CPU-bound stages; same batches, same order, a progress bar."""
+    """In-process, or a pool of spawned processes for CPU-bound stages; same batches, same order, a progress bar.
+    A stage's parts run one after the other."""
 
     name = "local"
 
-    def map(self, stage: Stage, table: pa.Table) -> pa.Table:
+    def map_part(self, stage: Stage, table: pa.Table) -> pa.Table:
         batches = split_batches(table, stage.resources.batch_size)
         workers = local_workers(stage, len(batches))
         outputs: list[pa.Table | None] = [None] * len(batches)
-        with tqdm(total=table.num_rows, desc=stage.name, unit="row", disable=None) as bar:
+        with tqdm(total=table.num_rows, desc=stage.label, unit="row", disable=None) as bar:
             if workers == 1:
                 if batches:
                     stage.ensure_setup()

@@ -66,23 +66,63 @@ class RayRunner(Runner):
         ctx.enable_progress_bars = os.environ.get("VLCURATE_PROGRESS", "1") != "0"
 
     def map(self, stage: Stage, table: pa.Table) -> pa.Table:
+        """Parts that can stream together run as one Ray Data pipeline, an actor pool each, all at work at once on
+        different batches; the next group starts on the previous group's output."""
+        cluster = self._ray.cluster_resources()
+        for group in stream_groups(stage.parts(), cluster):
+            table = self._map_chain(group, table, cluster)
+        return table
+
+    def map_part(self, stage: Stage, table: pa.Table) -> pa.Table:
+        return self._map_chain([stage], table, self._ray.cluster_resources())
+
+    def _map_chain(self, parts: list[Stage], table: pa.Table, cluster: dict[str, float]) -> pa.Table:
         ray = self._ray
-        batches = split_batches(table, stage.resources.batch_size)
+        batches = split_batches(table, parts[0].resources.batch_size)
         if not batches:
-            return concat([], stage)
-        pool, cpus, gpus = plan_pool(stage.resources.cpus, stage.resources.gpus, stage.resources.pool_size,
-                                     len(batches), ray.cluster_resources())
-        log.info("%s: %d actors x %.2f CPU, %.2f GPU, %d batches", stage.name, pool, cpus, gpus, len(batches))
-        # One block per batch: batch_size=None hands each actor exactly the batches the local runner uses.
+            return concat([], parts[-1])
+        # One block per batch: batch_size=None hands each actor exactly the batches the local runner uses, and each
+        # actor returns one block per block, so later parts of the chain see the same batches too.
         ds = ray.data.from_arrow(batches)
-        ds = ds.map_batches(
-            _StageActor,
-            fn_constructor_kwargs={"stage": stage},
-            batch_size=None,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=pool),
-            num_cpus=cpus,
-            num_gpus=gpus or None,
-        )
+        for part in parts:
+            res = part.resources
+            pool, cpus, gpus = plan_pool(res.cpus, res.gpus, res.pool_size, len(batches), share(part, parts, cluster))
+            log.info("%s: %d actors x %.2f CPU, %.2f GPU, %d batches", part.label, pool, cpus, gpus, len(batches))
+            actor = type(part.label.replace(":", "_"), (_StageActor,), {})  # named per part in Ray's progress
+            ds = ds.map_batches(
+                actor,
+                fn_constructor_kwargs={"stage": part},
+                batch_size=None,
+                batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(size=pool),
+                num_cpus=cpus,
+                num_gpus=gpus or None,
+            )
         refs = ds.to_arrow_refs()
-        return concat(ray.get(refs), stage)
+        return concat(ray.get(refs), parts[-1])
+
+
+def stream_groups(parts: list[Stage], cluster: dict[str, float]) -> list[list[Stage]]:
+    """Consecutive parts that can run as one pipeline: the same batch size (so no re-batching between them) and
+    GPUs enough for one worker of each at the same time."""
+    total_gpus = float(cluster.get("GPU", 0.0))
+    groups: list[list[Stage]] = []
+    for part in parts:
+        group = groups[-1] if groups else None
+        fits = group is not None and part.resources.batch_size == group[0].resources.batch_size and (
+            part.resources.gpus == 0 or sum(p.resources.gpus for p in group) + part.resources.gpus <= total_gpus)
+        if fits:
+            group.append(part)  # type: ignore[union-attr]
+        else:
+            groups.append([part])
+    return groups
+
+
+def share(part: Stage, group: list[Stage], cluster: dict[str, float]) -> dict[str, float]:
+    """The slice of the cluster a part's pool may plan on while the group's other pools run beside it: CPUs and GPUs
+    in proportion to what each part asks per worker."""
+    cpus = sum(p.resources.cpus for p in group)
+    gpus = sum(p.resources.gpus for p in group)
+    out = {"CPU": float(cluster.get("CPU", 1.0)) * part.resources.cpus / cpus}
+    out["GPU"] = float(cluster.get("GPU", 0.0)) * (part.resources.gpus / gpus if gpus else 1.0)
+    return out

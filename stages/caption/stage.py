@@ -1,8 +1,14 @@
-"""caption: every configured teacher writes a candidate caption for every clip, side by side."""
+"""caption: every configured teacher writes a candidate caption for every clip, side by side.
+
+The stage runs as one part per teacher (`TeacherPass`), each adding its candidate to the rows, so runners give each
+teacher its own workers: one after the other locally, an actor pool each under Ray, sized by the teacher's
+`resources`. Teachers read the frames and subtitles the rows carry; no video is decoded here.
+"""
 
 from __future__ import annotations
 
 import functools
+import logging
 import time
 import traceback
 from collections import Counter
@@ -11,12 +17,19 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from manifests import CAPTIONS
-from pipeline.stage import Stage, StageConfig, error_text
+from manifests import CANDIDATE, CAPTIONS
+from pipeline.stage import Resources, Stage, StageConfig, error_text
 from stages import models
 from stages.caption.subtitles import cues_text, read_subtitles, slice_cues
 from stages.caption.teachers import TEACHERS, ClipInput, Teacher, TeacherConfig
 from stages.caption.teachers.base import clean_caption, rejection_reason
+
+log = logging.getLogger(__name__)
+
+CANDIDATES = pa.list_(CANDIDATE)
+# What a clip's candidates depend on besides the teacher: a rerun keeps a candidate only if these are unchanged.
+CLIP_INPUT_COLUMNS = ("frames", "title", "description", "subtitles_path", "start_s", "end_s")
+COPY_SOURCES = ("subtitles", "title")  # texts a model teacher must not merely repeat (their baselines do that)
 
 
 class CaptionConfig(StageConfig):
@@ -48,48 +61,68 @@ def clip_input(row: dict[str, Any]) -> ClipInput:
                      end_s=row["end_s"], transcript=transcript, transcript_key=row.get("subtitles_path"))
 
 
-class CaptionStage(Stage):
+def candidate_identity(candidate: dict[str, Any]) -> tuple[str, str, str]:
+    return (candidate["teacher"], candidate["model"] or "", candidate["prompt_hash"])
+
+
+def _set_column(table: pa.Table, name: str, values: list[Any], type_: pa.DataType) -> pa.Table:
+    column = pa.array(values, type=type_)
+    index = table.schema.get_field_index(name)
+    return table.set_column(index, name, column) if index >= 0 else table.append_column(name, column)
+
+
+class TeacherPass(Stage):
+    """One teacher over the clips: adds (or keeps, on a rerun) that teacher's candidate in each row's list."""
+
     name = "caption"
     config_class = CaptionConfig
-    input_stage = "split"
     output_schema = CAPTIONS.schema
-    sort_keys = ("path", "start_frame")
 
     config: CaptionConfig
 
+    def __init__(self, teacher: TeacherConfig, resources: Resources):
+        super().__init__(CaptionConfig(teachers=[teacher], resources=resources))
+        self.teacher: Teacher = TEACHERS.get(teacher.kind)(teacher)
+
+    @property
+    def label(self) -> str:
+        return f"caption:{self.teacher.config.name}"
+
     def setup(self) -> None:
-        if not self.config.teachers:
-            raise ValueError("caption: no teachers configured")
         models.set_torch_threads(self.resources.threads)
-        self.teachers: list[Teacher] = []
-        for cfg in self.config.teachers:
-            teacher = TEACHERS.get(cfg.kind)(cfg)
-            teacher.setup()
-            self.teachers.append(teacher)
+        self.teacher.setup()
 
-    def _candidate(self, teacher: Teacher, text: str | None, status: str, reason: str | None,
-                   seconds: float) -> dict[str, Any]:
-        return {"teacher": teacher.config.name, "kind": teacher.kind, "model": teacher.model_name,
-                "weights": teacher.weights, "inputs": teacher.inputs, "prompt_hash": teacher.prompt_hash,
-                "text": text, "status": status, "reason": reason, "seconds": round(seconds, 4), "score": None,
-                "text_truncated": None}
+    def _candidate(self, text: str | None, status: str, reason: str | None, seconds: float) -> dict[str, Any]:
+        t = self.teacher
+        return {"teacher": t.config.name, "kind": t.kind, "model": t.model_name, "weights": t.weights,
+                "inputs": t.inputs, "prompt_hash": t.prompt_hash, "text": text, "status": status, "reason": reason,
+                "seconds": round(seconds, 4), "score": None, "text_truncated": None}
 
-    def _run_teacher(self, teacher: Teacher, clips: list[ClipInput]) -> list[dict[str, Any]]:
+    def _finish(self, clip: ClipInput, raw: str) -> dict[str, Any]:
+        text = clean_caption(raw, self.teacher.config.prompt)
+        sources = ({name: getattr(clip, name) for name in COPY_SOURCES if name in self.teacher.inputs}
+                   if self.teacher.rejects_copies else None)
+        reason = rejection_reason(text, sources)
+        return self._candidate(text, "rejected" if reason else "ok", reason, 0.0)
+
+    def run_teacher(self, clips: list[ClipInput]) -> list[dict[str, Any]]:
         """Batched; a batch that fails is retried clip by clip so one bad clip costs only its own candidate."""
+        teacher = self.teacher
         out: list[dict[str, Any] | None] = [None] * len(clips)
         todo = []
         for i, clip in enumerate(clips):
             if teacher.usable(clip):
                 todo.append(i)
             else:
-                out[i] = self._candidate(teacher, None, "rejected", "no_input: " + ",".join(
-                    teacher.missing_inputs(clip)), 0.0)
+                out[i] = self._candidate(None, "rejected", "no_input: " + ",".join(teacher.missing_inputs(clip)), 0.0)
         size = teacher.config.batch_size
         for start in range(0, len(todo), size):
             chunk = todo[start:start + size]
             try:
                 began = time.perf_counter()
                 texts = teacher.caption([clips[i] for i in chunk])
+                if len(texts) != len(chunk):
+                    raise RuntimeError(f"{teacher.kind} returned {len(texts)} captions for {len(chunk)} clips")
                 per_clip = (time.perf_counter() - began) / len(chunk)
                 results = [(t, per_clip, None) for t in texts]
             except Exception:
@@ -103,30 +136,129 @@ class CaptionStage(Stage):
                         results.append((None, time.perf_counter() - began, f"{type(exc).__name__}: {exc}"))
             for i, (raw, seconds, failure) in zip(chunk, results):
                 if failure:
-                    out[i] = self._candidate(teacher, None, "error", failure[:300], seconds)
-                    continue
-                text = clean_caption(raw, teacher.config.prompt)
-                reason = rejection_reason(text)
-                out[i] = self._candidate(teacher, text, "rejected" if reason else "ok", reason, seconds)
+                    out[i] = self._candidate(None, "error", failure[:300], seconds)
+                else:
+                    out[i] = {**self._finish(clips[i], raw), "seconds": round(seconds, 4)}
         return out  # type: ignore[return-value]
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
+        """Only the candidates and error columns change; the rest of the batch (frames included) passes through as
+        Arrow, never converted to Python and back."""
         self.ensure_setup()
-        rows = batch.to_pylist()
-        live = [i for i, r in enumerate(rows) if not r.get("error")]
-        clips = []
-        for i in live:
-            try:
-                clips.append(clip_input(rows[i]))
-            except Exception as exc:
-                rows[i]["error"] = error_text(self.name, "bad_input", f"{type(exc).__name__}: {exc}")
-        live = [i for i in live if not rows[i].get("error")]
-        per_teacher = [self._run_teacher(t, clips) for t in self.teachers]
-        for j, i in enumerate(live):
-            rows[i]["candidates"] = [results[j] for results in per_teacher]
-            if not any(c["status"] == "ok" for c in rows[i]["candidates"]):
-                rows[i]["error"] = error_text(self.name, "no_caption", "every teacher failed or was rejected")
-        return self.to_table(rows)
+        errors = batch.column("error").to_pylist()
+        has_candidates = "candidates" in batch.column_names
+        candidates = batch.column("candidates").to_pylist() if has_candidates else [None] * batch.num_rows
+        identity = self.teacher.identity
+        name = identity[0]
+        todo: list[int] = []
+        for i, error in enumerate(errors):
+            if error:
+                continue
+            mine = [c for c in candidates[i] or [] if c["teacher"] == name]
+            candidates[i] = [c for c in candidates[i] or [] if c["teacher"] != name]
+            if mine and candidate_identity(mine[0]) == identity and mine[0]["status"] != "error":
+                candidates[i].append(mine[0])  # this (teacher, prompt) pair is already done: kept as it was
+            else:
+                todo.append(i)
+        if todo:
+            needed = ["clip_id", "start_s", "end_s", "title", "description", "subtitles_path"]
+            if "frames" in self.teacher.inputs:
+                needed.append("frames")
+            rows = batch.select(needed).take(pa.array(todo)).to_pylist()
+            clips, computed = [], []
+            for i, row in zip(todo, rows):
+                try:
+                    clips.append(clip_input(row))
+                    computed.append(i)
+                except Exception as exc:
+                    errors[i] = error_text(self.name, "bad_input", f"{type(exc).__name__}: {exc}")
+            for i, candidate in zip(computed, self.run_teacher(clips)):
+                candidates[i].append(candidate)
+        batch = _set_column(batch, "candidates", candidates, CANDIDATES)
+        return _set_column(batch, "error", errors, pa.string())
+
+
+class CaptionStage(Stage):
+    name = "caption"
+    config_class = CaptionConfig
+    input_stage = "split"
+    output_schema = CAPTIONS.schema
+    sort_keys = ("path", "start_frame")
+    keeps_previous = True
+
+    config: CaptionConfig
+
+    def __init__(self, config: CaptionConfig | None = None):
+        super().__init__(config)
+        self._parts: list[TeacherPass] | None = None
+        self.kept_from_previous = 0
+
+    def parts(self) -> list[TeacherPass]:  # type: ignore[override]
+        """One pass per teacher, each with the stage's resources overridden by the teacher's own."""
+        if not self.config.teachers:
+            raise ValueError("caption: no teachers configured (set caption.teachers)")
+        if self._parts is None:
+            self._parts = [TeacherPass(t, t.merged_resources(self.resources)) for t in self.config.teachers]
+        return self._parts
+
+    @property
+    def teachers(self) -> list[Teacher]:
+        return [p.teacher for p in self.parts()]
+
+    def setup(self) -> None:
+        for part in self.parts():
+            part.ensure_setup()
+
+    def process_batch(self, batch: pa.Table) -> pa.Table:
+        """Every teacher on one batch in this process (runners map the parts instead, each with its own workers)."""
+        self.ensure_setup()
+        for part in self.parts():
+            batch = part.process_batch(batch)
+        return self.complete(batch)
+
+    def prepare_input(self, table: pa.Table, previous: pa.Table | None) -> pa.Table:
+        """A rerun keeps every candidate of the previous run whose clip inputs are unchanged: a pass keeps the ones
+        whose (teacher, model, prompt) it would write again and computes only the rest."""
+        self.kept_from_previous = 0
+        if previous is None or "candidates" not in previous.column_names or not previous.num_rows:
+            return table
+        wanted = {t.identity for t in self.teachers}
+        columns = ("clip_id", *CLIP_INPUT_COLUMNS, "candidates")
+        if any(c not in previous.column_names for c in columns):
+            return table
+        earlier = {row["clip_id"]: row for row in previous.select(list(columns)).to_pylist()}
+        current = table.select(["clip_id", "error", *CLIP_INPUT_COLUMNS]).to_pylist()
+        carried: list[list[dict[str, Any]] | None] = []
+        for row in current:
+            before = earlier.get(row["clip_id"])
+            if row["error"] or before is None or any(before[k] != row[k] for k in CLIP_INPUT_COLUMNS):
+                carried.append(None)
+                continue
+            keep = [c for c in before["candidates"] or [] if c["status"] != "error"]
+            self.kept_from_previous += sum(1 for c in keep if candidate_identity(c) in wanted)
+            carried.append(keep or None)
+        log.info("caption: %d candidates from the previous run are kept", self.kept_from_previous)
+        return _set_column(table, "candidates", carried, CANDIDATES)
+
+    def complete(self, table: pa.Table) -> pa.Table:
+        """Candidates in the configured teacher order (any left from teachers no longer configured, or from an older
+        prompt, dropped); a clip without a single good candidate becomes an error row."""
+        order = {t.identity: k for k, t in enumerate(self.teachers)}
+        errors = table.column("error").to_pylist()
+        candidates = table.column("candidates").to_pylist()
+        for i, error in enumerate(errors):
+            if error:
+                continue
+            ranked = sorted((c for c in candidates[i] or [] if candidate_identity(c) in order),
+                            key=lambda c: order[candidate_identity(c)])
+            candidates[i] = ranked
+            if not any(c["status"] == "ok" for c in ranked):
+                errors[i] = error_text(self.name, "no_caption", "every teacher failed or was rejected")
+        table = _set_column(table, "candidates", candidates, CANDIDATES)
+        return _set_column(table, "error", errors, pa.string())
+
+    def finalize(self, table: pa.Table, out_dir: str) -> pa.Table:
+        return super().finalize(self.complete(table), out_dir)
 
     def stats(self, table: pa.Table) -> dict[str, Any]:
         per_teacher: dict[str, Counter] = {}
@@ -136,4 +268,5 @@ class CaptionStage(Stage):
                 per_teacher.setdefault(c["teacher"], Counter())[c["status"]] += 1
                 seconds[c["teacher"]] = seconds.get(c["teacher"], 0.0) + (c["seconds"] or 0.0)
         return {"teachers": {name: {**dict(counts), "seconds": round(seconds[name], 3)}
-                             for name, counts in sorted(per_teacher.items())}}
+                             for name, counts in sorted(per_teacher.items())},
+                "candidates_kept_from_previous_run": self.kept_from_previous}

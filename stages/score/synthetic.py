@@ -19,7 +19,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "yellow": (235, 205, 35),
 }
 SHAPES = ("circle", "square", "triangle")
-TEMPLATE = "a {colour} {shape}"
+TEMPLATE = "{colour} {shape}s"
 SOURCE = "synthetic://shapes"
 
 
@@ -41,12 +41,7 @@ def distractors(colour: str, shape: str) -> list[tuple[str, str]]:
     return [(c, shape) for c in COLOURS if c != colour] + [(colour, s) for s in SHAPES if s != shape]
 
 
-def _draw(shape: str, rgb: tuple[int, int, int], background: tuple[int, int, int], cx: float, cy: float,
-          radius: float, size: int) -> bytes:
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", (size, size), background)
-    draw = ImageDraw.Draw(image)
+def _draw_shape(draw, shape: str, rgb: tuple[int, int, int], cx: float, cy: float, radius: float) -> None:
     box = (cx - radius, cy - radius, cx + radius, cy + radius)
     if shape == "circle":
         draw.ellipse(box, fill=rgb)
@@ -56,25 +51,31 @@ def _draw(shape: str, rgb: tuple[int, int, int], background: tuple[int, int, int
         draw.polygon([(cx, cy - radius), (cx - radius, cy + radius), (cx + radius, cy + radius)], fill=rgb)
     else:
         raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
 
 
-def clip_frames(rng: np.random.Generator, colour: str, shape: str, frames: int, size: int) -> list[bytes]:
-    """JPEG frames of one shape on a grey background; position, size, background and colour are jittered so no two
-    clips are alike and held-out clips are new images."""
-    radius = size * rng.uniform(0.24, 0.36)
-    margin = radius + 1
-    cx, cy = rng.uniform(margin, size - margin, 2)
-    grey = int(rng.integers(70, 186))
-    background = tuple(int(np.clip(grey + rng.integers(-12, 13), 0, 255)) for _ in range(3))
-    rgb = tuple(int(np.clip(v + rng.integers(-20, 21), 0, 255)) for v in COLOURS[colour])
+def clip_frames(rng: np.random.Generator, colour: str, shape: str, frames: int, size: int, cell: int = 16) -> list[bytes]:
+    """JPEG frames of shapes scattered over a grid of `cell`-pixel cells on a grey background. Count, cells, size,
+    offsets, background and colour are jittered, so no two clips are alike and held-out clips are new images."""
+    from PIL import Image, ImageDraw
+
+    cells = [(x, y) for y in range(size // cell) for x in range(size // cell)]
+    count = int(rng.integers(max(1, len(cells) // 3), len(cells) + 1))
+    occupied = [cells[i] for i in rng.choice(len(cells), size=count, replace=False)]
+    radius = cell * rng.uniform(0.32, 0.44)
+    grey = int(rng.integers(112, 145))
+    background = tuple(int(np.clip(grey + rng.integers(-6, 7), 0, 255)) for _ in range(3))
+    rgb = tuple(int(np.clip(v + rng.integers(-12, 13), 0, 255)) for v in COLOURS[colour])
+    slack = min(1.0, cell / 2 - radius - 0.5)
     out = []
     for _ in range(frames):
-        out.append(_draw(shape, rgb, background, cx, cy, radius, size))
-        cx = float(np.clip(cx + rng.uniform(-3, 3), margin, size - margin))
-        cy = float(np.clip(cy + rng.uniform(-3, 3), margin, size - margin))
+        image = Image.new("RGB", (size, size), background)
+        draw = ImageDraw.Draw(image)
+        for x, y in occupied:
+            dx, dy = rng.uniform(-slack, slack, 2)
+            _draw_shape(draw, shape, rgb, (x + 0.5) * cell + dx, (y + 0.5) * cell + dy, radius)
+        buf = io.BytesIO()
+        image.save(buf, format="JPEG", quality=90)
+        out.append(buf.getvalue())
     return out
 
 

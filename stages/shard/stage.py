@@ -81,7 +81,7 @@ class ShardStage(Stage):
         try:
             media.encode_clip(row["path"], tmp, row["start_s"], expected, row["fps"], crf=self.config.crf,
                               preset=self.config.preset, audio=self.config.audio and bool(row.get("has_audio")),
-                              max_short_side=self.config.max_short_side)
+                              max_short_side=self.config.max_short_side, end_s=row["end_s"])
             got = media.count_video_packets(tmp)
             if got != expected:
                 raise StageError("frame_count_mismatch", f"wrote {got} frames, the span has {expected}")

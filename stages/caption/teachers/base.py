@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import io
 import json
@@ -12,6 +13,7 @@ from typing import Any, ClassVar, Literal, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.registry import Registry
+from pipeline.stage import Resources
 from stages import models
 
 Input = Literal["frames", "title", "description", "subtitles"]
@@ -25,12 +27,23 @@ class TeacherConfig(BaseModel):
     model: str | None = Field(None, description="hub id, local path, pkg:<module>/<file> or tiny:<name>")
     prompt: str | None = Field(None, description="prompt template; {title} {description} {subtitles} fill in")
     inputs: list[Input] = Field(default_factory=list, description="what the teacher sees")
-    num_frames: int = Field(1, ge=1, description="frames given to the model (image captioners use the middle one)")
+    num_frames: int = Field(1, ge=1, description="stored frames the model sees, evenly spread (image captioners: 1, "
+                                                 "the middle one; video_lm: 8 unless set)")
     generation: dict[str, Any] = Field(default_factory=dict, description="passed to generate()")
     batch_size: int = Field(8, ge=1, description="clips per model call")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     dtype: str = Field("auto", description="auto | float32 | float16 | bfloat16")
     options: dict[str, Any] = Field(default_factory=dict, description="settings of this teacher kind")
+    resources: Resources | None = Field(
+        None, description="this teacher's workers (its own actor pool under Ray): cpus, gpus, pool_size, threads, "
+                          "batch_size (rows a worker takes at a time); fields left out come from caption.resources")
+
+    def merged_resources(self, stage: Resources) -> Resources:
+        """The stage's resources with the fields this teacher sets replaced; model-free kinds ask for no GPU."""
+        own = {k: getattr(self.resources, k) for k in self.resources.model_fields_set} if self.resources else {}
+        if "gpus" not in own and not TEACHERS.get(self.kind).uses_accelerator:
+            own["gpus"] = 0.0
+        return stage.model_copy(update=own)
 
 
 @dataclass
@@ -63,10 +76,14 @@ class Teacher:
 
     kind: ClassVar[str]
     default_inputs: ClassVar[tuple[str, ...]] = ()
+    default_num_frames: ClassVar[int] = 1
+    rejects_copies: ClassVar[bool] = True  # a model that only repeats the subtitles adds nothing; baselines may
+    uses_accelerator: ClassVar[bool] = True  # False: its workers ask for no GPU unless its own resources say so
 
     def __init__(self, config: TeacherConfig):
         self.config = config
         self.inputs = list(config.inputs or self.default_inputs)
+        self.num_frames = config.num_frames if "num_frames" in config.model_fields_set else self.default_num_frames
         self.weights = "none"
         self.model_name = config.model or ""
 
@@ -86,9 +103,14 @@ class Teacher:
         raise NotImplementedError
 
     @property
+    def identity(self) -> tuple[str, str, str]:
+        """(teacher, model, prompt hash): a candidate with the same identity is what this teacher would write again."""
+        return (self.config.name, self.model_name, self.prompt_hash)
+
+    @property
     def prompt_hash(self) -> str:
         key = json.dumps({"kind": self.kind, "prompt": self.config.prompt, "inputs": self.inputs,
-                          "frames": self.config.num_frames, "generation": self.config.generation}, sort_keys=True)
+                          "frames": self.num_frames, "generation": self.config.generation}, sort_keys=True)
         return hashlib.sha1(key.encode()).hexdigest()[:12]
 
     def missing_inputs(self, clip: ClipInput) -> list[str]:
@@ -138,11 +160,30 @@ def clean_caption(text: str, prompt: str | None = None) -> str:
     return text.strip(" \"'`")
 
 
-def rejection_reason(text: str) -> str | None:
-    """Empty or degenerate outputs are kept as rejected candidates with the reason, never silently dropped."""
+def _words(text: str | None) -> list[str]:
+    return re.findall(r"[\w']+", (text or "").lower())
+
+
+def copies(text: str, source: str | None, min_run: int = 4) -> bool:
+    """True when the caption is, all but a few words, a run of the source's words: at least 80% of the caption (and
+    at least `min_run` words, or all of a shorter caption) appears word for word in the source."""
+    words, src = _words(text), _words(source)
+    if not words or not src:
+        return False
+    match = difflib.SequenceMatcher(None, words, src, autojunk=False).find_longest_match(0, len(words), 0, len(src))
+    return match.size >= min(min_run, len(words)) and match.size >= 0.8 * len(words)
+
+
+def rejection_reason(text: str, copied_from: dict[str, str | None] | None = None) -> str | None:
+    """Empty or degenerate outputs are kept as rejected candidates with the reason, never silently dropped.
+
+    `copied_from` names texts the caption must not merely repeat (`copies_subtitles` when it does)."""
     words = text.split()
     if not words:
         return "empty"
+    for name, source in (copied_from or {}).items():
+        if copies(text, source):
+            return f"copies_{name}"
     if len(words) >= 6:
         if max(words.count(w) for w in set(words)) / len(words) > 0.5:
             return "repetitive"

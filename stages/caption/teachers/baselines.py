@@ -13,6 +13,8 @@ class SubtitlesTeacher(Teacher):
 
     kind = "subtitles"
     default_inputs = ("subtitles",)
+    rejects_copies = False  # repeating it is the point
+    uses_accelerator = False
 
     def caption(self, clips: Sequence[ClipInput]) -> list[str]:
         return [c.subtitles or "" for c in clips]
@@ -24,6 +26,8 @@ class TitleTeacher(Teacher):
 
     kind = "title"
     default_inputs = ("title",)
+    rejects_copies = False  # repeating it is the point
+    uses_accelerator = False
 
     def caption(self, clips: Sequence[ClipInput]) -> list[str]:
         return [c.title or "" for c in clips]

@@ -89,16 +89,19 @@ class HowToCaptionTeacher(LLMTeacher):
     def usable(self, clip: ClipInput) -> bool:
         return bool(clip.transcript)
 
+    def generation_kwargs(self) -> dict:
+        """Room for a block's timestamped lines; no n-gram blocking, which would forbid the `Ns:` line format."""
+        return {"max_new_tokens": 160, "do_sample": False, "pad_token_id": self.tokenizer.pad_token_id,
+                **self.config.generation}
+
     def generate_block(self, block: Block) -> str:
         """The model's raw answer for one block."""
         prompt = (self.config.prompt or DEFAULT_PROMPT).format(transcript=block.text())
         text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
                                                   tokenize=False)
         inputs = self.tokenizer([text], return_tensors="pt", add_special_tokens=False).to(self.device)
-        generation = {"max_new_tokens": 160, "do_sample": False, "pad_token_id": self.tokenizer.pad_token_id,
-                      **self.config.generation}
         with self._torch.inference_mode():
-            out = self.model.generate(**inputs, **generation)
+            out = self.model.generate(**inputs, **self.generation_kwargs())
         return self.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
     def sentences_for(self, clip: ClipInput) -> list[tuple[float, str]]:

@@ -16,6 +16,9 @@ DEFAULT_PROMPT = (
 )
 _LABELS = {"title": "Title of the video", "description": "Description of the video",
            "subtitles": "Subtitles of this part of the video"}
+# Greedy, and no four prompt words in a row: n-gram blocking covers the prompt too, so the model has to write a
+# sentence instead of quoting the subtitles (SmolLM2-135M copies a subtitle line verbatim without it).
+DEFAULT_GENERATION = {"max_new_tokens": 40, "do_sample": False, "no_repeat_ngram_size": 4}
 
 
 _LOADED: dict[tuple, tuple] = {}
@@ -58,14 +61,20 @@ class LLMTeacher(Teacher):
         return template.format(context=context, title=clip.title or "", description=clip.description or "",
                                subtitles=clip.subtitles or "")
 
-    def caption(self, clips: Sequence[ClipInput]) -> list[str]:
+    def generation_kwargs(self) -> dict:
+        """What goes to generate(): this kind's defaults under the configured `generation`."""
+        return {**DEFAULT_GENERATION, "pad_token_id": self.tokenizer.pad_token_id, **self.config.generation}
+
+    def model_inputs(self, clips: Sequence[ClipInput]):
+        """Chat-formatted prompts, tokenized as one left-padded batch."""
         texts = [self.tokenizer.apply_chat_template([{"role": "user", "content": self.prompt_for(c)}],
                                                     add_generation_prompt=True, tokenize=False) for c in clips]
-        inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        generation = {"max_new_tokens": 40, "do_sample": False, "pad_token_id": self.tokenizer.pad_token_id,
-                      **self.config.generation}
+        return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+
+    def caption(self, clips: Sequence[ClipInput]) -> list[str]:
+        inputs = self.model_inputs(clips)
         with self._torch.inference_mode():
-            out = self.model.generate(**inputs, **generation)
+            out = self.model.generate(**inputs, **self.generation_kwargs())
         new_tokens = out[:, inputs["input_ids"].shape[1]:]
         return [self._first_sentence(t) for t in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 

@@ -14,6 +14,7 @@ from stages.cli_common import (ConfigOpt, ExecutorOpt, InputOpt, OutputOpt, Over
                                SetOpt, VerboseOpt, run_command)
 from stages.ingest.cli import app as ingest_app
 from stages.score.cli import app as score_app
+from stages.score.selector_cli import app as selector_app
 from stages.shard.cli import app as shard_app
 from stages.split.cli import app as split_app
 
@@ -27,6 +28,7 @@ app.add_typer(caption_app, name="caption")
 app.add_typer(score_app, name="score")
 app.add_typer(shard_app, name="shard")
 app.add_typer(teachers_app, name="teachers")
+app.add_typer(selector_app, name="selector")
 
 
 @app.command()

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 
     from stages.score.scorers.base import Scorer
 
-log = logging.getLogger(__name__)
-
 
 class SelectorTrainConfig(BaseModel):
     """How to fine-tune; recorded in the checkpoint's selector.json."""
@@ -49,6 +47,8 @@ class SelectorTrainConfig(BaseModel):
     hard_negative_weight: float = Field(1.0, ge=0, description="weight of the clip's own other candidates")
     in_batch_negative_weight: float = Field(0.01, ge=0, description="weight of other clips' captions in the batch")
     logit_scale: float | None = Field(None, gt=0, description="fixed softmax scale; default: the model's own, learned")
+    warmup: float = Field(0.1, ge=0, lt=1, description="fraction of the steps over which the learning rate ramps "
+                                                      "up from zero; then it decays to zero on a cosine")
     max_grad_norm: float | None = Field(1.0, gt=0)
     seed: int = 0
     device: str = "auto"
@@ -62,7 +62,6 @@ class Example:
     clip_id: str
     frames: list[bytes]
     texts: list[str]
-    teachers: list[str]
     label: int
 
 
@@ -167,8 +166,7 @@ def join_labels(captions: pa.Table, labels: dict[str, dict[str, str | None]]) ->
         if len(usable) < 2:
             skipped["fewer_than_two_candidates"] += 1
             continue
-        examples.append(Example(clip_id, list(row["frames"]), [c["text"] for c in usable],
-                                [c["teacher"] for c in usable], chosen))
+        examples.append(Example(clip_id, list(row["frames"]), [c["text"] for c in usable], chosen))
     if problems:
         raise ValueError(f"{len(problems)} label(s) do not match a usable candidate of their clip:\n  "
                          + "\n  ".join(problems[:10]) + ("\n  ..." if len(problems) > 10 else ""))
@@ -318,19 +316,14 @@ TRAINABLES: dict[str, type[Trainable]] = {"open_clip": OpenClipTrainable, "hf_cl
 
 # ------------------------------------------------------------------------------------------------------- training
 
-def selection_accuracy(scorer: "Scorer", examples: Sequence[Example]) -> float | None:
-    """Fraction of clips whose highest-scored candidate is the labelled one, through the scorer's inference path
-    (the same embeddings the score stage uses; ties go to the earlier candidate, as in `choose`)."""
+def selection_accuracy(scorer: "Scorer", examples: Sequence[Example], decimals: int = 6) -> float | None:
+    """Fraction of clips whose highest-scored candidate is the labelled one, scored as the score stage scores them
+    (`score_pairs`, rounded to its `decimals`, ties to the earlier candidate as in `choose`)."""
     if not examples:
         return None
-    clip_emb = scorer.embed_clips([e.frames for e in examples])
-    texts = sorted({t for e in examples for t in e.texts})
-    index = {t: i for i, t in enumerate(texts)}
-    text_emb = scorer.embed_texts(texts)
-    hits = 0
-    for n, e in enumerate(examples):
-        scores = text_emb[[index[t] for t in e.texts]] @ clip_emb[n]
-        hits += int(np.argmax(scores)) == e.label
+    scores = scorer.score_pairs([e.frames for e in examples], [e.texts for e in examples])
+    # by text: when two teachers wrote the same caption, picking either is picking the labelled caption
+    hits = sum(e.texts[int(np.argmax(np.round(s, decimals)))] == e.texts[e.label] for s, e in zip(scores, examples))
     return round(hits / len(examples), 6)
 
 
@@ -370,6 +363,15 @@ def _batch_loss(trainable: Trainable, batch: Sequence[Example], config: Selector
     scale = config.logit_scale if config.logit_scale is not None else trainable.learned_scale()
     return selection_loss(clip_emb, text_emb, own, positives, scale, config.hard_negative_weight,
                           config.in_batch_negative_weight)
+
+
+def learning_rate_factor(step: int, total: int, warmup: float) -> float:
+    """Linear warm-up (the first updates of a fine-tune are the largest and least informed), then cosine decay to
+    zero (the last steps refine instead of jumping around the minimum)."""
+    warm = int(round(total * warmup))
+    if step < warm:
+        return (step + 1) / (warm + 1)
+    return 0.5 * (1 + float(np.cos(np.pi * (step - warm) / max(1, total - warm))))
 
 
 def _progress(total: int, desc: str):
@@ -423,8 +425,8 @@ def train_selector(examples: Sequence[Example], scorer_config: ScorerConfig, out
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = -(-len(train) // config.batch_size)
     total = steps_per_epoch * config.epochs
-    # cosine decay to zero: the last steps refine instead of jumping around the minimum
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + np.cos(np.pi * step / total)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(step, total,
+                                                                                           config.warmup))
     rng = np.random.default_rng(config.seed)
     losses: list[float] = []
     trainable.model.train()
@@ -455,13 +457,17 @@ def train_selector(examples: Sequence[Example], scorer_config: ScorerConfig, out
                          train_before=train_before, train_after=train_after, loss_per_epoch=losses, steps=total,
                          seconds=round(seconds, 3), device=str(scorer.device), skipped=dict(skipped or {}))
 
-    out.mkdir(parents=True, exist_ok=True)
-    trainable.save(out)
+    # written beside `out` and renamed into place: an interrupted run never leaves a folder that looks loadable
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    trainable.save(tmp)
     info = {
         "format": FORMAT,
         "kind": scorer_config.kind,
         "base_model": scorer_config.model,
-        "base_pretrained": scorer_config.pretrained if scorer_config.kind == "open_clip" else None,
+        # the tag only when it was loaded (tiny models, selectors and hf_clip ignore `pretrained`)
+        "base_pretrained": scorer_config.pretrained if scorer.weights == scorer_config.pretrained else None,
         "base_weights": scorer.weights,
         "training": config.model_dump(mode="json"),
         "data": {**(sources or {}), "train_clips": len(train), "holdout_clips": len(held),
@@ -475,7 +481,13 @@ def train_selector(examples: Sequence[Example], scorer_config: ScorerConfig, out
         "device": result.device,
         "versions": _versions(),
     }
-    (out / SELECTOR_JSON).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    (tmp / SELECTOR_JSON).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    for path in tmp.rglob("*"):
+        if path.is_file():
+            path.chmod(0o644)  # safetensors writes 0600; the selector is read by other users' and Ray workers
+    if out.exists():
+        out.rmdir()  # empty: checked before training
+    os.replace(tmp, out)
     return result
 
 

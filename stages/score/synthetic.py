@@ -1,7 +1,7 @@
-"""Synthetic labelled data for the trainable selector: clips of one coloured shape, candidates that differ from the
-true caption only in the colour or the shape word. A mean of frame embeddings cannot see frame order, so there
-are no direction words; what the selector must learn is colour and shape, which an untrained model picks at
-chance. Deterministic by seed, so tests and the offline demo can prove that training works without any weights."""
+"""Synthetic labelled data for the trainable selector: clips of coloured shapes ("red circles"), candidates that
+differ from the true caption only in the colour or the shape word. A mean of frame embeddings cannot see frame
+order, so there are no direction words; what the selector must learn is colour and shape, which an untrained model
+picks at chance. Deterministic by seed, so tests and the offline demo prove that training works without weights."""
 
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ SOURCE = "synthetic://shapes"
 
 @dataclass(frozen=True)
 class SynthConfig:
-    clips: int = 200
+    clips: int = 400
     seed: int = 0
-    frames: int = 2          # frames per clip; the shape drifts a little between them
+    frames: int = 2          # frames per clip; the shapes shift a little between them
     candidates: int = 4      # the true caption plus candidates - 1 that differ in one word
-    size: int = 64           # square frames; the tiny open_clip model's input size
+    size: int = 64           # square frames; the tiny open_clip model's input size (4 x 4 of its 16-pixel patches)
 
 
 def caption(colour: str, shape: str) -> str:
@@ -53,19 +53,20 @@ def _draw_shape(draw, shape: str, rgb: tuple[int, int, int], cx: float, cy: floa
         raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
 
 
-def clip_frames(rng: np.random.Generator, colour: str, shape: str, frames: int, size: int, cell: int = 16) -> list[bytes]:
-    """JPEG frames of shapes scattered over a grid of `cell`-pixel cells on a grey background. Count, cells, size,
-    offsets, background and colour are jittered, so no two clips are alike and held-out clips are new images."""
+def clip_frames(rng: np.random.Generator, colour: str, shape: str, frames: int, size: int) -> list[bytes]:
+    """JPEG frames tiled 4 x 4 with one shape on a grey background (at 64 pixels a tile is one patch of the tiny
+    model: a shape is then a patch pattern it can learn in a few hundred steps; a single shape anywhere in the
+    frame takes far longer). Shape size, background, colour and each shape's offset in its tile are jittered, so no
+    two clips are alike, held-out clips are new images, and the shapes move a little from frame to frame."""
     from PIL import Image, ImageDraw
 
-    cells = [(x, y) for y in range(size // cell) for x in range(size // cell)]
-    count = int(rng.integers(max(1, len(cells) // 3), len(cells) + 1))
-    occupied = [cells[i] for i in rng.choice(len(cells), size=count, replace=False)]
+    cell = size / 4
+    occupied = [(x, y) for y in range(4) for x in range(4)]
     radius = cell * rng.uniform(0.32, 0.44)
     grey = int(rng.integers(112, 145))
     background = tuple(int(np.clip(grey + rng.integers(-6, 7), 0, 255)) for _ in range(3))
     rgb = tuple(int(np.clip(v + rng.integers(-12, 13), 0, 255)) for v in COLOURS[colour])
-    slack = min(1.0, cell / 2 - radius - 0.5)
+    slack = min(cell / 16, cell / 2 - radius - 0.5)
     out = []
     for _ in range(frames):
         image = Image.new("RGB", (size, size), background)

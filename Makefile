@@ -34,6 +34,7 @@ bench: bench-split bench-caption bench-score
 # Writes bench/split.json; SPLIT_ARGS="--long-seconds 600" for a shorter peak-RSS video than the default hour.
 SPLIT_ARGS ?=
 SCORE_ARGS ?=
+CAPTION_ARGS ?=
 bench-split: $(STAMP)
 	$(BIN)/python -m bench.split_bench $(SPLIT_ARGS)
 
@@ -43,4 +44,4 @@ bench-score: $(STAMP)
 
 # Writes bench/caption.json: each teacher through the caption stage against its model's bare generate loop.
 bench-caption: $(STAMP)
-	$(BIN)/python -m bench.caption_bench
+	$(BIN)/python -m bench.caption_bench $(CAPTION_ARGS)

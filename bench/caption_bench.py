@@ -1,9 +1,11 @@
 """make bench-caption: each model teacher of the demo through the caption stage against a bare loop of the same
 model's generate on the same inputs, in the same run. Writes bench/caption.json.
 
-Both sides get one untimed warm-up (first calls of a model pay one-off costs), then run alternately `--rounds`
-times; the best wall time of each is kept, the measure least disturbed by whatever else the machine runs. CPU time
-of this process is reported beside it.
+Both sides get one untimed warm-up (first calls of a model pay one-off costs), then run alternately: at least
+`--rounds` times each, and more while a teacher has used less than `--budget` seconds; the best wall time of each
+side is kept, the measure least disturbed by whatever else the machine runs. Both run with `--threads` torch threads
+(default 1: on a small machine that others also use, two threads stall waiting for each other and swamp the
+difference being measured). CPU time of this process is reported beside the wall times.
 """
 
 from __future__ import annotations
@@ -94,7 +96,9 @@ def measure(fn: Callable[[], None]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--copies", type=int, default=4, help="copies of the demo's clips")
-    parser.add_argument("--rounds", type=int, default=3, help="timed runs of each side, alternating")
+    parser.add_argument("--rounds", type=int, default=3, help="least timed runs of each side, alternating")
+    parser.add_argument("--budget", type=float, default=40.0, help="more rounds (at most 12) while under this")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
     parser.add_argument("--teachers", default="", help="comma-separated demo teacher names (default: all models)")
     args = parser.parse_args()
     os.environ.setdefault("VLCURATE_PROGRESS", "0")
@@ -105,7 +109,8 @@ def main() -> None:
     for teacher_cfg in load_run_config("demo").caption.teachers:
         if teacher_cfg.kind in ("subtitles", "title") or (wanted and teacher_cfg.name not in wanted):
             continue  # no model: nothing to compare against
-        stage = CaptionStage(CaptionConfig(teachers=[teacher_cfg], resources={"batch_size": 8}))
+        stage = CaptionStage(CaptionConfig(teachers=[teacher_cfg],
+                                           resources={"batch_size": 8, "threads": args.threads}))
         stage.ensure_setup()
         teacher = stage.teachers[0]
 
@@ -118,14 +123,15 @@ def main() -> None:
         run_stage(table.slice(0, warm))
         bare_loop(teacher, rows[:warm])
         stage_runs, bare_runs = [], []
-        for _ in range(args.rounds):
+        began = time.perf_counter()
+        while len(stage_runs) < args.rounds or (time.perf_counter() - began < args.budget and len(stage_runs) < 12):
             stage_runs.append(measure(run_stage))
             bare_runs.append(measure(lambda teacher=teacher: bare_loop(teacher, rows)))
         stage_s, bare_s = min(w for w, _ in stage_runs), min(w for w, _ in bare_runs)
         stage_cpu, bare_cpu = min(c for _, c in stage_runs), min(c for _, c in bare_runs)
         results[teacher_cfg.name] = {
             "kind": teacher.kind, "model": teacher_cfg.model, "weights": teacher.weights, "clips": len(rows),
-            "batch_size": teacher_cfg.batch_size, "rounds": args.rounds,
+            "batch_size": teacher_cfg.batch_size, "rounds": len(stage_runs), "threads": args.threads,
             "stage_s": round(stage_s, 3), "bare_s": round(bare_s, 3),
             "stage_clips_per_s": round(len(rows) / stage_s, 2), "bare_clips_per_s": round(len(rows) / bare_s, 2),
             "stage_over_bare": round(bare_s / stage_s, 3),

@@ -83,14 +83,22 @@ class TeacherPass(Stage):
     def __init__(self, teacher: TeacherConfig, resources: Resources):
         super().__init__(CaptionConfig(teachers=[teacher], resources=resources))
         self.teacher: Teacher = TEACHERS.get(teacher.kind)(teacher)
+        self._loaded = False
 
     @property
     def label(self) -> str:
         return f"caption:{self.teacher.config.name}"
 
     def setup(self) -> None:
+        """Cheap: the model loads with the first batch that has work for it (`load`), so a rerun that keeps every
+        candidate of this teacher loads nothing."""
         models.set_torch_threads(self.resources.threads)
-        self.teacher.setup()
+
+    def load(self) -> None:
+        """The teacher's model, once per worker."""
+        if not self._loaded:
+            self.teacher.setup()
+            self._loaded = True
 
     def _candidate(self, text: str | None, status: str, reason: str | None, seconds: float) -> dict[str, Any]:
         t = self.teacher
@@ -172,6 +180,8 @@ class TeacherPass(Stage):
                     computed.append(i)
                 except Exception as exc:
                     errors[i] = error_text(self.name, "bad_input", f"{type(exc).__name__}: {exc}")
+            if clips:
+                self.load()
             for i, candidate in zip(computed, self.run_teacher(clips)):
                 candidates[i].append(candidate)
         batch = _set_column(batch, "candidates", candidates, CANDIDATES)
@@ -208,6 +218,7 @@ class CaptionStage(Stage):
     def setup(self) -> None:
         for part in self.parts():
             part.ensure_setup()
+            part.load()
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
         """Every teacher on one batch in this process (runners map the parts instead, each with its own workers)."""

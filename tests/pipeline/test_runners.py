@@ -4,8 +4,8 @@ import pyarrow as pa
 import pytest
 
 from pipeline.runners import LocalRunner
-from pipeline.runners.ray import plan_pool
-from pipeline.stage import RowStage, StageConfig
+from pipeline.runners.ray import plan_pool, share, stream_groups
+from pipeline.stage import RowStage, Stage, StageConfig
 
 SCHEMA = pa.schema([("x", pa.int64()), ("batch", pa.int64()), ("error", pa.string())])
 
@@ -57,3 +57,50 @@ def test_local_process_pool_gives_the_same_batches_and_order():
     single = LocalRunner().map(BatchTagger(StageConfig(resources={"batch_size": 2})), make_table(7))
     assert pooled.equals(single)
     assert pooled.column("batch").to_pylist() == [0, 0, 2, 2, 4, 4, 6]
+
+
+TRACE = pa.schema([("x", pa.int64()), ("trace", pa.list_(pa.int64())), ("error", pa.string())])
+
+
+class TracePart(Stage):
+    """Appends the first x of the batch it saw: shows which batches each part of a stage got."""
+
+    name = "trace"
+    output_schema = TRACE
+
+    def process_batch(self, batch):
+        first = batch.column("x")[0].as_py()
+        rows = [{**r, "trace": (r["trace"] or []) + [first]} for r in batch.to_pylist()]
+        return self.to_table(rows)
+
+
+class Traced(Stage):
+    name = "trace"
+    output_schema = TRACE
+
+    def parts(self):
+        return [TracePart(StageConfig(resources={"batch_size": size, "cpus": 0.5})) for size in (3, 3, 2)]
+
+
+def test_parts_run_in_order_each_with_its_own_batches():
+    table = pa.table({"x": list(range(7)), "trace": [None] * 7, "error": [None] * 7}, schema=TRACE)
+    out = LocalRunner().map(Traced(), table).column("trace").to_pylist()
+    assert out == [[0, 0, 0], [0, 0, 0], [0, 0, 2], [3, 3, 2], [3, 3, 4], [3, 3, 4], [6, 6, 6]]
+
+
+@pytest.mark.ray
+def test_ray_streams_parts_through_one_pool_each_with_local_batches(ray_runner):
+    table = pa.table({"x": list(range(7)), "trace": [None] * 7, "error": [None] * 7}, schema=TRACE)
+    assert ray_runner.map(Traced(), table).equals(LocalRunner().map(Traced(), table))
+
+
+def test_parts_stream_together_while_batches_match_and_gpus_suffice():
+    def part(batch_size, gpus=0.0, cpus=1.0):
+        return TracePart(StageConfig(resources={"batch_size": batch_size, "gpus": gpus, "cpus": cpus}))
+
+    a, b, c, d, e = part(4, 1.0), part(4, 1.0), part(4), part(2), part(2, cpus=3.0)
+    assert stream_groups([a, b, c, d, e], {"CPU": 8.0, "GPU": 1.0}) == [[a], [b, c], [d, e]]
+    assert stream_groups([a, b, c], {"CPU": 8.0, "GPU": 2.0}) == [[a, b, c]]
+    assert share(d, [d, e], {"CPU": 8.0}) == {"CPU": 2.0, "GPU": 0.0}  # CPUs in proportion to what each asks
+    assert share(e, [d, e], {"CPU": 8.0}) == {"CPU": 6.0, "GPU": 0.0}
+    assert share(a, [a, b, c], {"CPU": 3.0, "GPU": 2.0})["GPU"] == 1.0

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pyarrow as pa
 import pytest
@@ -113,3 +114,161 @@ def test_llm_prompt_uses_only_declared_inputs():
     teacher = LLMTeacher(TeacherConfig(name="l", kind="llm", model="x", inputs=["title", "subtitles"]))
     prompt = teacher.prompt_for(ClipInput("c", title="Pancakes", description="secret", subtitles="crack two eggs"))
     assert "Pancakes" in prompt and "crack two eggs" in prompt and "secret" not in prompt
+
+
+def test_copies_of_the_subtitles_are_rejected_for_model_teachers():
+    subs = "Bicycles are locked against a wall as people walk past."
+    assert rejection_reason("Bicycles are locked against a wall as people walk past", {"subtitles": subs}) == \
+        "copies_subtitles"
+    assert rejection_reason("The video shows: bicycles are locked against a wall as people walk past.",
+                            {"subtitles": subs}) == "copies_subtitles"
+    assert rejection_reason("Bikes lean on a brick wall while pedestrians pass.", {"subtitles": subs}) is None
+    assert rejection_reason("A title", {"title": "A title"}) == "copies_title"
+
+
+def test_frames_are_spread_evenly_and_repeat_when_fewer_are_stored():
+    colours = [(250, 0, 0), (0, 250, 0), (0, 0, 250)]
+    clip = ClipInput("c", frames=[jpeg(c) for c in colours])
+
+    def picked(count):
+        return [max(range(3), key=lambda k: img.getpixel((5, 5))[k]) for img in clip.images(count)]
+
+    assert picked(1) == [1] and picked(2) == [0, 2] and picked(3) == [0, 1, 2] and picked(4) == [0, 1, 1, 2]
+
+
+def test_video_lm_asks_pandas_question_with_only_the_inputs_it_sees():
+    from stages.caption.teachers.video_lm import VideoLMTeacher
+
+    clip = ClipInput("c", title="Pancakes", description="Sunday breakfast", subtitles="crack two eggs")
+    seeing = VideoLMTeacher(TeacherConfig(name="v", kind="video_lm", model="x",
+                                          inputs=["frames", "subtitles", "title", "description"]))
+    assert seeing.question(clip) == ("The subtitles of the video: crack two eggs.\n"
+                                     "Some descriptions of the video: Pancakes. Sunday breakfast.\n"
+                                     "Please faithfully summarize the video in one sentence.")
+    frames_only = VideoLMTeacher(TeacherConfig(name="v", kind="video_lm", model="x"))
+    assert frames_only.question(clip) == "Please faithfully summarize the video in one sentence."
+    assert frames_only.num_frames == 8  # the kind's default when num_frames is not set
+    with pytest.raises(ValueError, match="frames"):
+        VideoLMTeacher(TeacherConfig(name="v", kind="video_lm", model="x", inputs=["title"]))
+
+
+@pytest.mark.parametrize("visual", ["video", "images"])
+def test_video_lm_runs_tiny_qwen2_vl_through_the_chat_template(tmp_path, visual):
+    (tmp_path / "s.vtt").write_text("WEBVTT\n\n00:00:00.000 --> 00:00:04.000\ntwo eggs go in the pan\n")
+    config = TeacherConfig(name="vlm", kind="video_lm", model="tiny:video_lm", num_frames=4, batch_size=2,
+                           inputs=["frames", "title", "subtitles"], options={"visual": visual},
+                           generation={"max_new_tokens": 6})
+    stage = CaptionStage(CaptionConfig(teachers=[config]))
+    rows = stage.process_batch(clip_rows(["a", "b", "c"], str(tmp_path / "s.vtt"))).to_pylist()
+    for row in rows:
+        (cand,) = row["candidates"]
+        assert (cand["weights"], cand["model"], cand["kind"]) == ("untrained", "tiny:video_lm", "video_lm")
+        assert cand["inputs"] == ["frames", "title", "subtitles"] and cand["status"] in ("ok", "rejected")
+        assert cand["text"] is not None and cand["seconds"] > 0
+    teacher = stage.teachers[0]
+    clip = ClipInput("a", frames=[jpeg((200, 0, 0))], title="A title", subtitles="two eggs go in the pan",
+                     start_s=0.0, end_s=2.0)
+    inputs = teacher.model_inputs([clip])
+    prompt = teacher.processor.tokenizer.decode(inputs["input_ids"][0])
+    assert "The subtitles of the video: two eggs go in the pan." in prompt
+    assert prompt.rstrip().endswith(
+        "Please faithfully summarize the video in one sentence.<|im_end|>\n<|im_start|>assistant")
+    if visual == "video":  # one video of 4 frames: two temporal patches of 2 frames
+        assert inputs["video_grid_thw"].tolist()[0][0] == 2 and "pixel_values" not in inputs
+    else:  # four images
+        assert len(inputs["image_grid_thw"]) == 4 and "pixel_values_videos" not in inputs
+
+
+@TEACHERS.register("test_counting")
+class CountingTeacher(Teacher):
+    """Records every call, so a test sees which (teacher, prompt) pairs were computed."""
+
+    kind = "test_counting"
+    default_inputs = ("title",)
+    calls: list[tuple[str, str | None, int]] = []
+
+    def caption(self, clips):
+        CountingTeacher.calls.append((self.config.name, self.config.prompt, len(clips)))
+        return [f"words about {c.clip_id} ({self.config.prompt or 'plain'})" for c in clips]
+
+
+def test_rerun_computes_only_the_new_teacher_prompt_pairs(tmp_path):
+    from pipeline.executor import run_stage
+    from pipeline.runners import LocalRunner
+
+    clips = clip_rows(["a", "b", "c"])
+    one, two = TeacherConfig(name="one", kind="test_counting"), TeacherConfig(name="two", kind="test_counting",
+                                                                               prompt="old")
+    CountingTeacher.calls.clear()
+    first = run_stage(CaptionStage(CaptionConfig(teachers=[one, two])), clips, tmp_path, LocalRunner()).to_pylist()
+    assert sorted(c[0] for c in CountingTeacher.calls) == ["one", "two"]
+
+    CountingTeacher.calls.clear()
+    second_config = CaptionConfig(teachers=[TeacherConfig(name="three", kind="test_counting"), one,
+                                            two.model_copy(update={"prompt": "new"})])
+    second = run_stage(CaptionStage(second_config), clips, tmp_path, LocalRunner(), overwrite=True).to_pylist()
+    assert sorted(CountingTeacher.calls) == [("three", None, 3), ("two", "new", 3)]  # "one" is not asked again
+    for before, after in zip(first, second):
+        assert [c["teacher"] for c in after["candidates"]] == ["three", "one", "two"]  # the configured order
+        assert after["candidates"][1] == before["candidates"][0]  # kept as it was, generation time included
+        assert after["candidates"][2]["text"].endswith("(new)")
+    stats = json.loads((tmp_path / "caption" / "stats.json").read_text())
+    assert stats["candidates_kept_from_previous_run"] == 3
+
+    # a clip whose inputs changed is captioned again by every teacher; the others keep everything
+    CountingTeacher.calls.clear()
+    changed = clips.set_column(clips.schema.get_field_index("title"), "title",
+                               pa.array(["A title", "Another title", "A title"]))
+    run_stage(CaptionStage(second_config), changed, tmp_path, LocalRunner(), overwrite=True)
+    assert sorted(CountingTeacher.calls) == [("one", None, 1), ("three", None, 1), ("two", "new", 1)]
+
+
+def test_each_teacher_is_a_part_with_its_own_resources():
+    config = CaptionConfig(resources={"batch_size": 4, "gpus": 1.0, "threads": 2}, teachers=[
+        TeacherConfig(name="a", kind="test_counting", resources={"gpus": 0.5, "pool_size": 2}),
+        TeacherConfig(name="b", kind="test_counting"),
+        TeacherConfig(name="t", kind="title"),
+    ])
+    parts = CaptionStage(config).parts()
+    assert [p.label for p in parts] == ["caption:a", "caption:b", "caption:t"]
+    assert [(p.resources.batch_size, p.resources.gpus, p.resources.pool_size, p.resources.threads) for p in parts] == [
+        (4, 0.5, 2, 2), (4, 1.0, None, 2), (4, 0.0, None, 2)]  # a baseline needs no GPU
+    with pytest.raises(ValueError, match="no teachers"):
+        CaptionStage(CaptionConfig()).parts()
+
+
+def test_caption_never_opens_the_video(tmp_path, scene_video, monkeypatch):
+    """Split decodes each video once; caption works from the stored frames even with the video gone."""
+    import shutil
+
+    import av
+
+    from pipeline.runners import LocalRunner
+    from stages import media
+    from stages.ingest import IngestStage, discover
+    from stages.split import SplitConfig, SplitStage
+
+    video = tmp_path / "v.mp4"
+    shutil.copy(scene_video[0], video)
+    (tmp_path / "v.vtt").write_text("WEBVTT\n\n00:00:00.000 --> 00:00:09.000\nfour coloured rooms\n")
+    videos = LocalRunner().map(IngestStage(), discover(tmp_path))
+    clips = LocalRunner().map(SplitStage(SplitConfig(min_clip_s=0.5, stitch={"enabled": False})), videos)
+    assert set(clips.column("decoder_passes").to_pylist()) == {1}
+    passes = dict(media.DECODE_PASSES)
+    video.unlink()
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the caption stage opened a video")
+
+    monkeypatch.setattr(av, "open", no_decoding)
+    monkeypatch.setattr(media, "probe", no_decoding)
+    stage = CaptionStage(CaptionConfig(teachers=[
+        TeacherConfig(name="vlm", kind="video_lm", model="tiny:video_lm", num_frames=2,
+                      generation={"max_new_tokens": 4}),
+        TeacherConfig(name="blip", kind="hf_image_captioner", model="tiny:blip", generation={"max_new_tokens": 4}),
+        TeacherConfig(name="subs", kind="subtitles"),
+    ]))
+    out = stage.finalize(LocalRunner().map(stage, clips.cast(CLIPS.schema)), str(tmp_path)).to_pylist()
+    assert len(out) == 4 and all(r["error"] is None for r in out)
+    assert {c["status"] for r in out for c in r["candidates"]} <= {"ok", "rejected"}
+    assert dict(media.DECODE_PASSES) == passes

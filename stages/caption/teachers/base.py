@@ -165,13 +165,13 @@ def _words(text: str | None) -> list[str]:
 
 
 def copies(text: str, source: str | None, min_run: int = 4) -> bool:
-    """True when the caption is, all but a few words, a run of the source's words: at least 80% of the caption (and
-    at least `min_run` words, or all of a shorter caption) appears word for word in the source."""
+    """True when the caption is, all but a few words, a run of the source's words: at least three quarters of the
+    caption (and at least `min_run` words, or all of a shorter caption) appears word for word in the source."""
     words, src = _words(text), _words(source)
     if not words or not src:
         return False
     match = difflib.SequenceMatcher(None, words, src, autojunk=False).find_longest_match(0, len(words), 0, len(src))
-    return match.size >= min(min_run, len(words)) and match.size >= 0.8 * len(words)
+    return match.size >= min(min_run, len(words)) and match.size >= 0.75 * len(words)
 
 
 def rejection_reason(text: str, copied_from: dict[str, str | None] | None = None) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import queue
 import shutil
 import subprocess
 import threading
@@ -190,7 +191,7 @@ class FrameScan:
     def __init__(self, path: str | Path, detect_size: tuple[int, int], *, detect_format: str = "bgr24",
                  detect_scaler: str = "area", sample_every: int = 0,
                  sample_size: tuple[int, int] | None = None, on_sample=None, threads: int = 1,
-                 batch_frames: int = 64):
+                 batch_frames: int = 64, prefetch_batches: int = 4):
         if detect_format not in _CHANNELS:
             raise ValueError(f"detect_format must be one of {sorted(_CHANNELS)}")
         if sample_every and (sample_size is None or on_sample is None):
@@ -198,7 +199,7 @@ class FrameScan:
         self.path = str(path)
         self.detect_size, self.detect_format, self.detect_scaler = detect_size, detect_format, detect_scaler
         self.sample_every, self.sample_size, self.on_sample = sample_every, sample_size, on_sample
-        self.threads, self.batch_frames = threads, batch_frames
+        self.threads, self.batch_frames, self.prefetch_batches = threads, batch_frames, prefetch_batches
         self.times: list[float] = []
         self.frames = 0
 
@@ -229,7 +230,6 @@ class FrameScan:
 
         DECODE_PASSES[self.path] += 1
         dw, dh = self.detect_size
-        frame_bytes = dw * dh * _CHANNELS[self.detect_format]
         with tempfile.TemporaryDirectory(prefix="vlcurate-scan-") as tmp:
             stats, errors = os.path.join(tmp, "stats.txt"), open(os.path.join(tmp, "stderr.txt"), "w+b")
             sample_read = sample_write = None
@@ -238,34 +238,37 @@ class FrameScan:
             proc = subprocess.Popen(self._command(stats, sample_write), stdout=subprocess.PIPE, stderr=errors,
                                     stdin=subprocess.DEVNULL, bufsize=0,
                                     pass_fds=(sample_write,) if sample_write is not None else ())
-            reader = None
+            threads = []
             if sample_write is not None:
                 os.close(sample_write)
-                reader = threading.Thread(target=self._read_samples, args=(sample_read,), daemon=True,
-                                          name="vlcurate-samples")
-                reader.start()
+                threads.append(threading.Thread(target=self._read_samples, args=(sample_read,), daemon=True,
+                                                name="vlcurate-samples"))
             try:
-                try:
-                    fcntl.fcntl(proc.stdout.fileno(), 1031, _PIPE_BYTES)  # F_SETPIPE_SZ: fewer, larger reads
-                except OSError:
-                    pass
-                while True:
-                    batch = np.empty((self.batch_frames, dh, dw, _CHANNELS[self.detect_format]), np.uint8)
-                    got = _read_full(proc.stdout, memoryview(batch).cast("B"))
-                    n = got // frame_bytes
-                    if n:
-                        self.frames += n
-                        yield batch[:n]
-                    if got < batch.nbytes:
-                        break
+                fcntl.fcntl(proc.stdout.fileno(), 1031, _PIPE_BYTES)  # F_SETPIPE_SZ: fewer, larger reads
+            except OSError:
+                pass
+            # The pipe holds only a few frames: a thread keeps draining it while the caller works on a batch, so
+            # ffmpeg never waits on Python.
+            batches: queue.Queue = queue.Queue(maxsize=self.prefetch_batches)
+            stop = threading.Event()
+            shape = (self.batch_frames, dh, dw, _CHANNELS[self.detect_format])
+            threads.append(threading.Thread(target=self._read_batches, args=(proc.stdout, shape, batches, stop),
+                                            daemon=True, name="vlcurate-frames"))
+            for thread in threads:
+                thread.start()
+            try:
+                while (batch := batches.get()) is not None:
+                    self.frames += len(batch)
+                    yield batch
                 code = proc.wait()
             finally:
+                stop.set()
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
+                for thread in threads:
+                    thread.join()
                 proc.stdout.close()
-                if reader is not None:
-                    reader.join()
             errors.seek(0)
             message = errors.read().decode("utf-8", "replace").strip()[-400:]
             errors.close()
@@ -278,6 +281,30 @@ class FrameScan:
             self.times = self._read_times(stats)
 
     _sample_error: BaseException | None = None
+
+    @staticmethod
+    def _read_batches(pipe, shape: tuple[int, ...], out: queue.Queue, stop: threading.Event) -> None:
+        """Fill `out` with full batches, then the partial last one, then None; give up once `stop` is set."""
+        import numpy as np
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        frame_bytes = int(np.prod(shape[1:]))
+        while True:
+            batch = np.empty(shape, np.uint8)
+            got = _read_full(pipe, memoryview(batch).cast("B"))
+            if got >= frame_bytes and not put(batch[:got // frame_bytes]):
+                return
+            if got < batch.nbytes:
+                put(None)
+                return
 
     def _read_samples(self, fd: int) -> None:
         import numpy as np

@@ -4,6 +4,7 @@ PySceneDetect CLI, all measured in this run on the same files. Writes bench/spli
 from __future__ import annotations
 
 import argparse
+import functools
 import subprocess
 import sys
 import tempfile
@@ -120,7 +121,7 @@ def main() -> None:
         info = media.probe(video)
         decode = ffmpeg_decode_seconds(video, repeat=3)
         ours = split_seconds(video, repeat=3)
-        decode_cpu, ours_cpu = cpu_seconds(lambda: ffmpeg_decode(video)), split_cpu_seconds(video)
+        decode_cpu, ours_cpu = cpu_seconds(functools.partial(ffmpeg_decode, video)), split_cpu_seconds(video)
         result["throughput"][f"{height}p"] = {
             "video": video.name, "frames": info.num_frames, "seconds_of_video": round(info.duration_s, 2),
             "ffmpeg_threads1_decode_s": round(decode, 3), "split_s": round(ours, 3),

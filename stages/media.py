@@ -226,8 +226,6 @@ class FrameScan:
         import os
         import tempfile
 
-        import numpy as np
-
         DECODE_PASSES[self.path] += 1
         dw, dh = self.detect_size
         with tempfile.TemporaryDirectory(prefix="vlcurate-scan-") as tmp:

@@ -49,6 +49,8 @@ def test_demo_outputs_meet_the_contract(demo_local):
         assert media.count_video_packets(clip) == row["frame_count"] == row["end_frame"] - row["start_frame"]
         scored = [c for c in meta["candidates"] if c["score"] is not None]
         assert len(scored) >= 2
+        # every candidate with text is scored; rejected ones (empty, degenerate, copies) keep their reason instead
+        assert all((c["score"] is not None) == (c["status"] == "ok") for c in meta["candidates"]), meta
         assert meta["caption_score"] == max(c["score"] for c in scored)
         assert sample["txt"].decode().strip() == meta["caption"]
         assert {c["teacher"] for c in meta["candidates"]} == {"blip", "video_lm", "smollm2", "howtocaption",

@@ -202,6 +202,7 @@ class FrameScan:
         self.threads, self.batch_frames, self.prefetch_batches = threads, batch_frames, prefetch_batches
         self.times: list[float] = []
         self.frames = 0
+        self._sample_error: BaseException | None = None  # raised to the caller once the scan ends
 
     def _command(self, stats: str, sample_fd: int | None) -> list[str]:
         dw, dh = self.detect_size
@@ -228,8 +229,9 @@ class FrameScan:
 
         DECODE_PASSES[self.path] += 1
         dw, dh = self.detect_size
-        with tempfile.TemporaryDirectory(prefix="vlcurate-scan-") as tmp:
-            stats, errors = os.path.join(tmp, "stats.txt"), open(os.path.join(tmp, "stderr.txt"), "w+b")
+        with tempfile.TemporaryDirectory(prefix="vlcurate-scan-") as tmp, \
+                open(os.path.join(tmp, "stderr.txt"), "w+b") as errors:
+            stats = os.path.join(tmp, "stats.txt")
             sample_read = sample_write = None
             if self.sample_every:
                 sample_read, sample_write = os.pipe()
@@ -269,7 +271,6 @@ class FrameScan:
                 proc.stdout.close()
             errors.seek(0)
             message = errors.read().decode("utf-8", "replace").strip()[-400:]
-            errors.close()
             if self.frames == 0:
                 raise StageError("undecodable", message or f"no frame decoded (ffmpeg exited {code})")
             if code != 0:
@@ -277,8 +278,6 @@ class FrameScan:
             if self._sample_error is not None:
                 raise self._sample_error
             self.times = self._read_times(stats)
-
-    _sample_error: BaseException | None = None
 
     @staticmethod
     def _read_batches(pipe, shape: tuple[int, ...], out: queue.Queue, stop: threading.Event) -> None:
@@ -317,7 +316,7 @@ class FrameScan:
                 if self._sample_error is None:
                     try:
                         self.on_sample(index, frame)
-                    except BaseException as exc:  # raised to the caller once the scan ends
+                    except BaseException as exc:
                         self._sample_error = exc
                 index += self.sample_every
 

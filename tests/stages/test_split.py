@@ -124,5 +124,5 @@ def test_batched_scores_give_pyscenedetects_cuts(detector, scene_video):
     for path in (bikes(), scene_video[0]):
         batched = split(path, detector=detector, min_clip_s=0.0, forced_cut_above_s=None)
         plain = split(path, detector=detector, min_clip_s=0.0, forced_cut_above_s=None,
-                      detector_params={"batch_frames": 1})
+                      detector_params={"vectorised": False})
         assert [c["start_frame"] for c in batched] == [c["start_frame"] for c in plain]

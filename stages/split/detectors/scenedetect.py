@@ -31,7 +31,7 @@ def _with_injected_scores(base: type) -> type:
 class _SceneDetect(Detector):
     detector_class_name: str
 
-    def __init__(self, fps: float, detect_width: int = 256, batch_frames: int = 32, **params: Any):
+    def __init__(self, fps: float, detect_width: int = 256, vectorised: bool = True, **params: Any):
         super().__init__(fps, detect_width, **params)
         import scenedetect
 
@@ -39,16 +39,14 @@ class _SceneDetect(Detector):
         detector_class = getattr(scenedetect, self.detector_class_name)
         probe = detector_class(**params)
         weights = probe._weights
-        # Edge deltas need Canny per frame: only the plain per-frame path computes them.
-        self.batch_frames = batch_frames if weights.delta_edges == 0 else 1
-        if self.batch_frames > 1:
+        # Edge deltas need Canny per frame: only PySceneDetect's own per-frame path computes them.
+        self.vectorised = vectorised and weights.delta_edges == 0
+        if self.vectorised:
             self._detector = _with_injected_scores(detector_class)(**params)
             self._weights = np.array([weights.delta_hue, weights.delta_sat, weights.delta_lum], dtype=np.float64)
         else:
             self._detector = probe
         self._cuts: list[int] = []
-        self._frames: list[np.ndarray] = []
-        self._indexes: list[int] = []
         self._previous_hsv: np.ndarray | None = None
 
     def frame_size(self, width: int, height: int) -> tuple[int, int]:
@@ -56,29 +54,20 @@ class _SceneDetect(Detector):
         return w, max(2, int(round(height * w / width / 2)) * 2)
 
     def process(self, index: int, frame: np.ndarray) -> None:
-        if self.batch_frames <= 1:
+        if self.vectorised:
+            self._score([index], frame[None])
+        else:
             self._feed(index, frame)
-            return
-        self._frames.append(frame)
-        self._indexes.append(index)
-        if len(self._frames) >= self.batch_frames:
-            self._flush()
 
     def _feed(self, index: int, frame: np.ndarray | None) -> None:
         for cut in self._detector.process_frame(self._timecode(index, self.fps), frame):
             self._cuts.append(cut.frame_num)
 
     def process_batch(self, first_index: int, frames: np.ndarray) -> None:
-        if self.batch_frames <= 1:
+        if not self.vectorised:
             super().process_batch(first_index, frames)
             return
-        self._flush()
         self._score(list(range(first_index, first_index + len(frames))), frames)
-
-    def _flush(self) -> None:
-        if self._frames:
-            self._score(self._indexes, np.stack(self._frames))
-            self._frames, self._indexes = [], []
 
     def _score(self, indexes: list[int], stack: np.ndarray) -> None:
         import cv2
@@ -99,7 +88,6 @@ class _SceneDetect(Detector):
         self._previous_hsv = hsv[-1].copy()
 
     def finish(self, num_frames: int) -> list[int]:
-        self._flush()
         if num_frames:
             for cut in self._detector.post_process(self._timecode(num_frames - 1, self.fps)):
                 self._cuts.append(cut.frame_num)

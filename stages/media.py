@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 if TYPE_CHECKING:
     import numpy as np
@@ -171,6 +171,33 @@ def encode_jpeg(bgr, rotation: int = 0, quality: int = 90) -> bytes:
     if not ok:
         raise StageError("jpeg_failed", f"could not encode a {bgr.shape[1]}x{bgr.shape[0]} frame")
     return buf.tobytes()
+
+
+def decode_jpeg(data: bytes):
+    """A stored frame as an RGB PIL image: the form every model's processor takes."""
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def sample_frames(stored: int, count: int) -> list[int]:
+    """Indexes of `count` of a clip's `stored` frames, in time order: the middle frame of each of `count` equal
+    segments, so fewer stored frames are repeated evenly (4 -> 0,0,1,1,2,2,3,3) and more are thinned evenly
+    (16 -> 1,3,...,15). Integer arithmetic: the same picks on every machine."""
+    if stored < 1:
+        raise ValueError("a clip has no stored frames to pick from")
+    return [((2 * i + 1) * stored) // (2 * count) for i in range(count)]
+
+
+def frame_images(frames: Sequence[bytes], count: int) -> list:
+    """`count` stored frames picked by `sample_frames` as PIL images, each distinct frame decoded once."""
+    if not frames:
+        return []
+    picks = sample_frames(len(frames), count)
+    decoded = {i: decode_jpeg(frames[i]) for i in set(picks)}
+    return [decoded[i] for i in picks]
 
 
 _PIPE_BYTES = 1 << 20

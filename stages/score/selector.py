@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from stages.media import decode_jpeg
 from stages.score.scorers.base import ScorerConfig
 from stages.score.scorers.finetuned import FORMAT, SELECTOR_JSON
 
@@ -327,21 +328,13 @@ def selection_accuracy(scorer: "Scorer", examples: Sequence[Example], decimals: 
     return round(hits / len(examples), 6)
 
 
-def _decode(frames: list[bytes]) -> list:
-    import io
-
-    from PIL import Image
-
-    return [Image.open(io.BytesIO(f)).convert("RGB") for f in frames]
-
-
 def _batch_loss(trainable: Trainable, batch: Sequence[Example], config: SelectorTrainConfig) -> "torch.Tensor":
     """Clip embeddings pooled as the scorer pools them (normalised mean of unit frame embeddings), texts unique."""
     import torch
 
     images, owners = [], []
     for n, e in enumerate(batch):
-        decoded = _decode(e.frames)
+        decoded = [decode_jpeg(f) for f in e.frames]
         images.extend(decoded)
         owners.extend([n] * len(decoded))
     frame_emb = trainable.image_embeddings(images)

@@ -11,7 +11,7 @@ from PIL import Image
 from manifests import CAPTIONS
 from stages.score import ScoreConfig, ScoreStage
 from stages.score.scorers import SCORERS, ScorerConfig
-from stages.score.scorers.xclip import sample_frames
+from stages.media import sample_frames
 
 
 def jpeg(color) -> bytes:

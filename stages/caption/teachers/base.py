@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -61,14 +60,9 @@ class ClipInput:
     def images(self, count: int):
         """`count` of the stored frames, evenly spread (the centre of each of `count` equal parts, so the middle one
         when count is 1; frames repeat when fewer are stored), as PIL images."""
-        from PIL import Image
+        from stages import media
 
-        if not self.frames:
-            return []
-        step = len(self.frames) / count
-        picks = [min(len(self.frames) - 1, int((i + 0.5) * step)) for i in range(count)]
-        decoded = {i: Image.open(io.BytesIO(self.frames[i])).convert("RGB") for i in set(picks)}
-        return [decoded[i] for i in picks]
+        return media.frame_images(self.frames, count)
 
 
 class Teacher:

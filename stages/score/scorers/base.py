@@ -4,7 +4,6 @@ score the cosine (`score_pairs`' default); a model whose text embedding depends 
 
 from __future__ import annotations
 
-import io
 from typing import ClassVar, Sequence
 
 import numpy as np
@@ -48,10 +47,10 @@ class Scorer:
 
     def embed_clips(self, clips: Sequence[list[bytes]]) -> np.ndarray:
         """(N, D) unit vectors, one per clip: the normalised mean of its stored JPEG frames' embeddings."""
-        from PIL import Image
+        from stages.media import decode_jpeg
 
         owners = [n for n, frames in enumerate(clips) for _ in frames]
-        images = [Image.open(io.BytesIO(f)).convert("RGB") for frames in clips for f in frames]
+        images = [decode_jpeg(f) for frames in clips for f in frames]
         frame_emb = self._batched(self.encode_images, images)
         return mean_per_clip(frame_emb, owners, len(clips))
 

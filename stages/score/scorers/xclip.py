@@ -11,23 +11,13 @@ each of its texts, the cosine of the video embedding and the video-conditioned t
 
 from __future__ import annotations
 
-import io
 from typing import Sequence
 
 import numpy as np
 
-from stages import models
+from stages import media, models
 from stages.caption.teachers.base import torch_device, torch_dtype
 from stages.score.scorers.base import SCORERS, Scorer
-
-
-def sample_frames(stored: int, num_frames: int) -> list[int]:
-    """Indexes of `num_frames` of a clip's `stored` frames, in time order: the middle frame of each of `num_frames`
-    equal segments, so fewer stored frames are repeated evenly (4 -> 0,0,1,1,2,2,3,3) and more are thinned evenly
-    (16 -> 1,3,...,15). Integer arithmetic: the same picks on every machine."""
-    if stored < 1:
-        raise ValueError("a clip has no stored frames to make a video from")
-    return [((2 * i + 1) * stored) // (2 * num_frames) for i in range(num_frames)]
 
 
 def _pooled(output):
@@ -61,12 +51,10 @@ class XClipScorer(Scorer):
         self._torch = torch
 
     def video(self, frames: Sequence[bytes]) -> list:
-        """The clip as the model's video: `num_frames` PIL images picked by `sample_frames`, each decoded once."""
-        from PIL import Image
-
-        picks = sample_frames(len(frames), self.num_frames)
-        decoded = {i: Image.open(io.BytesIO(frames[i])).convert("RGB") for i in sorted(set(picks))}
-        return [decoded[i] for i in picks]
+        """The clip as the model's video: `num_frames` PIL images picked by `media.sample_frames`."""
+        if not frames:
+            raise ValueError("a clip has no stored frames to make a video from")
+        return media.frame_images(frames, self.num_frames)
 
     def _pixels(self, clips: Sequence[Sequence[bytes]]):
         pixels = self.processor(videos=[self.video(f) for f in clips], return_tensors="pt")["pixel_values"]

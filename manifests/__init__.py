@@ -79,7 +79,7 @@ SHOTS = Manifest("shots", 1, (
     f("outcome", pa.list_(pa.string())), # what became of each piece of the shot: kept in a clip, merged, dropped
 ))
 
-SHARD_INDEX = Manifest("shard_index", 1, (
+SHARD_INDEX = Manifest("shard_index", 2, (
     f("key", pa.string()),               # the clip id: the webdataset key
     f("shard", pa.string()),             # tar file name
     f("position", pa.int32()),           # sample's position within its tar
@@ -91,6 +91,7 @@ SHARD_INDEX = Manifest("shard_index", 1, (
     f("end_s", pa.float64()),
     f("frame_count", pa.int64()),        # frames in the written .mp4
     f("mp4_bytes", pa.int64()),
+    f("encoding", pa.string()),          # "copy" (the source's packets, untouched) or the encoder and its settings
     f("caption", pa.string()),
     f("caption_teacher", pa.string()),
     f("caption_score", pa.float64()),

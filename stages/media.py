@@ -451,6 +451,92 @@ def encode_clip(src: str | Path, dst: str | Path, start_s: float, frame_count: i
         raise StageError("encode_failed", proc.stderr.strip()[-400:] or f"ffmpeg exited {proc.returncode}")
 
 
+# Containers whose H.264/HEVC packets carry length-prefixed NAL units and out-of-band parameter sets, as MP4 wants
+_COPY_CONTAINERS = ("mov", "mp4", "matroska", "webm")
+
+
+def copyable_packets(container, start_s: float, end_s: float, frame_count: int) -> list | None:
+    """The packets that hold exactly frames [start, start + frame_count), when stream-copying them is frame-exact:
+    the span starts on a keyframe (a random access point, so nothing before it is needed), and from there, in
+    decoding order, its frames come first and all together (nothing from before the span, which an open GOP would
+    need, and nothing from after it, which a B-frame at the span's end would reference). Encoders put keyframes
+    at hard cuts, so most shot-detector clips qualify. `container`: open, demuxed from here on. Returns the
+    packets in decoding order, or None."""
+    import av
+
+    tolerance = 1e-4  # manifest times are rounded to 1e-6 s; no two frames are this close
+    if not any(name in _COPY_CONTAINERS for name in container.format.name.split(",")):
+        return None
+    stream = container.streams.video[0]
+    tb, origin = stream.time_base, (container.start_time or 0) / av.time_base
+    if tb is None:
+        return None
+    container.seek(int((start_s + origin) / tb) + 1, stream=stream, backward=True)
+    packets: list = []
+    for packet in container.demux(stream):
+        if not packet.size or getattr(packet, "is_discard", False):
+            continue
+        if packet.pts is None:
+            return None
+        t = float(packet.pts * tb) - origin
+        if not packets:
+            if packet.is_keyframe and abs(t - start_s) < tolerance:
+                packets.append(packet)
+            elif packet.dts is not None and float(packet.dts * tb) - origin > start_s + tolerance:
+                return None  # decoding order passed the start without a keyframe on it
+            continue
+        if t < start_s - tolerance:
+            return None  # a leading frame of an open GOP: needs frames before the span
+        if t >= end_s - tolerance:
+            break  # the first frame after the span: every frame of the span must be in already
+        packets.append(packet)
+        if len(packets) > frame_count:
+            return None
+    return packets if len(packets) == frame_count else None
+
+
+def copy_clip(src: str | Path, dst: str | Path, start_s: float, end_s: float, frame_count: int, *,
+              audio: bool = True) -> bool:
+    """Write frames [start, start + frame_count) by copying their packets, without re-encoding: frame-exact,
+    bit-identical to the source's own frames and a fraction of the CPU of an encode. Audio, when asked for, is
+    re-encoded and cut to the same times. Returns False, writing nothing, when the span cannot be copied exactly
+    (see `copyable_packets`); the caller then re-encodes."""
+    import av
+
+    dst = Path(dst)
+    video_only = dst.with_name(dst.name + ".video.mp4") if audio else dst
+    with _open(src) as container:
+        packets = copyable_packets(container, start_s, end_s, frame_count)
+        if packets is None:
+            return False
+        template, base = container.streams.video[0], packets[0].pts
+        try:
+            with av.open(str(video_only), "w", format="mp4",
+                         options={"movflags": "+faststart", "fflags": "+bitexact"}) as out:
+                stream = out.add_stream_from_template(template)
+                stream.time_base = template.time_base
+                for packet in packets:
+                    packet.pts -= base
+                    packet.dts = None if packet.dts is None else packet.dts - base
+                    packet.stream = stream
+                    out.mux(packet)
+        except av.error.FFmpegError as exc:
+            video_only.unlink(missing_ok=True)
+            raise StageError("copy_failed", str(exc)) from exc
+    if not audio:
+        return True
+    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(video_only), "-ss", f"{start_s:.6f}",
+           "-i", str(src), "-map", "0:v:0", "-map", "1:a:0?", "-c:v", "copy",
+           "-af", f"atrim=duration={end_s - start_s:.6f}", "-c:a", "aac", "-b:a", "128k",
+           "-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact", "-flags", "+bitexact",
+           "-movflags", "+faststart", "-f", "mp4", str(dst)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    video_only.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        raise StageError("encode_failed", proc.stderr.strip()[-400:] or f"ffmpeg exited {proc.returncode}")
+    return True
+
+
 def count_video_packets(path: str | Path) -> int:
     """Frames in an encoded clip, counted by demuxing (cheap) rather than decoding."""
     import av

@@ -1,4 +1,7 @@
-"""shard: clips re-encoded frame-exactly into WebDataset tars (`.mp4`, `.json`, `.txt`) with Parquet sidecars.
+"""shard: frame-exact clips into WebDataset tars (`.mp4`, `.json`, `.txt`) with Parquet sidecars.
+
+A clip is stream-copied when that is frame-exact (its span starts on a keyframe and needs nothing outside it:
+common, since encoders put keyframes at hard cuts) and re-encoded otherwise.
 
 Encoding runs in the workers and lands in a staging folder under deterministic names; the driver then shuffles
 with a seed and packs tars with fixed metadata, so the same input gives the same bytes, local or on Ray.
@@ -12,6 +15,7 @@ import os
 import random
 import shutil
 import tarfile
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,11 +29,11 @@ from pipeline.stage import Stage, StageConfig, StageError, count_errors, error_t
 from stages import media
 
 ENCODED = SCORED.extend("encoded", 1, pa.field("mp4_path", pa.string()), pa.field("frame_count", pa.int64()),
-                        pa.field("mp4_bytes", pa.int64()))
+                        pa.field("mp4_bytes", pa.int64()), pa.field("encoding", pa.string()))
 STAGING = "_clips"
 SAMPLE_OVERHEAD = 4096  # tar headers, .json and .txt of one sample, roughly
 JSON_FIELDS = ("video_id", "path", "title", "fps", "start_frame", "end_frame", "start_s", "end_s", "caption",
-               "caption_teacher", "caption_score", "scorer", "detector")
+               "caption_teacher", "caption_score", "scorer", "detector", "encoding")
 CANDIDATE_FIELDS = ("teacher", "kind", "model", "weights", "inputs", "prompt_hash", "text", "status", "reason",
                     "score", "text_truncated")
 
@@ -38,7 +42,11 @@ class ShardConfig(StageConfig):
     maxcount: int = Field(1000, ge=1, description="samples per tar at most")
     maxsize: int = Field(1 << 30, ge=1, description="bytes per tar at most (a single larger sample gets its own)")
     shuffle_seed: int | None = Field(0, description="seeded shuffle across videos; null keeps clip order")
-    crf: int = Field(23, ge=0, le=51)
+    stream_copy: bool = Field(True, description="copy a clip's packets instead of re-encoding it where that is frame-exact "
+                                         "(lossless, and a fraction of an encode's CPU)")
+    copy_codecs: list[str] = Field(["h264"], description="source codecs that may be copied; others are re-encoded "
+                                                         "(AV1, for one, which decord cannot read)")
+    crf: int = Field(23, ge=0, le=51, description="libx264 quality for re-encoded clips")
     preset: str = "veryfast"
     audio: bool = Field(True, description="keep the first audio stream, cut to the clip")
     max_short_side: int | None = Field(None, description="downscale clips so the short side is at most this")
@@ -78,10 +86,17 @@ class ShardStage(Stage):
         target = staging / f"{row['clip_id']}.mp4"
         tmp = staging / f".{row['clip_id']}.{os.getpid()}.tmp.mp4"
         expected = row["end_frame"] - row["start_frame"]
+        cfg = self.config
+        audio = cfg.audio and bool(row.get("has_audio"))
         try:
-            media.encode_clip(row["path"], tmp, row["start_s"], expected, row["fps"], crf=self.config.crf,
-                              preset=self.config.preset, audio=self.config.audio and bool(row.get("has_audio")),
-                              max_short_side=self.config.max_short_side, end_s=row["end_s"])
+            if self._may_copy(row) and media.copy_clip(row["path"], tmp, row["start_s"], row["end_s"], expected,
+                                                       audio=audio):
+                encoding = "copy"
+            else:
+                media.encode_clip(row["path"], tmp, row["start_s"], expected, row["fps"], crf=cfg.crf,
+                                  preset=cfg.preset, audio=audio, max_short_side=cfg.max_short_side,
+                                  end_s=row["end_s"])
+                encoding = f"libx264 -preset {cfg.preset} -crf {cfg.crf}"
             got = media.count_video_packets(tmp)
             if got != expected:
                 raise StageError("frame_count_mismatch", f"wrote {got} frames, the span has {expected}")
@@ -89,7 +104,15 @@ class ShardStage(Stage):
         except StageError as exc:
             tmp.unlink(missing_ok=True)
             return {**row, "error": error_text(self.name, exc.reason, exc.detail)}
-        return {**row, "mp4_path": str(target), "frame_count": expected, "mp4_bytes": target.stat().st_size}
+        return {**row, "mp4_path": str(target), "frame_count": expected, "mp4_bytes": target.stat().st_size,
+                "encoding": encoding}
+
+    def _may_copy(self, row: dict[str, Any]) -> bool:
+        """Copying keeps the coded pixels as they are: only when no rotation or downscale is wanted of them."""
+        cfg = self.config
+        short_side = min(row["width"] or 0, row["height"] or 0)
+        return (cfg.stream_copy and row.get("codec") in cfg.copy_codecs and not row.get("rotation")
+                and (cfg.max_short_side is None or short_side <= cfg.max_short_side))
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
         if not self.out_dir:
@@ -152,6 +175,7 @@ class ShardStage(Stage):
             "shards": len(set(table.column("shard").to_pylist())),
             "mp4_bytes": int(sum(table.column("mp4_bytes").to_pylist())),
             "frames": int(sum(table.column("frame_count").to_pylist())),
+            "clips_by_encoding": dict(sorted(Counter(table.column("encoding").to_pylist()).items())),
             "errors_total": len(errors),
             "errors_by_reason": count_errors(errors),
         }

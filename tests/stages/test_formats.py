@@ -170,15 +170,28 @@ def test_split_is_frame_exact_with_true_times(runs, name):
     assert [s["end_s"] for s in shots[:-1]] == pytest.approx([times[b] for b in CUTS], abs=1e-6)
 
 
+# x264 puts keyframes at these cuts, so H.264 in MP4 or Matroska is copied; rotated frames must be turned upright,
+# MPEG-TS carries no out-of-band parameter sets, and AV1/VP9 are not in `copy_codecs`: those are re-encoded
+COPIED = {"vfr.mp4", "vfr.mkv", "sar2.mp4"}
+
+
+@pytest.mark.parametrize("stream_copy", [True, False], ids=["copy", "encode"])
 @pytest.mark.parametrize("name", list(FORMATS))
-def test_shard_clips_hold_exactly_their_frames(runs, name, tmp_path):
+def test_shard_clips_hold_exactly_their_frames(runs, name, stream_copy, tmp_path):
     path, video, clips, _ = runs(name)
     rotation = FORMATS[name].get("rotation", 0)
-    for row in shard(clips, tmp_path):
+    rows = shard(clips, tmp_path, stream_copy=stream_copy)
+    copied = stream_copy and name in COPIED
+    assert {r["encoding"] for r in rows} == {"copy" if copied else "libx264 -preset veryfast -crf 23"}
+    for row in rows:
         frames = decode_rgb(row["mp4_path"])
         indices = [read_index(coded_view(f, rotation)) for f in frames]
         assert indices == list(range(row["start_frame"], row["end_frame"])), (name, row["clip_id"])
         assert row["frame_count"] == len(frames)
+        if copied:  # the very frames of the source, times from zero
+            assert np.array_equal(np.stack(frames), np.stack(decode_rgb(path)[row["start_frame"]:row["end_frame"]]))
+            assert [d.time_s for d in media.decode_frames(row["mp4_path"])] == pytest.approx(
+                [t - row["start_s"] for t in true_times(path)[row["start_frame"]:row["end_frame"]]], abs=1e-3)
 
 
 # -- variable frame rate -----------------------------------------------------------------------------------------

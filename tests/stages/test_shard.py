@@ -49,9 +49,65 @@ def test_clips_hold_exactly_their_span_and_tars_read_back(scored_rows, tmp_path)
         assert meta["frame_count"] == meta["end_frame"] - meta["start_frame"]
         assert sample["txt"].decode().strip() == meta["caption"]
         assert "seconds" not in meta["candidates"][0]  # no timings: reruns write identical bytes
+        assert has_audio_of(clip, meta["end_s"] - meta["start_s"])
+    # gop 12, no B-frames: clips starting at 0, 60 and 180 start on keyframes and are copied, 105 is re-encoded
+    assert dict(zip(index.column("start_frame").to_pylist(), index.column("encoding").to_pylist())) == {
+        0: "copy", 60: "copy", 105: "libx264 -preset veryfast -crf 23", 180: "copy"}
+    assert stage.stats(index)["clips_by_encoding"] == {"copy": 3, "libx264 -preset veryfast -crf 23": 1}
     assert not (tmp_path / "_clips").exists()
     sidecar = pa.parquet.read_table(tmp_path / "shard-00000.parquet")
     assert sidecar.num_rows == 3
+
+
+def has_audio_of(path, seconds: float) -> bool:
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return False
+        audio = container.streams.audio[0]
+        return abs(float(audio.duration * audio.time_base) - seconds) < 0.08  # within an AAC frame or so
+
+
+def test_stream_copy_only_where_it_is_frame_exact(tmp_path):
+    """Keyframes every 12 frames, B-frames: a span is copied only when it starts on a keyframe and no frame of it
+    needs one after it; every other span is re-encoded. Both kinds hold exactly their frames, and copies are
+    bit-identical to the source's own decoded frames."""
+    import subprocess
+
+    import av
+    import numpy as np
+
+    from tests.fixtures import frame_image
+
+    source = tmp_path / "gop12.mp4"
+    frames = np.stack([frame_image(i, i // 40, 160, 120) for i in range(96)])
+    subprocess.run([media.ffmpeg_exe(), "-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                    "-s", "160x120", "-r", "25", "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-g", "12",
+                    "-sc_threshold", "0", "-bf", "3", "-x264-params", "b-adapt=0", str(source)], input=frames.tobytes(), check=True)
+    times = [d.time_s for d in media.decode_frames(source)]
+    with av.open(str(source)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        container.seek(0)
+        keyframes = sorted(round(float(p.pts * p.time_base) * 25) for p in container.demux(video=0)
+                           if p.size and p.is_keyframe)
+    assert keyframes == list(range(0, 96, 12))
+    # decoding order from 12 (three B-frames, pyramid): 12 16 14 13 15 20 18 17 19 23 21 22 | 24 ...
+    spans = {(12, 24): True, (24, 96): True, (12, 13): True, (12, 17): True,
+             (13, 24): False, (12, 14): False, (12, 23): False}
+    for (a, b), copied in spans.items():
+        out = tmp_path / f"{a}_{b}.mp4"
+        end_s = times[b] if b < len(times) else times[-1] + 0.04
+        did = media.copy_clip(source, out, times[a], end_s, b - a, audio=False)
+        assert did is copied, (a, b)
+        if not did:
+            assert not out.exists()
+            media.encode_clip(source, out, times[a], b - a, 25.0, audio=False, end_s=end_s)
+        assert decoded_indices(out) == list(range(a, b))
+        if did:
+            with av.open(str(out)) as container:
+                assert all(np.array_equal(f.to_ndarray(format="rgb24"), decoded[a + k])
+                           for k, f in enumerate(container.decode(video=0)))
 
 
 def test_same_input_gives_identical_tars_and_seed_changes_order(scored_rows, tmp_path):
@@ -79,7 +135,7 @@ def test_failed_encodes_are_errors_not_crashes(scored_rows, tmp_path):
     broken = [dict(scored_rows[0], path=str(tmp_path / "gone.mp4"))] + scored_rows[1:]
     stage, index = run_shard(broken, tmp_path)
     assert index.num_rows == len(scored_rows) - 1
-    assert stage.stats(index)["errors_by_reason"] == {"shard/encode_failed": 1}
+    assert stage.stats(index)["errors_by_reason"] == {"shard/unreadable": 1}  # found when trying to copy it
     errors = pa.parquet.read_table(tmp_path / "errors.parquet").to_pylist()
     assert errors[0]["clip_id"] == scored_rows[0]["clip_id"]
 

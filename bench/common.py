@@ -85,10 +85,6 @@ def ffmpeg_decode(path: Path) -> None:
     ffmpeg("-threads", "1", "-i", str(path), "-an", "-f", "null", "-")
 
 
-def ffmpeg_decode_seconds(path: Path, repeat: int = 2) -> float:
-    return timed(lambda: ffmpeg_decode(path), repeat)
-
-
 def ffmpeg_on_path() -> dict[str, str]:
     """An env whose PATH has an `ffmpeg` (the imageio-ffmpeg binary if none is installed), for tools that call it."""
     env = dict(os.environ)

@@ -537,6 +537,18 @@ def copy_clip(src: str | Path, dst: str | Path, start_s: float, end_s: float, fr
     return True
 
 
+def keyframe_times(src: str | Path) -> list[float]:
+    """Presentation times of the video's keyframes, from the container's start, read from packet flags: no
+    decoding."""
+    import av
+
+    with _open(src) as container:
+        stream = container.streams.video[0]
+        tb, origin = stream.time_base, (container.start_time or 0) / av.time_base
+        return sorted(float(p.pts * tb) - origin for p in container.demux(stream)
+                      if p.size and p.is_keyframe and p.pts is not None and not getattr(p, "is_discard", False))
+
+
 def count_video_packets(path: str | Path) -> int:
     """Frames in an encoded clip, counted by demuxing (cheap) rather than decoding."""
     import av

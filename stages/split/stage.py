@@ -47,6 +47,8 @@ class SplitConfig(StageConfig):
     detect_width: int = Field(256, ge=32, description="PySceneDetect detectors see frames this wide")
     forced_cut_above_s: float | None = Field(7.0, description="while a piece is longer than this, cut it ...")
     forced_cut_every_s: float = Field(5.0, gt=0, description="... into pieces this long (Panda: 7 and 5)")
+    forced_cut_snap_s: float = Field(0.0, ge=0, description="move each forced cut to the nearest keyframe this close, "
+                                     "so the shard stage can copy its clips instead of re-encoding (0: Panda's exact cuts)")
     stitch: StitchConfig = Field(default_factory=StitchConfig)
     min_clip_s: float = Field(2.0, ge=0, description="shorter clips are dropped")
     max_clip_s: float = Field(60.0, gt=0, description="longer clips are cut into equal parts")
@@ -69,6 +71,16 @@ def nearest_sampled(sampled: list[int], start: int, end: int, position: float) -
         return None
     target = start + position * (end - start - 1)
     return min(inside, key=lambda i: (abs(i - target), i))
+
+
+def keyframe_indices(keyframe_times: list[float], times: list[float]) -> list[int]:
+    """Frame indices of the keyframes, matched to the decoded frames' times (a keyframe no frame has is skipped)."""
+    found = []
+    for t in keyframe_times:
+        i = bisect.bisect_left(times, t - 1e-4)
+        if i < len(times) and abs(times[i] - t) < 1e-4:
+            found.append(i)
+    return found
 
 
 def pick_frames(sampled: list[int], start: int, end: int, count: int) -> list[int]:
@@ -132,10 +144,15 @@ class SplitStage(RowStage):
 
     # -- Panda's second step on the samples ---------------------------------------------------------------------
     def _segments(self, spans: list[tuple[int, int]], fps: float, sampled: dict[int, bytes],
-                  keys: list[int]) -> tuple[list[Segment], list[Dropped]]:
-        """`keys`: the sampled frame indices, ascending."""
+                  keys: list[int], times: list[float], path: str | None,
+                  ) -> tuple[list[Segment], list[Dropped]]:
+        """`keys`: the sampled frame indices, ascending; `times` and `path` only matter for keyframe snapping."""
         cfg, st = self.config, self.config.stitch
-        segments = forced_cuts(spans, fps, cfg.forced_cut_above_s, cfg.forced_cut_every_s)
+        keyframes: list[int] = []
+        if cfg.forced_cut_snap_s > 0 and cfg.forced_cut_above_s is not None and path is not None:
+            keyframes = keyframe_indices(media.keyframe_times(path), times)
+        segments = forced_cuts(spans, fps, cfg.forced_cut_above_s, cfg.forced_cut_every_s, keyframes,
+                               int(round(cfg.forced_cut_snap_s * fps)))
         dropped: list[Dropped] = []
         if self.embedder is not None:
             picks = [(nearest_sampled(keys, s.start, s.end, st.start_at), nearest_sampled(keys, s.start, s.end,
@@ -186,7 +203,7 @@ class SplitStage(RowStage):
         bounds = [0, *cuts, num_frames]
         spans = list(zip(bounds, bounds[1:]))
         keys = list(sampled)  # filled in decode order, so already ascending
-        segments, dropped = self._segments(spans, fps, sampled, keys)
+        segments, dropped = self._segments(spans, fps, sampled, keys, times, row["path"])
         frame_step = float(np.median(np.diff(times))) if num_frames > 1 else 1.0 / fps
         end_time = times[-1] + frame_step
         video = {**row, "num_frames": num_frames, "duration_s": round(end_time, 6)}

@@ -7,8 +7,10 @@ still), then stitch neighbours whose boundary frames agree, within the length li
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -36,18 +38,30 @@ class Dropped:
     reason: str
 
 
-def forced_cuts(spans: list[tuple[int, int]], fps: float, above_s: float | None,
-                every_s: float) -> list[Segment]:
-    """Panda: while a piece is longer than `above_s`, cut `every_s` off its start. None disables it."""
+def forced_cuts(spans: list[tuple[int, int]], fps: float, above_s: float | None, every_s: float,
+                keyframes: Sequence[int] = (), snap_frames: int = 0) -> list[Segment]:
+    """Panda: while a piece is longer than `above_s`, cut `every_s` off its start. None disables it.
+
+    With `snap_frames`, a cut moves to the nearest keyframe at most that many frames away (the earlier one on a
+    tie), so the pieces it makes start on keyframes and the shard stage can copy them instead of re-encoding."""
     segments = []
     for shot, (start, end) in enumerate(spans):
         if above_s is not None:
             above, every = above_s * fps, max(1, int(round(every_s * fps)))
             while end - start > above:
-                segments.append(Segment(start, start + every, [shot]))
-                start += every
+                cut = _snap(start + every, keyframes, snap_frames, start, end)
+                segments.append(Segment(start, cut, [shot]))
+                start = cut
         segments.append(Segment(start, end, [shot]))
     return segments
+
+
+def _snap(cut: int, keyframes: Sequence[int], within: int, start: int, end: int) -> int:
+    if not within or not keyframes:
+        return cut
+    lo, hi = bisect.bisect_left(keyframes, cut - within), bisect.bisect_right(keyframes, cut + within)
+    near = [k for k in keyframes[lo:hi] if start < k < end]
+    return min(near, key=lambda k: (abs(k - cut), k)) if near else cut
 
 
 def l2(a: np.ndarray, b: np.ndarray) -> float:

@@ -21,6 +21,19 @@ def test_forced_cuts_follow_panda_seven_and_five():
     assert len(forced_cuts([(0, 1000)], 25.0, None, 5.0)) == 1
 
 
+def test_forced_cuts_snap_to_the_nearest_keyframe_within_reach():
+    keyframes = [0, 120, 250, 380, 600]
+    # 25 fps, every 125 frames: 125 -> 120 (5 away), then 245 -> 250; then 150 frames are left, not over 7 s
+    segs = forced_cuts([(0, 400)], 25.0, 7.0, 5.0, keyframes, snap_frames=10)
+    assert [(s.start, s.end) for s in segs] == [(0, 120), (120, 250), (250, 400)]
+    # out of reach (4 frames): Panda's exact cuts
+    assert [(s.start, s.end) for s in forced_cuts([(0, 400)], 25.0, 7.0, 5.0, keyframes, snap_frames=4)] == [
+        (0, 125), (125, 250), (250, 400)]
+    # a tie goes to the earlier keyframe; a keyframe on the shot's own start or end is never a cut
+    assert forced_cuts([(0, 200)], 25.0, 7.0, 5.0, [120, 130], snap_frames=5)[0].end == 120
+    assert forced_cuts([(100, 300)], 25.0, 7.0, 5.0, [100, 300], snap_frames=200)[0].end == 225
+
+
 def test_transitions_and_stills_are_dropped_with_their_distance():
     a, b = unit(1, 0), unit(0, 1)
     segs = [Segment(0, 10, [0], a, b),                        # L2 1.414 > 1.0: transition

@@ -451,6 +451,7 @@ def encode_clip(src: str | Path, dst: str | Path, start_s: float, frame_count: i
         raise StageError("encode_failed", proc.stderr.strip()[-400:] or f"ffmpeg exited {proc.returncode}")
 
 
+SAME_TIME_S = 1e-4  # manifest times are rounded to 1e-6 s; no two frames of a video are this close
 # Containers whose H.264/HEVC packets carry length-prefixed NAL units and out-of-band parameter sets, as MP4 wants
 _COPY_CONTAINERS = ("mov", "mp4", "matroska", "webm")
 
@@ -464,7 +465,7 @@ def copyable_packets(container, start_s: float, end_s: float, frame_count: int) 
     packets in decoding order, or None."""
     import av
 
-    tolerance = 1e-4  # manifest times are rounded to 1e-6 s; no two frames are this close
+    tolerance = SAME_TIME_S
     if not any(name in _COPY_CONTAINERS for name in container.format.name.split(",")):
         return None
     stream = container.streams.video[0]
@@ -500,7 +501,7 @@ def copy_clip(src: str | Path, dst: str | Path, start_s: float, end_s: float, fr
     """Write frames [start, start + frame_count) by copying their packets, without re-encoding: frame-exact,
     bit-identical to the source's own frames and a fraction of the CPU of an encode. Audio, when asked for, is
     re-encoded and cut to the same times. Returns False, writing nothing, when the span cannot be copied exactly
-    (see `copyable_packets`); the caller then re-encodes."""
+    (see `copyable_packets`) or the MP4 muxer refuses the stream as it is; the caller then re-encodes."""
     import av
 
     dst = Path(dst)
@@ -520,9 +521,9 @@ def copy_clip(src: str | Path, dst: str | Path, start_s: float, end_s: float, fr
                     packet.dts = None if packet.dts is None else packet.dts - base
                     packet.stream = stream
                     out.mux(packet)
-        except av.error.FFmpegError as exc:
+        except av.error.FFmpegError:
             video_only.unlink(missing_ok=True)
-            raise StageError("copy_failed", str(exc)) from exc
+            return False  # a stream the MP4 muxer refuses as it is: re-encoding still works
     if not audio:
         return True
     cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(video_only), "-ss", f"{start_s:.6f}",

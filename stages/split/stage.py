@@ -77,8 +77,8 @@ def keyframe_indices(keyframe_times: list[float], times: list[float]) -> list[in
     """Frame indices of the keyframes, matched to the decoded frames' times (a keyframe no frame has is skipped)."""
     found = []
     for t in keyframe_times:
-        i = bisect.bisect_left(times, t - 1e-4)
-        if i < len(times) and abs(times[i] - t) < 1e-4:
+        i = bisect.bisect_left(times, t - media.SAME_TIME_S)
+        if i < len(times) and abs(times[i] - t) < media.SAME_TIME_S:
             found.append(i)
     return found
 

@@ -88,3 +88,22 @@ def decoded_indices(path: str | Path) -> list[int]:
 
     with av.open(str(path)) as container:
         return [read_index(f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+
+
+def shard(clips: list[dict], out_dir: str | Path, **cfg) -> list[dict]:
+    """The shard stage's encode over split's clips (captions faked): rows with mp4_path, before packing."""
+    import pyarrow as pa
+
+    from manifests import SCORED
+    from pipeline.runners import LocalRunner
+    from stages.shard import ShardConfig, ShardStage
+
+    rows = []
+    for n, clip in enumerate(clips):
+        rows.append({**clip, "candidates": [], "caption": f"caption {n}", "caption_teacher": "t",
+                     "caption_score": 0.5, "scorer": "s"})
+    stage = ShardStage(ShardConfig(audio=False, **cfg))
+    stage.out_dir = str(out_dir)
+    encoded = LocalRunner().map(stage, pa.Table.from_pylist(rows, schema=SCORED.schema)).to_pylist()
+    assert [r["error"] for r in encoded] == [None] * len(encoded)
+    return encoded

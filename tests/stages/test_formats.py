@@ -16,13 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from manifests import SCORED
 from pipeline.runners import LocalRunner
 from stages import media
 from stages.ingest import IngestStage, discover
-from stages.shard import ShardConfig, ShardStage
 from stages.split import SplitConfig, SplitStage
-from tests.fixtures import frame_image, read_index
+from tests.fixtures import frame_image, read_index, shard
 
 W, H = 160, 120
 SCENES = [30, 25, 35, 30]  # cuts at 30, 55, 90; 120 frames
@@ -123,19 +121,6 @@ def ffmpeg_display(path, size: tuple[int, int]) -> np.ndarray:
 
 def jpeg(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-
-
-def shard(clips, out_dir, **cfg) -> list[dict]:
-    """The shard stage's encode over split's clips (captions faked): rows with mp4_path, before packing."""
-    rows = []
-    for n, clip in enumerate(clips):
-        rows.append({**clip, "candidates": [], "caption": f"caption {n}", "caption_teacher": "t",
-                     "caption_score": 0.5, "scorer": "s"})
-    stage = ShardStage(ShardConfig(audio=False, **cfg))
-    stage.out_dir = str(out_dir)
-    encoded = LocalRunner().map(stage, pa.Table.from_pylist(rows, schema=SCORED.schema)).to_pylist()
-    assert [r["error"] for r in encoded] == [None] * len(encoded)
-    return encoded
 
 
 def decode_rgb(path) -> list[np.ndarray]:

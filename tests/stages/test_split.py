@@ -10,7 +10,7 @@ from stages.ingest import IngestStage, discover
 from stages.split import SplitConfig, SplitStage
 from stages.split.stage import pick_frames
 from tests.conftest import shared_video
-from tests.fixtures import read_index
+from tests.fixtures import read_index, shard
 
 
 def split(path, out_dir=None, **cfg):
@@ -40,11 +40,6 @@ def test_both_detectors_find_the_generated_cuts_exactly(scene_video, detector):
 def test_forced_cuts_snap_to_keyframes_so_shard_copies_the_pieces(scene_video, tmp_path):
     """Keyframes every 12 frames (gop 12, no B-frames): forced cuts every 25 frames move to the nearest multiple of
     12, and the shard stage then copies every piece that starts on one instead of re-encoding it."""
-    import pyarrow as pa
-
-    from manifests import SCORED
-    from stages.shard import ShardConfig, ShardStage
-
     path, cuts = scene_video
     forced = dict(min_clip_s=0.2, forced_cut_above_s=1.5, forced_cut_every_s=1.0)
     exact, snapped = split(path, **forced), split(path, **forced, forced_cut_snap_s=0.3)
@@ -52,13 +47,7 @@ def test_forced_cuts_snap_to_keyframes_so_shard_copies_the_pieces(scene_video, t
     assert [c["start_frame"] for c in snapped] == [0, 24, 60, 84, 105, 132, 156, 180, 204]
 
     def copied(clips, out):
-        stage = ShardStage(ShardConfig(audio=False))
-        stage.out_dir = str(out)
-        rows = [{**c, "candidates": [], "caption": "", "caption_teacher": "", "caption_score": 0.0, "scorer": ""}
-                for c in clips]
-        encoded = stage.process_batch(pa.Table.from_pylist(rows, schema=SCORED.schema)).to_pylist()
-        assert all(r["error"] is None for r in encoded)
-        return [r["start_frame"] for r in encoded if r["encoding"] == "copy"]
+        return [r["start_frame"] for r in shard(clips, out) if r["encoding"] == "copy"]
 
     assert copied(exact, tmp_path / "exact") == [0, 60, 180]
     assert copied(snapped, tmp_path / "snapped") == [0, 24, 60, 84, 132, 156, 180, 204]  # 105 is no keyframe

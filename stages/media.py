@@ -352,6 +352,7 @@ class FrameScan:
         subtracted the container's start time (its default input offset, without -copyts), so MPEG-TS times that
         begin at 1.4 s start at 0 here, as in `decode_frames` and as `-ss` counts."""
         times = []
+        time_bases: dict[str, Fraction] = {}  # one in practice; a Fraction per line cost ~10 us a frame
         with open(stats) as f:
             for line in f:
                 pts, tb = line.split()
@@ -359,7 +360,8 @@ class FrameScan:
                     step = times[-1] - times[-2] if len(times) > 1 else 0.0
                     times.append(times[-1] + step if times else 0.0)
                     continue
-                times.append(float(int(pts) * Fraction(tb)))
+                base = time_bases.get(tb) or time_bases.setdefault(tb, Fraction(tb))
+                times.append(int(pts) * base.numerator / base.denominator)  # int division rounds exactly
         if len(times) != self.frames:
             raise StageError("decode_failed", f"{self.frames} frames but {len(times)} timestamps")
         return times

@@ -68,17 +68,18 @@ def timed(fn: Callable[[], Any], repeat: int = 1) -> float:
     return best
 
 
-def cpu_seconds(fn: Callable[[], Any]) -> float:
-    """CPU time (user + system) that one call spends in this process and in the processes it waits for."""
+def wall_and_cpu_seconds(fn: Callable[[], Any]) -> tuple[float, float]:
+    """Wall time of one call, and the CPU time (user + system) it spends in this process and in the processes it
+    waits for."""
     import resource
 
     def total() -> float:
         own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
-    before = total()
+    cpu, began = total(), time.perf_counter()
     fn()
-    return total() - before
+    return time.perf_counter() - began, total() - cpu
 
 
 def ffmpeg_decode(path: Path) -> None:

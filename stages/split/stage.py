@@ -107,7 +107,15 @@ class SplitStage(RowStage):
     config: SplitConfig
 
     def setup(self) -> None:
-        DETECTORS.get(self.config.detector)  # fail at start, not on the first video
+        cfg = self.config
+        # One detector built here, thrown away: a wrong `detector_params` key fails the run at start instead of
+        # turning every video into an error row, and imports and weights (TransNetV2's, cached per process) load
+        # before the first video, in every worker.
+        try:
+            DETECTORS.get(cfg.detector)(25.0, detect_width=cfg.detect_width, **cfg.detector_params)
+        except TypeError as exc:
+            raise ValueError(f"split.detector_params {cfg.detector_params} do not fit detector "
+                             f"{cfg.detector!r}: {exc}") from exc
         self.embedder: Embedder | None = None
         if self.config.stitch.enabled:
             if self.config.stitch.embedder.kind != "histogram":  # torch alone costs hundreds of MB of RSS

@@ -71,6 +71,13 @@ def test_short_shots_only_is_an_explained_error(scene_video):
     assert clip["error"].startswith("split/no_clips")
 
 
+@pytest.mark.parametrize("detector", ["adaptive", "transnetv2"])
+def test_unknown_detector_params_fail_at_start_not_per_video(detector):
+    stage = SplitStage(SplitConfig(detector=detector, detector_params={"treshold": 3.0}, stitch={"enabled": False}))
+    with pytest.raises(ValueError, match="treshold"):
+        stage.ensure_setup()
+
+
 def bikes():
     from stages.models import package_dir
 

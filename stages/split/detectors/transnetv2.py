@@ -19,8 +19,8 @@ class TransNetV2Detector(Detector):
     scaler = "bicubic"  # what the reference's `ffmpeg -s 48x27` uses
 
     def __init__(self, fps: float, detect_width: int = 256, threshold: float = 0.5, device: str = "auto",
-                 windows_per_batch: int = 8, **params: Any):
-        super().__init__(fps, detect_width, **params)
+                 windows_per_batch: int = 8):
+        super().__init__(fps, detect_width)
         self.threshold = threshold
         self.windows_per_batch = windows_per_batch
         if device == "auto":

@@ -1,5 +1,5 @@
-"""Runs one stage end to end: skip if done, map batches through a runner, finalize, then write
-manifest, stats.json and `_SUCCESS` (in that order, each atomically)."""
+"""Runs one stage end to end: skip if done, resume if interrupted, map batches through a runner (saving each
+finished batch), finalize, then write manifest, stats.json and `_SUCCESS` (in that order, each atomically)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline import io
+from pipeline import checkpoint, io
 from pipeline.runners.base import Runner
 from pipeline.stage import Stage, count_errors
 
@@ -40,14 +40,24 @@ def run_stage(stage: Stage, input_table: pa.Table, output: str | Path, runner: R
         return io.read_parquet(out_dir / io.MANIFEST)
     if stage.keeps_previous:
         input_table = stage.prepare_input(input_table, _previous_manifest(out_dir / io.MANIFEST, stage.name))
-    io.clear_stage_dir(out_dir)
+    finished = None if overwrite else checkpoint.load(stage, out_dir)
+    if finished is None:
+        io.clear_stage_dir(out_dir)  # an interrupted run's side files (staged clips, shots) stay when resuming
     out_dir.mkdir(parents=True, exist_ok=True)
     if run_config is not None:
         io.atomic_write_json(out_dir / "config.json", run_config)
+    todo, kept = checkpoint.remaining(stage, input_table, finished)
+    resumed = input_table.num_rows - todo.num_rows
+    if resumed:
+        log.warning("%s: resuming an interrupted run: %d of %d inputs were done (--overwrite starts over)",
+                    stage.name, resumed, input_table.num_rows)
+    checkpoint.begin(stage, out_dir)
 
     stage.out_dir = str(out_dir)
     started = time.perf_counter()
-    table = runner.map(stage, input_table)
+    table = runner.map(stage, todo, sink=checkpoint.PartWriter(out_dir) if stage.input_key else None)
+    if kept.num_rows:
+        table = pa.concat_tables([kept, table.cast(kept.schema)])
     table = stage.finalize(table, str(out_dir))
     elapsed = time.perf_counter() - started
 
@@ -58,6 +68,7 @@ def run_stage(stage: Stage, input_table: pa.Table, output: str | Path, runner: R
         "executor": runner.name,
         "rows_in": input_table.num_rows,
         "rows_out": table.num_rows,
+        "resumed_inputs": resumed,
         "errors_total": sum(1 for e in errors if e),
         "errors_new": sum(1 for e in errors if e) - inherited,
         "errors_by_reason": count_errors(errors),
@@ -67,6 +78,7 @@ def run_stage(stage: Stage, input_table: pa.Table, output: str | Path, runner: R
     io.write_parquet(out_dir / io.MANIFEST, table)
     io.atomic_write_json(out_dir / io.STATS, stats)
     io.mark_done(out_dir)
+    checkpoint.clear(out_dir)
     log.info("%s: %d rows in, %d out, %d errors, %.1fs", stage.name, stats["rows_in"], stats["rows_out"],
              stats["errors_total"], elapsed)
     return table

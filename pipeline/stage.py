@@ -65,6 +65,9 @@ class Stage:
     sort_keys: ClassVar[tuple[str, ...]] = ()
     local_parallel: ClassVar[bool] = False  # the local runner may fan batches out over processes
     keeps_previous: ClassVar[bool] = False  # prepare_input gets the stage's previous manifest, if there is one
+    # Columns that identify an input row and that every output row made from it keeps (error rows included): with
+    # them, an interrupted run of the stage resumes where it stopped (pipeline/checkpoint.py); empty: it starts over.
+    input_key: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: StageConfig | None = None):
         self.config = config if config is not None else self.config_class()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pyarrow as pa
 
 from pipeline.stage import Stage
@@ -18,16 +20,21 @@ def concat(tables: list[pa.Table], stage: Stage) -> pa.Table:
     return pa.concat_tables([t.cast(stage.output_schema) for t in tables])
 
 
+Sink = Callable[[pa.Table], None]
+
+
 class Runner:
     name: str = "base"
 
-    def map(self, stage: Stage, table: pa.Table) -> pa.Table:
-        """The stage's parts in order, each mapping the previous one's output."""
-        for part in stage.parts():
-            table = self.map_part(part, table)
+    def map(self, stage: Stage, table: pa.Table, sink: Sink | None = None) -> pa.Table:
+        """The stage's parts in order, each mapping the previous one's output. `sink`, if given, gets every batch of
+        the last part's output as soon as it is done (the executor saves them, so an interrupted stage can resume)."""
+        parts = stage.parts()
+        for index, part in enumerate(parts):
+            table = self.map_part(part, table, sink if index == len(parts) - 1 else None)
         return table
 
-    def map_part(self, stage: Stage, table: pa.Table) -> pa.Table:
+    def map_part(self, stage: Stage, table: pa.Table, sink: Sink | None = None) -> pa.Table:
         raise NotImplementedError
 
     def close(self) -> None:

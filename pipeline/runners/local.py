@@ -7,7 +7,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from pipeline.runners.base import Runner, concat, split_batches
+from pipeline.runners.base import Runner, Sink, concat, split_batches
 from pipeline.stage import Stage
 
 _WORKER_STAGE: Stage | None = None
@@ -41,24 +41,28 @@ class LocalRunner(Runner):
 
     name = "local"
 
-    def map_part(self, stage: Stage, table: pa.Table) -> pa.Table:
+    def map_part(self, stage: Stage, table: pa.Table, sink: Sink | None = None) -> pa.Table:
         batches = split_batches(table, stage.resources.batch_size)
         workers = local_workers(stage, len(batches))
         outputs: list[pa.Table | None] = [None] * len(batches)
+
+        def done(i: int, output: pa.Table) -> None:
+            outputs[i] = output
+            if sink is not None:
+                sink(concat([output], stage))
+            bar.update(batches[i].num_rows)
+
         with tqdm(total=table.num_rows, desc=stage.label, unit="row", disable=None) as bar:
             if workers == 1:
                 if batches:
                     stage.ensure_setup()
                 for i, batch in enumerate(batches):
-                    outputs[i] = stage.process_batch(batch)
-                    bar.update(batch.num_rows)
+                    done(i, stage.process_batch(batch))
             else:
                 context = multiprocessing.get_context("spawn")  # fork after torch or threads is unsafe
                 with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                          initargs=(stage,)) as pool:
                     futures = {pool.submit(_run_batch, batch): i for i, batch in enumerate(batches)}
                     for future in as_completed(futures):
-                        i = futures[future]
-                        outputs[i] = future.result()
-                        bar.update(batches[i].num_rows)
+                        done(futures[future], future.result())
         return concat([o for o in outputs if o is not None], stage)

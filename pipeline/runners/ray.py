@@ -8,7 +8,7 @@ import os
 
 import pyarrow as pa
 
-from pipeline.runners.base import Runner, concat, split_batches
+from pipeline.runners.base import Runner, Sink, concat, split_batches
 from pipeline.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -65,18 +65,20 @@ class RayRunner(Runner):
         ctx.execution_options.preserve_order = True
         ctx.enable_progress_bars = os.environ.get("VLCURATE_PROGRESS", "1") != "0"
 
-    def map(self, stage: Stage, table: pa.Table) -> pa.Table:
+    def map(self, stage: Stage, table: pa.Table, sink: Sink | None = None) -> pa.Table:
         """Parts that can stream together run as one Ray Data pipeline, an actor pool each, all at work at once on
         different batches; the next group starts on the previous group's output."""
         cluster = self._ray.cluster_resources()
-        for group in stream_groups(stage.parts(), cluster):
-            table = self._map_chain(group, table, cluster)
+        groups = stream_groups(stage.parts(), cluster)
+        for index, group in enumerate(groups):
+            table = self._map_chain(group, table, cluster, sink if index == len(groups) - 1 else None)
         return table
 
-    def map_part(self, stage: Stage, table: pa.Table) -> pa.Table:
-        return self._map_chain([stage], table, self._ray.cluster_resources())
+    def map_part(self, stage: Stage, table: pa.Table, sink: Sink | None = None) -> pa.Table:
+        return self._map_chain([stage], table, self._ray.cluster_resources(), sink)
 
-    def _map_chain(self, parts: list[Stage], table: pa.Table, cluster: dict[str, float]) -> pa.Table:
+    def _map_chain(self, parts: list[Stage], table: pa.Table, cluster: dict[str, float],
+                   sink: Sink | None = None) -> pa.Table:
         ray = self._ray
         batches = split_batches(table, parts[0].resources.batch_size)
         if not batches:
@@ -98,8 +100,13 @@ class RayRunner(Runner):
                 num_cpus=cpus,
                 num_gpus=gpus or None,
             )
-        refs = ds.to_arrow_refs()
-        return concat(ray.get(refs), parts[-1])
+        outputs = []
+        # blocks stream back in order as their batches finish, so the sink saves work while the rest still runs
+        for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            outputs.append(block)
+            if sink is not None:
+                sink(concat([block], parts[-1]))
+        return concat(outputs, parts[-1])
 
 
 def stream_groups(parts: list[Stage], cluster: dict[str, float]) -> list[list[Stage]]:

@@ -194,6 +194,7 @@ class CaptionStage(Stage):
     input_stage = "split"
     output_schema = CAPTIONS.schema
     sort_keys = ("path", "start_frame")
+    input_key = ("path", "clip_id")  # a video that gave no clip has one error row, clip_id null
     keeps_previous = True
 
     config: CaptionConfig

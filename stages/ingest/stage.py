@@ -102,6 +102,7 @@ class IngestStage(RowStage):
     input_stage = None
     output_schema = VIDEOS.schema
     sort_keys = ("path",)
+    input_key = ("path",)
 
     config: IngestConfig
 

@@ -41,6 +41,7 @@ class ScoreStage(Stage):
     input_stage = "caption"
     output_schema = SCORED.schema
     sort_keys = ("path", "start_frame")
+    input_key = ("path", "clip_id")
 
     config: ScoreConfig
 

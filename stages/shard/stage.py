@@ -75,6 +75,7 @@ class ShardStage(Stage):
     input_stage = "score"
     output_schema = ENCODED.schema
     sort_keys = ("clip_id",)
+    input_key = ("path", "clip_id")
 
     config: ShardConfig
 

@@ -102,6 +102,7 @@ class SplitStage(RowStage):
     input_stage = "ingest"
     output_schema = CLIPS.schema
     sort_keys = ("path", "start_frame")
+    input_key = ("path",)
     local_parallel = True
 
     config: SplitConfig

@@ -149,3 +149,37 @@ def test_batched_scores_give_pyscenedetects_cuts(detector, scene_video):
         plain = split(path, detector=detector, min_clip_s=0.0, forced_cut_above_s=None,
                       detector_params={"vectorised": False})
         assert [c["start_frame"] for c in batched] == [c["start_frame"] for c in plain]
+
+
+class Stop(BaseException):
+    """A crash between videos: not a row error, so it ends the run."""
+
+
+def test_an_interrupted_split_resumes_and_writes_the_same_bytes(tmp_path, video_folder, monkeypatch):
+    from pipeline.executor import run_stage
+    from stages import media
+
+    videos = LocalRunner().map(IngestStage(), discover(video_folder))
+    config = {"stitch": {"enabled": False}, "min_clip_s": 0.5, "resources": {"batch_size": 1, "pool_size": 1}}
+    run_stage(SplitStage(SplitConfig(**config)), videos, tmp_path / "clean", LocalRunner())
+
+    original = SplitStage.process_row
+    second = str(video_folder / "b_other.mp4")
+
+    def crash_on_second(self, row):
+        if row["path"] == second:
+            raise Stop()
+        return original(self, row)
+
+    monkeypatch.setattr(SplitStage, "process_row", crash_on_second)
+    with pytest.raises(Stop):
+        run_stage(SplitStage(SplitConfig(**config)), videos, tmp_path / "out", LocalRunner())
+    monkeypatch.setattr(SplitStage, "process_row", original)
+    first = str(video_folder / "a_scenes.mp4")
+    decodes = media.DECODE_PASSES[first]
+    assert decodes >= 2  # by the clean run and by the interrupted one
+    run_stage(SplitStage(SplitConfig(**config)), videos, tmp_path / "out", LocalRunner())
+    assert media.DECODE_PASSES[first] == decodes  # the video finished before the crash is not decoded again
+    for name in ("manifest.parquet", "shots.parquet"):
+        assert (tmp_path / "out" / "split" / name).read_bytes() == (tmp_path / "clean" / "split" / name).read_bytes()
+    assert '"resumed_inputs": 1' in (tmp_path / "out" / "split" / "stats.json").read_text()

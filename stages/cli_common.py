@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Optional
 
@@ -46,6 +47,15 @@ def run_command(stage_names: tuple[str, ...], *, profile: Optional[str], config:
     except (FileNotFoundError, ValueError, KeyError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
+    except BrokenProcessPool:
+        typer.secho(f"a worker process died (killed by the system, e.g. out of memory?); finished batches are saved "
+                    f"in {cfg.output}: lower the stage's resources.pool_size or batch_size and run the same command "
+                    "again to go on from there", fg="red", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.secho(f"\ninterrupted: finished batches are saved in {cfg.output}; run the same command again to go on "
+                    "from there (--overwrite starts over)", fg="yellow", err=True)
+        raise typer.Exit(130) from None
     last = results[stage_names[-1]]
     if stage_names[-1] != "shard" and "error" in last.column_names:
         ok = sum(1 for e in last.column("error").to_pylist() if not e)

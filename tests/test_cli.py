@@ -81,3 +81,18 @@ def test_nothing_processable_exits_nonzero(tmp_path):
     (tmp_path / "in" / "x.mp4").write_text("nope")
     result = runner.invoke(app, ["ingest", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out")])
     assert result.exit_code == 1 and "nothing could be processed" in result.output
+
+
+@pytest.mark.parametrize("failure", ["interrupt", "dead_worker"])
+def test_an_interrupted_or_broken_run_says_how_to_go_on(tmp_path, monkeypatch, failure):
+    from concurrent.futures.process import BrokenProcessPool
+
+    import stages.run
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt() if failure == "interrupt" else BrokenProcessPool("a worker died")
+
+    monkeypatch.setattr(stages.run, "run_stages", stop)
+    result = runner.invoke(app, ["run", "--output", str(tmp_path), "-i", str(tmp_path)])
+    assert result.exit_code == (130 if failure == "interrupt" else 1)
+    assert "run the same command again" in result.output and str(tmp_path) in result.output

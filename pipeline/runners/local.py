@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import pyarrow as pa
@@ -15,6 +16,10 @@ _WORKER_STAGE: Stage | None = None
 
 def _init_worker(stage: Stage) -> None:
     global _WORKER_STAGE
+    # Ctrl-C reaches the whole process group: a worker leaves at once and quietly, the driver reports it once
+    # (unless the driver was started with Ctrl-C ignored, as `nohup` or `cmd &` in a script do)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, lambda *_: os._exit(130))
     _WORKER_STAGE = stage
     stage.ensure_setup()
 

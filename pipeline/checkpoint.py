@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,17 +53,31 @@ def fingerprint(stage: Stage) -> dict[str, Any]:
 
 
 class PartWriter:
-    """The sink runners hand each finished batch of final output to: one atomic Parquet file per call."""
+    """The sink runners hand each finished batch of final output to. Batches are gathered and written as one atomic
+    Parquet file at most every `every_s` seconds, so a million one-video batches do not become a million files; the
+    executor flushes what is gathered when a run stops on an exception or Ctrl-C, so only a hard kill loses up to
+    `every_s` seconds of work."""
 
-    def __init__(self, out_dir: str | Path):
+    def __init__(self, out_dir: str | Path, every_s: float = 30.0):
         self.folder = Path(out_dir) / PARTIAL
         existing = sorted(self.folder.glob("part-*.parquet"))
         self.next = int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
+        self.every_s = every_s
+        self._gathered: list[pa.Table] = []
+        self._last_write = time.monotonic()
 
     def __call__(self, table: pa.Table) -> None:
         if table.num_rows:
-            io.write_parquet(self.folder / f"part-{self.next:06d}.parquet", table)
+            self._gathered.append(table)
+        if time.monotonic() - self._last_write >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._gathered:
+            io.write_parquet(self.folder / f"part-{self.next:06d}.parquet", pa.concat_tables(self._gathered))
             self.next += 1
+            self._gathered = []
+        self._last_write = time.monotonic()
 
 
 Sink = Callable[[pa.Table], None]

@@ -55,7 +55,13 @@ def run_stage(stage: Stage, input_table: pa.Table, output: str | Path, runner: R
 
     stage.out_dir = str(out_dir)
     started = time.perf_counter()
-    table = runner.map(stage, todo, sink=checkpoint.PartWriter(out_dir) if stage.input_key else None)
+    parts = checkpoint.PartWriter(out_dir) if stage.input_key else None
+    try:
+        table = runner.map(stage, todo, sink=parts)
+    except BaseException:  # a crash or Ctrl-C: keep every batch that did finish
+        if parts is not None:
+            parts.flush()
+        raise
     if kept.num_rows:
         table = pa.concat_tables([kept, table.cast(kept.schema)])
     table = stage.finalize(table, str(out_dir))

@@ -60,6 +60,27 @@ def run(
 
 
 @app.command()
+def status(
+    output: str = typer.Option(..., "--output", "-o", help="the run's output folder"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable, one object per stage"),
+) -> None:
+    """Where the run in an output folder stands: each stage done, interrupted (and how far) or not started."""
+    import json
+
+    from stages.status import describe, stage_states
+
+    if not Path(output).is_dir():
+        typer.secho(f"error: {output} is not a folder", fg="red", err=True)
+        raise typer.Exit(2)
+    states = stage_states(output)
+    if as_json:
+        typer.echo(json.dumps(states, indent=1))
+        return
+    for entry in states:
+        typer.echo(f"{entry['stage']:<8} {describe(entry)}")
+
+
+@app.command()
 def profiles() -> None:
     """List the profiles shipped with vlcurate."""
     from pipeline.config import list_profiles

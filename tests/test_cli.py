@@ -19,7 +19,7 @@ LIGHT = {
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["ingest"], ["split"], ["caption"], ["score"], ["shard"],
-                                     ["teachers", "select"]])
+                                     ["teachers", "select"], ["status"]])
 def test_help(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
@@ -96,3 +96,31 @@ def test_an_interrupted_or_broken_run_says_how_to_go_on(tmp_path, monkeypatch, f
     result = runner.invoke(app, ["run", "--output", str(tmp_path), "-i", str(tmp_path)])
     assert result.exit_code == (130 if failure == "interrupt" else 1)
     assert "run the same command again" in result.output and str(tmp_path) in result.output
+
+
+def test_status_shows_done_interrupted_and_not_started_stages(tmp_path, video_folder, monkeypatch):
+    from pipeline.executor import run_stage
+    from pipeline.runners import LocalRunner
+    from stages.ingest import IngestStage, discover
+    from stages.split import SplitConfig, SplitStage
+
+    result = runner.invoke(app, ["ingest", "-i", str(video_folder), "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    original = SplitStage.process_row
+
+    def crash_on_second(self, row):
+        if row["path"].endswith("b_other.mp4"):
+            raise KeyboardInterrupt()
+        return original(self, row)
+
+    monkeypatch.setattr(SplitStage, "process_row", crash_on_second)
+    videos = LocalRunner().map(IngestStage(), discover(video_folder))
+    config = SplitConfig(stitch={"enabled": False}, resources={"batch_size": 1, "pool_size": 1})
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(SplitStage(config), videos, tmp_path, LocalRunner())
+    result = runner.invoke(app, ["status", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("ingest") and "done: 5 in, 5 out, 3 errors" in lines[0]
+    assert lines[1].startswith("split") and "interrupted: 1 of 5 inputs done" in lines[1]
+    assert all("not started" in line for line in lines[2:]) and len(lines) == 5

@@ -1,0 +1,59 @@
+"""`vlcurate status`: where a run in an output folder stands, stage by stage, without loading any model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from pipeline import checkpoint, io
+from pipeline.executor import stage_dir
+from stages.config import STAGE_ORDER
+
+
+def stage_states(output: str | Path) -> list[dict[str, Any]]:
+    """One entry per stage: `done` (with its stats), `interrupted` (with the inputs its saved batches cover),
+    `started` (nothing saved yet) or `not started`."""
+    from stages.run import STAGES
+
+    states = []
+    upstream_rows: int | None = None
+    for name in STAGE_ORDER:
+        folder = stage_dir(output, name)
+        entry: dict[str, Any] = {"stage": name}
+        if io.is_done(folder):
+            stats = json.loads((folder / io.STATS).read_text()) if (folder / io.STATS).exists() else {}
+            entry.update(state="done", rows_in=stats.get("rows_in"), rows_out=stats.get("rows_out"),
+                         errors=stats.get("errors_total"), seconds=stats.get("seconds"),
+                         resumed_inputs=stats.get("resumed_inputs", 0))
+            manifest = folder / io.MANIFEST
+            upstream_rows = pq.read_metadata(manifest).num_rows if manifest.exists() else None
+        elif (folder / checkpoint.PARTIAL / checkpoint.CONFIG).exists():
+            keys = STAGES[name].input_key
+            done: set[tuple] = set()
+            for part in sorted((folder / checkpoint.PARTIAL).glob("part-*.parquet")):
+                table = pq.read_table(part, columns=list(keys))
+                done.update(zip(*(table.column(k).to_pylist() for k in keys)))
+            entry.update(state="interrupted", inputs_done=len(done), inputs=upstream_rows)
+            upstream_rows = None
+        else:
+            entry["state"] = "started" if folder.exists() else "not started"
+            upstream_rows = None
+        states.append(entry)
+    return states
+
+
+def describe(entry: dict[str, Any]) -> str:
+    state = entry["state"]
+    if state == "done":
+        text = f"done: {entry['rows_in']} in, {entry['rows_out']} out, {entry['errors']} errors, {entry['seconds']}s"
+        return text + (f" ({entry['resumed_inputs']} inputs from an interrupted run)" if entry["resumed_inputs"]
+                       else "")
+    if state == "interrupted":
+        total = f" of {entry['inputs']}" if entry["inputs"] is not None else ""
+        return f"interrupted: {entry['inputs_done']}{total} inputs done; the same command goes on from there"
+    if state == "started":
+        return "started: no batch finished yet"
+    return "not started"

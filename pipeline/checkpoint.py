@@ -15,7 +15,6 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +77,6 @@ class PartWriter:
             self.next += 1
             self._gathered = []
         self._last_write = time.monotonic()
-
-
-Sink = Callable[[pa.Table], None]
 
 
 def begin(stage: Stage, out_dir: str | Path) -> None:

@@ -12,20 +12,26 @@ from pipeline.runners.base import Runner, Sink, concat, split_batches
 from pipeline.stage import Stage
 
 _WORKER_STAGE: Stage | None = None
+_SETUP_ERROR: BaseException | None = None
 
 
 def _init_worker(stage: Stage) -> None:
-    global _WORKER_STAGE
+    global _WORKER_STAGE, _SETUP_ERROR
     # Ctrl-C reaches the whole process group: a worker leaves at once and quietly, the driver reports it once
     # (unless the driver was started with Ctrl-C ignored, as `nohup` or `cmd &` in a script do)
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, lambda *_: os._exit(130))
     _WORKER_STAGE = stage
-    stage.ensure_setup()
+    try:
+        stage.ensure_setup()
+    except Exception as exc:  # kept for the first batch to raise: an initializer's error only breaks the pool
+        _SETUP_ERROR = exc
 
 
 def _run_batch(batch: pa.Table) -> pa.Table:
     assert _WORKER_STAGE is not None
+    if _SETUP_ERROR is not None:
+        raise _SETUP_ERROR
     return _WORKER_STAGE.process_batch(batch)
 
 

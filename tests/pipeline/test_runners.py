@@ -104,3 +104,15 @@ def test_parts_stream_together_while_batches_match_and_gpus_suffice():
     assert share(d, [d, e], {"CPU": 8.0}) == {"CPU": 2.0, "GPU": 0.0}  # CPUs in proportion to what each asks
     assert share(e, [d, e], {"CPU": 8.0}) == {"CPU": 6.0, "GPU": 0.0}
     assert share(a, [a, b, c], {"CPU": 3.0, "GPU": 2.0})["GPU"] == 1.0
+
+
+class BadSetup(BatchTagger):
+    def setup(self):
+        raise ValueError("this config cannot work")
+
+
+def test_a_setup_error_in_pool_workers_is_raised_as_itself():
+    """Not as a broken pool: the user must see what is wrong with the config."""
+    stage = BadSetup(StageConfig(resources={"batch_size": 1, "pool_size": 2}))
+    with pytest.raises(ValueError, match="cannot work"):
+        LocalRunner().map(stage, make_table(3))

@@ -189,3 +189,36 @@ def test_real_footage_clips_hold_exactly_their_source_frames(name, tmp_path):
                       if 0 <= j < len(source)}
             assert min(errors, key=errors.get) == want, (name, start, k, errors)
         assert videos["error"] is None
+
+
+def test_an_interrupted_shard_resumes_to_the_same_tars(scored_rows, tmp_path, monkeypatch):
+    from pipeline.executor import run_stage
+
+    table = pa.Table.from_pylist(scored_rows, schema=SCORED.schema)
+    config = ShardConfig(maxcount=2, resources={"batch_size": 1})
+    run_stage(ShardStage(config), table, tmp_path / "clean", LocalRunner())
+
+    original, encoded = ShardStage._encode, []
+    third = scored_rows[2]["clip_id"]
+
+    def crash_on_third(self, row):
+        if row["clip_id"] == third:
+            raise KeyboardInterrupt()
+        encoded.append(row["clip_id"])
+        return original(self, row)
+
+    monkeypatch.setattr(ShardStage, "_encode", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(ShardStage(config), table, tmp_path / "out", LocalRunner())
+    assert encoded == [r["clip_id"] for r in scored_rows[:2]]
+    third = None  # no crash this time
+    encoded.clear()
+    run_stage(ShardStage(config), table, tmp_path / "out", LocalRunner())
+    assert encoded == [r["clip_id"] for r in scored_rows[2:]]  # the two clips staged before the crash are kept
+    clean, resumed = tmp_path / "clean" / "shard", tmp_path / "out" / "shard"
+    names = sorted(p.name for p in clean.iterdir() if p.suffix in (".tar", ".parquet"))
+    assert names == sorted(p.name for p in resumed.iterdir() if p.suffix in (".tar", ".parquet"))
+    assert len([n for n in names if n.endswith(".tar")]) > 1
+    for name in names:
+        assert (clean / name).read_bytes() == (resumed / name).read_bytes(), name
+    assert not (resumed / "_clips").exists() and not (resumed / "_partial").exists()

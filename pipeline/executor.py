@@ -38,10 +38,13 @@ def run_stage(stage: Stage, input_table: pa.Table, output: str | Path, runner: R
     if io.is_done(out_dir) and not overwrite:
         log.warning("%s: %s is complete, skipping (use --overwrite to redo it)", stage.name, out_dir)
         return io.read_parquet(out_dir / io.MANIFEST)
+    resuming = not overwrite and checkpoint.usable(stage, out_dir)
     if stage.keeps_previous:
-        input_table = stage.prepare_input(input_table, _previous_manifest(out_dir / io.MANIFEST, stage.name))
-    finished = None if overwrite else checkpoint.load(stage, out_dir)
-    if finished is None:
+        carried = checkpoint.carried(stage, out_dir, input_table) if resuming else None
+        previous = carried if carried is not None else _previous_manifest(out_dir / io.MANIFEST, stage.name)
+        input_table = stage.prepare_input(input_table, previous)
+    finished = checkpoint.load(stage, out_dir) if resuming else None
+    if not resuming:
         io.clear_stage_dir(out_dir)  # an interrupted run's side files (staged clips, shots) stay when resuming
     out_dir.mkdir(parents=True, exist_ok=True)
     if run_config is not None:
@@ -55,12 +58,12 @@ def run_stage(stage: Stage, input_table: pa.Table, output: str | Path, runner: R
 
     stage.out_dir = str(out_dir)
     started = time.perf_counter()
-    parts = checkpoint.PartWriter(out_dir) if stage.input_key else None
+    sinks = checkpoint.Sinks(stage, out_dir) if stage.input_key else None
     try:
-        table = runner.map(stage, todo, sink=parts)
+        table = runner.map(stage, todo, sinks)
     except BaseException:  # a crash or Ctrl-C: keep every batch that did finish
-        if parts is not None:
-            parts.flush()
+        if sinks is not None:
+            sinks.flush()
         raise
     if kept.num_rows:
         table = pa.concat_tables([kept, table.cast(kept.schema)])

@@ -68,6 +68,9 @@ class Stage:
     # Columns that identify an input row and that every output row made from it keeps (error rows included): with
     # them, an interrupted run of the stage resumes where it stopped (pipeline/checkpoint.py); empty: it starts over.
     input_key: ClassVar[tuple[str, ...]] = ()
+    # As a stage's part before its last: the columns holding this part's own work, saved batch by batch so that an
+    # interrupted run's `prepare_input` can carry them (caption's teachers: "candidates"); empty: not saved.
+    checkpoint_columns: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: StageConfig | None = None):
         self.config = config if config is not None else self.config_class()

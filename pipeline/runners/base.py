@@ -21,17 +21,18 @@ def concat(tables: list[pa.Table], stage: Stage) -> pa.Table:
 
 
 Sink = Callable[[pa.Table], None]
+PartSinks = Callable[[int], Sink | None]  # a part's index -> where its finished batches go, if anywhere
 
 
 class Runner:
     name: str = "base"
 
-    def map(self, stage: Stage, table: pa.Table, sink: Sink | None = None) -> pa.Table:
-        """The stage's parts in order, each mapping the previous one's output. `sink`, if given, gets every batch of
-        the last part's output as soon as it is done (the executor saves them, so an interrupted stage can resume)."""
-        parts = stage.parts()
-        for index, part in enumerate(parts):
-            table = self.map_part(part, table, sink if index == len(parts) - 1 else None)
+    def map(self, stage: Stage, table: pa.Table, sinks: PartSinks | None = None) -> pa.Table:
+        """The stage's parts in order, each mapping the previous one's output. `sinks(k)`, if given, gets every
+        batch of part k's output as soon as it is done (the executor saves them, so an interrupted stage can
+        resume)."""
+        for index, part in enumerate(stage.parts()):
+            table = self.map_part(part, table, sinks(index) if sinks else None)
         return table
 
     def map_part(self, stage: Stage, table: pa.Table, sink: Sink | None = None) -> pa.Table:

@@ -8,7 +8,7 @@ import os
 
 import pyarrow as pa
 
-from pipeline.runners.base import Runner, Sink, concat, split_batches
+from pipeline.runners.base import PartSinks, Runner, Sink, concat, split_batches
 from pipeline.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -65,13 +65,15 @@ class RayRunner(Runner):
         ctx.execution_options.preserve_order = True
         ctx.enable_progress_bars = os.environ.get("VLCURATE_PROGRESS", "1") != "0"
 
-    def map(self, stage: Stage, table: pa.Table, sink: Sink | None = None) -> pa.Table:
+    def map(self, stage: Stage, table: pa.Table, sinks: PartSinks | None = None) -> pa.Table:
         """Parts that can stream together run as one Ray Data pipeline, an actor pool each, all at work at once on
-        different batches; the next group starts on the previous group's output."""
+        different batches; the next group starts on the previous group's output. Only a group's last part reaches
+        the driver, so only its batches go to `sinks`."""
         cluster = self._ray.cluster_resources()
-        groups = stream_groups(stage.parts(), cluster)
-        for index, group in enumerate(groups):
-            table = self._map_chain(group, table, cluster, sink if index == len(groups) - 1 else None)
+        last = -1
+        for group in stream_groups(stage.parts(), cluster):
+            last += len(group)
+            table = self._map_chain(group, table, cluster, sinks(last) if sinks else None)
         return table
 
     def map_part(self, stage: Stage, table: pa.Table, sink: Sink | None = None) -> pa.Table:

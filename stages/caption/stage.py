@@ -77,6 +77,7 @@ class TeacherPass(Stage):
     name = "caption"
     config_class = CaptionConfig
     output_schema = CAPTIONS.schema
+    checkpoint_columns = ("candidates",)  # an interrupted run's finished batches, carried by prepare_input
 
     config: CaptionConfig
 

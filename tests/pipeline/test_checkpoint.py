@@ -108,18 +108,18 @@ def test_placement_changes_keep_finished_work(tmp_path):
 def test_rows_of_an_input_come_from_the_last_part_that_has_them(tmp_path):
     stage = Steps()
     checkpoint.begin(stage, tmp_path)
-    writer = checkpoint.PartWriter(tmp_path, every_s=0.0)
+    writer = checkpoint.PartWriter(tmp_path / checkpoint.PARTIAL, every_s=0.0)
     older = table(4).set_column(1, "trace", pa.array([[1]] * 4, pa.list_(pa.int64())))
     writer(older)
     writer(table(2).set_column(1, "trace", pa.array([[2]] * 2, pa.list_(pa.int64()))))
     loaded = checkpoint.load(stage, tmp_path)
     assert sorted(zip(loaded.column("x").to_pylist(), loaded.column("trace").to_pylist())) == [
         (0, [2]), (1, [2]), (2, [1]), (3, [1])]
-    assert checkpoint.PartWriter(tmp_path).next == 2  # numbering goes on after what is there
+    assert checkpoint.PartWriter(tmp_path / checkpoint.PARTIAL).next == 2  # numbering goes on after what is there
 
 
 def test_finished_batches_are_gathered_into_few_files(tmp_path):
-    writer = checkpoint.PartWriter(tmp_path, every_s=3600.0)
+    writer = checkpoint.PartWriter(tmp_path / checkpoint.PARTIAL, every_s=3600.0)
     for start in range(0, 6, 2):
         writer(table(6).slice(start, 2))
     assert not list((tmp_path / checkpoint.PARTIAL).glob("part-*"))  # nothing written before the interval

@@ -272,3 +272,34 @@ def test_caption_never_opens_the_video(tmp_path, scene_video, monkeypatch):
     assert len(out) == 4 and all(r["error"] is None for r in out)
     assert {c["status"] for r in out for c in r["candidates"]} <= {"ok", "rejected"}
     assert dict(media.DECODE_PASSES) == passes
+
+
+def test_an_interrupted_caption_run_keeps_every_finished_teacher_batch(tmp_path):
+    from pipeline.executor import run_stage
+    from pipeline.runners import LocalRunner
+
+    clips = clip_rows(["a", "b", "c"])
+    one, two = TeacherConfig(name="one", kind="test_counting"), TeacherConfig(name="two", kind="test_counting")
+    config = CaptionConfig(teachers=[one, two], resources={"batch_size": 1})
+    clean = run_stage(CaptionStage(config), clips, tmp_path / "clean", LocalRunner()).to_pylist()
+
+    original = CountingTeacher.caption
+
+    def crash_on_c(self, batch):
+        if self.config.name == "two" and batch[0].clip_id == "c":
+            raise KeyboardInterrupt()
+        return original(self, batch)
+
+    CountingTeacher.caption = crash_on_c
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_stage(CaptionStage(config), clips, tmp_path / "out", LocalRunner())
+    finally:
+        CountingTeacher.caption = original
+    CountingTeacher.calls.clear()
+    resumed = run_stage(CaptionStage(config), clips, tmp_path / "out", LocalRunner()).to_pylist()
+    # "one" had captioned every clip and "two" clips a and b: only two's batch of c is left
+    assert CountingTeacher.calls == [("two", None, 1)]
+    texts = [[(c["teacher"], c["text"], c["status"]) for c in r["candidates"]] for r in resumed]
+    assert texts == [[(c["teacher"], c["text"], c["status"]) for c in r["candidates"]] for r in clean]
+    assert not (tmp_path / "out" / "caption" / "_partial").exists()

@@ -32,17 +32,24 @@ def stage_states(output: str | Path) -> list[dict[str, Any]]:
             upstream_rows = pq.read_metadata(manifest).num_rows if manifest.exists() else None
         elif (folder / checkpoint.PARTIAL / checkpoint.CONFIG).exists():
             keys = STAGES[name].input_key
-            done: set[tuple] = set()
-            for part in sorted((folder / checkpoint.PARTIAL).glob("part-*.parquet")):
-                table = pq.read_table(part, columns=list(keys))
-                done.update(zip(*(table.column(k).to_pylist() for k in keys)))
-            entry.update(state="interrupted", inputs_done=len(done), inputs=upstream_rows)
+            partial = folder / checkpoint.PARTIAL
+            earlier = sorted((p for p in partial.glob("part*") if p.is_dir()), key=lambda p: int(p.name[4:]))
+            entry.update(state="interrupted", inputs_done=_inputs_saved(partial, keys), inputs=upstream_rows,
+                         earlier_parts_done=[_inputs_saved(p, keys) for p in earlier])
             upstream_rows = None
         else:
             entry["state"] = "started" if folder.exists() else "not started"
             upstream_rows = None
         states.append(entry)
     return states
+
+
+def _inputs_saved(folder: Path, keys: tuple[str, ...]) -> int:
+    done: set[tuple] = set()
+    for part in sorted(folder.glob("part-*.parquet")):
+        table = pq.read_table(part, columns=list(keys))
+        done.update(zip(*(table.column(k).to_pylist() for k in keys)))
+    return len(done)
 
 
 def describe(entry: dict[str, Any]) -> str:
@@ -53,7 +60,9 @@ def describe(entry: dict[str, Any]) -> str:
                        else "")
     if state == "interrupted":
         total = f" of {entry['inputs']}" if entry["inputs"] is not None else ""
-        return f"interrupted: {entry['inputs_done']}{total} inputs done; the same command goes on from there"
+        earlier = entry["earlier_parts_done"]
+        parts = f"; its earlier parts (caption: teachers) saved {', '.join(map(str, earlier))}" if earlier else ""
+        return f"interrupted: {entry['inputs_done']}{total} inputs done{parts}; the same command goes on from there"
     if state == "started":
         return "started: no batch finished yet"
     return "not started"

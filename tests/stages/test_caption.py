@@ -296,6 +296,10 @@ def test_an_interrupted_caption_run_keeps_every_finished_teacher_batch(tmp_path)
             run_stage(CaptionStage(config), clips, tmp_path / "out", LocalRunner())
     finally:
         CountingTeacher.caption = original
+    from stages.status import stage_states
+
+    (caption,) = [s for s in stage_states(tmp_path / "out") if s["stage"] == "caption"]
+    assert caption["state"] == "interrupted" and caption["inputs_done"] == 2 and caption["earlier_parts_done"] == [3]
     CountingTeacher.calls.clear()
     resumed = run_stage(CaptionStage(config), clips, tmp_path / "out", LocalRunner()).to_pylist()
     # "one" had captioned every clip and "two" clips a and b: only two's batch of c is left

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".m
                     ".3gp", ".ogv")
 SUBTITLE_EXTENSIONS = (".vtt", ".srt", ".json")
 LIST_EXTENSIONS = (".csv", ".jsonl", ".parquet")
+
+log = logging.getLogger(__name__)
 
 
 class IngestConfig(StageConfig):
@@ -91,7 +94,13 @@ def discover(source: str | Path, config: IngestConfig | None = None) -> pa.Table
             rows.append({"path": str(f), "title": None, "description": None, "subtitles_path": subtitles})
     if not rows:
         raise FileNotFoundError(f"no videos found in {source_text!r} (extensions: {', '.join(extensions)})")
-    rows.sort(key=lambda r: r["path"])
+    first: dict[str, dict[str, Any]] = {}
+    for row in rows:  # a path is one input: stages after ingest key their rows (and resume) by it
+        if row["path"] in first:
+            log.warning("ingest: %s is listed more than once; keeping its first row", row["path"])
+        else:
+            first[row["path"]] = row
+    rows = sorted(first.values(), key=lambda r: r["path"])
     return pa.Table.from_pylist(rows, schema=pa.schema([
         ("path", pa.string()), ("title", pa.string()), ("description", pa.string()), ("subtitles_path", pa.string())]))
 

@@ -102,7 +102,7 @@ class SplitStage(RowStage):
     input_stage = "ingest"
     output_schema = CLIPS.schema
     sort_keys = ("path", "start_frame")
-    input_key = ("path",)
+    input_key = ("path", "video_id")  # a file re-ingested with new content is a new input
     local_parallel = True
 
     config: SplitConfig

@@ -48,6 +48,13 @@ def test_list_files_resolve_relative_paths_and_carry_metadata(tmp_path, scene_vi
     assert [r["path"] for r in discover(str(tmp_path / "*.mp4")).to_pylist()] == [str(video)]
 
 
+def test_a_path_listed_twice_is_one_input(tmp_path, scene_video, caplog):
+    (tmp_path / "v.mp4").write_bytes(scene_video[0].read_bytes())
+    (tmp_path / "list.csv").write_text("path,title\nv.mp4,First\n./v.mp4,Second\n")
+    assert [r["title"] for r in discover(tmp_path / "list.csv").to_pylist()] == ["First"]
+    assert "listed more than once" in caplog.text
+
+
 def test_missing_files_and_bad_lists(tmp_path):
     (tmp_path / "list.csv").write_text("path\nnope.mp4\n")
     assert ingest(tmp_path / "list.csv")[0]["error"].startswith("ingest/missing_file")

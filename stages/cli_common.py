@@ -65,6 +65,11 @@ def run_command(stage_names: tuple[str, ...], *, profile: Optional[str], config:
     elif stage_names[-1] == "shard" and last.num_rows == 0:
         typer.secho(f"shard: no samples were written; see {cfg.output}/shard/errors.parquet", fg="red", err=True)
         raise typer.Exit(1)
+    from stages.status import describe, stage_states
+
+    for entry in stage_states(cfg.output):
+        if entry["stage"] in stage_names:
+            typer.echo(f"{entry['stage']:<8} {describe(entry)}")
     typer.echo(f"done: {cfg.output}")
 
 

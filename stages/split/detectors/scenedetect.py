@@ -2,11 +2,9 @@
 one decode and the detector never touches full-resolution pixels.
 
 Frame scores (HSV deltas, PySceneDetect's ContentDetector metric) are computed for batches of frames in a few
-vectorised OpenCV/NumPy calls, which release the GIL and so run beside the decoder thread. The scores are exactly
-PySceneDetect's: integer sums over the same HSV planes. ContentDetector's logic (threshold, flash filter) then runs
-unchanged on them, frame by frame; AdaptiveDetector's rolling ratio is computed for whole batches with the same
-float operations in the same order, and only the few frames that pass its thresholds go through PySceneDetect's own
-minimum-scene-length check, because its per-frame timecode arithmetic cost about 0.1 ms a frame.
+vectorised OpenCV/NumPy calls, which release the GIL and so run beside the decoder thread; the detectors' own
+logic (adaptive ratio, flash filter, minimum scene length) then runs unchanged on those scores. The scores are
+exactly PySceneDetect's: integer sums over the same HSV planes.
 """
 
 from __future__ import annotations
@@ -87,14 +85,10 @@ class _SceneDetect(Detector):
         scores = components @ self._weights / np.abs(self._weights).sum()
         if first_ever:
             scores[0] = 0.0
-        self._decide(indexes, scores)
-        self._previous_hsv = hsv[-1].copy()
-
-    def _decide(self, indexes: list[int], scores: np.ndarray) -> None:
-        """Cuts from a batch of frame scores: PySceneDetect's own logic, one frame at a time."""
         for index, score in zip(indexes, scores.tolist()):
             self._detector.injected_score = score
             self._feed(index, None)
+        self._previous_hsv = hsv[-1].copy()
 
     def finish(self, num_frames: int) -> list[int]:
         if num_frames:
@@ -109,47 +103,6 @@ class AdaptiveDetector(_SceneDetect):
 
     name = "adaptive"
     detector_class_name = "AdaptiveDetector"
-
-    def __init__(self, fps: float, detect_width: int = 256, vectorised: bool = True, **params: Any):
-        super().__init__(fps, detect_width, vectorised, **params)
-        self._window: list[float] = []  # scores of frames _window_start, ...: what the next judgements need
-        self._window_start = 0
-        self._next_target: int | None = None  # the next frame to judge
-        self._last_cut = None  # a FrameTimecode, as in PySceneDetect
-
-    def _decide(self, indexes: list[int], scores: np.ndarray) -> None:
-        """AdaptiveDetector.process_frame for a batch. A frame is judged once `window_width` frames follow it;
-        its window average adds its neighbours in PySceneDetect's buffer order, starting from 0 as Python's `sum`
-        does, so every ratio is bit-identical to PySceneDetect's."""
-        det = self._detector
-        width = det.window_width
-        if self._next_target is None:
-            self._window_start, self._next_target = indexes[0], indexes[0] + width
-            self._last_cut = self._timecode(indexes[0], self.fps)
-        self._window.extend(scores.tolist())
-        end = self._window_start + len(self._window)  # frames seen so far, exclusive
-        if end - width <= self._next_target:
-            return
-        s = np.asarray(self._window, dtype=np.float64)
-        targets = np.arange(self._next_target, end - width) - self._window_start  # positions in s
-        total = np.zeros(len(targets))
-        for k in range(-width, width + 1):
-            if k:
-                total = total + s[targets + k]
-        average = total / (2.0 * width)
-        target = s[targets]
-        average_is_zero = np.abs(average) < 0.00001
-        ratio = np.where(average_is_zero, np.where(target >= det.min_content_val, 255.0, 0.0),
-                         np.minimum(target / np.where(average_is_zero, 1.0, average), 255.0))
-        for k in np.flatnonzero((ratio >= det.adaptive_threshold) & (target >= det.min_content_val)).tolist():
-            timecode = self._timecode(self._window_start + int(targets[k]), self.fps)
-            if (timecode - self._last_cut) >= det.min_scene_len:  # PySceneDetect's own timecode comparison
-                self._last_cut = timecode
-                self._cuts.append(timecode.frame_num)
-        self._next_target = end - width
-        keep_from = self._next_target - width
-        del self._window[:keep_from - self._window_start]
-        self._window_start = keep_from
 
 
 @DETECTORS.register("content")

@@ -5,9 +5,11 @@ output written to `<stage>/_partial/part-NNNNNN.parquet` batch by batch while it
 preempted node, Ctrl-C), the next run of the stage without `--overwrite` reads those files back and skips the inputs
 they cover, provided the stage's config is the one they were made with. A stage of several parts (caption: one per
 teacher) also saves each earlier part's own work (its `checkpoint_columns`), which the stage's `prepare_input`
-carries into the rerun, so a teacher that had finished a batch does not redo it. Inputs are skipped in whole resume units
-(every part's batch size divides a unit) taken from the full input, so the batches mapped on resume are the ones an
-uninterrupted run would have had: models see the same batches and the manifest comes out byte for byte the same.
+carries into the rerun, so a teacher that had finished a batch does not redo it.
+
+Inputs are skipped in whole resume units (every part's batch size divides a unit) counted from the start of the full
+input, so the batches mapped on resume are the ones an uninterrupted run would have had: models see the same
+batches, and a stage whose output does not record timings (split, score, shard) writes the same manifest bytes.
 """
 
 from __future__ import annotations

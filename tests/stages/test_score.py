@@ -4,6 +4,7 @@ import io
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from PIL import Image
 
 from manifests import CAPTIONS
@@ -93,3 +94,36 @@ def test_hf_clip_scorer_loads_through_automodel_and_records_truncation():
     assert stage.stats(pa.Table.from_pylist([out], schema=stage.output_schema))["texts_truncated"] == {"t1": 1}
     emb = stage.scorer.embed_clips([[jpeg((1, 2, 3))]])
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+
+def test_an_interrupted_score_run_resumes_to_the_same_bytes(tmp_path, monkeypatch):
+    from pipeline.executor import run_stage
+    from pipeline.runners import LocalRunner
+
+    candidates = [{"teacher": f"t{i}", "kind": "k", "model": "m", "weights": "w", "inputs": [], "prompt_hash": "h",
+                   "text": t, "status": "ok", "reason": None, "seconds": 0.0, "score": None}
+                  for i, t in enumerate(["a red square", "a blue circle"])]
+    rows = [{"clip_id": f"c{i}", "path": "/v", "start_frame": i, "start_s": 0.0, "end_s": 1.0,
+             "frames": [jpeg((40 * i, 0, 255 - 40 * i))], "candidates": candidates, "error": None} for i in range(6)]
+    table = pa.Table.from_pylist(rows, schema=CAPTIONS.schema)
+    config = ScoreConfig(scorer={"kind": "open_clip", "model": "tiny:open_clip"}, resources={"batch_size": 2})
+    run_stage(ScoreStage(config), table, tmp_path / "clean", LocalRunner())
+
+    original, seen, crash = ScoreStage.process_batch, [], {"at": "c4"}
+
+    def crash_on_c4(self, batch):
+        ids = batch.column("clip_id").to_pylist()
+        if crash["at"] in ids:
+            raise KeyboardInterrupt()
+        seen.extend(ids)
+        return original(self, batch)
+
+    monkeypatch.setattr(ScoreStage, "process_batch", crash_on_c4)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(ScoreStage(config), table, tmp_path / "out", LocalRunner())
+    seen.clear()
+    crash["at"] = None
+    run_stage(ScoreStage(config), table, tmp_path / "out", LocalRunner())
+    assert seen == ["c4", "c5"]  # the two batches finished before the crash are not scored again
+    name = "score/manifest.parquet"
+    assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()

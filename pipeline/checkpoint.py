@@ -127,19 +127,17 @@ def usable(stage: Stage, out_dir: str | Path) -> bool:
 
 
 def load(stage: Stage, out_dir: str | Path) -> pa.Table | None:
-    """Rows an interrupted run of this stage finished, each input's rows from the last file that has them; None if
-    there is nothing to resume from (no saved batch, no `input_key`, another config, unreadable files)."""
-    if not usable(stage, out_dir):
-        return None
+    """Rows an interrupted run of this stage finished (once `usable` said so), each input's rows from the last file
+    that has them; None if there are none or they cannot be read."""
     table = _latest(stage, Path(out_dir) / PARTIAL)
     return table.cast(stage.output_schema) if table is not None else None
 
 
 def carried(stage: Stage, out_dir: str | Path, table: pa.Table) -> pa.Table | None:
     """`table` with the work intermediate parts saved (their `checkpoint_columns`, the latest part's per input)
-    put into the rows of every whole resume unit they cover: what `prepare_input` carries as a previous run's. None
-    if there is nothing."""
-    if not table.num_rows or not usable(stage, out_dir):
+    put into the rows of every whole resume unit they cover: what `prepare_input` carries as a previous run's (once
+    `usable` said so). None if there is nothing."""
+    if not table.num_rows:
         return None
     keys = _keys(table, stage.input_key)
     unit = resume_unit(stage)

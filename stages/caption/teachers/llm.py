@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from stages import models
 from stages.caption.teachers.base import TEACHERS, ClipInput, Teacher, torch_dtype
 
 DEFAULT_PROMPT = (
@@ -32,6 +33,8 @@ def _load(location: str, file: str | None, device: str, dtype: str) -> tuple:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         extra = {"gguf_file": file} if file else {}
+        if file and file.lower().endswith(".gguf"):
+            location, extra = str(models.gguf_unpacked(location, file)), {}
         tokenizer = AutoTokenizer.from_pretrained(location, **extra)
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:

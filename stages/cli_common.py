@@ -49,8 +49,8 @@ def run_command(stage_names: tuple[str, ...], *, profile: Optional[str], config:
         raise typer.Exit(2) from None
     except BrokenProcessPool:
         typer.secho(f"a worker process died (killed by the system, e.g. out of memory?); finished batches are saved "
-                    f"in {cfg.output}: lower the stage's resources.pool_size or batch_size and run the same command "
-                    "again to go on from there", fg="red", err=True)
+                    f"in {cfg.output}: run the same command again to go on from there, with fewer workers if memory "
+                    "ran out (--set <stage>.resources.pool_size=N keeps the saved batches)", fg="red", err=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         typer.secho(f"\ninterrupted: finished batches are saved in {cfg.output}; run the same command again to go on "

@@ -74,8 +74,15 @@ def resolve(ref: str) -> ResolvedModel:
 
 def _built_once(target: Path, builder: Callable[[Path], None]) -> Path:
     """`target`, built by `builder` into a temporary folder and renamed into place unless a complete one is there:
-    an interrupted build is never taken for a finished one, and concurrent workers do not clash."""
-    with _build_lock:
+    an interrupted build is never taken for a finished one, and workers starting together (threads, or processes
+    through a lock file) build it once while the others wait for it."""
+    import fcntl
+
+    if (target / "_COMPLETE").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _build_lock, open(target.with_name(f".{target.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if not (target / "_COMPLETE").exists():
             tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             tmp.mkdir(parents=True, exist_ok=True)

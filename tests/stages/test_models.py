@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from stages import models
@@ -24,3 +26,27 @@ def test_an_unpacked_gguf_loads_the_same_tensors_and_tokens_as_the_gguf_file():
     chat = [{"role": "user", "content": texts[0]}]
     assert tok_direct.apply_chat_template(chat, tokenize=False) == tok_unpacked.apply_chat_template(chat, tokenize=False)
     assert (tok_direct.eos_token, tok_direct.bos_token) == (tok_unpacked.eos_token, tok_unpacked.bos_token)
+
+
+def _slow_build(folder):
+    with open(folder.parent / "builds.txt", "a") as log:
+        log.write("built\n")
+    import time
+
+    time.sleep(1.0)
+    (folder / "weights.bin").write_bytes(b"x")
+
+
+def _build(target: str) -> str:
+    return str(models._built_once(Path(target), _slow_build))
+
+
+def test_workers_starting_together_build_a_cached_model_once(tmp_path):
+    import multiprocessing
+
+    target = tmp_path / "cache" / "model"
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        results = pool.map(_build, [str(target)] * 3)
+    assert results == [str(target)] * 3
+    assert (tmp_path / "cache" / "builds.txt").read_text() == "built\n"
+    assert (target / "weights.bin").exists() and (target / "_COMPLETE").exists()

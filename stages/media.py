@@ -77,6 +77,26 @@ def _open(path: str | Path):
         raise StageError("unreadable", str(exc)) from exc
 
 
+def _video_clock(container) -> tuple:
+    """(first video stream, its time base, the container's start in seconds): packet times minus that start are
+    times from the container's start, as manifests and `ffmpeg -ss` count them."""
+    import av
+
+    stream = container.streams.video[0]
+    return stream, stream.time_base, (container.start_time or 0) / av.time_base
+
+
+def _holds_frame(packet) -> bool:
+    """A packet with a frame to show: not empty (a flush packet) and not marked for discarding."""
+    return bool(packet.size) and not getattr(packet, "is_discard", False)
+
+
+# Output options of every clip written: no metadata or chapters carried over, bit-exact muxing, index first.
+_MP4_OUT = ["-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact", "-flags", "+bitexact",
+            "-movflags", "+faststart", "-f", "mp4"]
+_AAC = ["-c:a", "aac", "-b:a", "128k"]
+
+
 def probe(path: str | Path) -> Probe:
     """Container facts, without decoding every frame (the split stage counts frames exactly)."""
     import av
@@ -131,11 +151,9 @@ def decode_frames(path: str | Path, threads: int = 1) -> Iterator[DecodedFrame]:
 
     DECODE_PASSES[str(path)] += 1
     with _open(path) as container:
-        stream = container.streams.video[0]
+        stream, tb, start = _video_clock(container)
         stream.thread_count = threads
         stream.thread_type = "AUTO" if threads > 1 else "SLICE"
-        start = (container.start_time or 0) / av.time_base
-        tb = stream.time_base
         index = 0
         try:
             for frame in container.decode(stream):
@@ -389,8 +407,7 @@ def seek_point(src: str | Path, start_s: float, fps: float) -> float:
 
     def times_from(back: float | None) -> list[float]:
         with _open(src) as container:
-            stream = container.streams.video[0]
-            tb, origin = stream.time_base, (container.start_time or 0) / av.time_base
+            stream, tb, origin = _video_clock(container)
             target = start_s + origin
             if back is not None:
                 if target - back <= origin:
@@ -398,7 +415,7 @@ def seek_point(src: str | Path, start_s: float, fps: float) -> float:
                 container.seek(int((target - back) / tb), stream=stream, backward=True)
             times = []
             for packet in container.demux(stream):
-                if packet.pts is not None and packet.size and not getattr(packet, "is_discard", False):
+                if packet.pts is not None and _holds_frame(packet):
                     times.append(float(packet.pts * tb) - origin)
                 if packet.dts is not None and float(packet.dts * tb) > target + 1e-3:
                     break  # every later packet is shown after the start frame (pts >= dts)
@@ -445,9 +462,8 @@ def encode_clip(src: str | Path, dst: str | Path, start_s: float, frame_count: i
             "-threads", str(threads), "-x264-params", "threads=1"]
     if audio:
         # trim audio with a filter: an output -t would also cut the last video frame
-        cmd += ["-map", "0:a:0?", "-af", f"atrim=duration={audio_s:.6f}", "-c:a", "aac", "-b:a", "128k"]
-    cmd += ["-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact", "-flags", "+bitexact",
-            "-movflags", "+faststart", "-f", "mp4", str(dst)]
+        cmd += ["-map", "0:a:0?", "-af", f"atrim=duration={audio_s:.6f}", *_AAC]
+    cmd += [*_MP4_OUT, str(dst)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise StageError("encode_failed", proc.stderr.strip()[-400:] or f"ffmpeg exited {proc.returncode}")
@@ -465,19 +481,16 @@ def copyable_packets(container, start_s: float, end_s: float, frame_count: int) 
     need, and nothing from after it, which a B-frame at the span's end would reference). Encoders put keyframes
     at hard cuts, so most shot-detector clips qualify. `container`: open, demuxed from here on. Returns the
     packets in decoding order, or None."""
-    import av
-
     tolerance = SAME_TIME_S
     if not any(name in _COPY_CONTAINERS for name in container.format.name.split(",")):
         return None
-    stream = container.streams.video[0]
-    tb, origin = stream.time_base, (container.start_time or 0) / av.time_base
+    stream, tb, origin = _video_clock(container)
     if tb is None:
         return None
     container.seek(int((start_s + origin) / tb) + 1, stream=stream, backward=True)
     packets: list = []
     for packet in container.demux(stream):
-        if not packet.size or getattr(packet, "is_discard", False):
+        if not _holds_frame(packet):
             continue
         if packet.pts is None:
             return None
@@ -530,9 +543,7 @@ def copy_clip(src: str | Path, dst: str | Path, start_s: float, end_s: float, fr
         return True
     cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(video_only), "-ss", f"{start_s:.6f}",
            "-i", str(src), "-map", "0:v:0", "-map", "1:a:0?", "-c:v", "copy",
-           "-af", f"atrim=duration={end_s - start_s:.6f}", "-c:a", "aac", "-b:a", "128k",
-           "-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact", "-flags", "+bitexact",
-           "-movflags", "+faststart", "-f", "mp4", str(dst)]
+           "-af", f"atrim=duration={end_s - start_s:.6f}", *_AAC, *_MP4_OUT, str(dst)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     video_only.unlink(missing_ok=True)
     if proc.returncode != 0:
@@ -543,13 +554,10 @@ def copy_clip(src: str | Path, dst: str | Path, start_s: float, end_s: float, fr
 def keyframe_times(src: str | Path) -> list[float]:
     """Presentation times of the video's keyframes, from the container's start, read from packet flags: no
     decoding."""
-    import av
-
     with _open(src) as container:
-        stream = container.streams.video[0]
-        tb, origin = stream.time_base, (container.start_time or 0) / av.time_base
+        stream, tb, origin = _video_clock(container)
         return sorted(float(p.pts * tb) - origin for p in container.demux(stream)
-                      if p.size and p.is_keyframe and p.pts is not None and not getattr(p, "is_discard", False))
+                      if _holds_frame(p) and p.is_keyframe and p.pts is not None)
 
 
 def count_video_packets(path: str | Path) -> int:

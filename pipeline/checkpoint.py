@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline import io
 from pipeline.stage import Stage
@@ -95,7 +96,7 @@ class Sinks:
             if index == len(parts) - 1:
                 self.writers[index] = PartWriter(Path(out_dir) / PARTIAL, every_s=every_s)
             elif part.checkpoint_columns:
-                self.writers[index] = PartWriter(Path(out_dir) / PARTIAL / f"part{index}",
+                self.writers[index] = PartWriter(_part_folder(out_dir, index),
                                                  (*stage.input_key, *part.checkpoint_columns), every_s)
 
     def __call__(self, part_index: int) -> PartWriter | None:
@@ -144,7 +145,7 @@ def carried(stage: Stage, out_dir: str | Path, table: pa.Table) -> pa.Table | No
     saved: dict[tuple, dict[str, Any]] = {}
     fields: dict[str, pa.Field] = {}
     for index, part in enumerate(stage.parts()[:-1]):  # a later part's rows hold the earlier parts' work too
-        rows = _latest(stage, Path(out_dir) / PARTIAL / f"part{index}") if part.checkpoint_columns else None
+        rows = _latest(stage, _part_folder(out_dir, index)) if part.checkpoint_columns else None
         if rows is None:
             continue
         fields.update((f.name, f) for f in rows.schema if f.name not in stage.input_key)
@@ -173,6 +174,27 @@ def remaining(stage: Stage, table: pa.Table, finished: pa.Table | None) -> tuple
     todo_rows = [i for i, k in enumerate(keys) if k not in kept_keys]
     kept = finished.filter(pa.array([k in kept_keys for k in _keys(finished, stage.input_key)], pa.bool_()))
     return table.take(pa.array(todo_rows, pa.int64())), kept
+
+
+def progress(out_dir: str | Path, input_key: tuple[str, ...]) -> tuple[int, list[int]] | None:
+    """How far an interrupted run got, read from its saved batches (key columns only, no model, no stage config):
+    (inputs the last part finished, [inputs each earlier part saved, in part order]); None if nothing was saved."""
+    folder = Path(out_dir) / PARTIAL
+    if not (folder / CONFIG).exists():
+        return None
+    earlier = sorted((p for p in folder.glob("part*") if p.is_dir()), key=lambda p: int(p.name[len("part"):]))
+    return _count_inputs(folder, input_key), [_count_inputs(p, input_key) for p in earlier]
+
+
+def _count_inputs(folder: Path, input_key: tuple[str, ...]) -> int:
+    done: set[tuple] = set()
+    for file in folder.glob("part-*.parquet"):
+        done.update(_keys(pq.read_table(file, columns=list(input_key)), input_key))
+    return len(done)
+
+
+def _part_folder(out_dir: str | Path, index: int) -> Path:
+    return Path(out_dir) / PARTIAL / f"part{index}"
 
 
 def clear(out_dir: str | Path) -> None:

@@ -30,26 +30,14 @@ def stage_states(output: str | Path) -> list[dict[str, Any]]:
                          resumed_inputs=stats.get("resumed_inputs", 0))
             manifest = folder / io.MANIFEST
             upstream_rows = pq.read_metadata(manifest).num_rows if manifest.exists() else None
-        elif (folder / checkpoint.PARTIAL / checkpoint.CONFIG).exists():
-            keys = STAGES[name].input_key
-            partial = folder / checkpoint.PARTIAL
-            earlier = sorted((p for p in partial.glob("part*") if p.is_dir()), key=lambda p: int(p.name[4:]))
-            entry.update(state="interrupted", inputs_done=_inputs_saved(partial, keys), inputs=upstream_rows,
-                         earlier_parts_done=[_inputs_saved(p, keys) for p in earlier])
+        elif (saved := checkpoint.progress(folder, STAGES[name].input_key)) is not None:
+            entry.update(state="interrupted", inputs_done=saved[0], inputs=upstream_rows, earlier_parts_done=saved[1])
             upstream_rows = None
         else:
             entry["state"] = "started" if folder.exists() else "not started"
             upstream_rows = None
         states.append(entry)
     return states
-
-
-def _inputs_saved(folder: Path, keys: tuple[str, ...]) -> int:
-    done: set[tuple] = set()
-    for part in sorted(folder.glob("part-*.parquet")):
-        table = pq.read_table(part, columns=list(keys))
-        done.update(zip(*(table.column(k).to_pylist() for k in keys)))
-    return len(done)
 
 
 def describe(entry: dict[str, Any]) -> str:

@@ -9,9 +9,9 @@ from manifests.base import Manifest
 
 f = pa.field
 
-VIDEOS = Manifest("videos", 1, (
+VIDEOS = Manifest("videos", 2, (
     f("video_id", pa.string()),          # sha256 of the file's bytes, first 16 hex digits
-    f("path", pa.string()),
+    f("path", pa.string()),              # as given: an absolute path, or `pkg:<module>/<file>` inside a package
     f("title", pa.string()),
     f("description", pa.string()),
     f("subtitles_path", pa.string()),
@@ -29,7 +29,7 @@ VIDEOS = Manifest("videos", 1, (
 ))
 
 CLIPS = VIDEOS.extend(
-    "clips", 1,
+    "clips", 2,
     f("clip_id", pa.string()),           # "<video_id>_<start_frame>_<end_frame>"
     f("clip_index", pa.int32()),
     f("start_frame", pa.int64()),        # decoded frame index, inclusive
@@ -41,8 +41,17 @@ CLIPS = VIDEOS.extend(
     f("split_notes", pa.list_(pa.string())),  # merges, cuts and trims that made the clip, with their numbers
     f("decoder_passes", pa.int32()),     # times the source was decoded to make this clip's video's clips: 1
     f("frame_indices", pa.list_(pa.int64())),
-    f("frames", pa.list_(pa.binary())),  # JPEG bytes of the sampled frames: later stages never decode video
+    # the sampled frames' JPEG bytes are stored once, in split's frame store (FRAMES): the file, relative to the
+    # run's output folder, and the clip's row in it; later stages read them by reference and never decode video
+    f("frames_file", pa.string()),
+    f("frames_row", pa.int32()),
+    f("frames_digest", pa.string()),     # sha256 of the clip's stored JPEGs (first 16 hex): what caption reruns compare
 )
+
+FRAMES = Manifest("frames", 1, (
+    f("clip_id", pa.string()),
+    f("frames", pa.list_(pa.binary())),  # JPEG bytes, in the order of the clip's frame_indices
+))
 
 CANDIDATE = pa.struct([
     f("teacher", pa.string()),           # the configured teacher's name
@@ -59,10 +68,10 @@ CANDIDATE = pa.struct([
     f("text_truncated", pa.bool_()),     # the scorer's text encoder saw only a prefix of the text
 ])
 
-CAPTIONS = CLIPS.extend("captions", 1, f("candidates", pa.list_(CANDIDATE)))
+CAPTIONS = CLIPS.extend("captions", 2, f("candidates", pa.list_(CANDIDATE)))
 
 SCORED = CAPTIONS.extend(
-    "scored", 1,
+    "scored", 2,
     f("caption", pa.string()),
     f("caption_teacher", pa.string()),
     f("caption_score", pa.float64()),
@@ -79,7 +88,7 @@ SHOTS = Manifest("shots", 1, (
     f("outcome", pa.list_(pa.string())), # what became of each piece of the shot: kept in a clip, merged, dropped
 ))
 
-SHARD_INDEX = Manifest("shard_index", 2, (
+SHARD_INDEX = Manifest("shard_index", 3, (
     f("key", pa.string()),               # the clip id: the webdataset key
     f("shard", pa.string()),             # tar file name
     f("position", pa.int32()),           # sample's position within its tar
@@ -97,4 +106,4 @@ SHARD_INDEX = Manifest("shard_index", 2, (
     f("caption_score", pa.float64()),
 ))
 
-__all__ = ["CANDIDATE", "CAPTIONS", "CLIPS", "Manifest", "SCORED", "SHARD_INDEX", "SHOTS", "VIDEOS"]
+__all__ = ["CANDIDATE", "CAPTIONS", "CLIPS", "FRAMES", "Manifest", "SCORED", "SHARD_INDEX", "SHOTS", "VIDEOS"]

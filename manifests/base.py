@@ -45,6 +45,14 @@ class Manifest:
         self.validate(table)
         return table.select([f.name for f in self.fields]).cast(self.schema)
 
+    def check_stage(self, folder: str | Path) -> None:
+        """A finished stage folder written for this manifest's version (its index names the schema)."""
+        from pipeline import parts
+
+        found = parts.read_index(folder).get("schema", "")
+        if found and found != f"{self.name}/{self.version}":
+            raise ValueError(f"{folder}: schema {found}, this version of vlcurate reads {self.name}/{self.version}")
+
     def write(self, path: str | Path, table: pa.Table) -> None:
         self.validate(table)
         io.write_parquet(path, table.cast(self.schema))

@@ -1,93 +1,173 @@
-"""Runs one stage end to end: skip if done, resume if interrupted, map batches through a runner (saving each
-finished batch), finalize, then write manifest, stats.json and `_SUCCESS` (in that order, each atomically)."""
+"""Runs one stage end to end: skip if done, resume if interrupted, plan its tasks, let a runner's workers run them,
+then write the index, stats.json and `_SUCCESS` (in that order, each atomically).
+
+The driver handles task descriptors and the records workers return (file names, row counts, checksums); run-wide
+steps and stats read only the columns they need, one part at a time (pipeline/parts.py).
+"""
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pyarrow as pa
 
-from pipeline import checkpoint, io
-from pipeline.runners.base import Runner
-from pipeline.stage import Stage, count_errors
+from pipeline import checkpoint, io, parts
+from pipeline.runners.base import Runner, groups
+from pipeline.stage import Stage, error_reason
 
 log = logging.getLogger(__name__)
+PREVIOUS = "_previous"
 
 
 def stage_dir(output: str | Path, stage_name: str) -> Path:
     return Path(output) / stage_name
 
 
-def _previous_manifest(path: Path, stage_name: str) -> pa.Table | None:
-    """The manifest an earlier run left here, for stages that keep finished work; unreadable means none."""
-    if not path.exists():
-        return None
-    try:
-        return io.read_parquet(path)
-    except Exception as exc:  # a damaged or foreign file only costs the reuse
-        log.warning("%s: cannot read the previous %s (%s); redoing everything", stage_name, path, exc)
-        return None
+class StageView:
+    """A finished pass's output as the stats see it: part by part, chosen columns only."""
+
+    def __init__(self, folder: Path, records: list[dict[str, Any]]):
+        self.folder, self.records = folder, records
+
+    def files(self, kind: str = "part") -> list[Path]:
+        return [self.folder / f["file"] for r in records_sorted(self.records) for f in r["files"] if f["kind"] == kind]
+
+    def parts(self, columns: list[str] | None = None, kind: str = "part") -> Iterator[pa.Table]:
+        return parts.iter_parts(self.files(kind), columns)
 
 
-def run_stage(stage: Stage, input_table: pa.Table, output: str | Path, runner: Runner, *,
-              overwrite: bool = False, run_config: dict[str, Any] | None = None) -> pa.Table:
-    out_dir = stage_dir(output, stage.name)
-    if io.is_done(out_dir) and not overwrite:
-        log.warning("%s: %s is complete, skipping (use --overwrite to redo it)", stage.name, out_dir)
-        return io.read_parquet(out_dir / io.MANIFEST)
-    resuming = not overwrite and checkpoint.usable(stage, out_dir)
-    if stage.keeps_previous:
-        carried = checkpoint.carried(stage, out_dir, input_table) if resuming else None
-        previous = carried if carried is not None else _previous_manifest(out_dir / io.MANIFEST, stage.name)
-        input_table = stage.prepare_input(input_table, previous)
-    finished = checkpoint.load(stage, out_dir) if resuming else None
+def records_sorted(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(records, key=lambda r: r["name"])
+
+
+def _reset(stage: Stage, folder: Path) -> None:
+    """Start over: the old outputs go (a stage that carries finished work keeps its last finished manifest aside)."""
+    previous = folder / PREVIOUS
+    if stage.keeps_previous and io.is_done(folder):
+        shutil.rmtree(previous, ignore_errors=True)
+        previous.mkdir(parents=True)
+        for path in parts.part_files(folder):
+            path.rename(previous / path.name)
+    (folder / io.SUCCESS).unlink(missing_ok=True)
+    if folder.exists():
+        for child in folder.iterdir():
+            if child.name != PREVIOUS:
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def _tasks(stage: Stage, k: int, pass_: Stage, previous: list[str], source: list[tuple[str, int]], folder: Path,
+           root: Path, final: bool, names: list[str] | None) -> list[dict[str, Any]]:
+    """The descriptors of pass `k`'s tasks: its own plan, else fixed chunks of the stage input (first pass) or one
+    task per part of the previous pass (`names`: those parts, when the previous pass has not run yet)."""
+    out = folder if final else folder / parts.WORK / f"pass{k}"
+    planned = pass_.plan_tasks(previous)
+    if planned is None and k == 0:
+        planned = [{"name": parts.part_name(j), "inputs": chunk}
+                   for j, chunk in enumerate(parts.chunks(source, stage.config.part_rows))]
+    elif planned is None:
+        prev_out = folder / parts.WORK / f"pass{k - 1}"
+        names = names if names is not None else [Path(p).stem for p in previous]
+        planned = [{"name": n, "inputs": [(str(prev_out / f"{n}.parquet"), 0, None)]} for n in names]
+    previous_parts = sorted(str(p) for p in (folder / PREVIOUS).glob("*.parquet")) if stage.keeps_previous else []
+    return [{**t, "pass": k, "root": str(root), "stage_dir": str(folder), "out": str(out), "final": final,
+             "record": str(parts.record_path(folder, k, t["name"])),
+             **({"previous": previous_parts} if k == 0 and previous_parts else {})} for t in planned]
+
+
+def _run_passes(stage: Stage, source: list[tuple[str, int]], folder: Path, root: Path,
+                runner: Runner) -> list[list[dict[str, Any]]]:
+    passes = stage.passes()
+    previous = [f for f, _ in source]
+    all_records: list[list[dict[str, Any]]] = []
+    for group in groups(passes, runner.cluster()):
+        chain = []
+        names: list[str] | None = None
+        for k in group:
+            if k == group[0]:
+                passes[k].before(previous, source)
+            tasks = _tasks(stage, k, passes[k], previous, source, folder, root, k == len(passes) - 1, names)
+            names = [t["name"] for t in tasks]
+            chain.append(tasks)
+        io.atomic_write_json(folder / parts.WORK / "plan.json", {"passes": len(passes), "tasks": len(chain[-1]),
+                                                                 "last_pass": group[-1]})
+        records = runner.run([passes[k] for k in group], chain)
+        all_records.extend(records)
+        previous = [str(folder / f["file"]) for r in records_sorted(records[-1]) for f in r["files"]
+                    if f["kind"] == "part"]
+    return all_records
+
+
+def run_stage(stage: Stage, source: list[tuple[str, int]], output: str | Path, runner: Runner, *,
+              overwrite: bool = False, run_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`source`: the stage's input, `(parquet file, rows)` in order. Returns the stage's stats."""
+    folder = stage_dir(output, stage.name)
+    if io.is_done(folder) and not overwrite:
+        log.warning("%s: %s is complete, skipping (use --overwrite to redo it)", stage.name, folder)
+        return io.read_json(folder / io.STATS)
+    fingerprint = checkpoint.fingerprint(stage, source)
+    resuming = not overwrite and checkpoint.usable(stage, folder, fingerprint)
     if not resuming:
-        io.clear_stage_dir(out_dir)  # an interrupted run's side files (staged clips, shots) stay when resuming
-    out_dir.mkdir(parents=True, exist_ok=True)
+        _reset(stage, folder)
+    folder.mkdir(parents=True, exist_ok=True)
     if run_config is not None:
-        io.atomic_write_json(out_dir / "config.json", run_config)
-    todo, kept = checkpoint.remaining(stage, input_table, finished)
-    resumed = input_table.num_rows - todo.num_rows
-    if resumed:
-        log.warning("%s: resuming an interrupted run: %d of %d inputs were done (--overwrite starts over)",
-                    stage.name, resumed, input_table.num_rows)
-    checkpoint.begin(stage, out_dir)
-
-    stage.out_dir = str(out_dir)
+        io.atomic_write_json(folder / "config.json", run_config)
+    checkpoint.begin(folder, fingerprint)
     started = time.perf_counter()
-    sinks = checkpoint.Sinks(stage, out_dir) if stage.input_key else None
-    try:
-        table = runner.map(stage, todo, sinks)
-    except BaseException:  # a crash or Ctrl-C: keep every batch that did finish
-        if sinks is not None:
-            sinks.flush()
-        raise
-    if kept.num_rows:
-        table = pa.concat_tables([kept, table.cast(kept.schema)])
-    table = stage.finalize(table, str(out_dir))
-    elapsed = time.perf_counter() - started
+    records = _run_passes(stage, source, folder, Path(output), runner)
+    resumed = sum(r["rows_in"] for r in records[0] if r["resumed"])
+    if resumed:
+        log.warning("%s: resumed an interrupted run: %d of %d inputs were done (--overwrite starts over)",
+                    stage.name, resumed, sum(rows for _, rows in source))
+    counts: Counter = Counter()
+    for record in (r for pass_records in records for r in pass_records):
+        counts.update(record.get("counts") or {})
+    stats = _finish(stage, folder, records[-1], source, resumed, time.perf_counter() - started, runner.name,
+                    dict(counts))
+    log.info("%s: %d rows in, %d out, %d errors, %.1fs", stage.name, stats["rows_in"], stats["rows_out"],
+             stats["errors_total"], stats["seconds"])
+    return stats
 
-    errors = table.column("error").to_pylist() if "error" in table.column_names else []
-    inherited = sum(1 for e in errors if e and not e.startswith(stage.name + "/"))
+
+def _finish(stage: Stage, folder: Path, records: list[dict[str, Any]], source: list[tuple[str, int]],
+            resumed: int, elapsed: float, executor: str, counts: dict[str, int]) -> dict[str, Any]:
+    view = StageView(folder, records)
+    files = [f for r in records_sorted(records) for f in r["files"]]
+    side: dict[str, list[dict[str, Any]]] = {}
+    for f in files:
+        if f["kind"] != "part":
+            side.setdefault(f["kind"], []).append(f)
+    errors: Counter = Counter()
+    inherited = 0
+    for table in view.parts(["error"]):
+        if "error" in table.column_names:
+            for e in table.column("error").to_pylist():
+                if e:
+                    errors[error_reason(e)] += 1
+                    inherited += not e.startswith(stage.name + "/")
+    total = sum(errors.values())
     stats = {
         "stage": stage.name,
-        "executor": runner.name,
-        "rows_in": input_table.num_rows,
-        "rows_out": table.num_rows,
+        "executor": executor,
+        "rows_in": sum(rows for _, rows in source),
+        "rows_out": sum(f["rows"] or 0 for f in files if f["kind"] == "part"),
+        "parts": sum(1 for f in files if f["kind"] == "part"),
         "resumed_inputs": resumed,
-        "errors_total": sum(1 for e in errors if e),
-        "errors_new": sum(1 for e in errors if e) - inherited,
-        "errors_by_reason": count_errors(errors),
+        "errors_total": total,
+        "errors_new": total - inherited,
+        "errors_by_reason": dict(sorted(errors.items())),
         "seconds": round(elapsed, 3),
-        **stage.stats(table),
+        **counts,
+        **stage.stats(view),
     }
-    io.write_parquet(out_dir / io.MANIFEST, table)
-    io.atomic_write_json(out_dir / io.STATS, stats)
-    io.mark_done(out_dir)
-    checkpoint.clear(out_dir)
-    log.info("%s: %d rows in, %d out, %d errors, %.1fs", stage.name, stats["rows_in"], stats["rows_out"],
-             stats["errors_total"], elapsed)
-    return table
+    schema = (stage.output_schema.metadata or {}).get(b"vlcurate.schema", b"").decode()
+    parts.write_index(folder, schema, [f for f in files if f["kind"] == "part"], side)
+    io.atomic_write_json(folder / io.STATS, stats)
+    io.mark_done(folder)
+    parts.clear_work(folder)
+    shutil.rmtree(folder / PREVIOUS, ignore_errors=True)
+    return stats

@@ -35,14 +35,14 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
-def write_parquet(path: str | Path, table: pa.Table) -> None:
+def write_parquet(path: str | Path, table: pa.Table, row_group_size: int | None = None) -> None:
     """Parquet written to a temp name and renamed; no wall-clock metadata, so equal tables give equal bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
@@ -68,3 +68,7 @@ def clear_stage_dir(stage_dir: str | Path) -> None:
     (stage_dir / SUCCESS).unlink(missing_ok=True)
     if stage_dir.exists():
         shutil.rmtree(stage_dir)
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())

@@ -34,6 +34,8 @@ class StageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     resources: Resources = Field(default_factory=Resources)
+    part_rows: int = Field(512, ge=1, description="input rows per task: each task reads its rows and writes one part "
+                                                  "file of the stage's output (the unit of work and of resume)")
 
 
 def error_text(stage: str, reason: str, detail: str = "") -> str:
@@ -52,29 +54,28 @@ def count_errors(errors: Iterable[str | None]) -> dict[str, int]:
 
 
 class Stage:
-    """Base of all stages.
+    """Base of all stages, and of the passes a stage runs (caption: one per teacher).
 
     Subclasses set ``name``, ``config_class``, ``input_stage`` (the stage whose manifest they read, None for
-    ingest), ``output_schema`` and ``sort_keys`` (output order, so local and Ray runs write the same bytes).
+    ingest) and ``output_schema``, and implement ``process_batch``. Runners hand each worker whole tasks: the rows of
+    one part of the input, which ``process_part`` maps in batches of ``resources.batch_size``; the worker writes the
+    part's output files itself (pipeline/tasks.py). Output rows keep their input's order, so part order is the
+    manifest's order, local or Ray.
     """
 
     name: ClassVar[str]
     config_class: ClassVar[type[StageConfig]] = StageConfig
     input_stage: ClassVar[str | None] = None
     output_schema: ClassVar[pa.Schema]
-    sort_keys: ClassVar[tuple[str, ...]] = ()
-    local_parallel: ClassVar[bool] = False  # the local runner may fan batches out over processes
-    keeps_previous: ClassVar[bool] = False  # prepare_input gets the stage's previous manifest, if there is one
-    # Columns that identify an input row and that every output row made from it keeps (error rows included): with
-    # them, an interrupted run of the stage resumes where it stopped (pipeline/checkpoint.py); empty: it starts over.
-    input_key: ClassVar[tuple[str, ...]] = ()
-    # As a stage's part before its last: the columns holding this part's own work, saved batch by batch so that an
-    # interrupted run's `prepare_input` can carry them (caption's teachers: "candidates"); empty: not saved.
-    checkpoint_columns: ClassVar[tuple[str, ...]] = ()
+    local_parallel: ClassVar[bool] = False  # the local runner may fan tasks out over processes
+    keeps_previous: ClassVar[bool] = False  # tasks get the stage's previous manifest parts, to carry finished work
+    reads_frames: ClassVar[bool] = False  # input rows get their `frames` back from split's frame store
+    # columns written once to a side table `<stage>/<column>/part-N.parquet` keyed by `clip_id`; the manifest keeps
+    # `<column>_file` and `<column>_row` (split: the sampled frames)
+    stores: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: StageConfig | None = None):
         self.config = config if config is not None else self.config_class()
-        self.out_dir: str | None = None  # set by the executor before mapping, for stages that write side files
         self._ready = False
 
     @property
@@ -92,33 +93,53 @@ class Stage:
     def process_batch(self, batch: pa.Table) -> pa.Table:
         raise NotImplementedError
 
+    def process_part(self, table: pa.Table, task: dict[str, Any]) -> pa.Table:
+        """One task's rows, in fixed batches; the output keeps their order."""
+        self.ensure_setup()
+        size = self.resources.batch_size
+        outputs = [self.process_batch(table.slice(i, size)) for i in range(0, table.num_rows, size)]
+        schema = self.output_schema
+        outputs = [o.select(schema.names).cast(schema) for o in outputs if o.num_rows]
+        return pa.concat_tables(outputs) if outputs else self.output_schema.empty_table()
+
+    def part_counts(self) -> dict[str, int]:
+        """Counts this worker gathered over the task it just ran (then reset): summed over all tasks into stats."""
+        return {}
+
+    def side_tables(self, table: pa.Table) -> dict[str, pa.Table]:
+        """Extra tables this part writes beside its manifest part, by name (split: `shots`); default none."""
+        return {}
+
     @property
     def label(self) -> str:
-        """Name in progress bars and logs; a part of a stage says which part it is."""
+        """Name in progress bars and logs; a pass of a stage says which pass it is."""
         return self.name
 
-    def parts(self) -> list["Stage"]:
-        """What runners map, in order, each part over the previous part's output: the stage itself, or sub-stages
-        with their own resources (under Ray, an actor pool each), e.g. one per caption teacher."""
+    def passes(self) -> list["Stage"]:
+        """What runners map, in order, each pass over the previous pass's output parts: the stage itself, or
+        sub-stages with their own resources (under Ray, an actor pool each), e.g. one per caption teacher."""
         return [self]
 
-    def prepare_input(self, table: pa.Table, previous: pa.Table | None) -> pa.Table:
-        """On the driver, before mapping, for stages with `keeps_previous`. `previous` is this stage's manifest from
-        an earlier run into the same folder (None if there is none): a stage may carry finished work from it into its
-        input, so that a rerun redoes only what changed."""
-        return table
+    # A pass may first compute run-wide values on the driver, from the small columns it needs of the previous pass's
+    # output (`before`), or plan its own tasks (`plan_tasks`, e.g. one per output shard); either makes it start a new
+    # group of passes (runners stream a group's passes together).
+    def before(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
+        """Driver-side, before this pass's tasks: `previous` are the previous pass's output files (the stage's input
+        files for the first pass). Values set on `self` travel to the workers with the pass."""
 
-    def finalize(self, table: pa.Table, out_dir: str) -> pa.Table:
-        """Global work after every batch is done (sorting, run-wide thresholds, writing shards). Runs on the driver.
+    def plan_tasks(self, previous: list[str]) -> list[dict[str, Any]] | None:
+        """Tasks of this pass, each a JSON-able dict with at least `name`; None: one per previous part (default)."""
+        return None
 
-        Returns the table written as the stage's manifest."""
-        if self.sort_keys and table.num_rows:
-            table = table.sort_by([(k, "ascending") for k in self.sort_keys])
-        return table
+    @property
+    def is_barrier(self) -> bool:
+        cls = type(self)
+        return cls.before is not Stage.before or cls.plan_tasks is not Stage.plan_tasks
 
-    def stats(self, table: pa.Table) -> dict[str, Any]:
-        """Stage-specific numbers for stats.json, computed from the final table so they are runner-independent;
-        keys here override the executor's defaults."""
+    def stats(self, view: Any) -> dict[str, Any]:
+        """Stage-specific numbers for stats.json from the finished output: `view.parts(columns)` yields it one part
+        at a time (`kind=` a side table's name instead), as often as needed, so no run-wide table is ever held; keys
+        here override the executor's defaults."""
         return {}
 
     def to_table(self, rows: list[dict[str, Any]]) -> pa.Table:

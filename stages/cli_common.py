@@ -56,14 +56,13 @@ def run_command(stage_names: tuple[str, ...], *, profile: Optional[str], config:
         typer.secho(f"\ninterrupted: finished batches are saved in {cfg.output}; run the same command again to go on "
                     "from there (--overwrite starts over)", fg="yellow", err=True)
         raise typer.Exit(130) from None
-    last = results[stage_names[-1]]
-    if stage_names[-1] != "shard" and "error" in last.column_names:
-        ok = sum(1 for e in last.column("error").to_pylist() if not e)
-        if last.num_rows and ok == 0:
-            typer.secho(f"{stage_names[-1]}: nothing could be processed; see {cfg.output}", fg="red", err=True)
-            raise typer.Exit(1)
-    elif stage_names[-1] == "shard" and last.num_rows == 0:
-        typer.secho(f"shard: no samples were written; see {cfg.output}/shard/errors.parquet", fg="red", err=True)
+    last = stage_names[-1]
+    stats = results[last]
+    if last != "shard" and stats["rows_out"] and stats["errors_total"] >= stats["rows_out"]:
+        typer.secho(f"{last}: nothing could be processed; see {cfg.output}", fg="red", err=True)
+        raise typer.Exit(1)
+    if last == "shard" and stats["rows_out"] == 0:
+        typer.secho(f"shard: no samples were written; see {cfg.output}/shard/errors/", fg="red", err=True)
         raise typer.Exit(1)
     from stages.status import describe, stage_states
 

@@ -43,6 +43,15 @@ def package_dir(module: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def local_path(source: str) -> str:
+    """A source as the user gave it, where it lies on this machine: `pkg:<module>/<file>` is looked up in the
+    installed package (manifests keep the `pkg:` form, so two machines with other install paths write the same)."""
+    if source.startswith("pkg:"):
+        module, _, rel = source[4:].partition("/")
+        return str(package_dir(module) / rel)
+    return source
+
+
 def _dist_version(module: str) -> str:
     for name in (module, module.replace("_", "-")):
         try:

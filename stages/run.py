@@ -1,13 +1,11 @@
-"""Chains the stages: each reads the manifest the previous one wrote, so any stage can also run alone."""
+"""Chains the stages: each reads the part files the previous one wrote, so any stage can also run alone."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
-import pyarrow as pa
-
-from pipeline import io
+from pipeline import io, parts
 from pipeline.executor import run_stage, stage_dir
 from pipeline.runners import Runner, make_runner
 from pipeline.stage import Stage
@@ -23,29 +21,36 @@ STAGES: dict[str, type[Stage]] = {
 }
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INPUT_MANIFESTS = {"split": "videos", "caption": "clips", "score": "captions", "shard": "scored"}
+INPUT_LIST = "_input/videos.parquet"  # ingest's input: the discovered paths, under the run's output folder
 
 
 def build_stage(name: str, config: RunConfig) -> Stage:
     return STAGES[name](getattr(config, name))
 
 
-def stage_input(name: str, config: RunConfig) -> pa.Table:
+def stage_input(name: str, config: RunConfig) -> list[tuple[str, int]]:
+    """The stage's input files with their row counts; nothing but metadata is read here."""
     import manifests
 
     if name == "ingest":
         source = config.resolved_input(PROJECT_ROOT)
         if not source:
             raise ValueError("no input: pass --input (a folder, a glob or a list file) or set `input` in the config")
-        return discover(source, config.ingest)
+        table = discover(source, config.ingest)
+        path = Path(config.output) / INPUT_LIST
+        io.write_parquet(path, table, row_group_size=parts.ROW_GROUP)
+        return [(str(path), table.num_rows)]
     previous = STAGES[name].input_stage
-    path = stage_dir(config.output, previous) / io.MANIFEST
-    if not io.is_done(stage_dir(config.output, previous)):
-        raise FileNotFoundError(f"{name} reads {path}, but the {previous} stage has not finished there; run it first")
-    manifest = getattr(manifests, INPUT_MANIFESTS[name].upper())
-    return manifest.read(path)
+    folder = stage_dir(config.output, previous)
+    if not io.is_done(folder):
+        raise FileNotFoundError(f"{name} reads {folder}, but the {previous} stage has not finished there; run it first")
+    getattr(manifests, INPUT_MANIFESTS[name].upper()).check_stage(folder)
+    return parts.input_files(folder)
 
 
-def run_stages(config: RunConfig, names: Iterable[str] = STAGE_ORDER, runner: Runner | None = None) -> dict[str, pa.Table]:
+def run_stages(config: RunConfig, names: Iterable[str] = STAGE_ORDER,
+               runner: Runner | None = None) -> dict[str, dict[str, Any]]:
+    """Runs the stages in order; returns each one's stats."""
     runner = runner or make_runner(config.executor, config.ray_address)
     dump = config.model_dump(mode="json")
     Path(config.output).mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,8 @@
-"""Runners decide where a stage's batches run; every runner feeds a stage the same batches in the same order."""
+"""Runners decide where a stage's tasks run; every runner gives each task the same rows and batches."""
 
 from __future__ import annotations
 
-from pipeline.runners.base import Runner, split_batches
+from pipeline.runners.base import Runner, groups
 from pipeline.runners.local import LocalRunner
 
 
@@ -16,4 +16,4 @@ def make_runner(executor: str, ray_address: str | None = None) -> Runner:
     raise ValueError(f"unknown executor {executor!r}; use 'local' or 'ray'")
 
 
-__all__ = ["LocalRunner", "Runner", "make_runner", "split_batches"]
+__all__ = ["LocalRunner", "Runner", "groups", "make_runner"]

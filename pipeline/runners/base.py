@@ -1,41 +1,42 @@
+"""What every runner does: run a group of passes over their tasks, each task read and written by a worker, and
+hand back only the tasks' records. Runners decide where tasks run, never what they compute."""
+
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import pyarrow as pa
+from typing import Any
 
 from pipeline.stage import Stage
 
-
-def split_batches(table: pa.Table, batch_size: int) -> list[pa.Table]:
-    """Fixed batch boundaries shared by all runners: models see the same batches local or on Ray, so they
-    compute the same numbers."""
-    return [table.slice(i, batch_size) for i in range(0, table.num_rows, batch_size)]
+Record = dict[str, Any]
+Task = dict[str, Any]
 
 
-def concat(tables: list[pa.Table], stage: Stage) -> pa.Table:
-    tables = [t for t in tables if t.num_rows]
-    if not tables:
-        return stage.output_schema.empty_table()
-    return pa.concat_tables([t.cast(stage.output_schema) for t in tables])
-
-
-Sink = Callable[[pa.Table], None]
-PartSinks = Callable[[int], Sink | None]  # a part's index -> where its finished batches go, if anywhere
+def groups(passes: list[Stage], cluster: dict[str, float]) -> list[list[int]]:
+    """Consecutive passes that can run as one pipeline (indexes into `passes`): a pass that computes run-wide
+    values or plans its own tasks starts a new group, and so does one whose GPUs would not fit beside the group's."""
+    total_gpus = float(cluster.get("GPU", 0.0))
+    out: list[list[int]] = []
+    for k, p in enumerate(passes):
+        group = out[-1] if out else None
+        fits = group is not None and not p.is_barrier and (
+            p.resources.gpus == 0 or sum(passes[i].resources.gpus for i in group) + p.resources.gpus <= total_gpus)
+        if fits:
+            group.append(k)  # type: ignore[union-attr]
+        else:
+            out.append([k])
+    return out
 
 
 class Runner:
     name: str = "base"
 
-    def map(self, stage: Stage, table: pa.Table, sinks: PartSinks | None = None) -> pa.Table:
-        """The stage's parts in order, each mapping the previous one's output. `sinks(k)`, if given, gets every
-        batch of part k's output as soon as it is done (the executor saves them, so an interrupted stage can
-        resume)."""
-        for index, part in enumerate(stage.parts()):
-            table = self.map_part(part, table, sinks(index) if sinks else None)
-        return table
+    def cluster(self) -> dict[str, float]:
+        """The resources passes are planned on."""
+        return {}
 
-    def map_part(self, stage: Stage, table: pa.Table, sink: Sink | None = None) -> pa.Table:
+    def run(self, passes: list[Stage], chain: list[list[Task]]) -> list[list[Record]]:
+        """`chain[i]`: the tasks of `passes[i]`; task j of a later pass reads what task j of the one before wrote.
+        Returns each pass's records, in task order."""
         raise NotImplementedError
 
     def close(self) -> None:

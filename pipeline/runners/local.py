@@ -5,11 +5,11 @@ import os
 import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-import pyarrow as pa
 from tqdm.auto import tqdm
 
-from pipeline.runners.base import Runner, Sink, concat, split_batches
+from pipeline.runners.base import Record, Runner, Task
 from pipeline.stage import Stage
+from pipeline.tasks import execute
 
 _WORKER_STAGE: Stage | None = None
 _SETUP_ERROR: BaseException | None = None
@@ -24,18 +24,18 @@ def _init_worker(stage: Stage) -> None:
     _WORKER_STAGE = stage
     try:
         stage.ensure_setup()
-    except Exception as exc:  # kept for the first batch to raise: an initializer's error only breaks the pool
+    except Exception as exc:  # kept for the first task to raise: an initializer's error only breaks the pool
         _SETUP_ERROR = exc
 
 
-def _run_batch(batch: pa.Table) -> pa.Table:
+def _run_task(task: Task) -> Record:
     assert _WORKER_STAGE is not None
     if _SETUP_ERROR is not None:
         raise _SETUP_ERROR
-    return _WORKER_STAGE.process_batch(batch)
+    return execute(_WORKER_STAGE, task)
 
 
-def local_workers(stage: Stage, num_batches: int) -> int:
+def local_workers(stage: Stage, num_tasks: int) -> int:
     """CPU-bound stages (split) fan out over processes; model stages keep one copy of their models."""
     if stage.resources.pool_size:
         wanted = stage.resources.pool_size
@@ -43,37 +43,35 @@ def local_workers(stage: Stage, num_batches: int) -> int:
         wanted = os.cpu_count() or 1
     else:
         wanted = 1
-    return max(1, min(wanted, num_batches))
+    return max(1, min(wanted, num_tasks))
 
 
 class LocalRunner(Runner):
-    """In-process, or a pool of spawned processes for CPU-bound stages; same batches, same order, a progress bar.
-    A stage's parts run one after the other."""
+    """In-process, or a pool of spawned processes for CPU-bound stages; each worker runs whole tasks (one part at a
+    time, so memory stays bounded); a stage's passes run one after the other, with a progress bar each."""
 
     name = "local"
 
-    def map_part(self, stage: Stage, table: pa.Table, sink: Sink | None = None) -> pa.Table:
-        batches = split_batches(table, stage.resources.batch_size)
-        workers = local_workers(stage, len(batches))
-        outputs: list[pa.Table | None] = [None] * len(batches)
+    def cluster(self) -> dict[str, float]:
+        return {"CPU": float(os.cpu_count() or 1)}
 
-        def done(i: int, output: pa.Table) -> None:
-            outputs[i] = output
-            if sink is not None:
-                sink(concat([output], stage))
-            bar.update(batches[i].num_rows)
+    def run(self, passes: list[Stage], chain: list[list[Task]]) -> list[list[Record]]:
+        return [self._run_pass(p, tasks) for p, tasks in zip(passes, chain)]
 
-        with tqdm(total=table.num_rows, desc=stage.label, unit="row", disable=None) as bar:
+    def _run_pass(self, stage: Stage, tasks: list[Task]) -> list[Record]:
+        workers = local_workers(stage, len(tasks))
+        records: list[Record | None] = [None] * len(tasks)
+        with tqdm(total=len(tasks), desc=stage.label, unit="part", disable=None) as bar:
             if workers == 1:
-                if batches:
-                    stage.ensure_setup()
-                for i, batch in enumerate(batches):
-                    done(i, stage.process_batch(batch))
+                for i, task in enumerate(tasks):
+                    records[i] = execute(stage, task)
+                    bar.update()
             else:
                 context = multiprocessing.get_context("spawn")  # fork after torch or threads is unsafe
                 with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                          initargs=(stage,)) as pool:
-                    futures = {pool.submit(_run_batch, batch): i for i, batch in enumerate(batches)}
+                    futures = {pool.submit(_run_task, task): i for i, task in enumerate(tasks)}
                     for future in as_completed(futures):
-                        done(futures[future], future.result())
-        return concat([o for o in outputs if o is not None], stage)
+                        records[futures[future]] = future.result()
+                        bar.update()
+        return records  # type: ignore[return-value]

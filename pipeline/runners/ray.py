@@ -2,35 +2,40 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 
 import pyarrow as pa
 
-from pipeline.runners.base import PartSinks, Runner, Sink, concat, split_batches
+from pipeline.runners.base import Record, Runner, Task
 from pipeline.stage import Stage
+from pipeline.tasks import execute
 
 log = logging.getLogger(__name__)
 
 
-class _StageActor:
-    """Holds one set-up stage per actor, so models load once per worker, not once per batch."""
+class _PassActor:
+    """Holds one set-up pass per actor, so models load once per worker, not once per task; each call runs one task
+    (reads its part, writes its files) and adds the task's record to the row."""
 
-    def __init__(self, stage: Stage):
-        self.stage = stage
+    def __init__(self, stage: Stage, column: int):
+        self.stage, self.column = stage, column
         self.stage.ensure_setup()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return self.stage.process_batch(batch)
+        tasks = batch.column(f"t{self.column}").to_pylist()
+        records = [json.dumps(execute(self.stage, json.loads(t))) for t in tasks]
+        return batch.append_column(f"r{self.column}", pa.array(records, pa.string()))
 
 
-def plan_pool(requested_cpus: float, requested_gpus: float, pool_size: int | None, num_batches: int,
+def plan_pool(requested_cpus: float, requested_gpus: float, pool_size: int | None, num_tasks: int,
               cluster: dict[str, float]) -> tuple[int, float, float]:
     """Pool size and per-actor CPUs that fit the cluster.
 
     Whole-CPU actors on a 2-CPU machine can wait forever for a slot Ray Data itself holds, so CPUs per actor are
-    shrunk to a fraction of what is free, and the pool never exceeds the batches it will get.
+    shrunk to a fraction of what is free, and the pool never exceeds the tasks it will get.
     """
     total_cpus = float(cluster.get("CPU", 1.0))
     total_gpus = float(cluster.get("GPU", 0.0))
@@ -41,13 +46,17 @@ def plan_pool(requested_cpus: float, requested_gpus: float, pool_size: int | Non
         pool_size = max(1, int(usable // requested_cpus))
         if requested_gpus > 0:
             pool_size = min(pool_size, max(1, int(total_gpus // requested_gpus)))
-    pool_size = max(1, min(pool_size, max(num_batches, 1)))
+    pool_size = max(1, min(pool_size, max(num_tasks, 1)))
     cpus = min(requested_cpus, usable / pool_size)
     cpus = math.floor(cpus * 100) / 100 or 0.01
     return pool_size, cpus, requested_gpus
 
 
 class RayRunner(Runner):
+    """Each pass an actor pool over a dataset of task descriptors: workers read their parts and write their files,
+    and only the records (file names, rows, checksums) come back to the driver. A group's passes stream: a part
+    goes on to the next pass as soon as the previous one wrote it."""
+
     name = "ray"
 
     def __init__(self, address: str | None = None):
@@ -65,66 +74,32 @@ class RayRunner(Runner):
         ctx.execution_options.preserve_order = True
         ctx.enable_progress_bars = os.environ.get("VLCURATE_PROGRESS", "1") != "0"
 
-    def map(self, stage: Stage, table: pa.Table, sinks: PartSinks | None = None) -> pa.Table:
-        """Parts that can stream together run as one Ray Data pipeline, an actor pool each, all at work at once on
-        different batches; the next group starts on the previous group's output. Only a group's last part reaches
-        the driver, so only its batches go to `sinks`."""
-        cluster = self._ray.cluster_resources()
-        last = -1
-        for group in stream_groups(stage.parts(), cluster):
-            last += len(group)
-            table = self._map_chain(group, table, cluster, sinks(last) if sinks else None)
-        return table
+    def cluster(self) -> dict[str, float]:
+        return self._ray.cluster_resources()
 
-    def map_part(self, stage: Stage, table: pa.Table, sink: Sink | None = None) -> pa.Table:
-        return self._map_chain([stage], table, self._ray.cluster_resources(), sink)
-
-    def _map_chain(self, parts: list[Stage], table: pa.Table, cluster: dict[str, float],
-                   sink: Sink | None = None) -> pa.Table:
+    def run(self, passes: list[Stage], chain: list[list[Task]]) -> list[list[Record]]:
         ray = self._ray
-        batches = split_batches(table, parts[0].resources.batch_size)
-        if not batches:
-            return concat([], parts[-1])
-        # One block per batch: batch_size=None hands each actor exactly the batches the local runner uses, and each
-        # actor returns one block per block, so later parts of the chain see the same batches too.
-        ds = ray.data.from_arrow(batches)
-        for part in parts:
+        count = len(chain[0])
+        if not count:
+            return [[] for _ in passes]
+        cluster = self.cluster()
+        rows = [{"j": j, **{f"t{k}": json.dumps(chain[k][j]) for k in range(len(passes))}} for j in range(count)]
+        ds = ray.data.from_items(rows, override_num_blocks=count)
+        for k, part in enumerate(passes):
             res = part.resources
-            pool, cpus, gpus = plan_pool(res.cpus, res.gpus, res.pool_size, len(batches), share(part, parts, cluster))
-            log.info("%s: %d actors x %.2f CPU, %.2f GPU, %d batches", part.label, pool, cpus, gpus, len(batches))
-            actor = type(part.label.replace(":", "_"), (_StageActor,), {})  # named per part in Ray's progress
-            ds = ds.map_batches(
-                actor,
-                fn_constructor_kwargs={"stage": part},
-                batch_size=None,
-                batch_format="pyarrow",
-                compute=ray.data.ActorPoolStrategy(size=pool),
-                num_cpus=cpus,
-                num_gpus=gpus or None,
-            )
-        outputs = []
-        # blocks stream back in order as their batches finish, so the sink saves work while the rest still runs
-        for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            outputs.append(block)
-            if sink is not None:
-                sink(concat([block], parts[-1]))
-        return concat(outputs, parts[-1])
-
-
-def stream_groups(parts: list[Stage], cluster: dict[str, float]) -> list[list[Stage]]:
-    """Consecutive parts that can run as one pipeline: the same batch size (so no re-batching between them) and
-    GPUs enough for one worker of each at the same time."""
-    total_gpus = float(cluster.get("GPU", 0.0))
-    groups: list[list[Stage]] = []
-    for part in parts:
-        group = groups[-1] if groups else None
-        fits = group is not None and part.resources.batch_size == group[0].resources.batch_size and (
-            part.resources.gpus == 0 or sum(p.resources.gpus for p in group) + part.resources.gpus <= total_gpus)
-        if fits:
-            group.append(part)  # type: ignore[union-attr]
-        else:
-            groups.append([part])
-    return groups
+            pool, cpus, gpus = plan_pool(res.cpus, res.gpus, res.pool_size, count, share(part, passes, cluster))
+            log.info("%s: %d actors x %.2f CPU, %.2f GPU, %d tasks", part.label, pool, cpus, gpus, count)
+            actor = type(part.label.replace(":", "_"), (_PassActor,), {})  # named per pass in Ray's progress
+            ds = ds.map_batches(actor, fn_constructor_kwargs={"stage": part, "column": k}, batch_size=1,
+                                batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=pool),
+                                num_cpus=cpus, num_gpus=gpus or None)
+        records: list[list[Record | None]] = [[None] * count for _ in passes]
+        columns = [f"r{k}" for k in range(len(passes))]
+        for batch in ds.select_columns(["j", *columns]).iter_batches(batch_size=None, batch_format="pyarrow"):
+            for row in batch.to_pylist():
+                for k, column in enumerate(columns):
+                    records[k][row["j"]] = json.loads(row[column])
+        return records  # type: ignore[return-value]
 
 
 def share(part: Stage, group: list[Stage], cluster: dict[str, float]) -> dict[str, float]:

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 CANDIDATES = pa.list_(CANDIDATE)
 # What a clip's candidates depend on besides the teacher: a rerun keeps a candidate only if these are unchanged.
-CLIP_INPUT_COLUMNS = ("frames", "title", "description", "subtitles_path", "start_s", "end_s")
+CLIP_INPUT_COLUMNS = ("frames_digest", "title", "description", "subtitles_path", "start_s", "end_s")
 COPY_SOURCES = ("subtitles", "title")  # texts a model teacher must not merely repeat (their baselines do that)
 
 
@@ -54,7 +54,7 @@ def _cues(path: str):
 def clip_input(row: dict[str, Any]) -> ClipInput:
     subtitles, transcript = None, []
     if row.get("subtitles_path"):
-        transcript = _cues(row["subtitles_path"])
+        transcript = _cues(models.local_path(row["subtitles_path"]))
         subtitles = cues_text(slice_cues(transcript, row["start_s"], row["end_s"])) or None
     return ClipInput(clip_id=row["clip_id"], frames=list(row.get("frames") or []), title=row.get("title"),
                      description=row.get("description"), subtitles=subtitles, start_s=row["start_s"],
@@ -77,13 +77,17 @@ class TeacherPass(Stage):
     name = "caption"
     config_class = CaptionConfig
     output_schema = CAPTIONS.schema
-    checkpoint_columns = ("candidates",)  # an interrupted run's finished batches, carried by prepare_input
+    keeps_previous = True  # the first pass's tasks carry the candidates of the previous run's manifest
 
     config: CaptionConfig
 
-    def __init__(self, teacher: TeacherConfig, resources: Resources):
-        super().__init__(CaptionConfig(teachers=[teacher], resources=resources))
+    def __init__(self, teacher: TeacherConfig, resources: Resources, stage: "CaptionStage", part_rows: int):
+        super().__init__(CaptionConfig(teachers=[teacher], resources=resources, part_rows=part_rows))
         self.teacher: Teacher = TEACHERS.get(teacher.kind)(teacher)
+        self.reads_frames = "frames" in self.teacher.inputs  # type: ignore[misc]
+        self.stage = stage
+        self.last = False  # the stage's last pass completes the rows (candidate order, clips with none)
+        self.kept = 0
         self._loaded = False
 
     @property
@@ -189,69 +193,86 @@ class TeacherPass(Stage):
         return _set_column(batch, "error", errors, pa.string())
 
 
+    def process_part(self, table: pa.Table, task: dict[str, Any]) -> pa.Table:
+        out = super().process_part(table, task)
+        return self.stage.complete(out) if self.last else out
+
+    def carry_previous(self, table: pa.Table, previous: list[str]) -> pa.Table:
+        """The candidates of the previous run's manifest (its parts, only the rows of this part's clips) whose clip
+        inputs are unchanged: each pass keeps the ones whose (teacher, model, prompt) it would write again."""
+        carried, self.kept = carry_candidates(table, previous, {t.identity for t in self.stage.teachers})
+        return carried
+
+    def part_counts(self) -> dict[str, int]:
+        kept, self.kept = self.kept, 0
+        return {"candidates_kept_from_previous_run": kept} if self.stage.passes()[0] is self else {}
+
+
+def carry_candidates(table: pa.Table, previous: list[str], wanted: set) -> tuple[pa.Table, int]:
+    """`table` with a `candidates` column from the previous manifest's rows of the same clips (read by clip id,
+    only the columns compared), and how many candidates of the current teachers that keeps."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    columns = ["clip_id", *CLIP_INPUT_COLUMNS, "candidates"]
+    ids = [i for i in table.column("clip_id").to_pylist() if i]
+    try:
+        old = ds.dataset(previous, format="parquet").to_table(columns=columns, filter=pc.field("clip_id").isin(ids))
+    except Exception as exc:  # a damaged or foreign file only costs the reuse
+        log.warning("caption: cannot read the previous manifest (%s); redoing everything", exc)
+        return table, 0
+    earlier = {row["clip_id"]: row for row in old.to_pylist()}
+    kept = 0
+    carried: list[list[dict[str, Any]] | None] = []
+    for row in table.select(["clip_id", "error", *CLIP_INPUT_COLUMNS]).to_pylist():
+        before = earlier.get(row["clip_id"])
+        if row["error"] or before is None or any(before[k] != row[k] for k in CLIP_INPUT_COLUMNS):
+            carried.append(None)
+            continue
+        keep = [c for c in before["candidates"] or [] if c["status"] != "error"]
+        kept += sum(1 for c in keep if candidate_identity(c) in wanted)
+        carried.append(keep or None)
+    return _set_column(table, "candidates", carried, CANDIDATES), kept
+
+
 class CaptionStage(Stage):
     name = "caption"
     config_class = CaptionConfig
     input_stage = "split"
     output_schema = CAPTIONS.schema
-    sort_keys = ("path", "start_frame")
-    input_key = ("path", "clip_id")  # a video that gave no clip has one error row, clip_id null
     keeps_previous = True
 
     config: CaptionConfig
 
     def __init__(self, config: CaptionConfig | None = None):
         super().__init__(config)
-        self._parts: list[TeacherPass] | None = None
-        self.kept_from_previous = 0
+        self._passes: list[TeacherPass] | None = None
 
-    def parts(self) -> list[TeacherPass]:  # type: ignore[override]
+    def passes(self) -> list[TeacherPass]:  # type: ignore[override]
         """One pass per teacher, each with the stage's resources overridden by the teacher's own."""
         if not self.config.teachers:
             raise ValueError("caption: no teachers configured (set caption.teachers)")
-        if self._parts is None:
-            self._parts = [TeacherPass(t, t.merged_resources(self.resources)) for t in self.config.teachers]
-        return self._parts
+        if self._passes is None:
+            self._passes = [TeacherPass(t, t.merged_resources(self.resources), self, self.config.part_rows)
+                            for t in self.config.teachers]
+            self._passes[-1].last = True
+        return self._passes
 
     @property
     def teachers(self) -> list[Teacher]:
-        return [p.teacher for p in self.parts()]
+        return [p.teacher for p in self.passes()]
 
     def setup(self) -> None:
-        for part in self.parts():
-            part.ensure_setup()
-            part.load()
+        for p in self.passes():
+            p.ensure_setup()
+            p.load()
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
-        """Every teacher on one batch in this process (runners map the parts instead, each with its own workers)."""
+        """Every teacher on one batch in this process (runners map the passes instead, each with its own workers)."""
         self.ensure_setup()
-        for part in self.parts():
-            batch = part.process_batch(batch)
+        for p in self.passes():
+            batch = p.process_batch(batch)
         return self.complete(batch)
-
-    def prepare_input(self, table: pa.Table, previous: pa.Table | None) -> pa.Table:
-        """A rerun keeps every candidate of the previous run whose clip inputs are unchanged: a pass keeps the ones
-        whose (teacher, model, prompt) it would write again and computes only the rest."""
-        self.kept_from_previous = 0
-        if previous is None or "candidates" not in previous.column_names or not previous.num_rows:
-            return table
-        wanted = {t.identity for t in self.teachers}
-        columns = ("clip_id", *CLIP_INPUT_COLUMNS, "candidates")
-        if any(c not in previous.column_names for c in columns):
-            return table
-        earlier = {row["clip_id"]: row for row in previous.select(list(columns)).to_pylist()}
-        current = table.select(["clip_id", "error", *CLIP_INPUT_COLUMNS]).to_pylist()
-        carried: list[list[dict[str, Any]] | None] = []
-        for row in current:
-            before = earlier.get(row["clip_id"])
-            if row["error"] or before is None or any(before[k] != row[k] for k in CLIP_INPUT_COLUMNS):
-                carried.append(None)
-                continue
-            keep = [c for c in before["candidates"] or [] if c["status"] != "error"]
-            self.kept_from_previous += sum(1 for c in keep if candidate_identity(c) in wanted)
-            carried.append(keep or None)
-        log.info("caption: %d candidates from the previous run are kept", self.kept_from_previous)
-        return _set_column(table, "candidates", carried, CANDIDATES)
 
     def complete(self, table: pa.Table) -> pa.Table:
         """Candidates in the configured teacher order (any left from teachers no longer configured, or from an older
@@ -270,16 +291,13 @@ class CaptionStage(Stage):
         table = _set_column(table, "candidates", candidates, CANDIDATES)
         return _set_column(table, "error", errors, pa.string())
 
-    def finalize(self, table: pa.Table, out_dir: str) -> pa.Table:
-        return super().finalize(self.complete(table), out_dir)
-
-    def stats(self, table: pa.Table) -> dict[str, Any]:
+    def stats(self, view: Any) -> dict[str, Any]:
         per_teacher: dict[str, Counter] = {}
         seconds: dict[str, float] = {}
-        for candidates in table.column("candidates").to_pylist():
-            for c in candidates or []:
-                per_teacher.setdefault(c["teacher"], Counter())[c["status"]] += 1
-                seconds[c["teacher"]] = seconds.get(c["teacher"], 0.0) + (c["seconds"] or 0.0)
+        for part in view.parts(["candidates"]):
+            for candidates in part.column("candidates").to_pylist():
+                for c in candidates or []:
+                    per_teacher.setdefault(c["teacher"], Counter())[c["status"]] += 1
+                    seconds[c["teacher"]] = seconds.get(c["teacher"], 0.0) + (c["seconds"] or 0.0)
         return {"teachers": {name: {**dict(counts), "seconds": round(seconds[name], 3)}
-                             for name, counts in sorted(per_teacher.items())},
-                "candidates_kept_from_previous_run": self.kept_from_previous}
+                             for name, counts in sorted(per_teacher.items())}}

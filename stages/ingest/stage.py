@@ -14,9 +14,10 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from manifests import VIDEOS
-from pipeline.stage import RowStage, StageConfig, StageError, error_text
+from pipeline.parts import iter_parts
+from pipeline.stage import RowStage, Stage, StageConfig, StageError, error_text
 from stages import media
-from stages.models import package_dir
+from stages.models import local_path, package_dir
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv",
                     ".3gp", ".ogv")
@@ -56,9 +57,9 @@ def _normalise_rows(rows: list[dict[str, Any]], base: Path) -> list[dict[str, An
         def resolve(p: str | None) -> str | None:
             if not p:
                 return None
-            if p.startswith("pkg:"):  # a file shipped inside an installed package, e.g. sample videos
-                module, _, rel = p[4:].partition("/")
-                return str(package_dir(module) / rel)
+            if p.startswith("pkg:"):  # a file shipped inside an installed package, e.g. sample videos: kept as
+                package_dir(p[4:].partition("/")[0])  # given (its package must be installed)
+                return p
             q = Path(p).expanduser()
             return str((q if q.is_absolute() else base / q).resolve())
 
@@ -110,17 +111,19 @@ class IngestStage(RowStage):
     config_class = IngestConfig
     input_stage = None
     output_schema = VIDEOS.schema
-    sort_keys = ("path",)
-    input_key = ("path",)
 
     config: IngestConfig
 
+    def passes(self) -> list[Stage]:
+        """Probing, then (a run-wide step) marking later copies of the same content."""
+        return [self, DuplicatePass(self.config)] if self.config.drop_duplicates else [self]
+
     def process_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
-        path = Path(row["path"])
+        path = Path(local_path(row["path"]))
         out = {**row, "error": None}
         if not path.is_file():
-            return [self.error_row(out, error_text(self.name, "missing_file", str(path)))]
-        if row.get("subtitles_path") and not Path(row["subtitles_path"]).is_file():
+            return [self.error_row(out, error_text(self.name, "missing_file", row["path"]))]
+        if row.get("subtitles_path") and not Path(local_path(row["subtitles_path"])).is_file():
             return [self.error_row(out, error_text(self.name, "missing_subtitles", row["subtitles_path"]))]
         out["size_bytes"] = path.stat().st_size
         out["video_id"] = media.content_hash(path)
@@ -133,21 +136,49 @@ class IngestStage(RowStage):
                    sample_aspect_ratio=info.sample_aspect_ratio, has_audio=info.has_audio)
         return [out]
 
-    def finalize(self, table: pa.Table, out_dir: str) -> pa.Table:
-        table = super().finalize(table, out_dir)
-        if not self.config.drop_duplicates:
-            return table
-        rows = table.to_pylist()
-        first_path: dict[str, str] = {}
-        for row in rows:
-            if row["error"] or not row["video_id"]:
-                continue
-            if row["video_id"] in first_path:
-                row["error"] = error_text(self.name, "duplicate", f"same content as {first_path[row['video_id']]}")
-            else:
-                first_path[row["video_id"]] = row["path"]
-        return self.to_table(rows)
+    def stats(self, view: Any) -> dict[str, Any]:
+        ok, seconds = 0, 0.0
+        for part in view.parts(["duration_s", "error"]):
+            for duration, error in zip(part.column("duration_s").to_pylist(), part.column("error").to_pylist()):
+                if not error:
+                    ok += 1
+                    seconds += duration or 0
+        return {"videos_ok": ok, "hours": round(seconds / 3600, 4)}
 
-    def stats(self, table: pa.Table) -> dict[str, Any]:
-        ok = [r for r in table.select(["duration_s", "error"]).to_pylist() if not r["error"]]
-        return {"videos_ok": len(ok), "hours": round(sum(r["duration_s"] or 0 for r in ok) / 3600, 4)}
+
+class DuplicatePass(Stage):
+    """Later copies (in path order) of content seen before become `ingest/duplicate` errors: run-wide, so the
+    driver first reads every part's (path, video_id, error), the only columns it needs."""
+
+    name = "ingest"
+    config_class = IngestConfig
+    output_schema = VIDEOS.schema
+
+    def __init__(self, config: IngestConfig | None = None):
+        super().__init__(config)
+        self.first_path: dict[str, str] = {}
+
+    @property
+    def label(self) -> str:
+        return "ingest:duplicates"
+
+    def before(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
+        first: dict[str, str] = {}
+        dupes: set[str] = set()
+        for part in iter_parts([Path(p) for p in previous], ["video_id", "error"]):
+            for video_id, error in zip(part.column("video_id").to_pylist(), part.column("error").to_pylist()):
+                if video_id and not error:
+                    dupes.add(video_id) if video_id in first else first.setdefault(video_id, "")
+        self.first_path = {}
+        for part in iter_parts([Path(p) for p in previous], ["path", "video_id", "error"]) if dupes else ():
+            for row in part.to_pylist():
+                if row["video_id"] in dupes and not row["error"]:
+                    self.first_path.setdefault(row["video_id"], row["path"])
+
+    def process_batch(self, batch: pa.Table) -> pa.Table:
+        rows = batch.to_pylist()
+        for row in rows:
+            first = self.first_path.get(row["video_id"] or "")
+            if first is not None and not row["error"] and row["path"] != first:
+                row["error"] = error_text(self.name, "duplicate", f"same content as {first}")
+        return self.to_table(rows)

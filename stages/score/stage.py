@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from manifests import SCORED
+from pipeline.parts import iter_parts
 from pipeline.stage import Stage, StageConfig, error_text
 from stages import models
 from stages.score.scorers import SCORERS, Scorer, ScorerConfig
@@ -40,10 +42,14 @@ class ScoreStage(Stage):
     config_class = ScoreConfig
     input_stage = "caption"
     output_schema = SCORED.schema
-    sort_keys = ("path", "start_frame")
-    input_key = ("path", "clip_id")
+    reads_frames = True
 
     config: ScoreConfig
+
+    def passes(self) -> list[Stage]:
+        """Scoring, then the run-wide filters if any are set."""
+        cfg = self.config
+        return [self] if cfg.min_score is None and cfg.keep_top_fraction is None else [self, RunWideFilter(cfg)]
 
     def setup(self) -> None:
         models.set_torch_threads(self.resources.threads)
@@ -75,50 +81,99 @@ class ScoreStage(Stage):
                 r["scorer"] = self.scorer.label
         return self.to_table(rows)
 
-    def finalize(self, table: pa.Table, out_dir: str) -> pa.Table:
-        """Run-wide filters: they need every clip's score, so they run here, on the driver, local or Ray."""
-        table = super().finalize(table, out_dir)
-        cfg = self.config
-        if cfg.min_score is None and cfg.keep_top_fraction is None:
-            return table
-        rows = table.to_pylist()
-        live = [r for r in rows if not r["error"] and r["caption_score"] is not None]
-        cutoff = cfg.min_score
-        if cfg.keep_top_fraction is not None and live:
-            keep = max(1, int(round(len(live) * cfg.keep_top_fraction)))
-            # rank by score, ties by clip id, so the cut is the same whatever the batch order
-            ranked = sorted(live, key=lambda r: (-r["caption_score"], r["clip_id"]))
-            kept_ids = {r["clip_id"] for r in ranked[:keep]}
-            top_cut = ranked[keep - 1]["caption_score"]
-            for r in live:
-                if r["clip_id"] not in kept_ids:
-                    r["error"] = error_text(self.name, "below_top_fraction",
-                                            f"score {r['caption_score']} outside the best {cfg.keep_top_fraction} "
-                                            f"of the run (cut at {top_cut})")
-        if cutoff is not None:
-            for r in live:
-                if not r["error"] and r["caption_score"] < cutoff:
-                    r["error"] = error_text(self.name, "below_min_score", f"score {r['caption_score']} < {cutoff}")
-        return self.to_table(rows)
-
-    def stats(self, table: pa.Table) -> dict[str, Any]:
-        rows = table.select(["caption_teacher", "candidates", "error"]).to_pylist()
-        chosen = [r for r in rows if not r["error"] and r["caption_teacher"]]
-        wins = Counter(r["caption_teacher"] for r in chosen)
-        scores: dict[str, list[float]] = {}
-        for r in chosen:
-            for c in r["candidates"]:
-                if c["score"] is not None:
-                    scores.setdefault(c["teacher"], []).append(c["score"])
-        hist = {}
-        for teacher, values in sorted(scores.items()):
-            counts, edges = np.histogram(values, bins=10)
-            hist[teacher] = {"mean": round(float(np.mean(values)), 6), "counts": counts.tolist(),
-                             "edges": [round(float(e), 6) for e in edges]}
-        truncated = Counter(c["teacher"] for r in rows for c in (r["candidates"] or []) if c.get("text_truncated"))
+    def stats(self, view: Any) -> dict[str, Any]:
+        """Win rates, truncations and per-teacher score histograms, read part by part: a first pass finds each
+        teacher's range, a second counts into the same 10 bins `np.histogram` would use over all scores at once."""
+        columns = ["caption_teacher", "candidates", "error"]
+        wins: Counter = Counter()
+        truncated: Counter = Counter()
+        low: dict[str, float] = {}
+        high: dict[str, float] = {}
+        total: dict[str, float] = {}
+        count: Counter = Counter()
+        for rows in (part.to_pylist() for part in view.parts(columns)):
+            for r in rows:
+                truncated.update(c["teacher"] for c in r["candidates"] or [] if c.get("text_truncated"))
+                if r["error"] or not r["caption_teacher"]:
+                    continue
+                wins[r["caption_teacher"]] += 1
+                for c in r["candidates"]:
+                    if c["score"] is not None:
+                        t, v = c["teacher"], c["score"]
+                        low[t], high[t] = min(low.get(t, v), v), max(high.get(t, v), v)
+                        total[t] = total.get(t, 0.0) + v
+                        count[t] += 1
+        chosen = sum(wins.values())
+        ranges = {t: (low[t] - 0.5, high[t] + 0.5) if low[t] == high[t] else (low[t], high[t]) for t in low}
+        counts = {t: np.zeros(10, np.int64) for t in low}
+        for rows in (part.to_pylist() for part in view.parts(columns)) if low else ():
+            values: dict[str, list[float]] = {}
+            for r in rows:
+                if not r["error"] and r["caption_teacher"]:
+                    for c in r["candidates"]:
+                        if c["score"] is not None:
+                            values.setdefault(c["teacher"], []).append(c["score"])
+            for t, v in values.items():
+                counts[t] += np.histogram(v, bins=10, range=ranges[t])[0]
+        hist = {t: {"mean": round(total[t] / count[t], 6), "counts": counts[t].tolist(),
+                    "edges": [round(float(e), 6) for e in np.linspace(*ranges[t], 11)]} for t in sorted(low)}
         return {
-            "clips_scored": len(chosen),
+            "clips_scored": chosen,
             "texts_truncated": dict(sorted(truncated.items())),
-            "win_rate": {t: round(wins[t] / len(chosen), 4) for t in sorted(scores)} if chosen else {},
+            "win_rate": {t: round(wins[t] / chosen, 4) for t in sorted(low)} if chosen else {},
             "score_histograms": hist,
         }
+
+
+class RunWideFilter(Stage):
+    """`min_score` and `keep_top_fraction`: the driver reads every part's (clip_id, caption_score, error), decides
+    the cut (a score, and for ties at it the last clip id kept: the same clips whatever the parts or runner),
+    and workers mark the rest of each part."""
+
+    name = "score"
+    config_class = ScoreConfig
+    output_schema = SCORED.schema
+
+    config: ScoreConfig
+
+    def __init__(self, config: ScoreConfig | None = None):
+        super().__init__(config)
+        self.top: tuple[float, str] | None = None  # keep (score > s) or (score == s and clip_id <= id)
+
+    @property
+    def label(self) -> str:
+        return "score:filter"
+
+    def before(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
+        fraction = self.config.keep_top_fraction
+        self.top = None
+        if fraction is None:
+            return
+        files = [Path(p) for p in previous]
+        scores = np.array([s for part in iter_parts(files, ["caption_score", "error"])
+                           for s, e in zip(part.column("caption_score").to_pylist(), part.column("error").to_pylist())
+                           if not e and s is not None], np.float64)
+        if not len(scores):
+            return
+        keep = max(1, int(round(len(scores) * fraction)))
+        cut = float(np.partition(scores, len(scores) - keep)[len(scores) - keep])  # the keep-th best score
+        room = keep - int((scores > cut).sum())
+        tied = sorted(i for part in iter_parts(files, ["clip_id", "caption_score", "error"])
+                      for i, s, e in zip(*(part.column(c).to_pylist() for c in ("clip_id", "caption_score", "error")))
+                      if not e and s == cut)
+        self.top = (cut, tied[room - 1])
+
+    def process_batch(self, batch: pa.Table) -> pa.Table:
+        cfg = self.config
+        rows = batch.to_pylist()
+        for r in rows:
+            score = r["caption_score"]
+            if r["error"] or score is None:
+                continue
+            if self.top is not None and not (score > self.top[0] or (score == self.top[0]
+                                                                     and r["clip_id"] <= self.top[1])):
+                r["error"] = error_text("score", "below_top_fraction", f"score {score} outside the best "
+                                        f"{cfg.keep_top_fraction} of the run (cut at {self.top[0]})")
+            elif cfg.min_score is not None and score < cfg.min_score:
+                r["error"] = error_text("score", "below_min_score", f"score {score} < {cfg.min_score}")
+        return self.to_table(rows)

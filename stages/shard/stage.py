@@ -1,18 +1,23 @@
-"""shard: frame-exact clips into WebDataset tars (`.mp4`, `.json`, `.txt`) with Parquet sidecars.
+"""shard: frame-exact clips into WebDataset tars (`.mp4`, `.json`, `.txt`) with Parquet sidecars, packed in
+parallel by the workers.
+
+Two passes. `assign` (one task per input part) gives every row a bucket and a sort key from a seeded hash of its
+clip id; the number of buckets comes from the run's count of good clips (a run-wide step that reads only the
+`error` column), so a bucket holds about 90% of `maxcount` samples. `pack` (one task per bucket) reads its bucket's
+rows from every assigned part, encodes or copies its clips, and writes its tar(s) and their sidecars itself, with
+fixed tar metadata: same input, same bytes, local or on Ray. The shard's index is the union of the sidecars.
 
 A clip is stream-copied when that is frame-exact (its span starts on a keyframe and needs nothing outside it:
 common, since encoders put keyframes at hard cuts) and re-encoded otherwise.
-
-Encoding runs in the workers and lands in a staging folder under deterministic names; the driver then shuffles
-with a seed and packs tars with fixed metadata, so the same input gives the same bytes, local or on Ray.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import math
 import os
-import random
 import shutil
 import tarfile
 from collections import Counter
@@ -21,16 +26,22 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 from pydantic import Field
 
 from manifests import SCORED, SHARD_INDEX
-from pipeline import io as pio
-from pipeline.stage import Stage, StageConfig, StageError, count_errors, error_text
+from pipeline import parts
+from pipeline.stage import Stage, StageConfig, StageError, error_reason, error_text
 from stages import media
+from stages.models import local_path
 
+ASSIGNED = SCORED.extend("assigned", 1, pa.field("bucket", pa.int32()), pa.field("order", pa.string()))
 ENCODED = SCORED.extend("encoded", 1, pa.field("mp4_path", pa.string()), pa.field("frame_count", pa.int64()),
                         pa.field("mp4_bytes", pa.int64()), pa.field("encoding", pa.string()))
-STAGING = "_clips"
+ERRORS = pa.schema([("path", pa.string()), ("video_id", pa.string()), ("clip_id", pa.string()),
+                    ("error", pa.string())])
+FILL = 0.9  # buckets are sized to this share of maxcount, so few spill into a second tar
 SAMPLE_OVERHEAD = 4096  # tar headers, .json and .txt of one sample, roughly
 JSON_FIELDS = ("video_id", "path", "title", "fps", "start_frame", "end_frame", "start_s", "end_s", "caption",
                "caption_teacher", "caption_score", "scorer", "detector", "encoding")
@@ -39,7 +50,7 @@ CANDIDATE_FIELDS = ("teacher", "kind", "model", "weights", "inputs", "prompt_has
 
 
 class ShardConfig(StageConfig):
-    maxcount: int = Field(1000, ge=1, description="samples per tar at most")
+    maxcount: int = Field(1000, ge=1, description="samples per tar at most (tars are filled to about 90% of it)")
     maxsize: int = Field(1 << 30, ge=1, description="bytes per tar at most (a single larger sample gets its own)")
     shuffle_seed: int | None = Field(0, description="seeded shuffle across videos; null keeps clip order")
     stream_copy: bool = Field(True, description="copy a clip's packets instead of re-encoding it where that is frame-exact "
@@ -69,38 +80,191 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+def sample_order(seed: int | None, clip_id: str | None, position: int) -> str:
+    """A row's sort key: a seeded hash of its clip id (the shuffle), or its input position when unshuffled."""
+    if seed is None:
+        return f"{position:016d}"
+    return hashlib.sha256(f"{seed}:{clip_id}".encode()).hexdigest()
+
+
 class ShardStage(Stage):
     name = "shard"
     config_class = ShardConfig
     input_stage = "score"
-    output_schema = ENCODED.schema
-    sort_keys = ("clip_id",)
-    input_key = ("path", "clip_id")
+    output_schema = SHARD_INDEX.schema
 
     config: ShardConfig
 
-    def _encode(self, row: dict[str, Any]) -> dict[str, Any]:
+    def __init__(self, config: ShardConfig | None = None):
+        super().__init__(config)
+        self._passes: list[Stage] | None = None
+
+    def passes(self) -> list[Stage]:
+        if self._passes is None:
+            assign = AssignPass(self.config)
+            self._passes = [assign, PackPass(self.config, assign)]
+        return self._passes
+
+    def stats(self, view: Any) -> dict[str, Any]:
+        samples = mp4_bytes = frames = 0
+        encodings: Counter = Counter()
+        for part in view.parts(["mp4_bytes", "frame_count", "encoding"]):
+            samples += part.num_rows
+            mp4_bytes += sum(part.column("mp4_bytes").to_pylist())
+            frames += sum(part.column("frame_count").to_pylist())
+            encodings.update(part.column("encoding").to_pylist())
+        errors = [e for part in view.parts(["error"], kind="errors") for e in part.column("error").to_pylist()]
+        counts = Counter(error_reason(e) for e in errors)
+        return {
+            "samples": samples,
+            "shards": len(view.files("tar")),
+            "mp4_bytes": mp4_bytes,
+            "frames": frames,
+            "clips_by_encoding": dict(sorted(encodings.items())),
+            "errors_total": len(errors),
+            "errors_new": sum(1 for e in errors if e.startswith(self.name + "/")),
+            "errors_by_reason": dict(sorted(counts.items())),
+        }
+
+
+class AssignPass(Stage):
+    """Every input row gets its bucket (the tar it goes to) and its place in it."""
+
+    name = "shard"
+    config_class = ShardConfig
+    output_schema = ASSIGNED.schema
+
+    config: ShardConfig
+
+    def __init__(self, config: ShardConfig | None = None):
+        super().__init__(config)
+        self.buckets = 1
+        self.total = 0
+
+    @property
+    def label(self) -> str:
+        return "shard:assign"
+
+    def before(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
+        good = sum(sum(1 for e in part.column("error").to_pylist() if not e)
+                   for part in parts.iter_parts([Path(f) for f, _ in stage_input], ["error"]))
+        self.buckets = max(1, math.ceil(good / (self.config.maxcount * FILL)))
+        self.total = sum(rows for _, rows in stage_input)
+
+    def process_part(self, table: pa.Table, task: dict[str, Any]) -> pa.Table:
+        first = int(task["name"].split("-")[1]) * self.config.part_rows  # parts are fixed chunks of the input
+        seed = self.config.shuffle_seed
+        orders = [sample_order(seed, c, first + i) for i, c in enumerate(table.column("clip_id").to_pylist())]
+        if seed is None:
+            buckets = [(first + i) * self.buckets // max(self.total, 1) for i in range(table.num_rows)]
+        else:
+            buckets = [int(o[:15], 16) % self.buckets for o in orders]
+        table = table.select(SCORED.schema.names).cast(SCORED.schema)
+        table = table.append_column("bucket", pa.array(buckets, pa.int32())).append_column(
+            "order", pa.array(orders, pa.string()))
+        return table.sort_by([("bucket", "ascending"), ("order", "ascending")])
+
+
+class PackPass(Stage):
+    """One task per bucket: its clips encoded or copied, then its tar(s) and sidecar(s) written, in the bucket's
+    seeded order; upstream errors and clips that could not be written go to `errors/`."""
+
+    name = "shard"
+    config_class = ShardConfig
+    output_schema = SHARD_INDEX.schema
+
+    config: ShardConfig
+
+    def __init__(self, config: ShardConfig, assign: AssignPass):
+        super().__init__(config)
+        self.assign = assign
+
+    @property
+    def label(self) -> str:
+        return "shard:pack"
+
+    def plan_tasks(self, previous: list[str]) -> list[dict[str, Any]]:
+        return [{"name": f"{self.config.prefix}-{b:05d}", "bucket": b, "run": True, "sources": previous}
+                for b in range(self.assign.buckets)]
+
+    def run_task(self, task: dict[str, Any]) -> tuple[list[dict[str, Any]], int, int]:
+        folder = Path(task["stage_dir"])
+        rows = ds.dataset(task["sources"], format="parquet").to_table(
+            filter=pc.field("bucket") == task["bucket"]).sort_by([("order", "ascending")]).to_pylist()
+        staging = folder / parts.WORK / "clips" / task["name"]
+        workers = self.config.encode_workers or os.cpu_count() or 1
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            encoded = list(pool.map(lambda r: self._encode(r, staging), rows))
+        good = [r for r in encoded if not r["error"]]
+        written: list[tuple[str, Path]] = []
+        for k, tar_rows in enumerate(self.plan_tars(good)):
+            name = task["name"] if k == 0 else f"{task['name']}-{k}"
+            written += self._write_tar(folder, name, tar_rows)
+        errors = [{"path": r["path"], "video_id": r["video_id"], "clip_id": r["clip_id"], "error": r["error"]}
+                  for r in encoded if r["error"]]
+        if errors:
+            path = folder / "errors" / f"{task['name']}.parquet"
+            parts.write_table(path, pa.Table.from_pylist(errors, schema=ERRORS))
+            written.append(("errors", path))
+        shutil.rmtree(staging, ignore_errors=True)
+        return [{**parts.file_record(p, folder), "kind": kind} for kind, p in written], len(rows), len(good)
+
+    def plan_tars(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """The bucket's samples in order, cut into tars of at most `maxcount` samples and `maxsize` bytes."""
+        tars: list[list[dict[str, Any]]] = []
+        size = 0
+        for row in rows:
+            sample_size = row["mp4_bytes"] + SAMPLE_OVERHEAD
+            if not tars or len(tars[-1]) >= self.config.maxcount or (tars[-1] and size + sample_size >
+                                                                      self.config.maxsize):
+                tars.append([])
+                size = 0
+            tars[-1].append(row)
+            size += sample_size
+        return tars
+
+    def _write_tar(self, folder: Path, name: str, rows: list[dict[str, Any]]) -> list[tuple[str, Path]]:
+        tmp = folder / f".{name}.tar.tmp"
+        index = []
+        with tarfile.open(tmp, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            for position, row in enumerate(rows):
+                key = row["clip_id"]
+                _add(tar, f"{key}.mp4", Path(row["mp4_path"]).read_bytes())
+                _add(tar, f"{key}.json", sample_json(row))
+                _add(tar, f"{key}.txt", (row["caption"] + "\n").encode())
+                index.append({**{k: row[k] for k in SHARD_INDEX.schema.names if k in row}, "key": key,
+                              "shard": f"{name}.tar", "position": position})
+        os.replace(tmp, folder / f"{name}.tar")
+        sidecar = folder / f"{name}.parquet"
+        parts.write_table(sidecar, pa.Table.from_pylist(index, schema=SHARD_INDEX.schema))
+        return [("tar", folder / f"{name}.tar"), ("part", sidecar)]
+
+    def _encode(self, row: dict[str, Any], staging: Path) -> dict[str, Any]:
         if row.get("error"):
             return row
-        staging = Path(self.out_dir) / STAGING
         staging.mkdir(parents=True, exist_ok=True)
         target = staging / f"{row['clip_id']}.mp4"
+        if target.exists():  # staged by an interrupted run: complete, since it was renamed into place
+            return {**row, "mp4_path": str(target), "frame_count": row["end_frame"] - row["start_frame"],
+                    "mp4_bytes": target.stat().st_size, "encoding": (staging / f"{row['clip_id']}.encoding").read_text()}
         tmp = staging / f".{row['clip_id']}.{os.getpid()}.tmp.mp4"
         expected = row["end_frame"] - row["start_frame"]
         cfg = self.config
+        source = local_path(row["path"])
         audio = cfg.audio and bool(row.get("has_audio"))
         try:
-            if self._may_copy(row) and media.copy_clip(row["path"], tmp, row["start_s"], row["end_s"], expected,
+            if self._may_copy(row) and media.copy_clip(source, tmp, row["start_s"], row["end_s"], expected,
                                                        audio=audio):
                 encoding = "copy"
             else:
-                media.encode_clip(row["path"], tmp, row["start_s"], expected, row["fps"], crf=cfg.crf,
+                media.encode_clip(source, tmp, row["start_s"], expected, row["fps"], crf=cfg.crf,
                                   preset=cfg.preset, audio=audio, max_short_side=cfg.max_short_side,
                                   end_s=row["end_s"])
                 encoding = f"libx264 -preset {cfg.preset} -crf {cfg.crf}"
             got = media.count_video_packets(tmp)
             if got != expected:
                 raise StageError("frame_count_mismatch", f"wrote {got} frames, the span has {expected}")
+            (staging / f"{row['clip_id']}.encoding").write_text(encoding)  # before the clip: a staged clip has one
             os.replace(tmp, target)
         except StageError as exc:
             tmp.unlink(missing_ok=True)
@@ -115,68 +279,3 @@ class ShardStage(Stage):
         return (cfg.stream_copy and row.get("codec") in cfg.copy_codecs and not row.get("rotation")
                 and (cfg.max_short_side is None or short_side <= cfg.max_short_side))
 
-    def process_batch(self, batch: pa.Table) -> pa.Table:
-        if not self.out_dir:
-            raise ValueError("shard writes clips under its output folder: set stage.out_dir (the executor does)")
-        rows = batch.to_pylist()
-        workers = self.config.encode_workers or os.cpu_count() or 1
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            encoded = list(pool.map(self._encode, rows))
-        return self.to_table(encoded)
-
-    def plan_shards(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-        order = sorted(rows, key=lambda r: r["clip_id"])
-        if self.config.shuffle_seed is not None:
-            random.Random(self.config.shuffle_seed).shuffle(order)
-        shards: list[list[dict[str, Any]]] = []
-        size = 0
-        for row in order:
-            sample_size = row["mp4_bytes"] + SAMPLE_OVERHEAD
-            if not shards or len(shards[-1]) >= self.config.maxcount or (
-                    shards[-1] and size + sample_size > self.config.maxsize):
-                shards.append([])
-                size = 0
-            shards[-1].append(row)
-            size += sample_size
-        return shards
-
-    def finalize(self, table: pa.Table, out_dir: str) -> pa.Table:
-        table = super().finalize(table, out_dir)
-        rows = table.to_pylist()
-        good = [r for r in rows if not r["error"]]
-        self._errors = [r for r in rows if r["error"]]
-        out = Path(out_dir)
-        index: list[dict[str, Any]] = []
-        for n, shard_rows in enumerate(self.plan_shards(good)):
-            name = f"{self.config.prefix}-{n:05d}"
-            tmp = out / f".{name}.tar.tmp"
-            with tarfile.open(tmp, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-                for position, row in enumerate(shard_rows):
-                    key = row["clip_id"]
-                    _add(tar, f"{key}.mp4", Path(row["mp4_path"]).read_bytes())
-                    _add(tar, f"{key}.json", sample_json(row))
-                    _add(tar, f"{key}.txt", (row["caption"] + "\n").encode())
-                    index.append({**{k: row[k] for k in SHARD_INDEX.schema.names if k in row}, "key": key,
-                                  "shard": f"{name}.tar", "position": position})
-            os.replace(tmp, out / f"{name}.tar")
-            pio.write_parquet(out / f"{name}.parquet", pa.Table.from_pylist(index[-len(shard_rows):],
-                                                                         schema=SHARD_INDEX.schema))
-        errors = pa.Table.from_pylist([{"path": r["path"], "video_id": r["video_id"], "clip_id": r["clip_id"],
-                                        "error": r["error"]} for r in self._errors],
-                                      schema=pa.schema([("path", pa.string()), ("video_id", pa.string()),
-                                                        ("clip_id", pa.string()), ("error", pa.string())]))
-        pio.write_parquet(out / "errors.parquet", errors)
-        shutil.rmtree(out / STAGING, ignore_errors=True)
-        return pa.Table.from_pylist(index, schema=SHARD_INDEX.schema)
-
-    def stats(self, table: pa.Table) -> dict[str, Any]:
-        errors = [r["error"] for r in getattr(self, "_errors", [])]
-        return {
-            "samples": table.num_rows,
-            "shards": len(set(table.column("shard").to_pylist())),
-            "mp4_bytes": int(sum(table.column("mp4_bytes").to_pylist())),
-            "frames": int(sum(table.column("frame_count").to_pylist())),
-            "clips_by_encoding": dict(sorted(Counter(table.column("encoding").to_pylist()).items())),
-            "errors_total": len(errors),
-            "errors_by_reason": count_errors(errors),
-        }

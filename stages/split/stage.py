@@ -4,8 +4,7 @@ uses; then Panda-70M's second step (forced cuts, semantic stitching, length limi
 from __future__ import annotations
 
 import bisect
-import shutil
-from pathlib import Path
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -13,15 +12,14 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from manifests import CLIPS, SHOTS
-from pipeline import io as pio
 from pipeline.stage import Resources, RowStage, StageConfig, StageError
 from stages import media
+from stages.models import local_path
 from stages.split.detectors import DETECTORS
 from stages.split.embedders import EMBEDDERS, Embedder, EmbedderConfig
 from stages.split.stitching import (Dropped, Segment, apply_length_limits, drop_redundant, filter_segments,
                                     forced_cuts, stitch)
 
-SHOTS_STAGING = "_shots"
 
 
 class StitchConfig(BaseModel):
@@ -41,7 +39,9 @@ class StitchConfig(BaseModel):
 
 class SplitConfig(StageConfig):
     resources: Resources = Field(default_factory=lambda: Resources(batch_size=1),
-                                 description="one video per batch, so videos split in parallel")
+                                 description="one video per batch")
+    part_rows: int = Field(4, ge=1, description="videos per task (one part file of clips, frames and shots each): "
+                                                "tasks split in parallel")
     detector: str = Field("adaptive", description="registered detector: adaptive | content | transnetv2")
     detector_params: dict[str, Any] = Field(default_factory=dict, description="passed to the detector")
     detect_width: int = Field(256, ge=32, description="PySceneDetect detectors see frames this wide")
@@ -96,18 +96,26 @@ def pick_frames(sampled: list[int], start: int, end: int, count: int) -> list[in
     return sorted(chosen)
 
 
+def frames_digest(frames: list[bytes]) -> str:
+    digest = hashlib.sha256()
+    for frame in frames:
+        digest.update(len(frame).to_bytes(8, "little") + frame)
+    return digest.hexdigest()[:16]
+
+
 class SplitStage(RowStage):
     name = "split"
     config_class = SplitConfig
     input_stage = "ingest"
-    output_schema = CLIPS.schema
-    sort_keys = ("path", "start_frame")
-    input_key = ("path", "video_id")  # a file re-ingested with new content is a new input
+    # in memory a clip row holds its frames; the part's writer stores them once in `split/frames/` (see `stores`)
+    output_schema = pa.schema([*CLIPS.schema, pa.field("frames", pa.list_(pa.binary()))], metadata=CLIPS.schema.metadata)
     local_parallel = True
+    stores = ("frames",)
 
     config: SplitConfig
 
     def setup(self) -> None:
+        self._shots: list[pa.Table] = []
         cfg = self.config
         # One detector built here, thrown away: a wrong `detector_params` key fails the run at start instead of
         # turning every video into an error row, and imports and weights (TransNetV2's, cached per process) load
@@ -141,15 +149,16 @@ class SplitStage(RowStage):
         def keep(index: int, frame: np.ndarray) -> None:
             sampled[index] = media.encode_jpeg(frame, rotation, cfg.jpeg_quality)
 
-        scan = media.FrameScan(row["path"], detector.frame_size(row["width"], row["height"]),
+        path = local_path(row["path"])
+        scan = media.FrameScan(path, detector.frame_size(row["width"], row["height"]),
                                detect_format=detector.pixel_format, detect_scaler=detector.scaler,
                                sample_every=max(1, int(round(fps / cfg.sample_fps))), sample_size=(out_w, out_h),
                                on_sample=keep, threads=cfg.decode_threads)
-        passes_before = media.DECODE_PASSES[row["path"]]
+        passes_before = media.DECODE_PASSES[path]
         for batch in scan:
             detector.process_batch(scan.frames - len(batch), batch)
         cuts = detector.finish(scan.frames)
-        return cuts, scan.times, dict(sorted(sampled.items())), media.DECODE_PASSES[row["path"]] - passes_before
+        return cuts, scan.times, dict(sorted(sampled.items())), media.DECODE_PASSES[path] - passes_before
 
     # -- Panda's second step on the samples ---------------------------------------------------------------------
     def _segments(self, spans: list[tuple[int, int]], fps: float, sampled: dict[int, bytes],
@@ -200,9 +209,7 @@ class SplitStage(RowStage):
                  "start_s": round(times[a], 6), "end_s": round(times[b] if b < len(times) else end_time, 6),
                  "outcome": sorted(outcomes[i], key=lambda s: int(s.split()[1].split("-")[0]))}
                 for i, (a, b) in enumerate(spans)]
-        if self.out_dir:
-            pio.write_parquet(Path(self.out_dir) / SHOTS_STAGING / f"{row['video_id']}.parquet",
-                              pa.Table.from_pylist(rows, schema=SHOTS.schema))
+        self._shots.append(pa.Table.from_pylist(rows, schema=SHOTS.schema))
 
     def process_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         cfg = self.config
@@ -212,7 +219,7 @@ class SplitStage(RowStage):
         bounds = [0, *cuts, num_frames]
         spans = list(zip(bounds, bounds[1:]))
         keys = list(sampled)  # filled in decode order, so already ascending
-        segments, dropped = self._segments(spans, fps, sampled, keys, times, row["path"])
+        segments, dropped = self._segments(spans, fps, sampled, keys, times, local_path(row["path"]))
         frame_step = float(np.median(np.diff(times))) if num_frames > 1 else 1.0 / fps
         end_time = times[-1] + frame_step
         video = {**row, "num_frames": num_frames, "duration_s": round(end_time, 6)}
@@ -233,6 +240,7 @@ class SplitStage(RowStage):
                 "decoder_passes": passes,
                 "frame_indices": chosen,
                 "frames": [sampled[i] for i in chosen],
+                "frames_digest": frames_digest([sampled[i] for i in chosen]),
                 "error": None,
             })
         self._write_shots(row, spans, times, end_time, clips, dropped)
@@ -241,29 +249,29 @@ class SplitStage(RowStage):
             raise StageError("no_clips", f"{len(spans)} shots, every piece dropped ({', '.join(reasons)})")
         return clips
 
-    def finalize(self, table: pa.Table, out_dir: str) -> pa.Table:
-        table = super().finalize(table, out_dir)
-        if not out_dir:  # used as a library without an output folder: no side files
-            return table
-        staging = Path(out_dir) / SHOTS_STAGING
-        parts = sorted(staging.glob("*.parquet")) if staging.exists() else []
-        shots = pa.concat_tables([pio.read_parquet(p) for p in parts]) if parts else SHOTS.schema.empty_table()
-        shots = shots.cast(SHOTS.schema).sort_by([("video_id", "ascending"), ("shot_index", "ascending")])
-        pio.write_parquet(Path(out_dir) / "shots.parquet", shots)
-        shutil.rmtree(staging, ignore_errors=True)
-        return table
+    def side_tables(self, table: pa.Table) -> dict[str, pa.Table]:
+        """The part's raw detector shots and what became of every piece (`split/shots/`), in video order."""
+        shots = pa.concat_tables(self._shots) if self._shots else SHOTS.schema.empty_table()
+        self._shots = []
+        return {"shots": shots}
 
-    def stats(self, table: pa.Table) -> dict[str, Any]:
-        rows = table.select(["video_id", "start_s", "end_s", "decoder_passes", "error"]).to_pylist()
-        ok = [r for r in rows if not r["error"]]
-        lengths = [r["end_s"] - r["start_s"] for r in ok]
-        passes = {r["video_id"]: r["decoder_passes"] for r in ok}
+    def stats(self, view: Any) -> dict[str, Any]:
+        """Clip counts and lengths, and decoder passes per video (a video's clips all lie in one part)."""
+        clips, seconds, passes = 0, 0.0, []
+        for part in view.parts(["video_id", "start_s", "end_s", "decoder_passes", "error"]):
+            per_video: dict[str, int] = {}
+            for row in part.to_pylist():
+                if not row["error"]:
+                    clips += 1
+                    seconds += row["end_s"] - row["start_s"]
+                    per_video[row["video_id"]] = row["decoder_passes"]
+            passes.extend(per_video.values())
         return {
-            "clips": len(ok),
+            "clips": clips,
             "videos_with_clips": len(passes),
-            "mean_clip_s": round(float(np.mean(lengths)), 3) if lengths else 0.0,
-            "clip_hours": round(sum(lengths) / 3600, 4),
+            "mean_clip_s": round(seconds / clips, 3) if clips else 0.0,
+            "clip_hours": round(seconds / 3600, 4),
             "detector": self.config.detector,
-            "decoder_passes_per_video": {"max": max(passes.values(), default=0),
-                                         "mean": round(float(np.mean(list(passes.values()))), 3) if passes else 0},
+            "decoder_passes_per_video": {"max": max(passes, default=0),
+                                         "mean": round(float(np.mean(passes)), 3) if passes else 0},
         }

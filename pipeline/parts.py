@@ -1,0 +1,224 @@
+"""Partitioned stage outputs: a stage's manifest is a folder of Parquet part files written by the workers.
+
+Layout of `<output>/<stage>/`:
+  part-00000.parquet ...   the manifest, one file per task, in input order (read the folder as one table with
+                           `pyarrow.dataset`, pandas or duckdb's `read_parquet('<stage>/*.parquet')`)
+  <side>/part-00000.parquet side tables a stage stores once (split: `frames/`, `shots/`)
+  _index.json              parts, row counts and sha256 of every file, written after the parts
+  stats.json, _SUCCESS     written last
+  _work/                   a running stage's tasks: their plan, each pass's outputs, one completion record a task
+
+A task is a small JSON-able descriptor (which slices of which input files, where to write); workers read their own
+input, write their own files and hand the driver back only a record of names, row counts and checksums.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import io
+
+INDEX = "_index.json"
+WORK = "_work"
+DONE = "done"
+ROW_GROUP = 256  # rows per Parquet row group: readers of a few rows (frames by reference) read only their group
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:05d}"
+
+
+def file_record(path: Path, root: Path) -> dict[str, Any]:
+    """What the index keeps of a written file: its name relative to the stage folder, rows, bytes, sha256."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    rows = pq.read_metadata(path).num_rows if path.suffix == ".parquet" else None
+    return {"file": path.relative_to(root).as_posix(), "rows": rows, "bytes": path.stat().st_size,
+            "sha256": digest.hexdigest()}
+
+
+def write_table(path: Path, table: pa.Table) -> None:
+    io.write_parquet(path, table, row_group_size=ROW_GROUP)
+
+
+def chunks(inputs: list[tuple[str, int]], part_rows: int) -> list[list[tuple[str, int, int]]]:
+    """Fixed ranges of `part_rows` rows over the concatenated inputs `[(file, rows)]`, each as the slices
+    `(file, offset, length)` that hold it: the same input and part size always give the same parts."""
+    out: list[list[tuple[str, int, int]]] = []
+    current: list[tuple[str, int, int]] = []
+    room = part_rows
+    for file, rows in inputs:
+        offset = 0
+        while offset < rows:
+            take = min(room, rows - offset)
+            current.append((file, offset, take))
+            offset += take
+            room -= take
+            if room == 0:
+                out.append(current)
+                current, room = [], part_rows
+    if current:
+        out.append(current)
+    return out
+
+
+def read_slices(slices: list[tuple[str, int, int | None]], schema: pa.Schema | None = None) -> pa.Table:
+    """The rows of a task's input slices, in order (only the row groups that hold them are read; a length of None
+    is the whole file)."""
+    tables = [_read_range(Path(f), offset, length) for f, offset, length in slices]
+    tables = [t.cast(schema) if schema is not None else t for t in tables]
+    if not tables:
+        return schema.empty_table() if schema is not None else pa.table({})
+    return pa.concat_tables(tables)
+
+
+def _read_range(path: Path, offset: int, length: int | None) -> pa.Table:
+    parquet = pq.ParquetFile(path)
+    if length is None:
+        return parquet.read()
+    groups, first, start = [], None, 0
+    for g in range(parquet.metadata.num_row_groups):
+        rows = parquet.metadata.row_group(g).num_rows
+        if start + rows > offset and start < offset + length:
+            groups.append(g)
+            first = start if first is None else first
+        start += rows
+    if not groups:
+        return parquet.schema_arrow.empty_table()
+    return parquet.read_row_groups(groups).slice(offset - first, length)
+
+
+def read_rows(path: Path, rows: list[int], columns: list[str]) -> pa.Table:
+    """Rows `rows` (positions) of a Parquet file, reading only the row groups that hold them."""
+    parquet = pq.ParquetFile(path)
+    starts = [0]
+    for g in range(parquet.metadata.num_row_groups):
+        starts.append(starts[-1] + parquet.metadata.row_group(g).num_rows)
+    group_of = {r: bisect.bisect_right(starts, r) - 1 for r in rows}
+    wanted = sorted(set(group_of.values()))
+    table = parquet.read_row_groups(wanted, columns=columns)
+    offset, at = {}, 0
+    for g in wanted:
+        offset[g] = at
+        at += starts[g + 1] - starts[g]
+    picks = [offset[group_of[r]] + r - starts[group_of[r]] for r in rows]
+    return table.take(pa.array(picks, pa.int64()))
+
+
+# -- a finished stage's folder ----------------------------------------------------------------------------------
+def write_index(folder: Path, schema: str, files: list[dict[str, Any]], side: dict[str, list[dict[str, Any]]]) -> None:
+    io.atomic_write_json(folder / INDEX, {"schema": schema, "rows": sum(f["rows"] or 0 for f in files),
+                                          "parts": files, "side": side})
+
+
+def read_index(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / INDEX
+    if not path.exists():
+        raise FileNotFoundError(f"{folder} has no {INDEX}: not a finished stage folder")
+    return json.loads(path.read_text())
+
+
+def part_files(folder: str | Path, side: str | None = None) -> list[Path]:
+    """A finished stage's part files in order (its manifest, or one of its side tables)."""
+    index = read_index(folder)
+    entries = index["parts"] if side is None else index["side"].get(side, [])
+    return [Path(folder) / e["file"] for e in entries]
+
+
+def input_files(folder: str | Path) -> list[tuple[str, int]]:
+    """`(file, rows)` of a finished stage's manifest parts: what a reading stage plans its tasks from."""
+    return [(str(Path(folder) / e["file"]), e["rows"]) for e in read_index(folder)["parts"]]
+
+
+def iter_parts(files: list[Path], columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """One part at a time, only `columns`: run-wide steps and stats never hold the whole table."""
+    for path in files:
+        parquet = pq.ParquetFile(path)
+        names = parquet.schema_arrow.names
+        yield parquet.read(columns=[c for c in columns if c in names] if columns is not None else None)
+
+
+def read_stage(folder: str | Path, columns: list[str] | None = None, side: str | None = None) -> pa.Table:
+    """A finished stage's whole manifest (or side table) as one table: for tests, tools and small runs."""
+    tables = list(iter_parts(part_files(folder, side), columns))
+    if not tables:
+        raise FileNotFoundError(f"{folder} has no parts")
+    return pa.concat_tables(tables, promote_options="default")
+
+
+# -- columns stored once and read by reference ------------------------------------------------------------------
+def store_column(table: pa.Table, column: str, key: str, file: str) -> tuple[pa.Table, pa.Table]:
+    """Take `column` out of `table` into a side table `(key, column)`; the rows keep `<column>_file` (path relative to
+    the run's output folder) and `<column>_row` (position in that file); rows with no key or no value get nulls."""
+    values = table.column(column)
+    keys = table.column(key).to_pylist()
+    present = [i for i, (k, v) in enumerate(zip(keys, values.to_pylist())) if k is not None and v]
+    side = pa.table({key: table.column(key).take(pa.array(present, pa.int64())),
+                     column: values.take(pa.array(present, pa.int64()))})
+    position = dict(zip(present, range(len(present))))
+    refs = pa.array([file if i in position else None for i in range(table.num_rows)], pa.string())
+    rows = pa.array([position.get(i) for i in range(table.num_rows)], pa.int32())
+    table = table.drop_columns([column])
+    return set_column(set_column(table, f"{column}_file", refs), f"{column}_row", rows), side
+
+
+def set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    """Replace the column `name` (keeping its place), or append it."""
+    index = table.schema.get_field_index(name)
+    return table.set_column(index, name, values) if index >= 0 else table.append_column(name, values)
+
+
+def load_column(table: pa.Table, column: str, key: str, root: str | Path, type_: pa.DataType) -> pa.Table:
+    """Put a stored column back into the rows that reference it (read from the side files, by row group); rows without
+    a reference get null. A reference that does not hold the row's key is an error: the store is stale."""
+    files = table.column(f"{column}_file").to_pylist()
+    rows = table.column(f"{column}_row").to_pylist()
+    keys = table.column(key).to_pylist()
+    values: list[Any] = [None] * table.num_rows
+    wanted: dict[str, list[int]] = {}
+    for i, f in enumerate(files):
+        if f is not None:
+            wanted.setdefault(f, []).append(i)
+    for f, positions in wanted.items():
+        got = read_rows(Path(root) / f, [rows[i] for i in positions], [key, column])
+        for i, stored_key, value in zip(positions, got.column(key).to_pylist(), got.column(column).to_pylist()):
+            if stored_key != keys[i]:
+                raise RuntimeError(f"{f} row {rows[i]} holds {stored_key}, not {keys[i]}: the store is stale")
+            values[i] = value
+    return set_column(table, column, pa.array(values, type_))
+
+
+def clear_work(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder / WORK, ignore_errors=True)
+
+
+def record_path(folder: Path, pass_index: int, name: str) -> Path:
+    return folder / WORK / DONE / f"pass{pass_index}" / f"{name}.json"
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """A task's completion record, if it finished (and every file it names is still there)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    stage_folder = path.parents[3]
+    if all((stage_folder / f["file"]).exists() for f in record.get("files", [])):
+        return record
+    return None
+
+
+def done_count(folder: Path, pass_index: int) -> int:
+    found = folder / WORK / DONE / f"pass{pass_index}"
+    return sum(1 for _ in found.glob("*.json")) if found.exists() else 0

@@ -1,0 +1,66 @@
+"""What a worker does with one task: read its own input, map it, write its own files, record that it is done.
+
+A task is a small dict (see `pipeline/parts.py`); the record it leaves (`_work/done/pass<k>/<name>.json`, written
+after its files) names the files with rows and sha256, and is all the driver ever receives. A task whose record is
+already there is not run again: that is how an interrupted stage resumes, part by part.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline import io, parts
+from pipeline.stage import Stage
+
+FRAMES_TYPE = pa.list_(pa.binary())
+
+
+def read_input(stage: Stage, task: dict[str, Any]) -> pa.Table:
+    """The task's input rows, with the stored frames put back for passes that read them."""
+    table = parts.read_slices([tuple(s) for s in task["inputs"]])
+    if stage.reads_frames and "frames_file" in table.column_names:
+        table = parts.load_column(table, "frames", "clip_id", task["root"], FRAMES_TYPE)
+    return table
+
+
+def write_outputs(stage: Stage, task: dict[str, Any], table: pa.Table) -> list[dict[str, Any]]:
+    """The part's manifest file (stored columns split off into their side tables) and its side tables."""
+    folder, out, name = Path(task["stage_dir"]), Path(task["out"]), task["name"]
+    rel_stage = Path(task["stage_dir"]).relative_to(task["root"]).as_posix()
+    written: list[tuple[str, Path, pa.Table]] = []
+    for column in stage.stores if task["final"] else ():
+        if column in table.column_names:
+            table, side = parts.store_column(table, column, "clip_id", f"{rel_stage}/{column}/{name}.parquet")
+            written.append((column, folder / column / f"{name}.parquet", side))
+    if task["final"]:
+        written += [(kind, folder / kind / f"{name}.parquet", side) for kind, side in stage.side_tables(table).items()]
+    written.append(("part", out / f"{name}.parquet", table))
+    for _, path, data in written:
+        parts.write_table(path, data)
+    return [{**parts.file_record(path, folder), "kind": kind} for kind, path, _ in written]
+
+
+def execute(stage: Stage, task: dict[str, Any]) -> dict[str, Any]:
+    """Run one task of one pass (a no-op returning the old record if it already finished)."""
+    record_path = Path(task["record"])
+    if (record := parts.read_record(record_path)) is not None:
+        return {**record, "resumed": True}
+    began = time.perf_counter()
+    if "run" in task:  # a pass that plans its own tasks also runs them its own way (shard: pack one tar)
+        files, rows_in, rows_out = stage.run_task(task)  # type: ignore[attr-defined]
+    else:
+        table = read_input(stage, task)
+        rows_in = table.num_rows
+        if stage.keeps_previous and task.get("previous"):
+            table = stage.carry_previous(table, task["previous"])  # type: ignore[attr-defined]
+        output = stage.process_part(table, task)
+        rows_out = output.num_rows
+        files = write_outputs(stage, task, output)
+    record = {"name": task["name"], "pass": task["pass"], "rows_in": rows_in, "rows_out": rows_out,
+              "files": files, "counts": stage.part_counts(), "seconds": round(time.perf_counter() - began, 3)}
+    io.atomic_write_json(record_path, record)  # last: the task counts as done only once its files are all there
+    return {**record, "resumed": False}

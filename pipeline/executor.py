@@ -64,7 +64,7 @@ def _tasks(stage: Stage, k: int, pass_: Stage, previous: list[str], source: list
            root: Path, final: bool, names: list[str] | None) -> list[dict[str, Any]]:
     """The descriptors of pass `k`'s tasks: its own plan, else fixed chunks of the stage input (first pass) or one
     task per part of the previous pass (`names`: those parts, when the previous pass has not run yet)."""
-    out = folder if final else folder / parts.WORK / f"pass{k}"
+    out = folder / parts.MANIFEST if final else folder / parts.WORK / f"pass{k}"
     planned = pass_.plan_tasks(previous)
     if planned is None and k == 0:
         planned = [{"name": parts.part_name(j), "inputs": chunk}
@@ -171,3 +171,29 @@ def _finish(stage: Stage, folder: Path, records: list[dict[str, Any]], source: l
     parts.clear_work(folder)
     shutil.rmtree(folder / PREVIOUS, ignore_errors=True)
     return stats
+
+
+def run_table(stage: Stage, table: pa.Table, output: str | Path, runner: Runner | None = None,
+              **options: Any) -> pa.Table:
+    """A stage over an in-memory input table (library use, tests): the table is written as its input under
+    `<output>/_input/` (inline frames into a frame store beside it), the stage runs as in a pipeline, and its
+    finished manifest comes back whole, with the frames put back."""
+    from pipeline.runners.local import LocalRunner
+
+    output = Path(output)
+    path = output / "_input" / f"{stage.name}.parquet"
+    if "frames" in table.column_names and "clip_id" in table.column_names:
+        frames = f"_input/{stage.name}-frames.parquet"
+        table, side = parts.store_column(table, "frames", "clip_id", frames)
+        parts.write_table(output / frames, side)
+    parts.write_table(path, table)
+    run_stage(stage, [(str(path), table.num_rows)], output, runner or LocalRunner(), **options)
+    return read_manifest(stage_dir(output, stage.name), output)
+
+
+def read_manifest(folder: str | Path, frames_root: str | Path | None = None) -> pa.Table:
+    """A finished stage's manifest as one table; with `frames_root` (the run's output folder) its frames put back."""
+    table = parts.read_stage(folder)
+    if frames_root is not None and "frames_file" in table.column_names:
+        table = parts.load_column(table, "frames", "clip_id", frames_root, pa.list_(pa.binary()))
+    return table

@@ -13,7 +13,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 SUCCESS = "_SUCCESS"
-MANIFEST = "manifest.parquet"
 STATS = "stats.json"
 
 

@@ -1,8 +1,9 @@
 """Partitioned stage outputs: a stage's manifest is a folder of Parquet part files written by the workers.
 
 Layout of `<output>/<stage>/`:
-  part-00000.parquet ...   the manifest, one file per task, in input order (read the folder as one table with
-                           `pyarrow.dataset`, pandas or duckdb's `read_parquet('<stage>/*.parquet')`)
+  manifest/part-00000.parquet ...  the manifest, one file per task, in input order: the folder reads as one table
+                           (`pyarrow.dataset.dataset(path)`, `pandas.read_parquet(path)`, duckdb's
+                           `read_parquet('<stage>/manifest/*.parquet')`)
   <side>/part-00000.parquet side tables a stage stores once (split: `frames/`, `shots/`)
   _index.json              parts, row counts and sha256 of every file, written after the parts
   stats.json, _SUCCESS     written last
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 
 from pipeline import io
 
+MANIFEST = "manifest"  # <stage>/manifest/part-NNNNN.parquet: only part files, so the folder reads as one table
 INDEX = "_index.json"
 WORK = "_work"
 DONE = "done"

@@ -90,20 +90,47 @@ def decoded_indices(path: str | Path) -> list[int]:
         return [read_index(f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
 
 
-def shard(clips: list[dict], out_dir: str | Path, **cfg) -> list[dict]:
-    """The shard stage's encode over split's clips (captions faked): rows with mp4_path, before packing."""
+def run(stage, table, out_dir: str | Path, **options) -> list[dict]:
+    """A stage over an input table, as in a pipeline (tasks, part files) in `out_dir`; its manifest's rows, with
+    the stored frames put back."""
+    from pipeline.executor import run_table
+
+    return run_table(stage, table, out_dir, **options).to_pylist()
+
+
+def ingest(path: str | Path, out_dir: str | Path, **cfg) -> "pa.Table":
+    from pipeline.executor import run_table
+    from stages.ingest import IngestConfig, IngestStage, discover
+
+    return run_table(IngestStage(IngestConfig(**cfg)), discover(path), out_dir)
+
+
+def split_rows(path: str | Path, out_dir: str | Path, **cfg) -> list[dict]:
+    """Ingest and split `path` (a video or a folder) into `out_dir`: the clips, frames included."""
+    from stages.split import SplitConfig, SplitStage
+
+    return run(SplitStage(SplitConfig(**cfg)), ingest(path, out_dir), out_dir)
+
+
+def scored(clips: list[dict]) -> "pa.Table":
+    """Split's clips as a scored manifest with one made-up caption each."""
     import pyarrow as pa
 
     from manifests import SCORED
-    from pipeline.runners import LocalRunner
-    from stages.shard import ShardConfig, ShardStage
 
     rows = []
     for n, clip in enumerate(clips):
-        rows.append({**clip, "candidates": [], "caption": f"caption {n}", "caption_teacher": "t",
-                     "caption_score": 0.5, "scorer": "s"})
-    stage = ShardStage(ShardConfig(audio=False, **cfg))
-    stage.out_dir = str(out_dir)
-    encoded = LocalRunner().map(stage, pa.Table.from_pylist(rows, schema=SCORED.schema)).to_pylist()
-    assert [r["error"] for r in encoded] == [None] * len(encoded)
-    return encoded
+        rows.append({**clip, "candidates": [{"teacher": "t", "kind": "title", "model": "", "weights": "none",
+                                             "inputs": ["title"], "prompt_hash": "h", "text": f"caption {n}",
+                                             "status": "ok", "reason": None, "seconds": 0.5 + n, "score": 0.25}],
+                     "caption": f"caption {n}", "caption_teacher": "t", "caption_score": 0.25, "scorer": "s"})
+    return pa.Table.from_pylist(rows, schema=SCORED.schema)
+
+
+def shard(clips: list[dict], out_dir: str | Path, **cfg) -> list[dict]:
+    """The shard stage over split's clips (captions faked): the shard index's rows (one per sample)."""
+    from stages.shard import ShardConfig, ShardStage
+
+    index = run(ShardStage(ShardConfig(audio=False, **cfg)), scored(clips), out_dir)
+    assert len(index) == len(clips)
+    return sorted(index, key=lambda r: r["start_frame"])

@@ -1,13 +1,15 @@
+"""Resume: a finished task (one part) is never redone; a rerun after a crash writes the same bytes."""
+
 from __future__ import annotations
 
-import time
+import json
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from pipeline import checkpoint, io
-from pipeline.executor import run_stage
+from pipeline import io, parts
+from pipeline.executor import run_table
 from pipeline.runners import LocalRunner
 from pipeline.stage import Stage, StageConfig
 
@@ -32,8 +34,6 @@ class Step(Stage):
     def process_batch(self, batch):
         xs = batch.column("x").to_pylist()
         if self.stop_at in xs and (self.stop_flag is None or self.stop_flag.exists()):
-            if self.stop_flag is not None:
-                time.sleep(1.0)  # under Ray: the driver takes in the batches that finished before this one
             raise Interrupted(f"stopped at {self.stop_at}")
         if self.log is not None:
             self.log.extend(xs)
@@ -42,116 +42,99 @@ class Step(Stage):
 
 
 class Steps(Stage):
-    """Two parts with different batch sizes, as caption's teachers may have."""
+    """Two passes with different batch sizes, as caption's teachers may have; parts of 6 rows."""
 
     name = "steps"
     output_schema = SCHEMA
-    sort_keys = ("x",)
-    input_key = ("x",)
 
-    def __init__(self, sizes=(2, 3), stop_at=None, stop_flag=None, log=None):
-        super().__init__(StageConfig(resources={"batch_size": sizes[0]}))
-        self._parts = [Step(StageConfig(resources={"batch_size": s, "cpus": 0.5, "pool_size": 1}), log=log)
-                       for s in sizes]
-        self._parts[-1].stop_at, self._parts[-1].stop_flag = stop_at, stop_flag  # the last part's output is saved
+    def __init__(self, sizes=(2, 3), stop_at=None, stop_flag=None, log=None, part_rows=6):
+        super().__init__(StageConfig(resources={"batch_size": sizes[0]}, part_rows=part_rows))
+        self._passes = [Step(StageConfig(resources={"batch_size": s, "cpus": 0.5, "pool_size": 1}), log=log)
+                        for s in sizes]
+        self._passes[-1].stop_at, self._passes[-1].stop_flag = stop_at, stop_flag
 
-    def parts(self):
-        return self._parts
+    def passes(self):
+        return self._passes
 
 
 def table(n: int) -> pa.Table:
     return pa.table({"x": list(range(n)), "trace": [None] * n, "error": [None] * n}, schema=SCHEMA)
 
 
-def test_an_interrupted_stage_resumes_with_the_same_batches_and_bytes(tmp_path):
-    clean = run_stage(Steps(), table(20), tmp_path / "clean", LocalRunner())
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.parquet"))}
+
+
+def test_an_interrupted_stage_resumes_part_by_part_to_the_same_bytes(tmp_path):
+    clean = run_table(Steps(), table(20), tmp_path / "clean")
+    assert clean.column("trace").to_pylist()[:7] == [[0, 0]] * 2 + [[2, 0]] * 1 + [[2, 3]] + [[4, 3]] * 2 + [[6, 6]]
 
     log: list[int] = []
     with pytest.raises(Interrupted):
-        run_stage(Steps(log=log, stop_at=14), table(20), tmp_path / "out", LocalRunner())
+        run_table(Steps(log=log, stop_at=14), table(20), tmp_path / "out")
     stage_dir = tmp_path / "out" / "steps"
     assert not io.is_done(stage_dir)
-    assert sorted(stage_dir.joinpath(checkpoint.PARTIAL).glob("part-*.parquet"))  # batches were saved as they ended
+    assert parts.done_count(stage_dir, 1) == 2  # parts 0 and 1 (rows 0-11) finished both passes
 
     log.clear()
-    resumed = run_stage(Steps(log=log), table(20), tmp_path / "out", LocalRunner())
-    # units of lcm(2, 3) = 6 rows: the first two units (0-11) are skipped, the unit holding 14 is redone whole
-    assert min(log) == 12 and sorted(set(log)) == list(range(12, 20))
-    assert resumed.equals(clean)  # same batches seen by every part, so the same traces
-    assert (stage_dir / io.MANIFEST).read_bytes() == (tmp_path / "clean" / "steps" / io.MANIFEST).read_bytes()
-    assert io.read_parquet(stage_dir / io.MANIFEST).num_rows == 20
-    assert not (stage_dir / checkpoint.PARTIAL).exists()
-    assert '"resumed_inputs": 12' in (stage_dir / io.STATS).read_text()
+    resumed = run_table(Steps(log=log), table(20), tmp_path / "out")
+    # the first pass finished all 4 parts before the second started (local: pass after pass); the second pass redid
+    # only the parts it had not finished
+    assert sorted(set(log)) == list(range(12, 20))
+    assert resumed.equals(clean)
+    assert folder_bytes(stage_dir) == folder_bytes(tmp_path / "clean" / "steps")
+    assert not (stage_dir / parts.WORK).exists()
+    stats = json.loads((stage_dir / io.STATS).read_text())
+    assert stats["resumed_inputs"] == 20 and stats["rows_out"] == 20 and stats["parts"] == 4
 
 
-def test_overwrite_or_another_config_starts_over(tmp_path):
-    for changed in ("overwrite", "config"):
+def test_overwrite_another_config_or_another_input_starts_over(tmp_path):
+    for changed in ("overwrite", "config", "input"):
         out = tmp_path / changed
         with pytest.raises(Interrupted):
-            run_stage(Steps(stop_at=14), table(20), out, LocalRunner())
+            run_table(Steps(stop_at=14), table(20), out)
         log: list[int] = []
-        stage = Steps(sizes=(2, 3) if changed == "overwrite" else (2, 4), log=log)
-        run_stage(stage, table(20), out, LocalRunner(), overwrite=changed == "overwrite")
+        stage = Steps(sizes=(2, 3) if changed != "config" else (2, 4), log=log)
+        data = table(20) if changed != "input" else table(20).set_column(2, "error", pa.array(["x/y"] + [None] * 19))
+        run_table(stage, data, out, overwrite=changed == "overwrite")
         assert sorted(set(log)) == list(range(20))
 
 
 def test_placement_changes_keep_finished_work(tmp_path):
     with pytest.raises(Interrupted):
-        run_stage(Steps(stop_at=14), table(20), tmp_path, LocalRunner())
+        run_table(Steps(stop_at=14), table(20), tmp_path)
     log: list[int] = []
     stage = Steps(log=log)
-    stage._parts[0].config.resources.pool_size = 3  # how workers are placed does not change results
-    run_stage(stage, table(20), tmp_path, LocalRunner())
-    assert min(log) == 12
+    stage._passes[1].config.resources.cpus = 0.25  # how workers are placed does not change results
+    run_table(stage, table(20), tmp_path)
+    assert sorted(set(log)) == list(range(12, 20))
 
 
-def test_rows_of_an_input_come_from_the_last_part_that_has_them(tmp_path):
-    stage = Steps()
-    checkpoint.begin(stage, tmp_path)
-    writer = checkpoint.PartWriter(tmp_path / checkpoint.PARTIAL, every_s=0.0)
-    older = table(4).set_column(1, "trace", pa.array([[1]] * 4, pa.list_(pa.int64())))
-    writer(older)
-    writer(table(2).set_column(1, "trace", pa.array([[2]] * 2, pa.list_(pa.int64()))))
-    loaded = checkpoint.load(stage, tmp_path)
-    assert sorted(zip(loaded.column("x").to_pylist(), loaded.column("trace").to_pylist())) == [
-        (0, [2]), (1, [2]), (2, [1]), (3, [1])]
-    assert checkpoint.PartWriter(tmp_path / checkpoint.PARTIAL).next == 2  # numbering goes on after what is there
+def test_a_finished_stage_is_skipped_and_its_folder_reads_as_one_table(tmp_path):
+    import pandas as pd
+    import pyarrow.dataset as ds
 
-
-def test_finished_batches_are_gathered_into_few_files(tmp_path):
-    writer = checkpoint.PartWriter(tmp_path / checkpoint.PARTIAL, every_s=3600.0)
-    for start in range(0, 6, 2):
-        writer(table(6).slice(start, 2))
-    assert not list((tmp_path / checkpoint.PARTIAL).glob("part-*"))  # nothing written before the interval
-    writer.flush()
-    (only,) = (tmp_path / checkpoint.PARTIAL).glob("part-*.parquet")
-    assert io.read_parquet(only).column("x").to_pylist() == list(range(6))
-
-
-def test_stages_without_an_input_key_start_over(tmp_path):
-    class NoKey(Steps):
-        input_key = ()
-
-    with pytest.raises(Interrupted):
-        run_stage(NoKey(stop_at=14), table(20), tmp_path, LocalRunner())
-    assert not (tmp_path / "steps" / checkpoint.PARTIAL).exists()
+    run_table(Steps(part_rows=4), table(10), tmp_path)
     log: list[int] = []
-    run_stage(NoKey(log=log), table(20), tmp_path, LocalRunner())
-    assert sorted(set(log)) == list(range(20))
+    run_table(Steps(log=log, part_rows=4), table(10), tmp_path)
+    assert log == []
+    folder = tmp_path / "steps"
+    index = json.loads((folder / parts.INDEX).read_text())
+    assert [p["file"] for p in index["parts"]] == [f"manifest/part-0000{i}.parquet" for i in range(3)]
+    assert [p["rows"] for p in index["parts"]] == [4, 4, 2] and all(len(p["sha256"]) == 64 for p in index["parts"])
+    assert ds.dataset(folder / "manifest", format="parquet").to_table().column("x").to_pylist() == list(range(10))
+    assert pd.read_parquet(folder / "manifest").x.tolist() == list(range(10))
 
 
 @pytest.mark.ray
-def test_ray_saves_finished_batches_and_resumes_to_the_same_bytes(tmp_path, ray_runner):
-    clean = run_stage(Steps(), table(20), tmp_path / "clean", LocalRunner())
+def test_ray_resumes_to_the_same_bytes_as_an_uninterrupted_local_run(tmp_path, ray_runner):
+    clean = run_table(Steps(), table(20), tmp_path / "clean")
     flag = tmp_path / "stop"
     flag.touch()
     with pytest.raises(Exception, match="stopped at 14"):
-        run_stage(Steps(stop_at=14, stop_flag=flag), table(20), tmp_path / "out", ray_runner)
+        run_table(Steps(stop_at=14, stop_flag=flag), table(20), tmp_path / "out", ray_runner)
+    assert parts.done_count(tmp_path / "out" / "steps", 1) >= 1  # what workers finished stays, whatever the driver
     flag.unlink()
-    saved = checkpoint.load(Steps(), tmp_path / "out" / "steps")
-    # batches the driver had taken in before the failure (Ray drops some that were still in flight)
-    assert saved is not None and 3 <= saved.num_rows <= 12 and saved.num_rows % 3 == 0
-    resumed = run_stage(Steps(stop_at=14, stop_flag=flag), table(20), tmp_path / "out", ray_runner)
+    resumed = run_table(Steps(stop_at=14, stop_flag=flag), table(20), tmp_path / "out", ray_runner)
     assert resumed.equals(clean)
-    assert (tmp_path / "out" / "steps" / io.MANIFEST).read_bytes() == \
-        (tmp_path / "clean" / "steps" / io.MANIFEST).read_bytes()
+    assert folder_bytes(tmp_path / "out" / "steps") == folder_bytes(tmp_path / "clean" / "steps")

@@ -3,8 +3,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from pipeline.runners import LocalRunner
-from pipeline.runners.ray import plan_pool, share, stream_groups
+from pipeline.executor import run_table
+from pipeline.runners import LocalRunner, groups
+from pipeline.runners.ray import plan_pool, share
 from pipeline.stage import RowStage, Stage, StageConfig
 
 SCHEMA = pa.schema([("x", pa.int64()), ("batch", pa.int64()), ("error", pa.string())])
@@ -15,7 +16,7 @@ class BatchTagger(RowStage):
 
     name = "tag"
     output_schema = SCHEMA
-    sort_keys = ("x",)
+    local_parallel = True
 
     def process_batch(self, batch):
         first = batch.column("x")[0].as_py()
@@ -31,7 +32,7 @@ def test_plan_pool_uses_fractions_on_small_machines():
     pool, cpus, _ = plan_pool(1.0, 0.0, 4, 10, {"CPU": 2.0})
     assert pool == 4 and pool * cpus <= 1.8 + 1e-9  # asked-for pool fits by shrinking each actor
     pool, _, _ = plan_pool(1.0, 0.0, 8, 2, {"CPU": 16.0})
-    assert pool == 2  # never more actors than batches
+    assert pool == 2  # never more actors than tasks
     pool, _, gpus = plan_pool(1.0, 0.5, None, 10, {"CPU": 16.0, "GPU": 2.0})
     assert pool == 4 and gpus == 0.5
     with pytest.raises(RuntimeError, match="has none"):
@@ -42,28 +43,34 @@ def make_table(n):
     return pa.table({"x": list(range(n)), "batch": [None] * n, "error": [None] * n}, schema=SCHEMA)
 
 
+def tagger(**resources):
+    return BatchTagger(StageConfig(resources={"batch_size": 3, **resources}, part_rows=4))
+
+
 @pytest.mark.ray
-def test_ray_runner_matches_local(ray_runner):
-    stage = BatchTagger(StageConfig(resources={"batch_size": 3, "cpus": 0.5}))
-    local = stage.finalize(LocalRunner().map(stage, make_table(10)), "")
-    remote = stage.finalize(ray_runner.map(BatchTagger(stage.config), make_table(10)), "")
+def test_ray_runner_matches_local(ray_runner, tmp_path):
+    local = run_table(tagger(cpus=0.5), make_table(10), tmp_path / "local")
+    remote = run_table(tagger(cpus=0.5), make_table(10), tmp_path / "ray", ray_runner)
     assert remote.equals(local)
-    assert local.column("batch").to_pylist() == [0, 0, 0, 3, 3, 3, 6, 6, 6, 9]
+    # batches of 3 inside parts of 4 rows
+    assert local.column("batch").to_pylist() == [0, 0, 0, 3, 4, 4, 4, 7, 8, 8]
+    for name in ("manifest/part-00000.parquet", "manifest/part-00001.parquet", "manifest/part-00002.parquet"):
+        assert (tmp_path / "local" / "tag" / name).read_bytes() == (tmp_path / "ray" / "tag" / name).read_bytes()
 
 
-def test_local_process_pool_gives_the_same_batches_and_order():
-    stage = BatchTagger(StageConfig(resources={"batch_size": 2, "pool_size": 2}))
-    pooled = LocalRunner().map(stage, make_table(7))
-    single = LocalRunner().map(BatchTagger(StageConfig(resources={"batch_size": 2})), make_table(7))
+def test_local_process_pool_gives_the_same_parts_and_bytes(tmp_path):
+    pooled = run_table(tagger(pool_size=2), make_table(7), tmp_path / "pool")
+    single = run_table(tagger(pool_size=1), make_table(7), tmp_path / "one")
     assert pooled.equals(single)
-    assert pooled.column("batch").to_pylist() == [0, 0, 2, 2, 4, 4, 6]
+    assert (tmp_path / "pool" / "tag" / "manifest" / "part-00001.parquet").read_bytes() == \
+        (tmp_path / "one" / "tag" / "manifest" / "part-00001.parquet").read_bytes()
 
 
 TRACE = pa.schema([("x", pa.int64()), ("trace", pa.list_(pa.int64())), ("error", pa.string())])
 
 
-class TracePart(Stage):
-    """Appends the first x of the batch it saw: shows which batches each part of a stage got."""
+class TracePass(Stage):
+    """Appends the first x of the batch it saw: shows which batches each pass of a stage got."""
 
     name = "trace"
     output_schema = TRACE
@@ -78,31 +85,41 @@ class Traced(Stage):
     name = "trace"
     output_schema = TRACE
 
-    def parts(self):
-        return [TracePart(StageConfig(resources={"batch_size": size, "cpus": 0.5})) for size in (3, 3, 2)]
+    def passes(self):
+        return [TracePass(StageConfig(resources={"batch_size": size, "cpus": 0.5})) for size in (3, 3, 2)]
 
 
-def test_parts_run_in_order_each_with_its_own_batches():
-    table = pa.table({"x": list(range(7)), "trace": [None] * 7, "error": [None] * 7}, schema=TRACE)
-    out = LocalRunner().map(Traced(), table).column("trace").to_pylist()
+def trace_table():
+    return pa.table({"x": list(range(7)), "trace": [None] * 7, "error": [None] * 7}, schema=TRACE)
+
+
+def test_passes_run_in_order_each_with_its_own_batches(tmp_path):
+    out = run_table(Traced(StageConfig(part_rows=6)), trace_table(), tmp_path).column("trace").to_pylist()
     assert out == [[0, 0, 0], [0, 0, 0], [0, 0, 2], [3, 3, 2], [3, 3, 4], [3, 3, 4], [6, 6, 6]]
 
 
 @pytest.mark.ray
-def test_ray_streams_parts_through_one_pool_each_with_local_batches(ray_runner):
-    table = pa.table({"x": list(range(7)), "trace": [None] * 7, "error": [None] * 7}, schema=TRACE)
-    assert ray_runner.map(Traced(), table).equals(LocalRunner().map(Traced(), table))
+def test_ray_streams_passes_through_one_pool_each_with_local_batches(ray_runner, tmp_path):
+    stage = Traced(StageConfig(part_rows=6))
+    assert run_table(stage, trace_table(), tmp_path / "ray", ray_runner).equals(
+        run_table(stage, trace_table(), tmp_path / "local"))
 
 
-def test_parts_stream_together_while_batches_match_and_gpus_suffice():
-    def part(batch_size, gpus=0.0, cpus=1.0):
-        return TracePart(StageConfig(resources={"batch_size": batch_size, "gpus": gpus, "cpus": cpus}))
+class Barrier(TracePass):
+    def before(self, previous, stage_input):
+        self.seen = len(previous)
 
-    a, b, c, d, e = part(4, 1.0), part(4, 1.0), part(4), part(2), part(2, cpus=3.0)
-    assert stream_groups([a, b, c, d, e], {"CPU": 8.0, "GPU": 1.0}) == [[a], [b, c], [d, e]]
-    assert stream_groups([a, b, c], {"CPU": 8.0, "GPU": 2.0}) == [[a, b, c]]
-    assert share(d, [d, e], {"CPU": 8.0}) == {"CPU": 2.0, "GPU": 0.0}  # CPUs in proportion to what each asks
-    assert share(e, [d, e], {"CPU": 8.0}) == {"CPU": 6.0, "GPU": 0.0}
+
+def test_passes_stream_together_unless_a_barrier_or_gpus_stop_them():
+    def part(gpus=0.0, cls=TracePass):
+        return cls(StageConfig(resources={"gpus": gpus}))
+
+    a, b, c, d, e = part(1.0), part(1.0), part(), part(cls=Barrier), part()
+    assert groups([a, b, c, d, e], {"CPU": 8.0, "GPU": 1.0}) == [[0], [1, 2], [3, 4]]
+    assert groups([a, b, c], {"CPU": 8.0, "GPU": 2.0}) == [[0, 1, 2]]
+    cpus = [TracePass(StageConfig(resources={"cpus": n})) for n in (1.0, 3.0)]
+    assert share(cpus[0], cpus, {"CPU": 8.0}) == {"CPU": 2.0, "GPU": 0.0}  # CPUs in proportion to what each asks
+    assert share(cpus[1], cpus, {"CPU": 8.0}) == {"CPU": 6.0, "GPU": 0.0}
     assert share(a, [a, b, c], {"CPU": 3.0, "GPU": 2.0})["GPU"] == 1.0
 
 
@@ -111,8 +128,8 @@ class BadSetup(BatchTagger):
         raise ValueError("this config cannot work")
 
 
-def test_a_setup_error_in_pool_workers_is_raised_as_itself():
+def test_a_setup_error_in_pool_workers_is_raised_as_itself(tmp_path):
     """Not as a broken pool: the user must see what is wrong with the config."""
-    stage = BadSetup(StageConfig(resources={"batch_size": 1, "pool_size": 2}))
+    stage = BadSetup(StageConfig(resources={"batch_size": 1, "pool_size": 2}, part_rows=1))
     with pytest.raises(ValueError, match="cannot work"):
-        LocalRunner().map(stage, make_table(3))
+        run_table(stage, make_table(3), tmp_path)

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from pipeline.runners import LocalRunner, split_batches
+from pipeline import parts
+from pipeline.executor import run_table
 from pipeline.stage import RowStage, StageConfig, StageError, count_errors, error_text
 
 SCHEMA = pa.schema([("x", pa.int64()), ("y", pa.int64()), ("error", pa.string())])
@@ -35,9 +36,9 @@ def table(xs, errors=None):
     return pa.table({"x": xs, "y": [None] * len(xs), "error": errors}, schema=SCHEMA)
 
 
-def test_row_errors_become_data_and_the_rest_goes_on():
+def test_row_errors_become_data_and_the_rest_goes_on(tmp_path):
     stage = Doubler(StageConfig(resources={"batch_size": 2}))
-    out = LocalRunner().map(stage, table([1, 2, 3, 4, 5], [None, "ingest/bad: x", None, None, None]))
+    out = run_table(stage, table([1, 2, 3, 4, 5], [None, "ingest/bad: x", None, None, None]), tmp_path)
     rows = out.to_pylist()
     assert [r["x"] for r in rows] == [1, 2, 3, 4, 5, 105]
     assert rows[0]["y"] == 2 and rows[0]["error"] is None
@@ -53,10 +54,9 @@ def test_count_errors_groups_by_stage_and_reason():
     assert error_text("s", "r", "  many\n spaces ") == "s/r: many spaces"
 
 
-def test_batches_are_fixed_slices():
-    batches = split_batches(table(list(range(7))), 3)
-    assert [b.num_rows for b in batches] == [3, 3, 1]
-    assert batches[2].column("x").to_pylist() == [6]
+def test_parts_are_fixed_ranges_over_the_input_files():
+    assert parts.chunks([("a", 5), ("b", 0), ("c", 4)], 3) == [
+        [("a", 0, 3)], [("a", 3, 2), ("c", 0, 1)], [("c", 1, 3)]]
 
 
 def test_unknown_config_keys_are_errors():

@@ -6,40 +6,33 @@ import pyarrow as pa
 import pytest
 
 from manifests import SCORED
-from pipeline.runners import LocalRunner
+from pipeline import parts
+from pipeline.executor import run_table
 from stages import media
-from stages.ingest import IngestStage, discover
 from stages.shard import ShardConfig, ShardStage
-from stages.split import SplitConfig, SplitStage
-from tests.fixtures import decoded_indices
+from stages.shard.stage import PackPass
+from tests.fixtures import decoded_indices, ingest, scored, split_rows
 
 
 @pytest.fixture(scope="module")
-def scored_rows(scene_video):
-    videos = LocalRunner().map(IngestStage(), discover(scene_video[0]))
-    clips = LocalRunner().map(SplitStage(SplitConfig(min_clip_s=0.5, stitch={"enabled": False})), videos).to_pylist()
-    for n, clip in enumerate(clips):
-        clip["candidates"] = [{"teacher": "t", "kind": "title", "model": "", "weights": "none", "inputs": ["title"],
-                               "prompt_hash": "h", "text": f"caption {n}", "status": "ok", "reason": None,
-                               "seconds": 0.5 + n, "score": 0.25}]
-        clip.update(caption=f"caption {n}", caption_teacher="t", caption_score=0.25, scorer="s")
-    return clips
+def scored_rows(scene_video, tmp_path_factory):
+    clips = split_rows(scene_video[0], tmp_path_factory.mktemp("split"), min_clip_s=0.5, stitch={"enabled": False})
+    return scored(clips).to_pylist()
 
 
 def run_shard(rows, out_dir, **cfg):
-    stage = ShardStage(ShardConfig(**cfg))
-    stage.out_dir = str(out_dir)
-    encoded = LocalRunner().map(stage, pa.Table.from_pylist(rows, schema=SCORED.schema))
-    return stage, stage.finalize(encoded, str(out_dir))
+    """(shard stats, shard index)"""
+    index = run_table(ShardStage(ShardConfig(**cfg)), pa.Table.from_pylist(rows, schema=SCORED.schema), out_dir)
+    return json.loads((out_dir / "shard" / "stats.json").read_text()), index
 
 
 def test_clips_hold_exactly_their_span_and_tars_read_back(scored_rows, tmp_path):
     import webdataset as wds
 
-    stage, index = run_shard(scored_rows, tmp_path, maxcount=3)
-    assert index.num_rows == 4 and sorted(set(index.column("shard").to_pylist())) == ["shard-00000.tar",
-                                                                                        "shard-00001.tar"]
-    samples = list(wds.WebDataset([str(p) for p in sorted(tmp_path.glob("*.tar"))], shardshuffle=False))
+    stats, index = run_shard(scored_rows, tmp_path, maxcount=3)
+    tars = sorted((tmp_path / "shard").glob("*.tar"))
+    assert index.num_rows == 4 and len(tars) >= 2 and stats["shards"] == len(tars)
+    samples = list(wds.WebDataset([str(p) for p in tars], shardshuffle=False))
     assert len(samples) == 4
     for sample in samples:
         meta = json.loads(sample["json"])
@@ -53,10 +46,13 @@ def test_clips_hold_exactly_their_span_and_tars_read_back(scored_rows, tmp_path)
     # gop 12, no B-frames: clips starting at 0, 60 and 180 start on keyframes and are copied, 105 is re-encoded
     assert dict(zip(index.column("start_frame").to_pylist(), index.column("encoding").to_pylist())) == {
         0: "copy", 60: "copy", 105: "libx264 -preset veryfast -crf 23", 180: "copy"}
-    assert stage.stats(index)["clips_by_encoding"] == {"copy": 3, "libx264 -preset veryfast -crf 23": 1}
-    assert not (tmp_path / "_clips").exists()
-    sidecar = pa.parquet.read_table(tmp_path / "shard-00000.parquet")
-    assert sidecar.num_rows == 3
+    assert stats["clips_by_encoding"] == {"copy": 3, "libx264 -preset veryfast -crf 23": 1}
+    assert not (tmp_path / "shard" / "_work").exists()
+    for tar in tars:  # each tar's sidecar lists its samples in tar order; no tar holds more than maxcount
+        sidecar = pa.parquet.read_table(tar.with_suffix(".parquet")).to_pylist()
+        members = [s["__key__"] for s in wds.WebDataset([str(tar)], shardshuffle=False)]
+        assert [r["key"] for r in sidecar] == members and 1 <= len(members) <= 3
+        assert [r["position"] for r in sidecar] == list(range(len(members)))
 
 
 def has_audio_of(path, seconds: float) -> bool:
@@ -114,30 +110,52 @@ def test_same_input_gives_identical_tars_and_seed_changes_order(scored_rows, tmp
     run_shard(scored_rows, tmp_path / "a", maxcount=10)
     changed = [dict(r, candidates=[dict(c, seconds=99.0) for c in r["candidates"]]) for r in scored_rows]
     run_shard(changed, tmp_path / "b", maxcount=10)
-    assert (tmp_path / "a" / "shard-00000.tar").read_bytes() == (tmp_path / "b" / "shard-00000.tar").read_bytes()
+    assert (tmp_path / "a" / "shard" / "shard-00000.tar").read_bytes() == \
+        (tmp_path / "b" / "shard" / "shard-00000.tar").read_bytes()
     _, seeded = run_shard(scored_rows, tmp_path / "c", maxcount=10, shuffle_seed=1)
     _, ordered = run_shard(scored_rows, tmp_path / "d", maxcount=10, shuffle_seed=None)
     assert ordered.column("key").to_pylist() == sorted(ordered.column("key").to_pylist())
     assert sorted(seeded.column("key").to_pylist()) == ordered.column("key").to_pylist()
 
 
-def test_maxsize_starts_new_shards(scored_rows):
-    from stages.shard.stage import SAMPLE_OVERHEAD
+def test_maxsize_and_maxcount_start_new_tars():
+    from stages.shard.stage import SAMPLE_OVERHEAD, AssignPass, PackPass
 
-    stage = ShardStage(ShardConfig(maxcount=100, maxsize=2 * (2000 + SAMPLE_OVERHEAD) + 10, shuffle_seed=None))
+    config = ShardConfig(maxcount=3, maxsize=2 * (2000 + SAMPLE_OVERHEAD) + 10, shuffle_seed=None)
+    pack = PackPass(config, AssignPass(config))
     rows = [{"clip_id": str(i), "mp4_bytes": 2000} for i in range(5)]
-    assert [len(s) for s in stage.plan_shards(rows)] == [2, 2, 1]
+    assert [len(s) for s in pack.plan_tars(rows)] == [2, 2, 1]
     rows = [{"clip_id": "big", "mp4_bytes": 10**6}, {"clip_id": "z", "mp4_bytes": 10}]
-    assert [len(s) for s in stage.plan_shards(rows)] == [1, 1]  # an oversized sample gets a tar of its own
+    assert [len(s) for s in pack.plan_tars(rows)] == [1, 1]  # an oversized sample gets a tar of its own
+    rows = [{"clip_id": str(i), "mp4_bytes": 1} for i in range(7)]
+    assert [len(s) for s in PackPass(ShardConfig(maxcount=3), pack.assign).plan_tars(rows)] == [3, 3, 1]
+
+
+def test_buckets_are_sized_from_the_count_of_good_clips_and_fill_evenly(tmp_path):
+    """10,000 clip ids into buckets for maxcount 1000: 12 buckets (90% fill), each within a few % of its share."""
+    import collections
+
+    from stages.shard.stage import AssignPass, sample_order
+
+    source = tmp_path / "in.parquet"
+    pa.parquet.write_table(pa.table({"error": [None] * 10_000 + ["score/x: y"] * 50}), source)
+    assign = AssignPass(ShardConfig(maxcount=1000))
+    assign.before([], [(str(source), 10_050)])
+    assert assign.buckets == 12
+    counts = collections.Counter(int(sample_order(0, f"v_{i:07d}", i)[:15], 16) % 12 for i in range(10_000))
+    assert max(counts.values()) <= 1000 and min(counts.values()) >= 700
 
 
 def test_failed_encodes_are_errors_not_crashes(scored_rows, tmp_path):
     broken = [dict(scored_rows[0], path=str(tmp_path / "gone.mp4"))] + scored_rows[1:]
-    stage, index = run_shard(broken, tmp_path)
-    assert index.num_rows == len(scored_rows) - 1
-    assert stage.stats(index)["errors_by_reason"] == {"shard/unreadable": 1}  # found when trying to copy it
-    errors = pa.parquet.read_table(tmp_path / "errors.parquet").to_pylist()
-    assert errors[0]["clip_id"] == scored_rows[0]["clip_id"]
+    broken[1] = dict(broken[1], error="score/below_min_score: 0.1 < 0.2")
+    stats, index = run_shard(broken, tmp_path)
+    assert index.num_rows == len(scored_rows) - 2
+    # found when trying to copy it
+    assert stats["errors_by_reason"] == {"score/below_min_score": 1, "shard/unreadable": 1}
+    assert stats["errors_total"] == 2 and stats["errors_new"] == 1
+    errors = parts.read_stage(tmp_path / "shard", side="errors").to_pylist()
+    assert sorted(e["clip_id"] for e in errors) == sorted(r["clip_id"] for r in scored_rows[:2])
 
 
 def test_ffmpeg_is_found():
@@ -174,7 +192,7 @@ def test_real_footage_clips_hold_exactly_their_source_frames(name, tmp_path):
     info = media.probe(path)
     source = _frames(path)
     for start, end in spans:
-        videos = LocalRunner().map(IngestStage(), discover(path)).to_pylist()[0]
+        videos = ingest(path, tmp_path / "run").to_pylist()[0]
         # the clip's start time as split records it: the presentation time of frame `start`
         from stages.media import decode_frames
 
@@ -192,33 +210,35 @@ def test_real_footage_clips_hold_exactly_their_source_frames(name, tmp_path):
 
 
 def test_an_interrupted_shard_resumes_to_the_same_tars(scored_rows, tmp_path, monkeypatch):
-    from pipeline.executor import run_stage
-
     table = pa.Table.from_pylist(scored_rows, schema=SCORED.schema)
-    config = ShardConfig(maxcount=2, resources={"batch_size": 1})
-    run_stage(ShardStage(config), table, tmp_path / "clean", LocalRunner())
+    config = ShardConfig(maxcount=2, encode_workers=1, resources={"batch_size": 1})
+    run_table(ShardStage(config), table, tmp_path / "clean")
 
-    original, encoded = ShardStage._encode, []
+    original, encoded = PackPass._encode, []
     third = scored_rows[2]["clip_id"]
 
-    def crash_on_third(self, row):
+    def crash_on_third(self, row, staging):
         if row["clip_id"] == third:
             raise KeyboardInterrupt()
-        encoded.append(row["clip_id"])
-        return original(self, row)
+        if not (staging / f"{row['clip_id']}.mp4").exists():  # not staged by the interrupted run
+            encoded.append(row["clip_id"])
+        return original(self, row, staging)
 
-    monkeypatch.setattr(ShardStage, "_encode", crash_on_third)
+    monkeypatch.setattr(PackPass, "_encode", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
-        run_stage(ShardStage(config), table, tmp_path / "out", LocalRunner())
-    assert encoded == [r["clip_id"] for r in scored_rows[:2]]
+        run_table(ShardStage(config), table, tmp_path / "out")
+    before = list(encoded)
     third = None  # no crash this time
     encoded.clear()
-    run_stage(ShardStage(config), table, tmp_path / "out", LocalRunner())
-    assert encoded == [r["clip_id"] for r in scored_rows[2:]]  # the two clips staged before the crash are kept
+    run_table(ShardStage(config), table, tmp_path / "out")
+    # every clip was encoded once: what finished before the crash (whole tars, or clips staged) is kept
+    assert sorted(before + encoded) == sorted(r["clip_id"] for r in scored_rows)
+    assert scored_rows[2]["clip_id"] in encoded
     clean, resumed = tmp_path / "clean" / "shard", tmp_path / "out" / "shard"
-    names = sorted(p.name for p in clean.iterdir() if p.suffix in (".tar", ".parquet"))
-    assert names == sorted(p.name for p in resumed.iterdir() if p.suffix in (".tar", ".parquet"))
+    names = sorted(p.relative_to(clean).as_posix() for p in clean.rglob("*") if p.suffix in (".tar", ".parquet"))
+    assert names == sorted(p.relative_to(resumed).as_posix() for p in resumed.rglob("*")
+                           if p.suffix in (".tar", ".parquet"))
     assert len([n for n in names if n.endswith(".tar")]) > 1
     for name in names:
         assert (clean / name).read_bytes() == (resumed / name).read_bytes(), name
-    assert not (resumed / "_clips").exists() and not (resumed / "_partial").exists()
+    assert not (resumed / "_work").exists()

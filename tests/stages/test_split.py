@@ -1,24 +1,20 @@
 from __future__ import annotations
 
 import io
+import tempfile
 
 import pytest
 from PIL import Image
 
-from pipeline.runners import LocalRunner
-from stages.ingest import IngestStage, discover
 from stages.split import SplitConfig, SplitStage
 from stages.split.stage import pick_frames
 from tests.conftest import shared_video
-from tests.fixtures import read_index, shard
+from tests.fixtures import ingest, read_index, shard, split_rows
 
 
 def split(path, out_dir=None, **cfg):
     cfg.setdefault("stitch", {"enabled": False})
-    videos = LocalRunner().map(IngestStage(), discover(path))
-    stage = SplitStage(SplitConfig(**cfg))
-    stage.out_dir = str(out_dir) if out_dir else None
-    return stage.finalize(LocalRunner().map(stage, videos), str(out_dir or "")).to_pylist()
+    return split_rows(path, out_dir or tempfile.mkdtemp(prefix="split-"), **cfg)
 
 
 def test_pick_frames_spreads_over_the_span():
@@ -107,15 +103,16 @@ def test_big_buck_bunny_cuts(detector):
 
 
 def test_shots_parquet_explains_every_shot(tmp_path, scene_video):
-    import pyarrow.parquet as pq
+    from pipeline import parts
 
     split(scene_video[0], out_dir=tmp_path, min_clip_s=2.0)
-    shots = pq.read_table(tmp_path / "shots.parquet").to_pylist()
+    shots = parts.read_stage(tmp_path / "split", side="shots").to_pylist()
     assert [(s["shot_index"], s["start_frame"], s["end_frame"]) for s in shots] == [
         (0, 0, 60), (1, 60, 105), (2, 105, 180), (3, 180, 230)]
     assert "dropped (too_short: 1.80s < 2.0s)" in shots[1]["outcome"][0]
     assert "in clip" in shots[0]["outcome"][0]
-    assert not (tmp_path / "_shots").exists()
+    assert sorted(p.name for p in (tmp_path / "split").iterdir()) == [
+        "_SUCCESS", "_index.json", "frames", "manifest", "shots", "stats.json"]
 
 
 def test_decoder_passes_are_counted(scene_video):
@@ -156,12 +153,12 @@ class Stop(BaseException):
 
 
 def test_an_interrupted_split_resumes_and_writes_the_same_bytes(tmp_path, video_folder, monkeypatch):
-    from pipeline.executor import run_stage
+    from pipeline.executor import run_table
     from stages import media
 
-    videos = LocalRunner().map(IngestStage(), discover(video_folder))
-    config = {"stitch": {"enabled": False}, "min_clip_s": 0.5, "resources": {"batch_size": 1, "pool_size": 1}}
-    run_stage(SplitStage(SplitConfig(**config)), videos, tmp_path / "clean", LocalRunner())
+    videos = ingest(video_folder, tmp_path / "ingest")
+    config = {"stitch": {"enabled": False}, "min_clip_s": 0.5, "part_rows": 1, "resources": {"pool_size": 1}}
+    run_table(SplitStage(SplitConfig(**config)), videos, tmp_path / "clean")
 
     original = SplitStage.process_row
     second = str(video_folder / "b_other.mp4")
@@ -173,13 +170,15 @@ def test_an_interrupted_split_resumes_and_writes_the_same_bytes(tmp_path, video_
 
     monkeypatch.setattr(SplitStage, "process_row", crash_on_second)
     with pytest.raises(Stop):
-        run_stage(SplitStage(SplitConfig(**config)), videos, tmp_path / "out", LocalRunner())
+        run_table(SplitStage(SplitConfig(**config)), videos, tmp_path / "out")
     monkeypatch.setattr(SplitStage, "process_row", original)
     first = str(video_folder / "a_scenes.mp4")
     decodes = media.DECODE_PASSES[first]
     assert decodes >= 2  # by the clean run and by the interrupted one
-    run_stage(SplitStage(SplitConfig(**config)), videos, tmp_path / "out", LocalRunner())
+    run_table(SplitStage(SplitConfig(**config)), videos, tmp_path / "out")
     assert media.DECODE_PASSES[first] == decodes  # the video finished before the crash is not decoded again
-    for name in ("manifest.parquet", "shots.parquet"):
-        assert (tmp_path / "out" / "split" / name).read_bytes() == (tmp_path / "clean" / "split" / name).read_bytes()
+    files = sorted(p.relative_to(tmp_path / "clean").as_posix() for p in (tmp_path / "clean").rglob("split/*/*.parquet"))
+    assert len(files) == 15  # 5 parts of one video each: manifest, frames, shots
+    for name in files:
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
     assert '"resumed_inputs": 1' in (tmp_path / "out" / "split" / "stats.json").read_text()

@@ -17,25 +17,21 @@ from typing import Callable
 
 import pyarrow as pa
 
-from bench.common import ROOT, write_result
+from bench.common import ROOT, clips_with_frames, map_in_process, with_frames, write_result
 from manifests import CLIPS
-from pipeline.runners import LocalRunner
 from stages.caption import CaptionConfig, CaptionStage
 from stages.caption.stage import clip_input
 from stages.caption.teachers import Teacher
 from stages.caption.teachers.howtocaption import pack_blocks
 from stages.config import load_run_config
-from stages.ingest import IngestStage, discover
-from stages.split import SplitStage
 
 
 def demo_clips(copies: int) -> pa.Table:
     """The demo's clips (frames and subtitles), repeated so each teacher sees enough of them."""
     config = load_run_config("demo")
-    videos = LocalRunner().map(IngestStage(), discover(ROOT / "manifests" / "samples" / "demo.csv"))
-    clips = LocalRunner().map(SplitStage(config.split), videos).to_pylist()
+    clips = clips_with_frames(ROOT / "manifests" / "samples" / "demo.csv", config.split)
     rows = [dict(c, clip_id=f"{c['clip_id']}_{i}") for i in range(copies) for c in clips]
-    return pa.Table.from_pylist(rows, schema=CLIPS.schema)
+    return pa.Table.from_pylist(rows, schema=with_frames(CLIPS.schema))
 
 
 def bare_loop(teacher: Teacher, rows: list[dict]) -> None:
@@ -117,7 +113,7 @@ def main() -> None:
         def run_stage(data: pa.Table = table, stage: CaptionStage = stage, teacher: Teacher = teacher) -> None:
             if teacher.kind == "howtocaption":
                 teacher._blocks, teacher._sentences = {}, {}  # type: ignore[attr-defined]  # a fresh worker
-            LocalRunner().map(stage, data)
+            map_in_process(stage, data)
 
         warm = min(table.num_rows, teacher_cfg.batch_size)
         run_stage(table.slice(0, warm))

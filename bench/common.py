@@ -103,3 +103,29 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(json.dumps(result, indent=2, sort_keys=True))
     return out
+
+
+def clips_with_frames(source: Path, split_config) -> list[dict]:
+    """Ingest and split `source` (a video or a list file) in a scratch folder: the clips, with their frames."""
+    from pipeline.executor import run_table
+    from stages.ingest import IngestStage, discover
+    from stages.split import SplitStage
+
+    out = tempfile.mkdtemp(prefix="bench-clips-")
+    videos = run_table(IngestStage(), discover(source), out)
+    return run_table(SplitStage(split_config), videos, out).to_pylist()
+
+
+def map_in_process(stage, table):
+    """A stage's passes over a table in this process, part by part as a worker maps them (no files): what the
+    benches time against their bare model loops."""
+    for p in stage.passes():
+        p.ensure_setup()
+        table = p.process_part(table, {})
+    return table
+
+
+def with_frames(schema):
+    import pyarrow as pa
+
+    return pa.schema([*schema, pa.field("frames", pa.list_(pa.binary()))])

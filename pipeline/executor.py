@@ -197,3 +197,23 @@ def read_manifest(folder: str | Path, frames_root: str | Path | None = None) -> 
     if frames_root is not None and "frames_file" in table.column_names:
         table = parts.load_column(table, "frames", "clip_id", frames_root, pa.list_(pa.binary()))
     return table
+
+
+def write_stage(folder: str | Path, root: str | Path, table: pa.Table, stats: dict[str, Any]) -> None:
+    """Write a whole table as a finished stage folder (one part; frames into `<stage>/frames/`), for tools that
+    make a stage's output without running it (`vlcurate selector synth`)."""
+    folder, root = Path(folder), Path(root)
+    _reset(Stage(), folder) if folder.exists() else None
+    files = []
+    if "frames" in table.column_names:
+        frames = folder / "frames" / f"{parts.part_name(0)}.parquet"
+        table, side = parts.store_column(table, "frames", "clip_id", frames.relative_to(root).as_posix())
+        parts.write_table(frames, side)
+        files.append({**parts.file_record(frames, folder), "kind": "frames"})
+    path = folder / parts.MANIFEST / f"{parts.part_name(0)}.parquet"
+    parts.write_table(path, table)
+    main = {**parts.file_record(path, folder), "kind": "part"}
+    schema = (table.schema.metadata or {}).get(b"vlcurate.schema", b"").decode()
+    parts.write_index(folder, schema, [main], {f["kind"]: [f] for f in files})
+    io.atomic_write_json(folder / io.STATS, stats)
+    io.mark_done(folder)

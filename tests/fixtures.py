@@ -128,9 +128,37 @@ def scored(clips: list[dict]) -> "pa.Table":
 
 
 def shard(clips: list[dict], out_dir: str | Path, **cfg) -> list[dict]:
-    """The shard stage over split's clips (captions faked): the shard index's rows (one per sample)."""
+    """The shard stage over split's clips (captions faked): the shard index's rows (one per sample), each with
+    `mp4_path`, its clip taken out of the tar."""
+    import tarfile
+
     from stages.shard import ShardConfig, ShardStage
 
     index = run(ShardStage(ShardConfig(audio=False, **cfg)), scored(clips), out_dir)
     assert len(index) == len(clips)
+    for row in index:
+        with tarfile.open(Path(out_dir) / "shard" / row["shard"]) as tar:
+            row["mp4_path"] = Path(out_dir) / "clips" / f"{row['key']}.mp4"
+            row["mp4_path"].parent.mkdir(exist_ok=True)
+            row["mp4_path"].write_bytes(tar.extractfile(f"{row['key']}.mp4").read())
     return sorted(index, key=lambda r: r["start_frame"])
+
+
+class TableView:
+    """A stage's finished output as its `stats` reads it (part by part), over one in-memory table."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def parts(self, columns=None, kind="part"):
+        yield self.table if columns is None else self.table.select([c for c in columns if c in self.table.column_names])
+
+    def files(self, kind="part"):
+        return []
+
+
+def with_frames(schema):
+    """A manifest schema plus the `frames` column rows carry in memory (stored apart on disk)."""
+    import pyarrow as pa
+
+    return pa.schema([*schema, pa.field("frames", pa.list_(pa.binary()))])

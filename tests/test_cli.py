@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+
+from pipeline.executor import read_manifest
 import yaml
 from typer.testing import CliRunner
 
@@ -53,7 +55,7 @@ def test_folder_with_bad_files_runs_to_the_end(tmp_path, video_folder):
     result = runner.invoke(app, ["run", "-c", str(config), "-i", str(video_folder), "-o", str(out)])
     assert result.exit_code == 0, result.output
 
-    ingest = {r["path"].rsplit("/", 1)[1]: r["error"] for r in pq.read_table(out / "ingest" / "manifest.parquet").to_pylist()}
+    ingest = {r["path"].rsplit("/", 1)[1]: r["error"] for r in pq.read_table(out / "ingest" / "manifest").to_pylist()}
     assert ingest["a_scenes.mp4"] is None and ingest["b_other.mp4"] is None
     assert ingest["c_corrupt.mp4"].startswith("ingest/corrupt")
     assert ingest["d_empty.mp4"].startswith("ingest/empty_file")
@@ -61,7 +63,7 @@ def test_folder_with_bad_files_runs_to_the_end(tmp_path, video_folder):
     stats = json.loads((out / "shard" / "stats.json").read_text())
     assert stats["errors_by_reason"] == {"ingest/corrupt": 1, "ingest/empty_file": 1, "ingest/not_a_video": 1}
 
-    index = pq.read_table(out / "shard" / "manifest.parquet")
+    index = read_manifest(out / "shard")
     samples = list(wds.WebDataset(sorted(str(p) for p in (out / "shard").glob("*.tar")), shardshuffle=False))
     assert len(samples) == index.num_rows == 6  # 4 shots of a_scenes + 2 of b_other
     green = [json.loads(s["json"]) for s in samples if json.loads(s["json"])["start_frame"] == 40]
@@ -69,11 +71,12 @@ def test_folder_with_bad_files_runs_to_the_end(tmp_path, video_folder):
     assert subs["subtitles"] == "Now everything turns green."
 
     # a finished run is skipped; --overwrite redoes it
-    before = (out / "split" / "manifest.parquet").stat().st_mtime_ns
+    part = out / "split" / "manifest" / "part-00000.parquet"
+    before = part.stat().st_mtime_ns
     result = runner.invoke(app, ["run", "-c", str(config), "-i", str(video_folder), "-o", str(out)])
-    assert result.exit_code == 0 and (out / "split" / "manifest.parquet").stat().st_mtime_ns == before
+    assert result.exit_code == 0 and part.stat().st_mtime_ns == before
     result = runner.invoke(app, ["split", "-c", str(config), "-o", str(out), "--overwrite"])
-    assert result.exit_code == 0 and (out / "split" / "manifest.parquet").stat().st_mtime_ns != before
+    assert result.exit_code == 0 and part.stat().st_mtime_ns != before
 
 
 def test_nothing_processable_exits_nonzero(tmp_path):
@@ -99,9 +102,9 @@ def test_an_interrupted_or_broken_run_says_how_to_go_on(tmp_path, monkeypatch, f
 
 
 def test_status_shows_done_interrupted_and_not_started_stages(tmp_path, video_folder, monkeypatch):
+    from pipeline import parts
     from pipeline.executor import run_stage
     from pipeline.runners import LocalRunner
-    from stages.ingest import IngestStage, discover
     from stages.split import SplitConfig, SplitStage
 
     result = runner.invoke(app, ["ingest", "-i", str(video_folder), "-o", str(tmp_path)])
@@ -114,13 +117,12 @@ def test_status_shows_done_interrupted_and_not_started_stages(tmp_path, video_fo
         return original(self, row)
 
     monkeypatch.setattr(SplitStage, "process_row", crash_on_second)
-    videos = LocalRunner().map(IngestStage(), discover(video_folder))
-    config = SplitConfig(stitch={"enabled": False}, resources={"batch_size": 1, "pool_size": 1})
+    config = SplitConfig(stitch={"enabled": False}, part_rows=1, resources={"pool_size": 1})
     with pytest.raises(KeyboardInterrupt):
-        run_stage(SplitStage(config), videos, tmp_path, LocalRunner())
+        run_stage(SplitStage(config), parts.input_files(tmp_path / "ingest"), tmp_path, LocalRunner())
     result = runner.invoke(app, ["status", "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith("ingest") and "done: 5 in, 5 out, 3 errors" in lines[0]
-    assert lines[1].startswith("split") and "interrupted: 1 of 5 inputs done" in lines[1]
+    assert lines[1].startswith("split") and "interrupted: 1 of 5 parts done" in lines[1]
     assert all("not started" in line for line in lines[2:]) and len(lines) == 5

@@ -499,11 +499,9 @@ def _versions() -> dict[str, str]:
 def train_from_files(labels_path: str | Path, captions_path: str | Path, scorer_config: ScorerConfig,
                      out: str | Path, config: SelectorTrainConfig = SelectorTrainConfig()) -> TrainResult:
     """What `vlcurate selector train` does: read and join the labels with the captions manifest, then train."""
-    from manifests import CAPTIONS
-
     captions_file = resolve_captions(captions_path)
     labels = read_labels(labels_path)
-    examples, skipped = join_labels(CAPTIONS.read(captions_file), labels)
+    examples, skipped = join_labels(read_captions(captions_file), labels)
     if not examples:
         raise ValueError(f"none of the {len(labels)} labelled clips can be trained on: {skipped}")
     sources = {"labels": str(Path(labels_path).resolve()), "captions": str(captions_file.resolve()),
@@ -512,11 +510,24 @@ def train_from_files(labels_path: str | Path, captions_path: str | Path, scorer_
 
 
 def resolve_captions(path: str | Path) -> Path:
-    """A manifest file, a caption (or score) stage folder, or a run's output folder (its caption/ manifest)."""
-    path = Path(path)
-    for candidate in (path, path / "manifest.parquet", path / "caption" / "manifest.parquet"):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"{path}: no captions manifest (a .parquet file, a caption stage folder, or a run's "
-                            "output folder with caption/manifest.parquet)")
+    """A caption (or score) stage folder, a run's output folder (its caption/ stage), or a .parquet file."""
+    from pipeline import io
 
+    path = Path(path)
+    for candidate in (path, path / "caption"):
+        if candidate.is_dir() and io.is_done(candidate):
+            return candidate
+    if path.is_file():
+        return path
+    raise FileNotFoundError(f"{path}: no captions manifest (a finished caption stage folder, a run's output folder "
+                            "with caption/, or a .parquet file)")
+
+
+def read_captions(path: Path):
+    """The captions manifest with each clip's frames (a stage folder's read from the run's frame store)."""
+    from pipeline import io as pio
+    from pipeline.executor import read_manifest
+
+    if path.is_dir():
+        return read_manifest(path, frames_root=path.parent)
+    return pio.read_parquet(path)

@@ -83,7 +83,7 @@ def train(
 
 @app.command("synth")
 def synth(
-    out: Path = typer.Argument(..., help="folder: writes caption/manifest.parquet (a finished caption stage) and "
+    out: Path = typer.Argument(..., help="folder: writes caption/ (a finished caption stage) and "
                                          "labels.csv"),
     clips: int = typer.Option(400, "--clips", min=1),
     seed: int = typer.Option(0, "--seed"),

@@ -115,26 +115,24 @@ def generate(config: SynthConfig = SynthConfig()) -> tuple[pa.Table, pa.Table]:
                      "frames": clip_frames(rng, colour, shape, config.frames, config.size),
                      "candidates": candidates, "error": None})
         labels.append({"clip_id": clip_id, "teacher": f"synth{truth}", "text": texts[truth]})
-    return pa.Table.from_pylist(rows, schema=CAPTIONS.schema), pa.Table.from_pylist(labels)
+    schema = pa.schema([*CAPTIONS.schema, pa.field("frames", pa.list_(pa.binary()))], metadata=CAPTIONS.schema.metadata)
+    return pa.Table.from_pylist(rows, schema=schema), pa.Table.from_pylist(labels)
 
 
 def write(out_dir: str | Path, config: SynthConfig = SynthConfig()) -> tuple[Path, Path]:
-    """Writes `<out>/caption/manifest.parquet` as a finished caption stage (so `vlcurate score -o <out>` runs on
-    it) and `<out>/labels.csv`; returns both paths."""
+    """Writes `<out>/caption/` as a finished caption stage (so `vlcurate score -o <out>` runs on it; its frames in
+    `caption/frames/`) and `<out>/labels.csv`; returns both paths."""
     import pyarrow.csv as pacsv
 
-    from manifests import CAPTIONS
-    from pipeline import io as pio
+    from pipeline.executor import write_stage
 
     out = Path(out_dir)
     captions, labels = generate(config)
     stage = out / "caption"
-    pio.clear_stage_dir(stage)
-    CAPTIONS.write(stage / pio.MANIFEST, captions)
-    pio.atomic_write_json(stage / pio.STATS, {"stage": "caption", "synthetic": True, "rows_out": captions.num_rows,
-                                              "seed": config.seed, "frames": config.frames,
-                                              "candidates": config.candidates, "size": config.size})
-    pio.mark_done(stage)
+    write_stage(stage, out, captions, {"stage": "caption", "synthetic": True, "rows_out": captions.num_rows,
+                                       "rows_in": captions.num_rows, "errors_total": 0, "seconds": 0.0,
+                                       "seed": config.seed, "frames": config.frames,
+                                       "candidates": config.candidates, "size": config.size})
     labels_path = out / "labels.csv"
     pacsv.write_csv(labels, labels_path)
-    return stage / pio.MANIFEST, labels_path
+    return stage, labels_path

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from manifests import CLIPS
+from tests.fixtures import with_frames
 from stages.caption import CaptionConfig, CaptionStage
 from stages.caption.subtitles import Cue, dedupe_rolling, read_subtitles, slice_cues
 from stages.caption.teachers import TEACHERS, ClipInput, Teacher, TeacherConfig
@@ -68,8 +69,11 @@ def clip_rows(ids, subtitles_path=None):
         rows.append({"video_id": "v", "path": "/v.mp4", "title": "A title", "subtitles_path": subtitles_path,
                      "fps": 25.0, "clip_id": clip_id, "start_frame": n * 50, "end_frame": n * 50 + 50,
                      "start_s": n * 2.0, "end_s": n * 2.0 + 2.0, "frames": [jpeg((n * 60, 0, 0))],
-                     "frame_indices": [n * 50 + 25], "error": None})
-    return pa.Table.from_pylist(rows, schema=CLIPS.schema)
+                     "frames_digest": f"digest{n}", "frame_indices": [n * 50 + 25], "error": None})
+    return pa.Table.from_pylist(rows, schema=CLIPS_WITH_FRAMES)
+
+
+CLIPS_WITH_FRAMES = with_frames(CLIPS.schema)
 
 
 def test_one_failing_clip_costs_only_its_own_candidate(tmp_path):
@@ -193,20 +197,19 @@ class CountingTeacher(Teacher):
 
 
 def test_rerun_computes_only_the_new_teacher_prompt_pairs(tmp_path):
-    from pipeline.executor import run_stage
-    from pipeline.runners import LocalRunner
+    from pipeline.executor import run_table
 
     clips = clip_rows(["a", "b", "c"])
     one, two = TeacherConfig(name="one", kind="test_counting"), TeacherConfig(name="two", kind="test_counting",
                                                                                prompt="old")
     CountingTeacher.calls.clear()
-    first = run_stage(CaptionStage(CaptionConfig(teachers=[one, two])), clips, tmp_path, LocalRunner()).to_pylist()
+    first = run_table(CaptionStage(CaptionConfig(teachers=[one, two])), clips, tmp_path).to_pylist()
     assert sorted(c[0] for c in CountingTeacher.calls) == ["one", "two"]
 
     CountingTeacher.calls.clear()
     second_config = CaptionConfig(teachers=[TeacherConfig(name="three", kind="test_counting"), one,
                                             two.model_copy(update={"prompt": "new"})])
-    second = run_stage(CaptionStage(second_config), clips, tmp_path, LocalRunner(), overwrite=True).to_pylist()
+    second = run_table(CaptionStage(second_config), clips, tmp_path, overwrite=True).to_pylist()
     assert sorted(CountingTeacher.calls) == [("three", None, 3), ("two", "new", 3)]  # "one" is not asked again
     for before, after in zip(first, second):
         assert [c["teacher"] for c in after["candidates"]] == ["three", "one", "two"]  # the configured order
@@ -219,7 +222,7 @@ def test_rerun_computes_only_the_new_teacher_prompt_pairs(tmp_path):
     CountingTeacher.calls.clear()
     changed = clips.set_column(clips.schema.get_field_index("title"), "title",
                                pa.array(["A title", "Another title", "A title"]))
-    run_stage(CaptionStage(second_config), changed, tmp_path, LocalRunner(), overwrite=True)
+    run_table(CaptionStage(second_config), changed, tmp_path, overwrite=True)
     assert sorted(CountingTeacher.calls) == [("one", None, 1), ("three", None, 1), ("two", "new", 1)]
 
 
@@ -229,12 +232,12 @@ def test_each_teacher_is_a_part_with_its_own_resources():
         TeacherConfig(name="b", kind="test_counting"),
         TeacherConfig(name="t", kind="title"),
     ])
-    parts = CaptionStage(config).parts()
-    assert [p.label for p in parts] == ["caption:a", "caption:b", "caption:t"]
-    assert [(p.resources.batch_size, p.resources.gpus, p.resources.pool_size, p.resources.threads) for p in parts] == [
-        (4, 0.5, 2, 2), (4, 1.0, None, 2), (4, 0.0, None, 2)]  # a baseline needs no GPU
+    passes = CaptionStage(config).passes()
+    assert [p.label for p in passes] == ["caption:a", "caption:b", "caption:t"]
+    assert [(p.resources.batch_size, p.resources.gpus, p.resources.pool_size, p.resources.threads)
+            for p in passes] == [(4, 0.5, 2, 2), (4, 1.0, None, 2), (4, 0.0, None, 2)]  # a baseline needs no GPU
     with pytest.raises(ValueError, match="no teachers"):
-        CaptionStage(CaptionConfig()).parts()
+        CaptionStage(CaptionConfig()).passes()
 
 
 def test_caption_never_opens_the_video(tmp_path, scene_video, monkeypatch):
@@ -243,17 +246,18 @@ def test_caption_never_opens_the_video(tmp_path, scene_video, monkeypatch):
 
     import av
 
+    from pipeline import parts
+    from pipeline.executor import read_manifest, run_stage
     from pipeline.runners import LocalRunner
     from stages import media
-    from stages.ingest import IngestStage, discover
-    from stages.split import SplitConfig, SplitStage
+    from tests.fixtures import split_rows
 
-    video = tmp_path / "v.mp4"
+    video = tmp_path / "videos" / "v.mp4"
+    video.parent.mkdir()
     shutil.copy(scene_video[0], video)
-    (tmp_path / "v.vtt").write_text("WEBVTT\n\n00:00:00.000 --> 00:00:09.000\nfour coloured rooms\n")
-    videos = LocalRunner().map(IngestStage(), discover(tmp_path))
-    clips = LocalRunner().map(SplitStage(SplitConfig(min_clip_s=0.5, stitch={"enabled": False})), videos)
-    assert set(clips.column("decoder_passes").to_pylist()) == {1}
+    (tmp_path / "videos" / "v.vtt").write_text("WEBVTT\n\n00:00:00.000 --> 00:00:09.000\nfour coloured rooms\n")
+    clips = split_rows(video.parent, tmp_path, min_clip_s=0.5, stitch={"enabled": False})
+    assert {c["decoder_passes"] for c in clips} == {1}
     passes = dict(media.DECODE_PASSES)
     video.unlink()
 
@@ -268,20 +272,22 @@ def test_caption_never_opens_the_video(tmp_path, scene_video, monkeypatch):
         TeacherConfig(name="blip", kind="hf_image_captioner", model="tiny:blip", generation={"max_new_tokens": 4}),
         TeacherConfig(name="subs", kind="subtitles"),
     ]))
-    out = stage.finalize(LocalRunner().map(stage, clips.cast(CLIPS.schema)), str(tmp_path)).to_pylist()
+    # the real path: split's part files as the input, frames read by reference from split/frames/
+    run_stage(stage, parts.input_files(tmp_path / "split"), tmp_path, LocalRunner())
+    out = read_manifest(tmp_path / "caption").to_pylist()
+    assert "frames" not in out[0] and out[0]["frames_file"] == "split/frames/part-00000.parquet"
     assert len(out) == 4 and all(r["error"] is None for r in out)
     assert {c["status"] for r in out for c in r["candidates"]} <= {"ok", "rejected"}
     assert dict(media.DECODE_PASSES) == passes
 
 
-def test_an_interrupted_caption_run_keeps_every_finished_teacher_batch(tmp_path):
-    from pipeline.executor import run_stage
-    from pipeline.runners import LocalRunner
+def test_an_interrupted_caption_run_keeps_every_finished_teacher_part(tmp_path):
+    from pipeline.executor import run_table
 
     clips = clip_rows(["a", "b", "c"])
     one, two = TeacherConfig(name="one", kind="test_counting"), TeacherConfig(name="two", kind="test_counting")
-    config = CaptionConfig(teachers=[one, two], resources={"batch_size": 1})
-    clean = run_stage(CaptionStage(config), clips, tmp_path / "clean", LocalRunner()).to_pylist()
+    config = CaptionConfig(teachers=[one, two], resources={"batch_size": 1}, part_rows=1)
+    clean = run_table(CaptionStage(config), clips, tmp_path / "clean").to_pylist()
 
     original = CountingTeacher.caption
 
@@ -293,17 +299,18 @@ def test_an_interrupted_caption_run_keeps_every_finished_teacher_batch(tmp_path)
     CountingTeacher.caption = crash_on_c
     try:
         with pytest.raises(KeyboardInterrupt):
-            run_stage(CaptionStage(config), clips, tmp_path / "out", LocalRunner())
+            run_table(CaptionStage(config), clips, tmp_path / "out")
     finally:
         CountingTeacher.caption = original
     from stages.status import stage_states
 
     (caption,) = [s for s in stage_states(tmp_path / "out") if s["stage"] == "caption"]
-    assert caption["state"] == "interrupted" and caption["inputs_done"] == 2 and caption["earlier_parts_done"] == [3]
+    assert caption["state"] == "interrupted" and (caption["tasks_done"], caption["tasks"]) == (2, 3)
+    assert (caption["pass"], caption["passes"]) == (2, 2)
     CountingTeacher.calls.clear()
-    resumed = run_stage(CaptionStage(config), clips, tmp_path / "out", LocalRunner()).to_pylist()
-    # "one" had captioned every clip and "two" clips a and b: only two's batch of c is left
+    resumed = run_table(CaptionStage(config), clips, tmp_path / "out").to_pylist()
+    # "one" had captioned every clip and "two" clips a and b: only two's part with c is left
     assert CountingTeacher.calls == [("two", None, 1)]
     texts = [[(c["teacher"], c["text"], c["status"]) for c in r["candidates"]] for r in resumed]
     assert texts == [[(c["teacher"], c["text"], c["status"]) for c in r["candidates"]] for r in clean]
-    assert not (tmp_path / "out" / "caption" / "_partial").exists()
+    assert not (tmp_path / "out" / "caption" / "_work").exists()

@@ -16,11 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline.runners import LocalRunner
+from pipeline import parts
 from stages import media
-from stages.ingest import IngestStage, discover
 from stages.split import SplitConfig, SplitStage
-from tests.fixtures import frame_image, read_index, shard
+from tests.fixtures import frame_image, ingest, read_index, run, shard
 
 W, H = 160, 120
 SCENES = [30, 25, 35, 30]  # cuts at 30, 55, 90; 120 frames
@@ -78,12 +77,11 @@ def runs(tmp_path_factory):
     def get(name: str):
         if name not in cache:
             path = make(root / name, **FORMATS[name])
-            (video,) = LocalRunner().map(IngestStage(), discover(path)).to_pylist()
             out = root / f"split-{name}"
-            stage = SplitStage(SplitConfig(min_clip_s=0.5, stitch={"enabled": False}))
-            stage.out_dir = str(out)
-            clips = stage.finalize(LocalRunner().map(stage, pa.Table.from_pylist([video])), str(out)).to_pylist()
-            shots = pq.read_table(out / "shots.parquet").to_pylist()
+            videos = ingest(path, out)
+            (video,) = videos.to_pylist()
+            clips = run(SplitStage(SplitConfig(min_clip_s=0.5, stitch={"enabled": False})), videos, out)
+            shots = parts.read_stage(out / "split", side="shots").to_pylist()
             cache[name] = (path, video, clips, shots)
         return cache[name]
 

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 
-from manifests import CLIPS
-from pipeline.runners import LocalRunner
 from stages.caption import CaptionConfig, CaptionStage
 from stages.caption.subtitles import Cue
 from stages.caption.teachers import TEACHERS, TeacherConfig
 from stages.caption.teachers.howtocaption import Block, HowToCaptionTeacher, assign, pack_blocks, parse_timed_sentences
-from stages.ingest import IngestStage, discover
-from stages.split import SplitConfig, SplitStage
 
 
 def test_blocks_hold_at_most_the_word_budget():
@@ -52,11 +48,16 @@ def test_captions_land_on_the_clips_whose_time_they_describe(tmp_path, scene_vid
         "00:00:05.000 --> 00:00:07.000\nA blue sea.\n\n"
         "00:00:08.000 --> 00:00:09.000\nA yellow wall.\n")
     (tmp_path / "list.csv").write_text(f"path,subtitles\n{path},{tmp_path / 's.vtt'}\n")
-    videos = LocalRunner().map(IngestStage(), discover(tmp_path / "list.csv"))
-    clips = LocalRunner().map(SplitStage(SplitConfig(min_clip_s=0.5, stitch={"enabled": False})), videos)
+    from pipeline import parts
+    from pipeline.executor import read_manifest, run_stage
+    from pipeline.runners import LocalRunner
+    from tests.fixtures import split_rows
+
+    split_rows(tmp_path / "list.csv", tmp_path, min_clip_s=0.5, stitch={"enabled": False})
     stage = CaptionStage(CaptionConfig(teachers=[TeacherConfig(name="htc", kind="test_howtocaption_echo",
                                                                options={"block_words": 7})]))
-    out = LocalRunner().map(stage, clips.cast(CLIPS.schema)).to_pylist()
+    run_stage(stage, parts.input_files(tmp_path / "split"), tmp_path, LocalRunner())
+    out = read_manifest(tmp_path / "caption").to_pylist()
     texts = [row["candidates"][0]["text"] for row in out]
     assert texts == ["The screen shows a red room.", "The screen shows a green field.",
                      "The screen shows a blue sea.", "The screen shows a yellow wall."]

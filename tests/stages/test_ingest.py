@@ -4,13 +4,15 @@ import json
 
 import pytest
 
-from pipeline.runners import LocalRunner
+import tempfile
+
+from pipeline.executor import run_table
 from stages.ingest import IngestConfig, IngestStage, discover
 
 
 def ingest(source, **cfg):
     stage = IngestStage(IngestConfig(**cfg))
-    return stage.finalize(LocalRunner().map(stage, discover(source, stage.config)), "").to_pylist()
+    return run_table(stage, discover(source, stage.config), tempfile.mkdtemp(prefix="ingest-")).to_pylist()
 
 
 def test_folder_with_bad_files_gives_a_reason_for_each(video_folder):

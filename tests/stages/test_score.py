@@ -7,7 +7,8 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from manifests import CAPTIONS
+from manifests import CAPTIONS, SCORED
+from tests.fixtures import TableView, with_frames
 from stages.score import ScoreConfig, ScoreStage
 from stages.score.stage import choose
 
@@ -39,7 +40,7 @@ def test_every_candidate_is_scored_and_the_best_chosen():
              "frames": [jpeg((255, 0, 0)), jpeg((0, 0, 255))], "candidates": candidates, "error": None}
             for i in range(2)]
     stage = ScoreStage(ScoreConfig(scorer={"kind": "open_clip", "model": "tiny:open_clip"}))
-    out = stage.process_batch(pa.Table.from_pylist(rows, schema=CAPTIONS.schema)).to_pylist()
+    out = stage.process_batch(pa.Table.from_pylist(rows, schema=WITH_FRAMES)).to_pylist()
     for row in out:
         scores = [c["score"] for c in row["candidates"]]
         assert scores[2] is None and all(-1 <= s <= 1 for s in scores[:2])
@@ -59,24 +60,44 @@ def test_every_candidate_is_scored_and_the_best_chosen():
     assert [len(p) for p in stage.scorer.score_pairs(clips, [[], []])] == [0, 0]
 
 
+WITH_FRAMES = with_frames(CAPTIONS.schema)
+
+
 def scored_rows(scores):
     rows = []
     for i, score in enumerate(scores):
         rows.append({"clip_id": f"c{i}", "path": "/v", "start_frame": i, "caption": "x", "caption_teacher": "t",
                      "caption_score": score, "candidates": [], "error": None})
-    return pa.Table.from_pylist(rows, schema=__import__("manifests").SCORED.schema)
+    return pa.Table.from_pylist(rows, schema=SCORED.schema)
 
 
-def test_run_wide_filters_threshold_and_top_fraction():
+def filtered(table, config, folder):
+    """The run-wide filter pass alone, over `table` as its input parts (parts of 2 rows)."""
+    from pipeline.executor import run_table
+    from stages.score.stage import RunWideFilter
+
+    return run_table(RunWideFilter(config.model_copy(update={"part_rows": 2})), table, folder).to_pylist()
+
+
+def test_run_wide_filters_threshold_and_top_fraction(tmp_path):
     table = scored_rows([0.1, 0.5, 0.3, 0.5, 0.9])
-    out = ScoreStage(ScoreConfig(min_score=0.3)).finalize(table, "").to_pylist()
+    out = filtered(table, ScoreConfig(min_score=0.3), tmp_path / "min")
     assert [r["error"] is None for r in out] == [False, True, True, True, True]
     assert out[0]["error"] == "score/below_min_score: score 0.1 < 0.3"
-    out = ScoreStage(ScoreConfig(keep_top_fraction=0.4)).finalize(table, "").to_pylist()
-    # 5 clips, keep 2: 0.9 (c4) and the tie at 0.5 broken by clip id (c1 before c3)
+    out = filtered(table, ScoreConfig(keep_top_fraction=0.4), tmp_path / "top")
+    # 5 clips, keep 2: 0.9 (c4) and the tie at 0.5 broken by clip id (c1 before c3), across parts
     assert [r["clip_id"] for r in out if r["error"] is None] == ["c1", "c4"]
     assert out[3]["error"].startswith("score/below_top_fraction")
-    assert ScoreStage(ScoreConfig()).finalize(table, "").to_pylist() == table.to_pylist()
+    assert [p.label for p in ScoreStage(ScoreConfig()).passes()] == ["score"]  # no filter set: no second pass
+
+
+def test_top_fraction_matches_a_full_sort_on_many_ties(tmp_path):
+    rng = np.random.default_rng(0)
+    scores = [float(s) for s in rng.integers(0, 20, 400) / 20]
+    table = scored_rows(scores)
+    out = filtered(table, ScoreConfig(keep_top_fraction=0.3), tmp_path)
+    ranked = sorted(range(400), key=lambda i: (-scores[i], f"c{i}"))
+    assert {r["clip_id"] for r in out if r["error"] is None} == {f"c{i}" for i in ranked[:120]}
 
 
 def test_hf_clip_scorer_loads_through_automodel_and_records_truncation():
@@ -87,27 +108,27 @@ def test_hf_clip_scorer_loads_through_automodel_and_records_truncation():
     rows = [{"clip_id": "c0", "path": "/v", "start_frame": 0, "start_s": 0.0, "end_s": 1.0,
              "frames": [jpeg((255, 0, 0)), jpeg((0, 0, 255))], "candidates": candidates, "error": None}]
     stage = ScoreStage(ScoreConfig(scorer={"kind": "hf_clip", "model": "tiny:hf_clip"}))
-    out = stage.process_batch(pa.Table.from_pylist(rows, schema=CAPTIONS.schema)).to_pylist()[0]
+    out = stage.process_batch(pa.Table.from_pylist(rows, schema=WITH_FRAMES)).to_pylist()[0]
     assert [c["text_truncated"] for c in out["candidates"]] == [False, True]
     assert all(-1 <= c["score"] <= 1 for c in out["candidates"])
     assert out["scorer"] == "hf_clip:tiny:hf_clip@untrained"
-    assert stage.stats(pa.Table.from_pylist([out], schema=stage.output_schema))["texts_truncated"] == {"t1": 1}
+    assert stage.stats(TableView(pa.Table.from_pylist([out], schema=SCORED.schema)))["texts_truncated"] == {"t1": 1}
     emb = stage.scorer.embed_clips([[jpeg((1, 2, 3))]])
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
 
 
 def test_an_interrupted_score_run_resumes_to_the_same_bytes(tmp_path, monkeypatch):
-    from pipeline.executor import run_stage
-    from pipeline.runners import LocalRunner
+    from pipeline.executor import run_table
 
     candidates = [{"teacher": f"t{i}", "kind": "k", "model": "m", "weights": "w", "inputs": [], "prompt_hash": "h",
                    "text": t, "status": "ok", "reason": None, "seconds": 0.0, "score": None}
                   for i, t in enumerate(["a red square", "a blue circle"])]
     rows = [{"clip_id": f"c{i}", "path": "/v", "start_frame": i, "start_s": 0.0, "end_s": 1.0,
              "frames": [jpeg((40 * i, 0, 255 - 40 * i))], "candidates": candidates, "error": None} for i in range(6)]
-    table = pa.Table.from_pylist(rows, schema=CAPTIONS.schema)
-    config = ScoreConfig(scorer={"kind": "open_clip", "model": "tiny:open_clip"}, resources={"batch_size": 2})
-    run_stage(ScoreStage(config), table, tmp_path / "clean", LocalRunner())
+    table = pa.Table.from_pylist(rows, schema=WITH_FRAMES)
+    config = ScoreConfig(scorer={"kind": "open_clip", "model": "tiny:open_clip"}, resources={"batch_size": 2},
+                         part_rows=2)
+    run_table(ScoreStage(config), table, tmp_path / "clean")
 
     original, seen, crash = ScoreStage.process_batch, [], {"at": "c4"}
 
@@ -120,10 +141,11 @@ def test_an_interrupted_score_run_resumes_to_the_same_bytes(tmp_path, monkeypatc
 
     monkeypatch.setattr(ScoreStage, "process_batch", crash_on_c4)
     with pytest.raises(KeyboardInterrupt):
-        run_stage(ScoreStage(config), table, tmp_path / "out", LocalRunner())
+        run_table(ScoreStage(config), table, tmp_path / "out")
     seen.clear()
     crash["at"] = None
-    run_stage(ScoreStage(config), table, tmp_path / "out", LocalRunner())
-    assert seen == ["c4", "c5"]  # the two batches finished before the crash are not scored again
-    name = "score/manifest.parquet"
-    assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
+    run_table(ScoreStage(config), table, tmp_path / "out")
+    assert seen == ["c4", "c5"]  # the two parts finished before the crash are not scored again
+    for n in range(3):
+        name = f"score/manifest/part-0000{n}.parquet"
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()

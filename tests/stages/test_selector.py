@@ -10,6 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from manifests import CAPTIONS
+from pipeline.executor import read_manifest
+from tests.fixtures import with_frames
 from stages.cli import app
 from stages.score import selector
 from stages.score.scorers.base import ScorerConfig
@@ -82,7 +84,7 @@ def captions_table(clips: dict[str, list[tuple[str, str, str]]], errors: dict[st
         rows.append({"clip_id": clip_id, "path": "/v", "start_frame": n, "frames": [b"jpeg"],
                      "error": (errors or {}).get(clip_id),
                      "candidates": [{"teacher": t, "text": x, "status": s} for t, x, s in cands]})
-    return pa.Table.from_pylist(rows, schema=CAPTIONS.schema)
+    return pa.Table.from_pylist(rows, schema=with_frames(CAPTIONS.schema))
 
 
 CAPTIONS_3 = {"0001": [("blip", "a dog", "ok"), ("llm", "a cat", "ok"), ("title", "", "rejected")],
@@ -240,7 +242,7 @@ def test_selector_learns_the_synthetic_task_from_chance(trained):
     # the recorded number is what the score stage does with the saved folder on the held-out clips
     from stages.score import ScoreConfig, ScoreStage
 
-    captions = CAPTIONS.read(root / "data" / "caption" / "manifest.parquet")
+    captions = read_manifest(root / "data" / "caption", root / "data")
     labels = _labels(root)
     held = captions.filter(pa.array([selector.is_holdout(c, 0.25) for c in captions.column("clip_id").to_pylist()]))
     stage = ScoreStage(ScoreConfig(scorer={"kind": "open_clip", "model": str(root / "selector")}))
@@ -265,7 +267,7 @@ def test_score_with_the_saved_selector_picks_other_captions(trained):
         result = runner.invoke(app, ["score", "-o", str(root / "data"), "--overwrite",
                                      "--set", "score.scorer.kind=open_clip", "--set", f"score.scorer.model={model}"])
         assert result.exit_code == 0, result.output
-        return pq.read_table(root / "data" / "score" / "manifest.parquet").to_pylist()
+        return read_manifest(root / "data" / "score").to_pylist()
 
     base = score("tiny:open_clip")
     tuned = score(str(root / "selector"))

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from manifests import CAPTIONS
+from tests.fixtures import TableView, with_frames
 from stages.score import ScoreConfig, ScoreStage
 from stages.score.scorers import SCORERS, ScorerConfig
 from stages.media import sample_frames
@@ -93,7 +94,7 @@ def captions_table(texts: list[str], frames: list[list[bytes]]) -> pa.Table:
         candidates[-1]["status"] = "rejected"
         rows.append({"clip_id": f"c{i}", "path": "/v", "start_frame": i, "start_s": 0.0, "end_s": 1.0,
                      "frames": clip_frames, "candidates": candidates, "error": None})
-    return pa.Table.from_pylist(rows, schema=CAPTIONS.schema)
+    return pa.Table.from_pylist(rows, schema=with_frames(CAPTIONS.schema))
 
 
 def test_score_stage_runs_xclip_end_to_end_deterministically():
@@ -111,5 +112,5 @@ def test_score_stage_runs_xclip_end_to_end_deterministically():
         assert [c["text_truncated"] for c in row["candidates"][:3]] == [False, True, False]
         assert row["scorer"] == "xclip:tiny:xclip@untrained"
     assert first[1]["candidates"][0]["score"] != first[0]["candidates"][0]["score"]  # the video matters
-    stats = stage.stats(pa.Table.from_pylist(first, schema=stage.output_schema))
+    stats = stage.stats(TableView(pa.Table.from_pylist(first, schema=stage.output_schema)))
     assert stats["clips_scored"] == 3 and stats["texts_truncated"] == {"t1": 3}

@@ -124,8 +124,13 @@ def run_stage(stage: Stage, source: list[tuple[str, int]], output: str | Path, r
         log.warning("%s: resumed an interrupted run: %d of %d inputs were done (--overwrite starts over)",
                     stage.name, resumed, sum(rows for _, rows in source))
     counts: Counter = Counter()
+    nodes = set()
     for record in (r for pass_records in records for r in pass_records):
         counts.update(record.get("counts") or {})
+        if record.get("node") and not record["resumed"]:
+            nodes.add(record["node"])
+    if nodes:  # under Ray: how many nodes ran this stage's tasks
+        counts["nodes"] = len(nodes)
     stats = _finish(stage, folder, records[-1], source, resumed, time.perf_counter() - started, runner.name,
                     dict(counts))
     log.info("%s: %d rows in, %d out, %d errors, %.1fs", stage.name, stats["rows_in"], stats["rows_out"],

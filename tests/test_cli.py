@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 import pytest
-
-from pipeline.executor import read_manifest
 import yaml
 from typer.testing import CliRunner
 
+from pipeline.executor import read_manifest
 from stages.cli import app
 
 runner = CliRunner()

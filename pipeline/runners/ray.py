@@ -21,12 +21,15 @@ class _PassActor:
     (reads its part, writes its files) and adds the task's record to the row."""
 
     def __init__(self, stage: Stage, column: int):
+        import ray
+
         self.stage, self.column = stage, column
+        self.node = ray.get_runtime_context().get_node_id()
         self.stage.ensure_setup()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         tasks = batch.column(f"t{self.column}").to_pylist()
-        records = [json.dumps(execute(self.stage, json.loads(t))) for t in tasks]
+        records = [json.dumps({**execute(self.stage, json.loads(t)), "node": self.node}) for t in tasks]
         return batch.append_column(f"r{self.column}", pa.array(records, pa.string()))
 
 

@@ -1,0 +1,111 @@
+"""A real Ray cluster batch job: two nodes on loopback, `ray job submit` of `vlcurate run --executor ray`, and the
+shards it writes equal a local run's byte for byte. Every process the test starts is ended by its PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.cluster]
+
+BIN = Path(sys.executable).parent
+CONFIG = {
+    "split": {"min_clip_s": 0.5, "stitch": {"enabled": False}, "part_rows": 1, "resources": {"cpus": 0.5}},
+    "caption": {"part_rows": 2, "resources": {"cpus": 0.5},
+                "teachers": [{"name": "title", "kind": "title"}, {"name": "subtitles", "kind": "subtitles"}]},
+    "score": {"part_rows": 2, "resources": {"cpus": 0.5}, "scorer": {"kind": "open_clip", "model": "tiny:open_clip"}},
+    "shard": {"maxcount": 2, "part_rows": 2, "resources": {"cpus": 0.5}},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def end(processes: list[subprocess.Popen], temp_dir: Path) -> None:
+    """Stop the `ray start --block` parents (they stop what they started), then anything left that runs from
+    this test's own Ray folder; never `ray stop`, which would stop every Ray process on the machine."""
+    import psutil
+
+    for proc in reversed(processes):
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in processes:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if any(str(temp_dir) in part for part in proc.info["cmdline"] or []):
+            proc.kill()
+
+
+def wait_for_nodes(address: str, env: dict[str, str], count: int, timeout: float = 90.0) -> None:
+    probe = ("import ray; ray.init(address=%r, logging_level='ERROR'); "
+             "print(sum(1 for n in ray.nodes() if n['Alive']))" % address)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+        if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
+            return
+        time.sleep(1.0)
+    raise TimeoutError(f"the cluster at {address} did not reach {count} nodes: {out.stdout} {out.stderr}")
+
+
+def test_ray_job_submit_on_two_nodes_writes_the_local_runs_shards(tmp_path, video_folder):
+    from stages.config import load_run_config
+    from stages.run import run_stages
+
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    local = tmp_path / "local"
+    run_stages(load_run_config(config=config, input=str(video_folder), output=str(local)))
+
+    temp_dir = Path("/tmp") / f"vlc-ray-{secrets.token_hex(4)}"  # short: Ray's socket paths have a length limit
+    port, dashboard = free_port(), free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
+           "RAY_USAGE_STATS_ENABLED": "0", "VLCURATE_PROGRESS": "0"}
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--block", "--disable-usage-stats"]
+    processes: list[subprocess.Popen] = []
+    try:
+        processes.append(subprocess.Popen(
+            [str(BIN / "ray"), "start", "--head", f"--port={port}", f"--temp-dir={temp_dir}",
+             "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", *common],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_for_nodes(f"127.0.0.1:{port}", env, 1)
+        processes.append(subprocess.Popen(
+            [str(BIN / "ray"), "start", f"--address=127.0.0.1:{port}", *common],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_for_nodes(f"127.0.0.1:{port}", env, 2)
+
+        remote = tmp_path / "ray"
+        job = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dashboard}", "--",
+             str(BIN / "vlcurate"), "run", "-c", str(config), "-i", str(video_folder), "-o", str(remote),
+             "--executor", "ray", "--ray-address", "auto"],
+            env=env, capture_output=True, text=True, timeout=540)
+        assert job.returncode == 0 and "succeeded" in job.stdout, job.stdout[-3000:] + job.stderr[-3000:]
+    finally:
+        end(processes, temp_dir)
+
+    stats = json.loads((remote / "split" / "stats.json").read_text())
+    assert stats["executor"] == "ray" and stats["nodes"] == 2  # both nodes split videos
+    files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.suffix in (".tar", ".parquet"))
+    assert files == sorted(p.relative_to(remote).as_posix() for p in remote.rglob("*")
+                           if p.suffix in (".tar", ".parquet"))
+    assert any(f.endswith(".tar") for f in files)
+    timed = ("caption/manifest/", "score/manifest/")  # they record each candidate's generation time
+    for name in files:
+        if not name.startswith(timed):
+            assert (local / name).read_bytes() == (remote / name).read_bytes(), name

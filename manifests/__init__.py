@@ -63,7 +63,6 @@ CANDIDATE = pa.struct([
     f("text", pa.string()),
     f("status", pa.string()),            # ok | rejected | error
     f("reason", pa.string()),
-    f("seconds", pa.float64()),          # generation time for this clip's share of the batch
     f("score", pa.float64()),            # filled by the score stage
     f("text_truncated", pa.bool_()),     # the scorer's text encoder saw only a prefix of the text
 ])

@@ -123,19 +123,28 @@ def run_stage(stage: Stage, source: list[tuple[str, int]], output: str | Path, r
     if resumed:
         log.warning("%s: resumed an interrupted run: %d of %d inputs were done (--overwrite starts over)",
                     stage.name, resumed, sum(rows for _, rows in source))
-    counts: Counter = Counter()
+    counts: dict[str, Any] = {}
     nodes = set()
     for record in (r for pass_records in records for r in pass_records):
-        counts.update(record.get("counts") or {})
+        add_counts(counts, record.get("counts") or {})
         if record.get("node") and not record["resumed"]:
             nodes.add(record["node"])
     if nodes:  # under Ray: how many nodes ran this stage's tasks
         counts["nodes"] = len(nodes)
     stats = _finish(stage, folder, records[-1], source, resumed, time.perf_counter() - started, runner.name,
-                    dict(counts))
+                    counts)
     log.info("%s: %d rows in, %d out, %d errors, %.1fs", stage.name, stats["rows_in"], stats["rows_out"],
              stats["errors_total"], stats["seconds"])
     return stats
+
+
+def add_counts(total: dict[str, Any], counts: dict[str, Any]) -> None:
+    """Sum a task's counts into the stage's (nested dicts by key; seconds rounded at the end)."""
+    for key, value in counts.items():
+        if isinstance(value, dict):
+            add_counts(total.setdefault(key, {}), value)
+        else:
+            total[key] = round(total.get(key, 0) + value, 3)
 
 
 def _finish(stage: Stage, folder: Path, records: list[dict[str, Any]], source: list[tuple[str, int]],

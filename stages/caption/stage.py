@@ -88,6 +88,7 @@ class TeacherPass(Stage):
         self.stage = stage
         self.last = False  # the stage's last pass completes the rows (candidate order, clips with none)
         self.kept = 0
+        self.seconds = 0.0  # generation time over the task, reported with its record
         self._loaded = False
 
     @property
@@ -105,18 +106,19 @@ class TeacherPass(Stage):
             self.teacher.setup()
             self._loaded = True
 
-    def _candidate(self, text: str | None, status: str, reason: str | None, seconds: float) -> dict[str, Any]:
+    def _candidate(self, text: str | None, status: str, reason: str | None) -> dict[str, Any]:
+        """No timings in the manifest (they go to stats.json), so reruns and resumes write the same bytes."""
         t = self.teacher
         return {"teacher": t.config.name, "kind": t.kind, "model": t.model_name, "weights": t.weights,
                 "inputs": t.inputs, "prompt_hash": t.prompt_hash, "text": text, "status": status, "reason": reason,
-                "seconds": round(seconds, 4), "score": None, "text_truncated": None}
+                "score": None, "text_truncated": None}
 
     def _finish(self, clip: ClipInput, raw: str) -> dict[str, Any]:
         text = clean_caption(raw, self.teacher.config.prompt)
         sources = ({name: getattr(clip, name) for name in COPY_SOURCES if name in self.teacher.inputs}
                    if self.teacher.rejects_copies else None)
         reason = rejection_reason(text, sources)
-        return self._candidate(text, "rejected" if reason else "ok", reason, 0.0)
+        return self._candidate(text, "rejected" if reason else "ok", reason)
 
     def run_teacher(self, clips: list[ClipInput]) -> list[dict[str, Any]]:
         """Batched; a batch that fails is retried clip by clip so one bad clip costs only its own candidate."""
@@ -127,31 +129,27 @@ class TeacherPass(Stage):
             if teacher.usable(clip):
                 todo.append(i)
             else:
-                out[i] = self._candidate(None, "rejected", "no_input: " + ",".join(teacher.missing_inputs(clip)), 0.0)
+                out[i] = self._candidate(None, "rejected", "no_input: " + ",".join(teacher.missing_inputs(clip)))
         size = teacher.config.batch_size
+        began = time.perf_counter()
         for start in range(0, len(todo), size):
             chunk = todo[start:start + size]
             try:
-                began = time.perf_counter()
                 texts = teacher.caption([clips[i] for i in chunk])
                 if len(texts) != len(chunk):
                     raise RuntimeError(f"{teacher.kind} returned {len(texts)} captions for {len(chunk)} clips")
-                per_clip = (time.perf_counter() - began) / len(chunk)
-                results = [(t, per_clip, None) for t in texts]
+                results = [(t, None) for t in texts]
             except Exception:
                 results = []
                 for i in chunk:
-                    began = time.perf_counter()
                     try:
-                        results.append((teacher.caption([clips[i]])[0], time.perf_counter() - began, None))
+                        results.append((teacher.caption([clips[i]])[0], None))
                     except Exception as exc:
                         traceback.print_exc()
-                        results.append((None, time.perf_counter() - began, f"{type(exc).__name__}: {exc}"))
-            for i, (raw, seconds, failure) in zip(chunk, results):
-                if failure:
-                    out[i] = self._candidate(None, "error", failure[:300], seconds)
-                else:
-                    out[i] = {**self._finish(clips[i], raw), "seconds": round(seconds, 4)}
+                        results.append((None, f"{type(exc).__name__}: {exc}"))
+            for i, (raw, failure) in zip(chunk, results):
+                out[i] = self._candidate(None, "error", failure[:300]) if failure else self._finish(clips[i], raw)
+        self.seconds += time.perf_counter() - began
         return out  # type: ignore[return-value]
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
@@ -203,9 +201,13 @@ class TeacherPass(Stage):
         carried, self.kept = carry_candidates(table, previous, {t.identity for t in self.stage.teachers})
         return carried
 
-    def part_counts(self) -> dict[str, int]:
+    def part_counts(self) -> dict[str, Any]:
         kept, self.kept = self.kept, 0
-        return {"candidates_kept_from_previous_run": kept} if self.stage.passes()[0] is self else {}
+        seconds, self.seconds = self.seconds, 0.0
+        counts: dict[str, Any] = {"teacher_seconds": {self.teacher.config.name: seconds}}
+        if self.stage.passes()[0] is self:
+            counts["candidates_kept_from_previous_run"] = kept
+        return counts
 
 
 def carry_candidates(table: pa.Table, previous: list[str], wanted: set) -> tuple[pa.Table, int]:
@@ -292,12 +294,10 @@ class CaptionStage(Stage):
         return _set_column(table, "error", errors, pa.string())
 
     def stats(self, view: Any) -> dict[str, Any]:
+        """Candidates by teacher and status (each teacher's generation time is in `teacher_seconds`)."""
         per_teacher: dict[str, Counter] = {}
-        seconds: dict[str, float] = {}
         for part in view.parts(["candidates"]):
             for candidates in part.column("candidates").to_pylist():
                 for c in candidates or []:
                     per_teacher.setdefault(c["teacher"], Counter())[c["status"]] += 1
-                    seconds[c["teacher"]] = seconds.get(c["teacher"], 0.0) + (c["seconds"] or 0.0)
-        return {"teachers": {name: {**dict(counts), "seconds": round(seconds[name], 3)}
-                             for name, counts in sorted(per_teacher.items())}}
+        return {"teachers": {name: dict(counts) for name, counts in sorted(per_teacher.items())}}

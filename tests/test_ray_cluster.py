@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -49,6 +50,7 @@ def end(processes: list[subprocess.Popen], temp_dir: Path) -> None:
     for proc in psutil.process_iter(["pid", "cmdline"]):
         if any(str(temp_dir) in part for part in proc.info["cmdline"] or []):
             proc.kill()
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def wait_for_nodes(address: str, env: dict[str, str], count: int, timeout: float = 90.0) -> None:

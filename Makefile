@@ -28,13 +28,14 @@ test: $(STAMP)
 clean:
 	rm -rf out .pytest_cache
 
-.PHONY: bench bench-split bench-score bench-caption
-bench: bench-split bench-caption bench-score
+.PHONY: bench bench-split bench-score bench-caption bench-scale
+bench: bench-split bench-caption bench-score bench-scale
 
 # Writes bench/split.json; SPLIT_ARGS="--long-seconds 600" for a shorter peak-RSS video than the default hour.
 SPLIT_ARGS ?=
 SCORE_ARGS ?=
 CAPTION_ARGS ?=
+SCALE_ARGS ?=
 bench-split: $(STAMP)
 	$(BIN)/python -m bench.split_bench $(SPLIT_ARGS)
 
@@ -45,3 +46,8 @@ bench-score: $(STAMP)
 # Writes bench/caption.json: each teacher through the caption stage against its model's bare generate loop.
 bench-caption: $(STAMP)
 	$(BIN)/python -m bench.caption_bench $(CAPTION_ARGS)
+
+# Writes bench/scale.json: caption and score over 1k, 10k and 50k replicated clips, local and Ray (time per 1,000
+# clips, driver and worker peak RSS, bytes per clip per stage); SCALE_ARGS="--sizes 1000,10000" for a shorter run.
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.scale_bench $(SCALE_ARGS)

@@ -12,7 +12,7 @@ import shutil
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
 
@@ -131,6 +131,9 @@ def run_stage(stage: Stage, source: list[tuple[str, int]], output: str | Path, r
             nodes.add(record["node"])
     if nodes:  # under Ray: how many nodes ran this stage's tasks
         counts["nodes"] = len(nodes)
+    peaks = [r["peak_rss_mb"] for pass_records in records for r in pass_records if not r["resumed"]]
+    if peaks:
+        counts["worker_peak_rss_mb"] = max(peaks)
     stats = _finish(stage, folder, records[-1], source, resumed, time.perf_counter() - started, runner.name,
                     counts)
     log.info("%s: %d rows in, %d out, %d errors, %.1fs", stage.name, stats["rows_in"], stats["rows_out"],
@@ -199,7 +202,7 @@ def run_table(stage: Stage, table: pa.Table, output: str | Path, runner: Runner 
     if "frames" in table.column_names and "clip_id" in table.column_names:
         frames = f"_input/{stage.name}-frames.parquet"
         table, side = parts.store_column(table, "frames", "clip_id", frames)
-        parts.write_table(output / frames, side)
+        parts.write_table(output / frames, side, stored=True)
     parts.write_table(path, table)
     run_stage(stage, [(str(path), table.num_rows)], output, runner or LocalRunner(), **options)
     return read_manifest(stage_dir(output, stage.name), output)
@@ -213,21 +216,27 @@ def read_manifest(folder: str | Path, frames_root: str | Path | None = None) -> 
     return table
 
 
-def write_stage(folder: str | Path, root: str | Path, table: pa.Table, stats: dict[str, Any]) -> None:
-    """Write a whole table as a finished stage folder (one part; frames into `<stage>/frames/`), for tools that
-    make a stage's output without running it (`vlcurate selector synth`)."""
+def write_stage(folder: str | Path, root: str | Path, tables: pa.Table | Iterable[pa.Table],
+                stats: dict[str, Any]) -> None:
+    """Write tables as a finished stage folder, one part each (frames into `<stage>/frames/`), for tools that make
+    a stage's output without running it (`vlcurate selector synth`, `make bench-scale`)."""
     folder, root = Path(folder), Path(root)
-    _reset(Stage(), folder) if folder.exists() else None
-    files = []
-    if "frames" in table.column_names:
-        frames = folder / "frames" / f"{parts.part_name(0)}.parquet"
-        table, side = parts.store_column(table, "frames", "clip_id", frames.relative_to(root).as_posix())
-        parts.write_table(frames, side)
-        files.append({**parts.file_record(frames, folder), "kind": "frames"})
-    path = folder / parts.MANIFEST / f"{parts.part_name(0)}.parquet"
-    parts.write_table(path, table)
-    main = {**parts.file_record(path, folder), "kind": "part"}
-    schema = (table.schema.metadata or {}).get(b"vlcurate.schema", b"").decode()
-    parts.write_index(folder, schema, [main], {f["kind"]: [f] for f in files})
+    if folder.exists():
+        _reset(Stage(), folder)
+    main: list[dict[str, Any]] = []
+    side: dict[str, list[dict[str, Any]]] = {}
+    schema = ""
+    for j, table in enumerate([tables] if isinstance(tables, pa.Table) else tables):
+        name = f"{parts.part_name(j)}.parquet"
+        if "frames" in table.column_names:
+            frames = folder / "frames" / name
+            table, stored = parts.store_column(table, "frames", "clip_id", frames.relative_to(root).as_posix())
+            parts.write_table(frames, stored, stored=True)
+            side.setdefault("frames", []).append({**parts.file_record(frames, folder), "kind": "frames"})
+        path = folder / parts.MANIFEST / name
+        parts.write_table(path, table)
+        main.append({**parts.file_record(path, folder), "kind": "part"})
+        schema = (table.schema.metadata or {}).get(b"vlcurate.schema", b"").decode()
+    parts.write_index(folder, schema, main, side)
     io.atomic_write_json(folder / io.STATS, stats)
     io.mark_done(folder)

@@ -34,14 +34,14 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
-def write_parquet(path: str | Path, table: pa.Table, row_group_size: int | None = None) -> None:
+def write_parquet(path: str | Path, table: pa.Table, row_group_size: int | None = None, **options: Any) -> None:
     """Parquet written to a temp name and renamed; no wall-clock metadata, so equal tables give equal bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
+        pq.write_table(table, tmp, **{"compression": "zstd", **options}, row_group_size=row_group_size)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:

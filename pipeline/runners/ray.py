@@ -33,6 +33,18 @@ class _PassActor:
         return batch.append_column(f"r{self.column}", pa.array(records, pa.string()))
 
 
+def _run_pass_task(batch: pa.Table, stage: Stage, column: int) -> pa.Table:
+    """The same as `_PassActor` for passes without state worth keeping: a Ray task sets the pass up (cheaply)
+    and runs its task."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    stage.ensure_setup()
+    records = [json.dumps({**execute(stage, json.loads(t)), "node": node})
+               for t in batch.column(f"t{column}").to_pylist()]
+    return batch.append_column(f"r{column}", pa.array(records, pa.string()))
+
+
 def plan_pool(requested_cpus: float, requested_gpus: float, pool_size: int | None, num_tasks: int,
               cluster: dict[str, float]) -> tuple[int, float, float]:
     """Pool size and per-actor CPUs that fit the cluster.
@@ -91,7 +103,13 @@ class RayRunner(Runner):
         for k, part in enumerate(passes):
             res = part.resources
             pool, cpus, gpus = plan_pool(res.cpus, res.gpus, res.pool_size, count, share(part, passes, cluster))
-            log.info("%s: %d actors x %.2f CPU, %.2f GPU, %d tasks", part.label, pool, cpus, gpus, count)
+            log.info("%s: %d %s x %.2f CPU, %.2f GPU, %d tasks", part.label, pool,
+                     "actors" if part.stateful else "tasks at once", cpus, gpus, count)
+            if not part.stateful:
+                ds = ds.map_batches(_run_pass_task, fn_kwargs={"stage": part, "column": k}, batch_size=1,
+                                    batch_format="pyarrow", num_cpus=cpus, num_gpus=gpus or None,
+                                    concurrency=pool)
+                continue
             actor = type(part.label.replace(":", "_"), (_PassActor,), {})  # named per pass in Ray's progress
             ds = ds.map_batches(actor, fn_constructor_kwargs={"stage": part, "column": k}, batch_size=1,
                                 batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=pool),

@@ -85,6 +85,7 @@ class TeacherPass(Stage):
         super().__init__(CaptionConfig(teachers=[teacher], resources=resources, part_rows=part_rows))
         self.teacher: Teacher = TEACHERS.get(teacher.kind)(teacher)
         self.reads_frames = "frames" in self.teacher.inputs  # type: ignore[misc]
+        self.stateful = self.teacher.uses_accelerator  # type: ignore[misc]  # baselines load nothing
         self.stage = stage
         self.last = False  # the stage's last pass completes the rows (candidate order, clips with none)
         self.kept = 0
@@ -97,8 +98,9 @@ class TeacherPass(Stage):
 
     def setup(self) -> None:
         """Cheap: the model loads with the first batch that has work for it (`load`), so a rerun that keeps every
-        candidate of this teacher loads nothing."""
-        models.set_torch_threads(self.resources.threads)
+        candidate of this teacher loads nothing; a teacher without a model never imports torch."""
+        if self.teacher.uses_accelerator:
+            models.set_torch_threads(self.resources.threads)
 
     def load(self) -> None:
         """The teacher's model, once per worker."""

@@ -111,6 +111,7 @@ class IngestStage(RowStage):
     config_class = IngestConfig
     input_stage = None
     output_schema = VIDEOS.schema
+    stateful = False  # hashing and probing: nothing to load
 
     config: IngestConfig
 
@@ -153,6 +154,7 @@ class DuplicatePass(Stage):
     name = "ingest"
     config_class = IngestConfig
     output_schema = VIDEOS.schema
+    stateful = False
 
     def __init__(self, config: IngestConfig | None = None):
         super().__init__(config)

@@ -133,6 +133,7 @@ class RunWideFilter(Stage):
     name = "score"
     config_class = ScoreConfig
     output_schema = SCORED.schema
+    stateful = False
 
     config: ScoreConfig
 

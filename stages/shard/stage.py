@@ -133,6 +133,7 @@ class AssignPass(Stage):
     name = "shard"
     config_class = ShardConfig
     output_schema = ASSIGNED.schema
+    stateful = False
 
     config: ShardConfig
 
@@ -172,6 +173,7 @@ class PackPass(Stage):
     name = "shard"
     config_class = ShardConfig
     output_schema = SHARD_INDEX.schema
+    stateful = False  # ffmpeg processes: nothing to keep loaded
 
     config: ShardConfig
 

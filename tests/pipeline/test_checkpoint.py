@@ -124,6 +124,10 @@ def test_a_finished_stage_is_skipped_and_its_folder_reads_as_one_table(tmp_path)
     assert [p["rows"] for p in index["parts"]] == [4, 4, 2] and all(len(p["sha256"]) == 64 for p in index["parts"])
     assert ds.dataset(folder / "manifest", format="parquet").to_table().column("x").to_pylist() == list(range(10))
     assert pd.read_parquet(folder / "manifest").x.tolist() == list(range(10))
+    import duckdb
+
+    sql = f"select sum(x), count(*) from read_parquet('{folder}/manifest/*.parquet')"
+    assert duckdb.sql(sql).fetchall() == [(45, 10)]
 
 
 @pytest.mark.ray

@@ -29,20 +29,16 @@ def stage_dir(output: str | Path, stage_name: str) -> Path:
 
 
 class StageView:
-    """A finished pass's output as the stats see it: part by part, chosen columns only."""
+    """A finished pass's output as the stats see it: part by part (task order), chosen columns only."""
 
     def __init__(self, folder: Path, records: list[dict[str, Any]]):
         self.folder, self.records = folder, records
 
     def files(self, kind: str = "part") -> list[Path]:
-        return [self.folder / f["file"] for r in records_sorted(self.records) for f in r["files"] if f["kind"] == kind]
+        return [self.folder / f["file"] for r in self.records for f in r["files"] if f["kind"] == kind]
 
     def parts(self, columns: list[str] | None = None, kind: str = "part") -> Iterator[pa.Table]:
         return parts.iter_parts(self.files(kind), columns)
-
-
-def records_sorted(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(records, key=lambda r: r["name"])
 
 
 def _reset(stage: Stage, folder: Path) -> None:
@@ -97,8 +93,7 @@ def _run_passes(stage: Stage, source: list[tuple[str, int]], folder: Path, root:
                                                                  "last_pass": group[-1]})
         records = runner.run([passes[k] for k in group], chain)
         all_records.extend(records)
-        previous = [str(folder / f["file"]) for r in records_sorted(records[-1]) for f in r["files"]
-                    if f["kind"] == "part"]
+        previous = [str(folder / f["file"]) for r in records[-1] for f in r["files"] if f["kind"] == "part"]
     return all_records
 
 
@@ -153,7 +148,7 @@ def add_counts(total: dict[str, Any], counts: dict[str, Any]) -> None:
 def _finish(stage: Stage, folder: Path, records: list[dict[str, Any]], source: list[tuple[str, int]],
             resumed: int, elapsed: float, executor: str, counts: dict[str, int]) -> dict[str, Any]:
     view = StageView(folder, records)
-    files = [f for r in records_sorted(records) for f in r["files"]]
+    files = [f for r in records for f in r["files"]]  # runners return records in task order: part order
     side: dict[str, list[dict[str, Any]]] = {}
     for f in files:
         if f["kind"] != "part":

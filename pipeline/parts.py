@@ -1,10 +1,10 @@
 """Partitioned stage outputs: a stage's manifest is a folder of Parquet part files written by the workers.
 
 Layout of `<output>/<stage>/`:
-  manifest/part-00000.parquet ...  the manifest, one file per task, in input order: the folder reads as one table
+  manifest/part-000000.parquet ...  the manifest, one file per task, in input order: the folder reads as one table
                            (`pyarrow.dataset.dataset(path)`, `pandas.read_parquet(path)`, duckdb's
                            `read_parquet('<stage>/manifest/*.parquet')`)
-  <side>/part-00000.parquet side tables a stage stores once (split: `frames/`, `shots/`)
+  <side>/part-000000.parquet side tables a stage stores once (split: `frames/`, `shots/`)
   _index.json              parts, row counts and sha256 of every file, written after the parts
   stats.json, _SUCCESS     written last
   _work/                   a running stage's tasks: their plan, each pass's outputs, one completion record a task
@@ -34,7 +34,8 @@ ROW_GROUP = 256  # rows per Parquet row group: readers of a few rows (frames by 
 
 
 def part_name(index: int) -> str:
-    return f"part-{index:05d}"
+    """Six digits, so that name order is part order for up to a million parts (512M rows at 512 a part)."""
+    return f"part-{index:06d}"
 
 
 def file_record(path: Path, root: Path) -> dict[str, Any]:

@@ -48,12 +48,12 @@ def run_command(stage_names: tuple[str, ...], *, profile: Optional[str], config:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
     except BrokenProcessPool:
-        typer.secho(f"a worker process died (killed by the system, e.g. out of memory?); finished batches are saved "
+        typer.secho(f"a worker process died (killed by the system, e.g. out of memory?); finished parts are saved "
                     f"in {cfg.output}: run the same command again to go on from there, with fewer workers if memory "
-                    "ran out (--set <stage>.resources.pool_size=N keeps the saved batches)", fg="red", err=True)
+                    "ran out (--set <stage>.resources.pool_size=N keeps the saved parts)", fg="red", err=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        typer.secho(f"\ninterrupted: finished batches are saved in {cfg.output}; run the same command again to go on "
+        typer.secho(f"\ninterrupted: finished parts are saved in {cfg.output}; run the same command again to go on "
                     "from there (--overwrite starts over)", fg="yellow", err=True)
         raise typer.Exit(130) from None
     last = stage_names[-1]

@@ -70,7 +70,7 @@ def test_folder_with_bad_files_runs_to_the_end(tmp_path, video_folder):
     assert subs["subtitles"] == "Now everything turns green."
 
     # a finished run is skipped; --overwrite redoes it
-    part = out / "split" / "manifest" / "part-00000.parquet"
+    part = out / "split" / "manifest" / "part-000000.parquet"
     before = part.stat().st_mtime_ns
     result = runner.invoke(app, ["run", "-c", str(config), "-i", str(video_folder), "-o", str(out)])
     assert result.exit_code == 0 and part.stat().st_mtime_ns == before

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+from typing import Any
 
 import pyarrow as pa
 
@@ -33,16 +34,16 @@ class _PassActor:
         return batch.append_column(f"r{self.column}", pa.array(records, pa.string()))
 
 
-def _run_pass_task(batch: pa.Table, stage: Stage, column: int) -> pa.Table:
-    """The same as `_PassActor` for passes without state worth keeping: a Ray task sets the pass up (cheaply)
-    and runs its task."""
+def _run_chain(passes: list[Stage], tasks: list[Task]) -> list[Record]:
+    """One part through a group of passes that keep no state (no model): a plain Ray task, no actor to start."""
     import ray
 
     node = ray.get_runtime_context().get_node_id()
-    stage.ensure_setup()
-    records = [json.dumps({**execute(stage, json.loads(t)), "node": node})
-               for t in batch.column(f"t{column}").to_pylist()]
-    return batch.append_column(f"r{column}", pa.array(records, pa.string()))
+    records = []
+    for stage, task in zip(passes, tasks):
+        stage.ensure_setup()
+        records.append({**execute(stage, task), "node": node})
+    return records
 
 
 def plan_pool(requested_cpus: float, requested_gpus: float, pool_size: int | None, num_tasks: int,
@@ -68,9 +69,10 @@ def plan_pool(requested_cpus: float, requested_gpus: float, pool_size: int | Non
 
 
 class RayRunner(Runner):
-    """Each pass an actor pool over a dataset of task descriptors: workers read their parts and write their files,
-    and only the records (file names, rows, checksums) come back to the driver. A group's passes stream: a part
-    goes on to the next pass as soon as the previous one wrote it."""
+    """Workers read their parts and write their files; only the records (file names, rows, checksums) come back
+    to the driver. A group of passes that keep models runs as a Ray Data pipeline over task descriptors, an actor
+    pool per pass, streaming (a part goes on to the next pass as soon as the previous one wrote it); a group of
+    passes without models runs as plain Ray tasks, one per part, with no actor to start."""
 
     name = "ray"
 
@@ -93,23 +95,51 @@ class RayRunner(Runner):
         return self._ray.cluster_resources()
 
     def run(self, passes: list[Stage], chain: list[list[Task]]) -> list[list[Record]]:
-        ray = self._ray
         count = len(chain[0])
         if not count:
             return [[] for _ in passes]
+        if not any(p.stateful for p in passes):
+            return self._run_tasks(passes, chain)
+        return self._run_pools(passes, chain)
+
+    def _run_tasks(self, passes: list[Stage], chain: list[list[Task]]) -> list[list[Record]]:
+        """Passes without a model: each part goes through all of them in one plain Ray task (its CPUs the most any
+        pass asks), a bounded number in flight, so the driver holds task descriptors and records only."""
+        ray = self._ray
+        count = len(chain[0])
+        cpus = max(p.resources.cpus for p in passes)
+        pool, cpus, _ = plan_pool(cpus, 0.0, max((p.resources.pool_size or 0) for p in passes) or None, count,
+                                  self.cluster())
+        log.info("%s: %d tasks at once x %.2f CPU, %d parts", "+".join(p.label for p in passes), pool, cpus, count)
+        remote = ray.remote(num_cpus=cpus, max_retries=3)(_run_chain)
+        stages = ray.put(passes)
+        records: list[list[Record | None]] = [[None] * count for _ in passes]
+        pending: dict[Any, int] = {}
+        submitted = 0
+        try:
+            while submitted < count or pending:
+                while submitted < count and len(pending) < 2 * pool:
+                    pending[remote.remote(stages, [tasks[submitted] for tasks in chain])] = submitted
+                    submitted += 1
+                done, _ = ray.wait(list(pending), num_returns=1)
+                j = pending.pop(done[0])
+                for k, record in enumerate(ray.get(done[0])):
+                    records[k][j] = record
+        finally:  # a failure or Ctrl-C: what is still running stops (finished parts stay, for a rerun)
+            for ref in pending:
+                ray.cancel(ref)
+        return records  # type: ignore[return-value]
+
+    def _run_pools(self, passes: list[Stage], chain: list[list[Task]]) -> list[list[Record]]:
+        ray = self._ray
+        count = len(chain[0])
         cluster = self.cluster()
         rows = [{"j": j, **{f"t{k}": json.dumps(chain[k][j]) for k in range(len(passes))}} for j in range(count)]
         ds = ray.data.from_items(rows, override_num_blocks=count)
         for k, part in enumerate(passes):
             res = part.resources
             pool, cpus, gpus = plan_pool(res.cpus, res.gpus, res.pool_size, count, share(part, passes, cluster))
-            log.info("%s: %d %s x %.2f CPU, %.2f GPU, %d tasks", part.label, pool,
-                     "actors" if part.stateful else "tasks at once", cpus, gpus, count)
-            if not part.stateful:
-                ds = ds.map_batches(_run_pass_task, fn_kwargs={"stage": part, "column": k}, batch_size=1,
-                                    batch_format="pyarrow", num_cpus=cpus, num_gpus=gpus or None,
-                                    concurrency=pool)
-                continue
+            log.info("%s: %d actors x %.2f CPU, %.2f GPU, %d tasks", part.label, pool, cpus, gpus, count)
             actor = type(part.label.replace(":", "_"), (_PassActor,), {})  # named per pass in Ray's progress
             ds = ds.map_batches(actor, fn_constructor_kwargs={"stage": part, "column": k}, batch_size=1,
                                 batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=pool),

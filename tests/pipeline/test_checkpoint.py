@@ -120,7 +120,7 @@ def test_a_finished_stage_is_skipped_and_its_folder_reads_as_one_table(tmp_path)
     assert log == []
     folder = tmp_path / "steps"
     index = json.loads((folder / parts.INDEX).read_text())
-    assert [p["file"] for p in index["parts"]] == [f"manifest/part-0000{i}.parquet" for i in range(3)]
+    assert [p["file"] for p in index["parts"]] == [f"manifest/part-00000{i}.parquet" for i in range(3)]
     assert [p["rows"] for p in index["parts"]] == [4, 4, 2] and all(len(p["sha256"]) == 64 for p in index["parts"])
     assert ds.dataset(folder / "manifest", format="parquet").to_table().column("x").to_pylist() == list(range(10))
     assert pd.read_parquet(folder / "manifest").x.tolist() == list(range(10))

@@ -54,7 +54,7 @@ def test_ray_runner_matches_local(ray_runner, tmp_path):
     assert remote.equals(local)
     # batches of 3 inside parts of 4 rows
     assert local.column("batch").to_pylist() == [0, 0, 0, 3, 4, 4, 4, 7, 8, 8]
-    for name in ("manifest/part-00000.parquet", "manifest/part-00001.parquet", "manifest/part-00002.parquet"):
+    for name in ("manifest/part-000000.parquet", "manifest/part-000001.parquet", "manifest/part-000002.parquet"):
         assert (tmp_path / "local" / "tag" / name).read_bytes() == (tmp_path / "ray" / "tag" / name).read_bytes()
 
 
@@ -62,8 +62,8 @@ def test_local_process_pool_gives_the_same_parts_and_bytes(tmp_path):
     pooled = run_table(tagger(pool_size=2), make_table(7), tmp_path / "pool")
     single = run_table(tagger(pool_size=1), make_table(7), tmp_path / "one")
     assert pooled.equals(single)
-    assert (tmp_path / "pool" / "tag" / "manifest" / "part-00001.parquet").read_bytes() == \
-        (tmp_path / "one" / "tag" / "manifest" / "part-00001.parquet").read_bytes()
+    assert (tmp_path / "pool" / "tag" / "manifest" / "part-000001.parquet").read_bytes() == \
+        (tmp_path / "one" / "tag" / "manifest" / "part-000001.parquet").read_bytes()
 
 
 TRACE = pa.schema([("x", pa.int64()), ("trace", pa.list_(pa.int64())), ("error", pa.string())])

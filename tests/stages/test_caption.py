@@ -276,7 +276,7 @@ def test_caption_never_opens_the_video(tmp_path, scene_video, monkeypatch):
     # the real path: split's part files as the input, frames read by reference from split/frames/
     run_stage(stage, parts.input_files(tmp_path / "split"), tmp_path, LocalRunner())
     out = read_manifest(tmp_path / "caption").to_pylist()
-    assert "frames" not in out[0] and out[0]["frames_file"] == "split/frames/part-00000.parquet"
+    assert "frames" not in out[0] and out[0]["frames_file"] == "split/frames/part-000000.parquet"
     assert len(out) == 4 and all(r["error"] is None for r in out)
     assert {c["status"] for r in out for c in r["candidates"]} <= {"ok", "rejected"}
     assert dict(media.DECODE_PASSES) == passes

@@ -147,5 +147,34 @@ def test_an_interrupted_score_run_resumes_to_the_same_bytes(tmp_path, monkeypatc
     run_table(ScoreStage(config), table, tmp_path / "out")
     assert seen == ["c4", "c5"]  # the two parts finished before the crash are not scored again
     for n in range(3):
-        name = f"score/manifest/part-0000{n}.parquet"
+        name = f"score/manifest/part-00000{n}.parquet"
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
+
+
+def test_stats_read_part_by_part_match_one_pass_over_everything():
+    """Histograms and win rates from parts, as the executor hands them, equal numpy's over all scores at once."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(300):
+        scores = [float(s) for s in rng.normal(0.2, 0.1, 2).round(6)]
+        candidates = [{"teacher": f"t{j}", "kind": "k", "model": "m", "weights": "w", "inputs": [], "prompt_hash": "h",
+                       "text": "x", "status": "ok", "reason": None, "score": s, "text_truncated": False}
+                      for j, s in enumerate(scores)]
+        best = int(np.argmax(scores))
+        rows.append({"clip_id": f"c{i}", "candidates": candidates, "caption_teacher": f"t{best}",
+                     "caption_score": scores[best], "error": None if i % 7 else "caption/no_caption"})
+    table = pa.Table.from_pylist(rows, schema=SCORED.schema)
+
+    class Parts:
+        def parts(self, columns):
+            return (table.slice(i, 64).select(columns) for i in range(0, 300, 64))
+
+    stats = ScoreStage(ScoreConfig()).stats(Parts())
+    live = [r for r in rows if not r["error"]]
+    for teacher in ("t0", "t1"):
+        values = [c["score"] for r in live for c in r["candidates"] if c["teacher"] == teacher]
+        counts, edges = np.histogram(values, bins=10)
+        assert stats["score_histograms"][teacher]["counts"] == counts.tolist()
+        assert stats["score_histograms"][teacher]["edges"] == [round(float(e), 6) for e in edges]
+        assert stats["win_rate"][teacher] == round(sum(r["caption_teacher"] == teacher for r in live) / len(live), 4)
+    assert stats["clips_scored"] == len(live)

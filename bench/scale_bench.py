@@ -29,7 +29,7 @@ from pipeline import parts
 STAGES = ("caption", "score")
 CONFIG = {
     "caption": {"teachers": [{"name": "title", "kind": "title"}, {"name": "subtitles", "kind": "subtitles"}],
-                "resources": {"cpus": 0.5}},
+                "resources": {"cpus": 1.0}},
     "score": {"scorer": {"kind": "open_clip", "model": "tiny:open_clip", "batch_size": 256},
               "resources": {"cpus": 1.0}},
 }

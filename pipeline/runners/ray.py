@@ -107,9 +107,13 @@ class RayRunner(Runner):
         pass asks), a bounded number in flight, so the driver holds task descriptors and records only."""
         ray = self._ray
         count = len(chain[0])
-        cpus = max(p.resources.cpus for p in passes)
-        pool, cpus, _ = plan_pool(cpus, 0.0, max((p.resources.pool_size or 0) for p in passes) or None, count,
-                                  self.cluster())
+        total = float(self.cluster().get("CPU", 1.0))
+        # CPUs as asked (no Ray Data beside them to leave room for); whole ones keep Ray's worker processes, and
+        # the modules they imported, alive between stages, where fractions let it start (and kill) extra ones
+        cpus = min(max(p.resources.cpus for p in passes), total)
+        pool = max(1, int(total // cpus))
+        asked = max((p.resources.pool_size or 0) for p in passes)
+        pool = min(pool, asked or pool, count)
         log.info("%s: %d tasks at once x %.2f CPU, %d parts", "+".join(p.label for p in passes), pool, cpus, count)
         remote = ray.remote(num_cpus=cpus, max_retries=3)(_run_chain)
         stages = ray.put(passes)

@@ -191,6 +191,8 @@ class PackPass(Stage):
 
     def run_task(self, task: dict[str, Any]) -> tuple[list[dict[str, Any]], int, int]:
         folder = Path(task["stage_dir"])
+        if not task["sources"]:  # nothing reached the shard stage
+            return [], 0, 0
         rows = ds.dataset(task["sources"], format="parquet").to_table(
             filter=pc.field("bucket") == task["bucket"]).sort_by([("order", "ascending")]).to_pylist()
         staging = folder / parts.WORK / "clips" / task["name"]

@@ -79,15 +79,23 @@ def test_ray_job_submit_on_two_nodes_writes_the_local_runs_shards(tmp_path, vide
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
            "RAY_USAGE_STATS_ENABLED": "0", "VLCURATE_PROGRESS": "0"}
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--block", "--disable-usage-stats"]
+
+    def own_ports() -> list[str]:
+        """Ports Ray would otherwise take at fixed defaults (the agent's 52365 above all), which another Ray on this
+        machine, such as the test session's own, may hold: then the job agent cannot start."""
+        return [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+                f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
+
     processes: list[subprocess.Popen] = []
     try:
         processes.append(subprocess.Popen(
             [str(BIN / "ray"), "start", "--head", f"--port={port}", f"--temp-dir={temp_dir}",
-             "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", *common],
+             f"--ray-client-server-port={free_port()}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+             f"--dashboard-port={dashboard}", *own_ports(), *common],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_for_nodes(f"127.0.0.1:{port}", env, 1)
         processes.append(subprocess.Popen(
-            [str(BIN / "ray"), "start", f"--address=127.0.0.1:{port}", *common],
+            [str(BIN / "ray"), "start", f"--address=127.0.0.1:{port}", *own_ports(), *common],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_for_nodes(f"127.0.0.1:{port}", env, 2)
 

@@ -19,6 +19,7 @@ import pyarrow as pa
 from pipeline import checkpoint, io, parts
 from pipeline.runners.base import Runner, groups
 from pipeline.stage import Stage, error_reason
+from pipeline.tasks import FRAMES_TYPE
 
 log = logging.getLogger(__name__)
 PREVIOUS = "_previous"
@@ -207,7 +208,7 @@ def read_manifest(folder: str | Path, frames_root: str | Path | None = None) -> 
     """A finished stage's manifest as one table; with `frames_root` (the run's output folder) its frames put back."""
     table = parts.read_stage(folder)
     if frames_root is not None and "frames_file" in table.column_names:
-        table = parts.load_column(table, "frames", "clip_id", frames_root, pa.list_(pa.binary()))
+        table = parts.load_column(table, "frames", "clip_id", frames_root, FRAMES_TYPE)
     return table
 
 

@@ -17,8 +17,8 @@ from typing import Callable
 
 import pyarrow as pa
 
-from bench.common import ROOT, clips_with_frames, map_in_process, with_frames, write_result
-from manifests import CLIPS
+from bench.common import ROOT, clips_with_frames, map_in_process, write_result
+from manifests import CLIPS, with_frames
 from stages.caption import CaptionConfig, CaptionStage
 from stages.caption.stage import clip_input
 from stages.caption.teachers import Teacher
@@ -31,7 +31,7 @@ def demo_clips(copies: int) -> pa.Table:
     config = load_run_config("demo")
     clips = clips_with_frames(ROOT / "manifests" / "samples" / "demo.csv", config.split)
     rows = [dict(c, clip_id=f"{c['clip_id']}_{i}") for i in range(copies) for c in clips]
-    return pa.Table.from_pylist(rows, schema=with_frames(CLIPS.schema))
+    return pa.Table.from_pylist(rows, schema=with_frames(CLIPS))
 
 
 def bare_loop(teacher: Teacher, rows: list[dict]) -> None:

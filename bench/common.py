@@ -123,9 +123,3 @@ def map_in_process(stage, table):
         p.ensure_setup()
         table = p.process_part(table, {})
     return table
-
-
-def with_frames(schema):
-    import pyarrow as pa
-
-    return pa.schema([*schema, pa.field("frames", pa.list_(pa.binary()))])

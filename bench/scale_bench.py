@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from bench.common import WORK, ffmpeg, write_result
-from pipeline import parts
+from manifests import CLIPS, with_frames
 
 STAGES = ("caption", "score")
 CONFIG = {
@@ -63,7 +63,7 @@ def replicate(source: Path, clips: int, run: Path, part_rows: int = 512) -> int:
 
     template = read_manifest(source / "split", frames_root=source).to_pylist()
     template = [r for r in template if not r["error"]]
-    schema = pa.schema([*parts.read_stage(source / "split").schema, pa.field("frames", pa.list_(pa.binary()))])
+    schema = with_frames(CLIPS)
 
     def tables():
         for start in range(0, clips, part_rows):

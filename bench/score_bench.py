@@ -8,8 +8,8 @@ import io
 
 import pyarrow as pa
 
-from bench.common import clips_with_frames, map_in_process, timed, with_frames, write_result
-from manifests import CAPTIONS
+from bench.common import clips_with_frames, map_in_process, timed, write_result
+from manifests import CAPTIONS, with_frames
 from stages.models import package_dir
 from stages.score import ScoreConfig, ScoreStage
 from stages.split import SplitConfig
@@ -30,7 +30,7 @@ def caption_table(clips: int) -> pa.Table:
                               "prompt_hash": "h", "text": f"{t} ({i})", "status": "ok", "reason": None,
                               "seconds": 0.0, "score": None} for j, t in enumerate(TEXTS)]
         rows.append(row)
-    return pa.Table.from_pylist(rows, schema=with_frames(CAPTIONS.schema))
+    return pa.Table.from_pylist(rows, schema=with_frames(CAPTIONS))
 
 
 def main() -> None:

@@ -105,4 +105,11 @@ SHARD_INDEX = Manifest("shard_index", 3, (
     f("caption_score", pa.float64()),
 ))
 
-__all__ = ["CANDIDATE", "CAPTIONS", "CLIPS", "FRAMES", "Manifest", "SCORED", "SHARD_INDEX", "SHOTS", "VIDEOS"]
+def with_frames(manifest: Manifest) -> pa.Schema:
+    """A manifest's schema plus the `frames` column its rows carry in memory (on disk they sit in split's frame
+    store, FRAMES, and the rows keep only a reference)."""
+    schema = manifest.schema
+    return pa.schema([*schema, FRAMES.schema.field("frames")], metadata=schema.metadata)
+
+
+__all__ = ["CANDIDATE", "CAPTIONS", "CLIPS", "FRAMES", "Manifest", "SCORED", "SHARD_INDEX", "SHOTS", "VIDEOS", "with_frames"]

@@ -109,6 +109,18 @@ class Stage:
         """Counts this worker gathered over the task it just ran (then reset): summed over all tasks into stats."""
         return {}
 
+    def run_task(self, task: dict[str, Any]) -> tuple[list[dict[str, Any]], int, int]:
+        """One task on a worker: (file records, rows in, rows out). Default: read the part, map it, write it
+        (pipeline/tasks.py); a pass with its own tasks (shard: one tar bucket) overrides it."""
+        from pipeline.tasks import map_part
+
+        return map_part(self, task)
+
+    def carry_previous(self, table: pa.Table, previous: list[str]) -> pa.Table:
+        """For stages with `keeps_previous`: `table` with the finished work of the previous run's manifest parts
+        `previous` (caption: candidates whose clip inputs are unchanged) put into it."""
+        return table
+
     def side_tables(self, table: pa.Table) -> dict[str, pa.Table]:
         """Extra tables this part writes beside its manifest part, by name (split: `shots`); default none."""
         return {}

@@ -45,22 +45,23 @@ def write_outputs(stage: Stage, task: dict[str, Any], table: pa.Table) -> list[d
     return [{**parts.file_record(path, folder), "kind": kind} for kind, path, _ in written]
 
 
+def map_part(stage: Stage, task: dict[str, Any]) -> tuple[list[dict[str, Any]], int, int]:
+    """What `Stage.run_task` does unless a pass runs its tasks its own way: read the part, carry the previous run's
+    work into it, map it, write it; returns (file records, rows in, rows out)."""
+    table = read_input(stage, task)
+    if task.get("previous"):
+        table = stage.carry_previous(table, task["previous"])
+    output = stage.process_part(table, task)
+    return write_outputs(stage, task, output), table.num_rows, output.num_rows
+
+
 def execute(stage: Stage, task: dict[str, Any]) -> dict[str, Any]:
     """Run one task of one pass (a no-op returning the old record if it already finished)."""
     record_path = Path(task["record"])
     if (record := parts.read_record(record_path)) is not None:
         return {**record, "resumed": True}
     began = time.perf_counter()
-    if "run" in task:  # a pass that plans its own tasks also runs them its own way (shard: pack one tar)
-        files, rows_in, rows_out = stage.run_task(task)  # type: ignore[attr-defined]
-    else:
-        table = read_input(stage, task)
-        rows_in = table.num_rows
-        if stage.keeps_previous and task.get("previous"):
-            table = stage.carry_previous(table, task["previous"])  # type: ignore[attr-defined]
-        output = stage.process_part(table, task)
-        rows_out = output.num_rows
-        files = write_outputs(stage, task, output)
+    files, rows_in, rows_out = stage.run_task(task)
     record = {"name": task["name"], "pass": task["pass"], "rows_in": rows_in, "rows_out": rows_out,
               "files": files, "counts": stage.part_counts(), "seconds": round(time.perf_counter() - began, 3)}
     io.atomic_write_json(record_path, record)  # last: the task counts as done only once its files are all there

@@ -157,8 +157,3 @@ class TableView:
         return []
 
 
-def with_frames(schema):
-    """A manifest schema plus the `frames` column rows carry in memory (stored apart on disk)."""
-    import pyarrow as pa
-
-    return pa.schema([*schema, pa.field("frames", pa.list_(pa.binary()))])

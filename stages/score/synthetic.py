@@ -83,7 +83,7 @@ def clip_frames(rng: np.random.Generator, colour: str, shape: str, frames: int, 
 def generate(config: SynthConfig = SynthConfig()) -> tuple[pa.Table, pa.Table]:
     """(captions manifest, labels): every clip's candidates in random order under teachers synth0..synthK-1, and
     one label row per clip naming the true candidate by teacher and by text."""
-    from manifests import CAPTIONS
+    from manifests import CAPTIONS, with_frames
 
     k = config.candidates
     most = 1 + (len(COLOURS) - 1) + (len(SHAPES) - 1)
@@ -115,8 +115,7 @@ def generate(config: SynthConfig = SynthConfig()) -> tuple[pa.Table, pa.Table]:
                      "frames": clip_frames(rng, colour, shape, config.frames, config.size),
                      "candidates": candidates, "error": None})
         labels.append({"clip_id": clip_id, "teacher": f"synth{truth}", "text": texts[truth]})
-    schema = pa.schema([*CAPTIONS.schema, pa.field("frames", pa.list_(pa.binary()))], metadata=CAPTIONS.schema.metadata)
-    return pa.Table.from_pylist(rows, schema=schema), pa.Table.from_pylist(labels)
+    return pa.Table.from_pylist(rows, schema=with_frames(CAPTIONS)), pa.Table.from_pylist(labels)
 
 
 def write(out_dir: str | Path, config: SynthConfig = SynthConfig()) -> tuple[Path, Path]:

@@ -186,7 +186,7 @@ class PackPass(Stage):
         return "shard:pack"
 
     def plan_tasks(self, previous: list[str]) -> list[dict[str, Any]]:
-        return [{"name": f"{self.config.prefix}-{b:05d}", "bucket": b, "run": True, "sources": previous}
+        return [{"name": f"{self.config.prefix}-{b:05d}", "bucket": b, "sources": previous}
                 for b in range(self.assign.buckets)]
 
     def run_task(self, task: dict[str, Any]) -> tuple[list[dict[str, Any]], int, int]:

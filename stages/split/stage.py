@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from manifests import CLIPS, SHOTS
+from manifests import CLIPS, SHOTS, with_frames
 from pipeline.stage import Resources, RowStage, StageConfig, StageError
 from stages import media
 from stages.models import local_path
@@ -108,7 +108,7 @@ class SplitStage(RowStage):
     config_class = SplitConfig
     input_stage = "ingest"
     # in memory a clip row holds its frames; the part's writer stores them once in `split/frames/` (see `stores`)
-    output_schema = pa.schema([*CLIPS.schema, pa.field("frames", pa.list_(pa.binary()))], metadata=CLIPS.schema.metadata)
+    output_schema = with_frames(CLIPS)
     local_parallel = True
     stores = ("frames",)
 

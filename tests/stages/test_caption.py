@@ -7,8 +7,7 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from manifests import CLIPS
-from tests.fixtures import with_frames
+from manifests import CLIPS, with_frames
 from stages.caption import CaptionConfig, CaptionStage
 from stages.caption.subtitles import Cue, dedupe_rolling, read_subtitles, slice_cues
 from stages.caption.teachers import TEACHERS, ClipInput, Teacher, TeacherConfig
@@ -73,7 +72,7 @@ def clip_rows(ids, subtitles_path=None):
     return pa.Table.from_pylist(rows, schema=CLIPS_WITH_FRAMES)
 
 
-CLIPS_WITH_FRAMES = with_frames(CLIPS.schema)
+CLIPS_WITH_FRAMES = with_frames(CLIPS)
 
 
 def test_one_failing_clip_costs_only_its_own_candidate(tmp_path):

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from manifests import CAPTIONS, SCORED
-from tests.fixtures import TableView, with_frames
+from manifests import CAPTIONS, SCORED, with_frames
+from tests.fixtures import TableView
 from stages.score import ScoreConfig, ScoreStage
 from stages.score.stage import choose
 
@@ -60,7 +60,7 @@ def test_every_candidate_is_scored_and_the_best_chosen():
     assert [len(p) for p in stage.scorer.score_pairs(clips, [[], []])] == [0, 0]
 
 
-WITH_FRAMES = with_frames(CAPTIONS.schema)
+WITH_FRAMES = with_frames(CAPTIONS)
 
 
 def scored_rows(scores):

@@ -9,9 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from manifests import CAPTIONS
+from manifests import CAPTIONS, with_frames
 from pipeline.executor import read_manifest
-from tests.fixtures import with_frames
 from stages.cli import app
 from stages.score import selector
 from stages.score.scorers.base import ScorerConfig
@@ -84,7 +83,7 @@ def captions_table(clips: dict[str, list[tuple[str, str, str]]], errors: dict[st
         rows.append({"clip_id": clip_id, "path": "/v", "start_frame": n, "frames": [b"jpeg"],
                      "error": (errors or {}).get(clip_id),
                      "candidates": [{"teacher": t, "text": x, "status": s} for t, x, s in cands]})
-    return pa.Table.from_pylist(rows, schema=with_frames(CAPTIONS.schema))
+    return pa.Table.from_pylist(rows, schema=with_frames(CAPTIONS))
 
 
 CAPTIONS_3 = {"0001": [("blip", "a dog", "ok"), ("llm", "a cat", "ok"), ("title", "", "rejected")],

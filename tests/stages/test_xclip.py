@@ -8,8 +8,8 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from manifests import CAPTIONS
-from tests.fixtures import TableView, with_frames
+from manifests import CAPTIONS, with_frames
+from tests.fixtures import TableView
 from stages.score import ScoreConfig, ScoreStage
 from stages.score.scorers import SCORERS, ScorerConfig
 from stages.media import sample_frames
@@ -94,7 +94,7 @@ def captions_table(texts: list[str], frames: list[list[bytes]]) -> pa.Table:
         candidates[-1]["status"] = "rejected"
         rows.append({"clip_id": f"c{i}", "path": "/v", "start_frame": i, "start_s": 0.0, "end_s": 1.0,
                      "frames": clip_frames, "candidates": candidates, "error": None})
-    return pa.Table.from_pylist(rows, schema=with_frames(CAPTIONS.schema))
+    return pa.Table.from_pylist(rows, schema=with_frames(CAPTIONS))
 
 
 def test_score_stage_runs_xclip_end_to_end_deterministically():

@@ -9,9 +9,11 @@ from manifests.base import Manifest
 
 f = pa.field
 
-VIDEOS = Manifest("videos", 2, (
+VIDEOS = Manifest("videos", 3, (
     f("video_id", pa.string()),          # sha256 of the file's bytes, first 16 hex digits
-    f("path", pa.string()),              # as given: an absolute path, or `pkg:<module>/<file>` inside a package
+    f("path", pa.string()),              # as given: an absolute path, or `pkg:<module>/<file>` inside a package;
+                                         # a name that is not UTF-8 shows its odd bytes escaped (\xff) ...
+    f("path_bytes", pa.binary()),        # ... and its exact bytes are here (null for every UTF-8 name)
     f("title", pa.string()),
     f("description", pa.string()),
     f("subtitles_path", pa.string()),
@@ -19,6 +21,7 @@ VIDEOS = Manifest("videos", 2, (
     f("duration_s", pa.float64()),
     f("fps", pa.float64()),
     f("num_frames", pa.int64()),         # container's count or estimate at ingest; decoded count after split
+    f("frames_stated", pa.int64()),      # the frame count the container states (null: it states none)
     f("width", pa.int32()),
     f("height", pa.int32()),
     f("codec", pa.string()),
@@ -29,7 +32,7 @@ VIDEOS = Manifest("videos", 2, (
 ))
 
 CLIPS = VIDEOS.extend(
-    "clips", 2,
+    "clips", 3,
     f("clip_id", pa.string()),           # "<video_id>_<start_frame>_<end_frame>"
     f("clip_index", pa.int32()),
     f("start_frame", pa.int64()),        # decoded frame index, inclusive
@@ -46,6 +49,10 @@ CLIPS = VIDEOS.extend(
     f("frames_file", pa.string()),
     f("frames_row", pa.int32()),
     f("frames_digest", pa.string()),     # sha256 of the clip's stored JPEGs (first 16 hex): what caption reruns compare
+    # the source decoded short of the frames its container states, or with decoder errors: its clips are kept
+    # (split.damaged: drop makes them errors), flagged, and `damage` gives the numbers
+    f("damaged", pa.bool_()),
+    f("damage", pa.string()),
 )
 
 FRAMES = Manifest("frames", 1, (
@@ -67,10 +74,10 @@ CANDIDATE = pa.struct([
     f("text_truncated", pa.bool_()),     # the scorer's text encoder saw only a prefix of the text
 ])
 
-CAPTIONS = CLIPS.extend("captions", 2, f("candidates", pa.list_(CANDIDATE)))
+CAPTIONS = CLIPS.extend("captions", 3, f("candidates", pa.list_(CANDIDATE)))
 
 SCORED = CAPTIONS.extend(
-    "scored", 2,
+    "scored", 3,
     f("caption", pa.string()),
     f("caption_teacher", pa.string()),
     f("caption_score", pa.float64()),
@@ -87,7 +94,7 @@ SHOTS = Manifest("shots", 1, (
     f("outcome", pa.list_(pa.string())), # what became of each piece of the shot: kept in a clip, merged, dropped
 ))
 
-SHARD_INDEX = Manifest("shard_index", 3, (
+SHARD_INDEX = Manifest("shard_index", 4, (
     f("key", pa.string()),               # the clip id: the webdataset key
     f("shard", pa.string()),             # tar file name
     f("position", pa.int32()),           # sample's position within its tar
@@ -103,7 +110,9 @@ SHARD_INDEX = Manifest("shard_index", 3, (
     f("caption", pa.string()),
     f("caption_teacher", pa.string()),
     f("caption_score", pa.float64()),
+    f("damaged", pa.bool_()),            # cut from a source that decoded short or with errors (clips.damage)
 ))
+
 
 def with_frames(manifest: Manifest) -> pa.Schema:
     """A manifest's schema plus the `frames` column its rows carry in memory (on disk they sit in split's frame

@@ -19,8 +19,9 @@ from pipeline.stage import Stage
 log = logging.getLogger(__name__)
 
 CONFIG = "stage_config.json"
-# how workers are placed does not change what a stage computes, so changing it keeps finished work
-_PLACEMENT = ("cpus", "gpus", "pool_size")
+# how workers are placed, and how often they save, does not change what a stage computes: changing it keeps
+# finished work
+_PLACEMENT = ("cpus", "gpus", "pool_size", "save_every_s", "save_every_batches")
 
 
 def fingerprint(stage: Stage, source: list[tuple[str, int]]) -> dict[str, Any]:

@@ -20,11 +20,24 @@ def load_profile(name: str) -> dict[str, Any]:
     resource = importlib_resources.files(PROFILE_PACKAGE) / f"{name}.yaml"
     if not resource.is_file():
         raise ValueError(f"unknown profile {name!r}; shipped profiles: {', '.join(list_profiles())}")
-    return yaml.safe_load(resource.read_text()) or {}
+    return parse_yaml(resource.read_text(), f"profile {name}") or {}
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML, or one line that says where it is broken."""
+    from pipeline.failures import UserError
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{where}: not valid YAML{at}: {problem}") from None
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    data = yaml.safe_load(Path(path).read_text())
+    data = parse_yaml(Path(path).read_text(), str(path))
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
     return data
@@ -54,7 +67,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             child = dict(child) if isinstance(child, dict) else {}
             node[key] = child
             node = child
-        node[keys[-1]] = yaml.safe_load(raw)
+        node[keys[-1]] = parse_yaml(raw, f"--set {item}")
     return data
 
 

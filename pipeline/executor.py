@@ -17,6 +17,7 @@ from typing import Any, Iterable, Iterator
 import pyarrow as pa
 
 from pipeline import checkpoint, io, parts
+from pipeline.batches import add_counts
 from pipeline.runners.base import Runner, groups
 from pipeline.stage import Stage, error_reason
 from pipeline.tasks import FRAMES_TYPE
@@ -135,15 +136,6 @@ def run_stage(stage: Stage, source: list[tuple[str, int]], output: str | Path, r
     log.info("%s: %d rows in, %d out, %d errors, %.1fs", stage.name, stats["rows_in"], stats["rows_out"],
              stats["errors_total"], stats["seconds"])
     return stats
-
-
-def add_counts(total: dict[str, Any], counts: dict[str, Any]) -> None:
-    """Sum a task's counts into the stage's (nested dicts by key; seconds rounded at the end)."""
-    for key, value in counts.items():
-        if isinstance(value, dict):
-            add_counts(total.setdefault(key, {}), value)
-        else:
-            total[key] = round(total.get(key, 0) + value, 3)
 
 
 def _finish(stage: Stage, folder: Path, records: list[dict[str, Any]], source: list[tuple[str, int]],

@@ -7,6 +7,14 @@ from typing import Callable, Generic, TypeVar
 T = TypeVar("T")
 
 
+class UnknownName(KeyError, ValueError):
+    """A name no entry is registered under: a config mistake (pydantic reports ValueErrors as validation errors),
+    and still a KeyError for lookups."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
@@ -26,7 +34,7 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             known = ", ".join(sorted(self._items)) or "none"
-            raise KeyError(f"unknown {self.kind} {name!r}; registered: {known}") from None
+            raise UnknownName(f"unknown {self.kind} {name!r}; registered: {known}") from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -13,6 +13,8 @@ from typing import Any, ClassVar, Iterable
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline import failures
+
 
 class Resources(BaseModel):
     """What one worker of a stage asks for; runners size pools from these and the cluster's resources."""
@@ -36,6 +38,9 @@ class StageConfig(BaseModel):
     resources: Resources = Field(default_factory=Resources)
     part_rows: int = Field(512, ge=1, description="input rows per task: each task reads its rows and writes one part "
                                                   "file of the stage's output (the unit of work and of resume)")
+    save_every_s: float | None = Field(30.0, gt=0, description="a task saves the batches it has mapped at least this "
+                                       "often, so a kill loses at most this much of it (null: only whole parts)")
+    save_every_batches: int | None = Field(None, ge=1, description="... and at least every this many batches")
 
 
 def error_text(stage: str, reason: str, detail: str = "") -> str:
@@ -76,10 +81,14 @@ class Stage:
     # whether workers must keep the stage set up between tasks (models): under Ray an actor pool; False (cheap
     # setup, no model) runs as plain Ray tasks, with no actor start-up
     stateful: ClassVar[bool] = True
+    # whether a task's mapped batches are saved as it goes (resume within a part); False where a task keeps more
+    # than its output rows between batches (split's shots side table)
+    saves_batches: ClassVar[bool] = True
 
     def __init__(self, config: StageConfig | None = None):
         self.config = config if config is not None else self.config_class()
         self._ready = False
+        self.saved_counts: dict[str, Any] = {}  # counts of the batches saved over the task (pipeline/batches.py)
 
     @property
     def resources(self) -> Resources:
@@ -90,20 +99,41 @@ class Stage:
 
     def ensure_setup(self) -> None:
         if not self._ready:
-            self.setup()
+            try:
+                self.setup()
+            except Exception as exc:
+                raise failures.setup_failure(self.label, exc) from exc
             self._ready = True
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
         raise NotImplementedError
 
     def process_part(self, table: pa.Table, task: dict[str, Any]) -> pa.Table:
-        """One task's rows, in fixed batches; the output keeps their order."""
+        """One task's rows, in fixed batches; the output keeps their order. Batches are saved as they go
+        (pipeline/batches.py), and a retried task maps only those not saved by an earlier try."""
+        from pipeline.batches import BatchSaver
+
         self.ensure_setup()
-        size = self.resources.batch_size
-        outputs = [self.process_batch(table.slice(i, size)) for i in range(0, table.num_rows, size)]
-        schema = self.output_schema
-        outputs = [o.select(schema.names).cast(schema) for o in outputs if o.num_rows]
-        return pa.concat_tables(outputs) if outputs else self.output_schema.empty_table()
+        size, schema = self.resources.batch_size, self.output_schema
+        saver = None
+        if self.saves_batches and task.get("stage_dir"):
+            saver = BatchSaver(task, self.config.save_every_s, self.config.save_every_batches)
+        runs = saver.restore() if saver else {}
+        outputs, first = [], 0
+        while first < table.num_rows:
+            if first in runs:
+                first, output = runs[first]
+            else:
+                end = min(first + size, table.num_rows)
+                output = self.process_batch(table.slice(first, end - first))
+                output = output.select(schema.names).cast(schema)
+                if saver:
+                    saver.add(first, end, output, self.part_counts)
+                first = end
+            outputs.append(output)
+        self.saved_counts = saver.counts if saver else {}
+        outputs = [o for o in outputs if o.num_rows]
+        return pa.concat_tables(outputs) if outputs else schema.empty_table()
 
     def part_counts(self) -> dict[str, int]:
         """Counts this worker gathered over the task it just ran (then reset): summed over all tasks into stats."""
@@ -186,7 +216,9 @@ class RowStage(Stage):
                 out.extend(self.process_row(row))
             except StageError as exc:
                 out.append(self.error_row(row, error_text(self.name, exc.reason, exc.detail)))
-            except Exception as exc:  # one bad input never stops a run
+            except Exception as exc:  # one bad input never stops a run; a failing machine does (pipeline/failures.py)
+                if failures.is_machine_failure(exc):
+                    raise failures.as_machine_error(exc, f"{self.label}: {row.get('path') or ''}") from exc
                 detail = f"{type(exc).__name__}: {exc}"
                 out.append(self.error_row(row, error_text(self.name, "exception", detail)))
                 traceback.print_exc()

@@ -8,13 +8,15 @@ already there is not run again: that is how an interrupted stage resumes, part b
 from __future__ import annotations
 
 import resource
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from pipeline import io, parts
+from pipeline import faults, io, parts
+from pipeline.batches import add_counts, folder_of
 from pipeline.stage import Stage
 
 FRAMES_TYPE = pa.list_(pa.binary())
@@ -61,10 +63,15 @@ def execute(stage: Stage, task: dict[str, Any]) -> dict[str, Any]:
     if (record := parts.read_record(record_path)) is not None:
         return {**record, "resumed": True}
     began = time.perf_counter()
+    stage.saved_counts = {}
     files, rows_in, rows_out = stage.run_task(task)
+    counts = stage.saved_counts  # what the saved batches counted, then the rest
+    add_counts(counts, stage.part_counts())
     record = {"name": task["name"], "pass": task["pass"], "rows_in": rows_in, "rows_out": rows_out,
-              "files": files, "counts": stage.part_counts(), "seconds": round(time.perf_counter() - began, 3)}
+              "files": files, "counts": counts, "seconds": round(time.perf_counter() - began, 3)}
     io.atomic_write_json(record_path, record)  # last: the task counts as done only once its files are all there
+    faults.hit(f"{stage.name}.pass{task['pass']}.done")
+    shutil.rmtree(folder_of(task), ignore_errors=True)  # its saved batches are in the part now
     # the worker process's peak so far (Linux reports KiB): what a part costs in memory, for stats.json
     peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return {**record, "resumed": False, "peak_rss_mb": peak}

@@ -11,7 +11,7 @@ import typer
 from stages.caption.cli import app as caption_app
 from stages.caption.teacher_cli import app as teachers_app
 from stages.cli_common import (ConfigOpt, ExecutorOpt, InputOpt, OutputOpt, OverwriteOpt, ProfileOpt, RayAddressOpt,
-                               SetOpt, VerboseOpt, run_command)
+                               SetOpt, VerboseOpt, WaitOpt, run_command)
 from stages.ingest.cli import app as ingest_app
 from stages.score.cli import app as score_app
 from stages.score.selector_cli import app as selector_app
@@ -43,6 +43,7 @@ def run(
     overwrite: bool = OverwriteOpt,
     stages: Optional[str] = typer.Option(None, "--stages", help="comma-separated subset, e.g. split,caption"),
     verbose: bool = VerboseOpt,
+    wait: bool = WaitOpt,
 ) -> None:
     """Run all stages (or --stages) from one config: `vlcurate run --profile demo`."""
     from stages.config import STAGE_ORDER
@@ -56,7 +57,7 @@ def run(
             raise typer.Exit(2)
         names = tuple(s for s in STAGE_ORDER if s in names)
     run_command(names, profile=profile, config=config, overrides=overrides, output=output, input_=input_,
-                executor=executor, ray_address=ray_address, overwrite=overwrite, verbose=verbose)
+                executor=executor, ray_address=ray_address, overwrite=overwrite, verbose=verbose, wait=wait)
 
 
 @app.command()

@@ -19,7 +19,9 @@ InputOpt = typer.Option(None, "--input", "-i", help="folder, glob, or CSV/JSONL/
 ExecutorOpt = typer.Option(None, "--executor", "-e", help="local (in-process) or ray")
 RayAddressOpt = typer.Option(None, "--ray-address", help="default: start local Ray; 'auto' or 'ray://host:port'")
 OverwriteOpt = typer.Option(False, "--overwrite", help="redo stages that already finished")
-VerboseOpt = typer.Option(False, "--verbose", "-v", help="debug logging")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="debug logging, and tracebacks with errors")
+WaitOpt = typer.Option(False, "--wait", help="if another run is using --output, wait for it to end instead of "
+                                             "refusing")
 
 
 def setup_logging(verbose: bool) -> None:
@@ -29,9 +31,58 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+def config_problem(exc: ValidationError) -> str:
+    """pydantic's report, one line: `split.min_clip_s: Input should be ...; caption.teachers.0.kind: ...`."""
+    items = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ())) or "config"
+        message = str(err.get("msg", "")).removeprefix("Value error, ")
+        items.append(f"{where}: {message}" if err.get("type") != "extra_forbidden" else f"{where}: unknown key")
+    return "; ".join(items)
+
+
+def fail(exc: BaseException, output: str, verbose: bool) -> typer.Exit:
+    """One line for any failure (the traceback too with --verbose), and the exit code that says whose it is:
+    2 the user's to fix, 1 the machine's (rerun once fixed) or ours."""
+    import traceback
+
+    from pipeline import failures
+
+    if verbose:
+        traceback.print_exception(exc)
+    user = failures.find(exc, failures.UserError) or failures.find(exc, ValidationError)
+    if user is None and "ModelUnavailable: " in str(exc):  # Ray Data reports an actor's failure as text
+        user = failures.ModelUnavailable(str(exc).split("ModelUnavailable: ", 1)[1].splitlines()[0])
+    if isinstance(user, ValidationError):
+        message, code = f"invalid config: {config_problem(user)}", 2
+    elif user is not None:
+        message, code = f"error: {user}", 2
+    elif isinstance(exc, BrokenProcessPool):
+        message, code = (f"a worker process died (killed by the system, e.g. out of memory?); finished parts are "
+                         f"saved in {output}: run the same command again to go on from there, with fewer workers "
+                         "if memory ran out (--set <stage>.resources.pool_size=N keeps the saved parts)"), 1
+    elif failures.is_machine_failure(exc):
+        cause = failures.find(exc, failures.MachineError) or exc
+        message, code = (f"machine failure (nothing was recorded as bad data): {_first_line(cause)}; finished parts"
+                         f" are saved in {output}: fix it and run the same command again to go on from there"), 1
+    elif isinstance(exc, (FileNotFoundError, ValueError, KeyError)):
+        message, code = f"error: {_first_line(exc, typed=False)}", 2
+    else:
+        message, code = f"internal error: {_first_line(exc)} (--verbose shows the traceback)", 1
+    typer.secho(message, fg="red", err=True)
+    return typer.Exit(code)
+
+
+def _first_line(exc: BaseException, typed: bool = True) -> str:
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    text = (text.strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {text}" if typed else text
+
+
 def run_command(stage_names: tuple[str, ...], *, profile: Optional[str], config: Optional[Path],
                 overrides: Optional[list[str]], output: Optional[str], input_: Optional[str],
-                executor: Optional[str], ray_address: Optional[str], overwrite: bool, verbose: bool) -> None:
+                executor: Optional[str], ray_address: Optional[str], overwrite: bool, verbose: bool,
+                wait: bool = False) -> None:
     from stages.config import load_run_config
     from stages.run import run_stages
 
@@ -39,37 +90,35 @@ def run_command(stage_names: tuple[str, ...], *, profile: Optional[str], config:
     try:
         cfg = load_run_config(profile, config, overrides, output=output, input=input_, executor=executor,
                               ray_address=ray_address, overwrite=overwrite or None)
-    except (ValidationError, ValueError) as exc:
-        typer.secho(f"invalid config:\n{exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+    except Exception as exc:
+        raise fail(exc, output or "", verbose) from None
     try:
-        results = run_stages(cfg, stage_names)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
-    except BrokenProcessPool:
-        typer.secho(f"a worker process died (killed by the system, e.g. out of memory?); finished parts are saved "
-                    f"in {cfg.output}: run the same command again to go on from there, with fewer workers if memory "
-                    "ran out (--set <stage>.resources.pool_size=N keeps the saved parts)", fg="red", err=True)
-        raise typer.Exit(1) from None
+        results = run_stages(cfg, stage_names, wait=wait)
     except KeyboardInterrupt:
         typer.secho(f"\ninterrupted: finished parts are saved in {cfg.output}; run the same command again to go on "
                     "from there (--overwrite starts over)", fg="yellow", err=True)
         raise typer.Exit(130) from None
+    except Exception as exc:
+        raise fail(exc, cfg.output, verbose) from None
+    report(cfg.output, stage_names, results)
+
+
+def report(output: str, stage_names: tuple[str, ...], results: dict) -> None:
+    """Each stage's one-line summary; exit 1 when the last stage produced nothing usable."""
     last = stage_names[-1]
     stats = results[last]
     if last != "shard" and stats["rows_out"] and stats["errors_total"] >= stats["rows_out"]:
-        typer.secho(f"{last}: nothing could be processed; see {cfg.output}", fg="red", err=True)
+        typer.secho(f"{last}: nothing could be processed; see {output}", fg="red", err=True)
         raise typer.Exit(1)
     if last == "shard" and stats["rows_out"] == 0:
-        typer.secho(f"shard: no samples were written; see {cfg.output}/shard/errors/", fg="red", err=True)
+        typer.secho(f"shard: no samples were written; see {output}/shard/errors/", fg="red", err=True)
         raise typer.Exit(1)
     from stages.status import describe, stage_states
 
-    for entry in stage_states(cfg.output):
+    for entry in stage_states(output):
         if entry["stage"] in stage_names:
             typer.echo(f"{entry['stage']:<8} {describe(entry)}")
-    typer.echo(f"done: {cfg.output}")
+    typer.echo(f"done: {output}")
 
 
 def stage_app(name: str, help_text: str) -> typer.Typer:
@@ -87,6 +136,7 @@ def stage_app(name: str, help_text: str) -> typer.Typer:
         ray_address: Optional[str] = RayAddressOpt,
         overwrite: bool = OverwriteOpt,
         verbose: bool = VerboseOpt,
+        wait: bool = WaitOpt,
     ) -> None:
         if ctx.invoked_subcommand is not None:
             return
@@ -95,7 +145,8 @@ def stage_app(name: str, help_text: str) -> typer.Typer:
                         fg="red", err=True)
             raise typer.Exit(2)
         run_command((name,), profile=profile, config=config, overrides=overrides, output=output, input_=input_,
-                    executor=executor, ray_address=ray_address, overwrite=overwrite, verbose=verbose)
+                    executor=executor, ray_address=ray_address, overwrite=overwrite, verbose=verbose,
+                    wait=wait)
 
     command.__doc__ = help_text
     app.callback(invoke_without_command=True)(command)

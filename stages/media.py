@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 if TYPE_CHECKING:
     import numpy as np
 
+from pipeline import failures, faults
 from pipeline.stage import StageError
 
 
@@ -52,6 +53,7 @@ class Probe:
     rotation: int
     sample_aspect_ratio: float
     has_audio: bool
+    frames_stated: int | None = None  # the container's own frame count, if it states one
 
 
 _MAGIC = (b"ftyp", b"\x1aE\xdf\xa3", b"RIFF", b"OggS", b"FLV", b"\x00\x00\x01\xba", b"G")
@@ -106,6 +108,9 @@ def probe(path: str | Path) -> Probe:
         raise StageError("empty_file", "the file has 0 bytes")
     with _open(path) as container:
         if not container.streams.video:
+            if container.streams.audio:
+                codec = container.streams.audio[0].codec_context.name
+                raise StageError("audio_only", f"an audio file ({codec}): no video stream")
             raise StageError("no_video_stream", "the file has no video stream")
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -131,6 +136,7 @@ def probe(path: str | Path) -> Probe:
             duration_s=float(duration), fps=fps, num_frames=num_frames, width=stream.width, height=stream.height,
             codec=stream.codec_context.codec.canonical_name, rotation=rotation % 360,
             sample_aspect_ratio=float(sar) if sar else 1.0, has_audio=bool(container.streams.audio),
+            frames_stated=int(stream.frames) if stream.frames else None,
         )
 
 
@@ -247,6 +253,7 @@ class FrameScan:
         self.threads, self.batch_frames, self.prefetch_batches = threads, batch_frames, prefetch_batches
         self.times: list[float] = []
         self.frames = 0
+        self.decoder_errors: list[str] = []  # what the decoder reported about the stream (a damaged source)
         self._sample_error: BaseException | None = None  # raised to the caller once the scan ends
 
     def _command(self, stats: str, sample_fd: int | None) -> list[str]:
@@ -315,11 +322,16 @@ class FrameScan:
                     thread.join()
                 proc.stdout.close()
             errors.seek(0)
-            message = errors.read().decode("utf-8", "replace").strip()[-400:]
+            text = errors.read().decode("utf-8", "replace").strip()
+            failures.check_tool_output("ffmpeg", text)  # e.g. an I/O error reading the source: not the file's fault
+            self.decoder_errors = [line for line in text.splitlines() if line.strip()]
+            message = text[-400:]
+            if code < 0:  # killed (the OOM killer, a signal): the machine's failure, not the video's
+                raise failures.MachineError(f"ffmpeg decoding {self.path} was killed by signal {-code}")
             if self.frames == 0:
                 raise StageError("undecodable", message or f"no frame decoded (ffmpeg exited {code})")
-            if code != 0:
-                raise StageError("decode_failed", f"after {self.frames} frames: {message or f'exit {code}'}")
+            if code != 0:  # frames came, then the decoder gave up: a damaged source, which the caller flags
+                self.decoder_errors.append(f"ffmpeg exited {code} after {self.frames} frames")
             if self._sample_error is not None:
                 raise self._sample_error
             self.times = self._read_times(stats)
@@ -464,8 +476,16 @@ def encode_clip(src: str | Path, dst: str | Path, start_s: float, frame_count: i
         # trim audio with a filter: an output -t would also cut the last video frame
         cmd += ["-map", "0:a:0?", "-af", f"atrim=duration={audio_s:.6f}", *_AAC]
     cmd += [*_MP4_OUT, str(dst)]
+    _write_with_ffmpeg(cmd)
+
+
+def _write_with_ffmpeg(cmd: list[str]) -> None:
+    """Run an ffmpeg that writes a clip (its output the last argument). A full disk or an I/O error is the
+    machine's failure (MachineError: the task fails, a rerun redoes it), anything else the clip's (StageError)."""
+    cmd = [*cmd[:-1], faults.path("ffmpeg.output", cmd[-1])]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
+        failures.check_tool_output("ffmpeg", proc.stderr)
         raise StageError("encode_failed", proc.stderr.strip()[-400:] or f"ffmpeg exited {proc.returncode}")
 
 
@@ -536,18 +556,20 @@ def copy_clip(src: str | Path, dst: str | Path, start_s: float, end_s: float, fr
                     packet.dts = None if packet.dts is None else packet.dts - base
                     packet.stream = stream
                     out.mux(packet)
-        except av.error.FFmpegError:
+        except av.error.FFmpegError as exc:
             video_only.unlink(missing_ok=True)
+            if failures.is_machine_failure(exc):  # a full disk is not a stream the muxer refuses
+                raise failures.as_machine_error(exc, f"writing {video_only}") from exc
             return False  # a stream the MP4 muxer refuses as it is: re-encoding still works
     if not audio:
         return True
     cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(video_only), "-ss", f"{start_s:.6f}",
            "-i", str(src), "-map", "0:v:0", "-map", "1:a:0?", "-c:v", "copy",
            "-af", f"atrim=duration={end_s - start_s:.6f}", *_AAC, *_MP4_OUT, str(dst)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    video_only.unlink(missing_ok=True)
-    if proc.returncode != 0:
-        raise StageError("encode_failed", proc.stderr.strip()[-400:] or f"ffmpeg exited {proc.returncode}")
+    try:
+        _write_with_ffmpeg(cmd)
+    finally:
+        video_only.unlink(missing_ok=True)
     return True
 
 

@@ -52,6 +52,12 @@ def local_path(source: str) -> str:
     return source
 
 
+def source_path(row: dict) -> str:
+    """Where a manifest row's video lies on this machine: its exact bytes when its name is not UTF-8."""
+    raw = row.get("path_bytes")
+    return os.fsdecode(raw) if raw else local_path(row["path"])
+
+
 def _dist_version(module: str) -> str:
     for name in (module, module.replace("_", "-")):
         try:

@@ -7,6 +7,7 @@ from typing import Any, Iterable
 
 from pipeline import io, parts
 from pipeline.executor import run_stage, stage_dir
+from pipeline.lock import output_lock
 from pipeline.runners import Runner, make_runner
 from pipeline.stage import Stage
 from stages.caption import CaptionStage
@@ -48,12 +49,17 @@ def stage_input(name: str, config: RunConfig) -> list[tuple[str, int]]:
     return parts.input_files(folder)
 
 
-def run_stages(config: RunConfig, names: Iterable[str] = STAGE_ORDER,
-               runner: Runner | None = None) -> dict[str, dict[str, Any]]:
-    """Runs the stages in order; returns each one's stats."""
+def run_stages(config: RunConfig, names: Iterable[str] = STAGE_ORDER, runner: Runner | None = None, *,
+               wait: bool = False) -> dict[str, dict[str, Any]]:
+    """Runs the stages in order, holding the output folder's lock throughout (`wait`: for another run to end
+    first, instead of refusing); returns each one's stats."""
+    with output_lock(config.output, wait=wait):
+        return _run_locked(config, tuple(names), runner)
+
+
+def _run_locked(config: RunConfig, names: tuple[str, ...], runner: Runner | None) -> dict[str, dict[str, Any]]:
     runner = runner or make_runner(config.executor, config.ray_address)
     dump = config.model_dump(mode="json")
-    Path(config.output).mkdir(parents=True, exist_ok=True)
     io.atomic_write_json(Path(config.output) / "run_config.json", dump)
     results = {}
     upstream_rerun = False

@@ -18,9 +18,10 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from manifests import CANDIDATE, CAPTIONS
+from pipeline import failures
 from pipeline.stage import Resources, Stage, StageConfig, error_text
 from stages import models
-from stages.caption.subtitles import cues_text, read_subtitles, slice_cues
+from stages.caption.subtitles import SubtitleError, cues_text, read_subtitles, slice_cues
 from stages.caption.teachers import TEACHERS, ClipInput, Teacher, TeacherConfig
 from stages.caption.teachers.base import clean_caption, rejection_reason
 
@@ -51,9 +52,11 @@ def _cues(path: str):
     return read_subtitles(path)
 
 
-def clip_input(row: dict[str, Any]) -> ClipInput:
+def clip_input(row: dict[str, Any], subtitles_too: bool = True) -> ClipInput:
+    """What a teacher sees of a clip; the subtitle file is read only for teachers that read subtitles, so one that
+    cannot be parsed costs only their candidates (SubtitleError)."""
     subtitles, transcript = None, []
-    if row.get("subtitles_path"):
+    if row.get("subtitles_path") and subtitles_too:
         transcript = _cues(models.local_path(row["subtitles_path"]))
         subtitles = cues_text(slice_cues(transcript, row["start_s"], row["end_s"])) or None
     return ClipInput(clip_id=row["clip_id"], frames=list(row.get("frames") or []), title=row.get("title"),
@@ -81,8 +84,9 @@ class TeacherPass(Stage):
 
     config: CaptionConfig
 
-    def __init__(self, teacher: TeacherConfig, resources: Resources, stage: "CaptionStage", part_rows: int):
-        super().__init__(CaptionConfig(teachers=[teacher], resources=resources, part_rows=part_rows))
+    def __init__(self, teacher: TeacherConfig, resources: Resources, stage: "CaptionStage"):
+        own = stage.config.model_copy(update={"teachers": [teacher], "resources": resources})
+        super().__init__(own)
         self.teacher: Teacher = TEACHERS.get(teacher.kind)(teacher)
         self.reads_frames = "frames" in self.teacher.inputs  # type: ignore[misc]
         self.stateful = self.teacher.uses_accelerator  # type: ignore[misc]  # baselines load nothing
@@ -105,7 +109,10 @@ class TeacherPass(Stage):
     def load(self) -> None:
         """The teacher's model, once per worker."""
         if not self._loaded:
-            self.teacher.setup()
+            try:
+                self.teacher.setup()
+            except Exception as exc:  # the stage stops; no clip is blamed for a model that will not load
+                raise failures.setup_failure(self.label, exc) from exc
             self._loaded = True
 
     def _candidate(self, text: str | None, status: str, reason: str | None) -> dict[str, Any]:
@@ -141,12 +148,16 @@ class TeacherPass(Stage):
                 if len(texts) != len(chunk):
                     raise RuntimeError(f"{teacher.kind} returned {len(texts)} captions for {len(chunk)} clips")
                 results = [(t, None) for t in texts]
-            except Exception:
+            except Exception as exc:
+                if failures.is_machine_failure(exc):
+                    raise
                 results = []
                 for i in chunk:
                     try:
                         results.append((teacher.caption([clips[i]])[0], None))
                     except Exception as exc:
+                        if failures.is_machine_failure(exc):
+                            raise
                         traceback.print_exc()
                         results.append((None, f"{type(exc).__name__}: {exc}"))
             for i, (raw, failure) in zip(chunk, results):
@@ -179,11 +190,16 @@ class TeacherPass(Stage):
                 needed.append("frames")
             rows = batch.select(needed).take(pa.array(todo)).to_pylist()
             clips, computed = [], []
+            reads_subtitles = "subtitles" in self.teacher.inputs
             for i, row in zip(todo, rows):
                 try:
-                    clips.append(clip_input(row))
+                    clips.append(clip_input(row, reads_subtitles))
                     computed.append(i)
+                except SubtitleError as exc:  # the sidecar's fault, for this teacher's candidate only
+                    candidates[i].append(self._candidate(None, "rejected", f"bad_subtitles: {exc}"))
                 except Exception as exc:
+                    if failures.is_machine_failure(exc):
+                        raise
                     errors[i] = error_text(self.name, "bad_input", f"{type(exc).__name__}: {exc}")
             if clips:
                 self.load()
@@ -257,7 +273,7 @@ class CaptionStage(Stage):
         if not self.config.teachers:
             raise ValueError("caption: no teachers configured (set caption.teachers)")
         if self._passes is None:
-            self._passes = [TeacherPass(t, t.merged_resources(self.resources), self, self.config.part_rows)
+            self._passes = [TeacherPass(t, t.merged_resources(self.resources), self)
                             for t in self.config.teachers]
             self._passes[-1].last = True
         return self._passes
@@ -298,8 +314,12 @@ class CaptionStage(Stage):
     def stats(self, view: Any) -> dict[str, Any]:
         """Candidates by teacher and status (each teacher's generation time is in `teacher_seconds`)."""
         per_teacher: dict[str, Counter] = {}
+        reasons: Counter = Counter()
         for part in view.parts(["candidates"]):
             for candidates in part.column("candidates").to_pylist():
                 for c in candidates or []:
                     per_teacher.setdefault(c["teacher"], Counter())[c["status"]] += 1
-        return {"teachers": {name: dict(counts) for name, counts in sorted(per_teacher.items())}}
+                    if c["status"] != "ok" and c["reason"]:
+                        reasons[f"{c['teacher']}/{c['reason'].split(':')[0]}"] += 1
+        return {"teachers": {name: dict(counts) for name, counts in sorted(per_teacher.items())},
+                "candidates_not_ok_by_reason": dict(sorted(reasons.items()))}

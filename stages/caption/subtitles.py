@@ -11,6 +11,10 @@ _TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})")
 _TAG = re.compile(r"<[^>]+>|\{\\[^}]*\}")
 
 
+class SubtitleError(ValueError):
+    """A subtitle file that cannot be read as one: a fault of that input, for the teachers that read it only."""
+
+
 @dataclass(frozen=True)
 class Cue:
     start_s: float
@@ -26,19 +30,27 @@ def _seconds(stamp: str) -> float:
     return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + int(millis.ljust(3, "0")) / 1000
 
 
+_HEADERS = ("WEBVTT", "NOTE", "STYLE", "REGION", "\ufeff")
+
+
 def _parse_blocks(text: str) -> list[Cue]:
-    """VTT and SRT share the shape: blocks separated by blank lines, one `a --> b` line, then text lines."""
+    """VTT and SRT share the shape: blocks separated by blank lines, one `a --> b` line, then text lines. Text
+    without a single timing line is no subtitle file (random bytes, a wrong file), not an empty transcript."""
     cues = []
+    other = 0
     for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n").replace("\r", "\n")):
         lines = [ln for ln in block.strip().split("\n") if ln.strip()]
         timing = next((i for i, ln in enumerate(lines) if "-->" in ln), None)
         if timing is None:
+            other += bool(lines) and not lines[0].lstrip("\ufeff").startswith(_HEADERS)
             continue
         start, _, end = lines[timing].partition("-->")
         body = " ".join(_TAG.sub("", ln).strip() for ln in lines[timing + 1:])
         body = " ".join(body.split())
         if body:
-            cues.append(Cue(_seconds(start), _seconds(end.split()[0]), body))
+            cues.append(Cue(_seconds(start), _seconds((end.split() or [""])[0]), body))
+    if not cues and other:
+        raise ValueError("no cue found: not a VTT or SRT file")
     return cues
 
 
@@ -73,9 +85,21 @@ def dedupe_rolling(cues: list[Cue]) -> list[Cue]:
 
 
 def read_subtitles(path: str | Path) -> list[Cue]:
+    """The file's cues, or SubtitleError saying what is wrong with it (the machine's failures pass through)."""
+    from pipeline.failures import is_machine_failure
+
     path = Path(path)
-    text = path.read_text(encoding="utf-8-sig", errors="replace")
-    cues = _parse_json(text) if path.suffix.lower() == ".json" else _parse_blocks(text)
+    try:
+        data = path.read_bytes()
+        if b"\x00" in data[:4096]:
+            raise ValueError("binary data, not a text file")
+        text = data.decode("utf-8-sig", errors="replace")
+        cues = _parse_json(text) if path.suffix.lower() == ".json" else _parse_blocks(text)
+    except Exception as exc:
+        if is_machine_failure(exc):
+            raise
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SubtitleError(f"{path.name}: {type(exc).__name__}: {detail}"[:300]) from None
     return dedupe_rolling(sorted(cues, key=lambda c: (c.start_s, c.end_s)))
 
 

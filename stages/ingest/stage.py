@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import glob
-import json
+import errno
 import logging
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 from pydantic import Field
 
 from manifests import VIDEOS
+from pipeline import failures
 from pipeline.parts import iter_parts
 from pipeline.stage import RowStage, Stage, StageConfig, StageError, error_text
 from stages import media
-from stages.models import local_path, package_dir
-
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv",
-                    ".3gp", ".ogv")
-SUBTITLE_EXTENSIONS = (".vtt", ".srt", ".json")
-LIST_EXTENSIONS = (".csv", ".jsonl", ".parquet")
+from stages.ingest.discover import VIDEO_EXTENSIONS, discover
+from stages.models import local_path, source_path
 
 log = logging.getLogger(__name__)
 
@@ -34,76 +30,35 @@ class IngestConfig(StageConfig):
     drop_duplicates: bool = Field(True, description="mark later copies of identical content as errors")
 
 
-def _read_list_file(path: Path) -> list[dict[str, Any]]:
-    if path.suffix == ".csv":
-        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
-    elif path.suffix == ".parquet":
-        table = pq.read_table(path)
-    else:
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        return _normalise_rows(rows, path.parent)
-    return _normalise_rows(table.to_pylist(), path.parent)
-
-
-def _normalise_rows(rows: list[dict[str, Any]], base: Path) -> list[dict[str, Any]]:
-    out = []
-    for i, row in enumerate(rows):
-        if not row.get("path"):
-            raise ValueError(f"row {i} of the list file has no 'path'")
-        unknown = set(row) - {"path", "title", "description", "subtitles"}
-        if unknown:
-            raise ValueError(f"list file has unknown columns {sorted(unknown)}; use path, title, description, subtitles")
-
-        def resolve(p: str | None) -> str | None:
-            if not p:
-                return None
-            if p.startswith("pkg:"):  # a file shipped inside an installed package, e.g. sample videos: kept as
-                package_dir(p[4:].partition("/")[0])  # given (its package must be installed)
-                return p
-            q = Path(p).expanduser()
-            return str((q if q.is_absolute() else base / q).resolve())
-
-        out.append({"path": resolve(row["path"]), "title": row.get("title") or None,
-                    "description": row.get("description") or None, "subtitles_path": resolve(row.get("subtitles"))})
-    return out
-
-
-def discover(source: str | Path, config: IngestConfig | None = None) -> pa.Table:
-    """A folder (recursive), a glob, or a CSV/JSONL/Parquet list with path[, title, description, subtitles]."""
-    config = config or IngestConfig()
-    source_text = str(source)
-    path = Path(source_text).expanduser()
-    extensions = tuple(e.lower() for e in config.extensions)
-    if path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
-        rows = _read_list_file(path)
-    else:
-        if path.is_dir():
-            files = [p for p in path.rglob("*") if p.is_file()]
-        elif any(ch in source_text for ch in "*?["):
-            files = [Path(p) for p in glob.glob(source_text, recursive=True) if Path(p).is_file()]
-        elif path.is_file():
-            files = [path]
-        else:
-            raise FileNotFoundError(f"input {source_text!r} is not a folder, a glob, a video or a list file")
-        files = sorted(p.resolve() for p in files if p.suffix.lower() in extensions)
-        rows = []
-        for f in files:
-            subtitles = None
-            if config.sidecar_subtitles:
-                subtitles = next((str(f.with_suffix(ext)) for ext in SUBTITLE_EXTENSIONS
-                                  if f.with_suffix(ext).is_file()), None)
-            rows.append({"path": str(f), "title": None, "description": None, "subtitles_path": subtitles})
-    if not rows:
-        raise FileNotFoundError(f"no videos found in {source_text!r} (extensions: {', '.join(extensions)})")
-    first: dict[str, dict[str, Any]] = {}
-    for row in rows:  # a path is one input: stages after ingest key their rows (and resume) by it
-        if row["path"] in first:
-            log.warning("ingest: %s is listed more than once; keeping its first row", row["path"])
-        else:
-            first[row["path"]] = row
-    rows = sorted(first.values(), key=lambda r: r["path"])
-    return pa.Table.from_pylist(rows, schema=pa.schema([
-        ("path", pa.string()), ("title", pa.string()), ("description", pa.string()), ("subtitles_path", pa.string())]))
+def check_entry(path: str) -> None:
+    """Why a path cannot be read as a file, as a StageError (links, special files, permissions), else nothing."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        raise StageError("missing_file", "no such file") from None
+    except OSError as exc:
+        raise StageError("unreadable", exc.strerror or str(exc)) from None
+    if stat.S_ISLNK(mode):
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            raise StageError("dangling_symlink", f"a link to {os.readlink(path)!r}, which does not exist") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StageError("symlink_loop", "a link that leads back to itself") from None
+            raise StageError("unreadable", exc.strerror or str(exc)) from None
+    kinds = {stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device",
+             stat.S_ISBLK: "a block device", stat.S_ISDIR: "a folder"}
+    for test, what in kinds.items():
+        if test(mode):
+            raise StageError("not_a_file", f"{what}, not a regular file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        if failures.is_machine_failure(exc):
+            raise
+        raise StageError("unreadable", exc.strerror or str(exc)) from None
 
 
 class IngestStage(RowStage):
@@ -120,10 +75,9 @@ class IngestStage(RowStage):
         return [self, DuplicatePass(self.config)] if self.config.drop_duplicates else [self]
 
     def process_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
-        path = Path(local_path(row["path"]))
+        path = Path(source_path(row))
         out = {**row, "error": None}
-        if not path.is_file():
-            return [self.error_row(out, error_text(self.name, "missing_file", row["path"]))]
+        check_entry(str(path))
         if row.get("subtitles_path") and not Path(local_path(row["subtitles_path"])).is_file():
             return [self.error_row(out, error_text(self.name, "missing_subtitles", row["subtitles_path"]))]
         out["size_bytes"] = path.stat().st_size
@@ -132,7 +86,8 @@ class IngestStage(RowStage):
             info = media.probe(path)
         except StageError as exc:  # keep the hash: bad files are still identified by content
             return [{**out, "error": error_text(self.name, exc.reason, exc.detail)}]
-        out.update(duration_s=info.duration_s, fps=info.fps, num_frames=info.num_frames, width=info.width,
+        out.update(duration_s=info.duration_s, fps=info.fps, num_frames=info.num_frames,
+                   frames_stated=info.frames_stated, width=info.width,
                    height=info.height, codec=info.codec, rotation=info.rotation,
                    sample_aspect_ratio=info.sample_aspect_ratio, has_audio=info.has_audio)
         return [out]

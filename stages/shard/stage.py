@@ -34,7 +34,7 @@ from manifests import SCORED, SHARD_INDEX
 from pipeline import parts
 from pipeline.stage import Stage, StageConfig, StageError, error_reason, error_text
 from stages import media
-from stages.models import local_path
+from stages.models import source_path
 
 ASSIGNED = SCORED.extend("assigned", 1, pa.field("bucket", pa.int32()), pa.field("order", pa.string()))
 ENCODED = SCORED.extend("encoded", 1, pa.field("mp4_path", pa.string()), pa.field("frame_count", pa.int64()),
@@ -44,7 +44,7 @@ ERRORS = pa.schema([("path", pa.string()), ("video_id", pa.string()), ("clip_id"
 FILL = 0.9  # buckets are sized to this share of maxcount, so few spill into a second tar
 SAMPLE_OVERHEAD = 4096  # tar headers, .json and .txt of one sample, roughly
 JSON_FIELDS = ("video_id", "path", "title", "fps", "start_frame", "end_frame", "start_s", "end_s", "caption",
-               "caption_teacher", "caption_score", "scorer", "detector", "encoding")
+               "caption_teacher", "caption_score", "scorer", "detector", "encoding", "damaged")
 CANDIDATE_FIELDS = ("teacher", "kind", "model", "weights", "inputs", "prompt_hash", "text", "status", "reason",
                     "score", "text_truncated")
 
@@ -254,7 +254,7 @@ class PackPass(Stage):
         tmp = staging / f".{row['clip_id']}.{os.getpid()}.tmp.mp4"
         expected = row["end_frame"] - row["start_frame"]
         cfg = self.config
-        source = local_path(row["path"])
+        source = source_path(row)
         audio = cfg.audio and bool(row.get("has_audio"))
         try:
             if self._may_copy(row) and media.copy_clip(source, tmp, row["start_s"], row["end_s"], expected,

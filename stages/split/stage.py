@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from manifests import CLIPS, SHOTS, with_frames
 from pipeline.stage import Resources, RowStage, StageConfig, StageError
 from stages import media
-from stages.models import local_path
+from stages.models import source_path
 from stages.split.detectors import DETECTORS
 from stages.split.embedders import EMBEDDERS, Embedder, EmbedderConfig
 from stages.split.stitching import (Dropped, Segment, apply_length_limits, drop_redundant, filter_segments,
@@ -58,6 +58,9 @@ class SplitConfig(StageConfig):
     frame_short_side: int = Field(336, ge=32, description="stored frames' short side in pixels (never upscaled)")
     jpeg_quality: int = Field(90, ge=10, le=100)
     decode_threads: int = Field(1, ge=1, description="decoder threads per video")
+    damaged: Literal["keep", "drop"] = Field("keep", description="a source that decodes short of the frames its "
+                                             "container states, or with decoder errors: keep its clips, flagged "
+                                             "`damaged` (default), or make it a `split/damaged` error")
 
 
 def samples_in(sampled: list[int], start: int, end: int) -> list[int]:
@@ -103,6 +106,18 @@ def frames_digest(frames: list[bytes]) -> str:
     return digest.hexdigest()[:16]
 
 
+def damage_report(stated: int | None, decoded: int, decoder_errors: list[str]) -> str | None:
+    """What says a source is damaged, with its numbers: fewer frames decoded than its container states (a
+    truncated file), or errors from the decoder (corrupt bytes); None for a sound one."""
+    problems = []
+    if stated and decoded < stated:
+        problems.append(f"decoded {decoded} of the {stated} frames its container states")
+    if decoder_errors:
+        first = " ".join(decoder_errors[0].split())[:200]
+        problems.append(f"{len(decoder_errors)} decoder errors (first: {first})")
+    return "; ".join(problems) or None
+
+
 class SplitStage(RowStage):
     name = "split"
     config_class = SplitConfig
@@ -111,6 +126,7 @@ class SplitStage(RowStage):
     output_schema = with_frames(CLIPS)
     local_parallel = True
     stores = ("frames",)
+    saves_batches = False  # a part's shots are kept beside its rows until it is written; parts are 4 videos
 
     config: SplitConfig
 
@@ -135,7 +151,7 @@ class SplitStage(RowStage):
             self.embedder.setup()
 
     # -- one decode: detection and frame sampling -------------------------------------------------------------
-    def _decode(self, row: dict[str, Any]) -> tuple[list[int], list[float], dict[int, bytes], int]:
+    def _decode(self, row: dict[str, Any]) -> tuple[list[int], list[float], dict[int, bytes], int, list[str]]:
         cfg = self.config
         fps = row["fps"]
         rotation = row["rotation"] or 0
@@ -149,7 +165,7 @@ class SplitStage(RowStage):
         def keep(index: int, frame: np.ndarray) -> None:
             sampled[index] = media.encode_jpeg(frame, rotation, cfg.jpeg_quality)
 
-        path = local_path(row["path"])
+        path = source_path(row)
         scan = media.FrameScan(path, detector.frame_size(row["width"], row["height"]),
                                detect_format=detector.pixel_format, detect_scaler=detector.scaler,
                                sample_every=max(1, int(round(fps / cfg.sample_fps))), sample_size=(out_w, out_h),
@@ -158,7 +174,8 @@ class SplitStage(RowStage):
         for batch in scan:
             detector.process_batch(scan.frames - len(batch), batch)
         cuts = detector.finish(scan.frames)
-        return cuts, scan.times, dict(sorted(sampled.items())), media.DECODE_PASSES[path] - passes_before
+        return (cuts, scan.times, dict(sorted(sampled.items())), media.DECODE_PASSES[path] - passes_before,
+                scan.decoder_errors)
 
     # -- Panda's second step on the samples ---------------------------------------------------------------------
     def _segments(self, spans: list[tuple[int, int]], fps: float, sampled: dict[int, bytes],
@@ -214,15 +231,19 @@ class SplitStage(RowStage):
     def process_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         cfg = self.config
         fps = row["fps"]
-        cuts, times, sampled, passes = self._decode(row)
+        cuts, times, sampled, passes, decoder_errors = self._decode(row)
         num_frames = len(times)
+        damage = damage_report(row.get("frames_stated"), num_frames, decoder_errors)
+        if damage and cfg.damaged == "drop":
+            raise StageError("damaged", damage)
         bounds = [0, *cuts, num_frames]
         spans = list(zip(bounds, bounds[1:]))
         keys = list(sampled)  # filled in decode order, so already ascending
-        segments, dropped = self._segments(spans, fps, sampled, keys, times, local_path(row["path"]))
+        segments, dropped = self._segments(spans, fps, sampled, keys, times, source_path(row))
         frame_step = float(np.median(np.diff(times))) if num_frames > 1 else 1.0 / fps
         end_time = times[-1] + frame_step
-        video = {**row, "num_frames": num_frames, "duration_s": round(end_time, 6)}
+        video = {**row, "num_frames": num_frames, "duration_s": round(end_time, 6), "damaged": bool(damage),
+                 "damage": damage}
         clips = []
         for index, seg in enumerate(segments):
             chosen = pick_frames(keys, seg.start, seg.end, cfg.frames_per_clip)
@@ -257,18 +278,26 @@ class SplitStage(RowStage):
 
     def stats(self, view: Any) -> dict[str, Any]:
         """Clip counts and lengths, and decoder passes per video (a video's clips all lie in one part)."""
-        clips, seconds, passes = 0, 0.0, []
-        for part in view.parts(["video_id", "start_s", "end_s", "decoder_passes", "error"]):
+        clips, seconds, passes, damaged_clips, damaged_videos = 0, 0.0, [], 0, set()
+        for part in view.parts(["video_id", "start_s", "end_s", "decoder_passes", "damaged", "error"]):
             per_video: dict[str, int] = {}
             for row in part.to_pylist():
-                if not row["error"]:
-                    clips += 1
-                    seconds += row["end_s"] - row["start_s"]
-                    per_video[row["video_id"]] = row["decoder_passes"]
+                if row["error"]:
+                    if row["error"].startswith("split/damaged"):
+                        damaged_videos.add(row["video_id"])
+                    continue
+                clips += 1
+                seconds += row["end_s"] - row["start_s"]
+                per_video[row["video_id"]] = row["decoder_passes"]
+                if row["damaged"]:
+                    damaged_clips += 1
+                    damaged_videos.add(row["video_id"])
             passes.extend(per_video.values())
         return {
             "clips": clips,
             "videos_with_clips": len(passes),
+            "damaged_videos": len(damaged_videos),  # kept (flagged) or dropped, as split.damaged says
+            "damaged_clips": damaged_clips,
             "mean_clip_s": round(seconds / clips, 3) if clips else 0.0,
             "clip_hours": round(seconds / 3600, 4),
             "detector": self.config.detector,

@@ -1,0 +1,84 @@
+"""Saved batches: a long task saves what it has mapped so far, so a kill costs at most `save_every_s` seconds or
+`save_every_batches` batches of it, never the whole part.
+
+Files go to `<stage>/_work/batches/pass<k>/<task>/<first>-<end>.parquet` (input rows [first, end), the outputs of
+the batches that cover them) with the task's counts so far beside them (`.json`), both atomically, the counts
+last. A rerun of the task takes the saved runs of batches as they are and maps only the rest; the part it writes
+is the same table, so the same bytes, as one never interrupted. The folder goes once the task's record is written.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import faults, io, parts
+
+
+def folder_of(task: dict[str, Any]) -> Path:
+    return Path(task["stage_dir"]) / parts.WORK / "batches" / f"pass{task['pass']}" / task["name"]
+
+
+class BatchSaver:
+    """Collects a task's batch outputs and saves them when due; `restore` gives back what an earlier try saved."""
+
+    def __init__(self, task: dict[str, Any], every_s: float | None, every_batches: int | None):
+        self.folder = folder_of(task)
+        self.every_s, self.every_batches = every_s, every_batches
+        self.pending: list[pa.Table] = []
+        self.first: int | None = None
+        self.last_save = time.monotonic()
+        self.counts: dict[str, Any] = {}  # the counts of every saved run, restored or saved now
+
+    def restore(self) -> dict[int, tuple[int, pa.Table]]:
+        """{first input row: (end row, outputs)} of the runs saved before, with their counts."""
+        runs: dict[int, tuple[int, pa.Table]] = {}
+        if not self.folder.exists():
+            return runs
+        for meta in sorted(self.folder.glob("*.json")):
+            data = parts.read_record(meta)
+            table_path = meta.with_suffix(".parquet")
+            if data is None or not table_path.exists():
+                continue
+            runs[data["first"]] = (data["end"], pq.read_table(table_path))
+            add_counts(self.counts, data.get("counts") or {})
+        return runs
+
+    def due(self) -> bool:
+        if self.every_batches and len(self.pending) >= self.every_batches:
+            return True
+        return self.every_s is not None and time.monotonic() - self.last_save >= self.every_s
+
+    def add(self, first: int, end: int, output: pa.Table, counts: Any) -> None:
+        """A mapped batch (input rows [first, end)); `counts` is called for the stage's counts when a save is due."""
+        if self.first is None:
+            self.first = first
+        self.pending.append(output)
+        if self.due():
+            self.save(end, counts())
+
+    def save(self, end: int, counts: dict[str, Any]) -> None:
+        name = f"{self.first:08d}-{end:08d}"
+        io.write_parquet(self.folder / f"{name}.parquet", pa.concat_tables(self.pending))
+        io.atomic_write_json(self.folder / f"{name}.json", {"first": self.first, "end": end, "counts": counts})
+        add_counts(self.counts, counts)
+        self.pending, self.first, self.last_save = [], None, time.monotonic()
+        faults.hit("batches.saved")
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def add_counts(total: dict[str, Any], counts: dict[str, Any]) -> None:
+    """Sum counts into `total` (nested dicts by key)."""
+    for key, value in counts.items():
+        if isinstance(value, dict):
+            add_counts(total.setdefault(key, {}), value)
+        else:
+            total[key] = round(total.get(key, 0) + value, 3)
+

@@ -1,0 +1,123 @@
+"""One run per output folder: `<output>/.vlcurate.lock`, held (flock) for the whole run by the driver.
+
+The kernel drops an flock when its process dies, however it dies, so a lock left by a killed run is never in the
+way: the next run takes it over and says whose it was. The file names its holder (pid, host, command, start) for
+the message a second run prints. Under Ray the driver holds it; workers only write inside the folder.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from pipeline.failures import UserError
+
+log = logging.getLogger(__name__)
+NAME = ".vlcurate.lock"
+_held: dict[str, int] = {}  # folders this process holds: nested runs (a stage inside `run`) just go on
+
+
+class OutputLocked(UserError):
+    """Another live run holds the folder."""
+
+
+def _holder(fd: int) -> dict:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return json.loads(os.read(fd, 4096).decode() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def _describe(holder: dict) -> str:
+    if not holder:
+        return "another run"
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("started", 0)))
+    return (f"pid {holder.get('pid')} on {holder.get('host')} ({holder.get('command', 'vlcurate')}, "
+            f"since {started})")
+
+
+def _acquire(path: Path, wait: bool) -> int:
+    """An fd holding the flock of the file now at `path` (a file replaced while we waited is locked again)."""
+    announced = False
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            if not wait:
+                raise OutputLocked(f"{path.parent} is in use by {_describe(holder)}; wait for it to finish, or "
+                                   "pass --wait to start when it does") from None
+            if not announced:
+                log.warning("%s is in use by %s; waiting for it to finish", path.parent, _describe(holder))
+                announced = True
+            time.sleep(0.5)
+            continue
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
+def prepare_output(folder: Path) -> None:
+    """The output folder, made if needed; a path that cannot be one is the user's to fix, in one line."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"output {folder} is a file, not a folder; choose another --output")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        above = next((p for p in folder.parents if p.exists() and not p.is_dir()), None)
+        raise UserError(f"output {folder} lies under {above or 'a file'}, which is a file; choose another --output"
+                        ) from None
+    except OSError as exc:
+        raise UserError(f"cannot create output folder {folder}: {exc.strerror}") from None
+
+
+@contextmanager
+def output_lock(folder: str | Path, *, wait: bool = False) -> Iterator[None]:
+    """Hold `folder`'s lock while the block runs; a second holder in this process just goes on."""
+    folder = Path(folder)
+    key = str(folder.resolve())
+    if key in _held:
+        yield
+        return
+    prepare_output(folder)
+    path = folder / NAME
+    try:
+        fd = _acquire(path, wait)
+    except PermissionError as exc:
+        raise UserError(f"cannot write to output folder {folder}: {exc.strerror}") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.EACCES):
+            raise
+        raise UserError(f"cannot write to output folder {folder}: {exc.strerror}") from None
+    old = _holder(fd)
+    if old.get("pid") and (old.get("pid"), old.get("host")) != (os.getpid(), socket.gethostname()):
+        log.warning("%s: took over the lock of %s, which ended without releasing it", folder, _describe(old))
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": round(time.time(), 3),
+          "command": " ".join(["vlcurate", *sys.argv[1:]])[:300] if sys.argv else "vlcurate"}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(me).encode(), 0)
+    _held[key] = fd
+    try:
+        yield
+    finally:
+        del _held[key]
+        try:
+            os.ftruncate(fd, 0)  # released cleanly: nothing stale for the next run to report
+        finally:
+            os.close(fd)

@@ -1,0 +1,196 @@
+"""What ingest sees: every entry of a folder (recursive), a glob's matches, or a CSV/JSONL/Parquet list's rows,
+each one a row. Nothing is dropped here: entries that are not videos by name get a reason (`ingest/skipped`);
+special files, broken links and unreadable files are told apart by the ingest stage, per row.
+
+Names are bytes on Linux and need not be UTF-8: such a path is kept exactly in `path_bytes` and shown with its odd
+bytes escaped in `path`, so one strange name never stops a scan or goes missing.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from pipeline.failures import UserError
+from pipeline.stage import error_text
+from stages.models import package_dir
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv",
+                    ".3gp", ".ogv")
+AUDIO_EXTENSIONS = (".mp3", ".m4a", ".aac", ".wav", ".flac", ".ogg", ".opus", ".wma")
+SUBTITLE_EXTENSIONS = (".vtt", ".srt", ".json")
+LIST_EXTENSIONS = (".csv", ".jsonl", ".parquet")
+LIST_COLUMNS = {"path", "title", "description", "subtitles"}
+SCHEMA = pa.schema([("path", pa.string()), ("path_bytes", pa.binary()), ("title", pa.string()),
+                    ("description", pa.string()), ("subtitles_path", pa.string()), ("error", pa.string())])
+
+log = logging.getLogger(__name__)
+
+
+def shown(raw: bytes) -> tuple[str, bytes | None]:
+    """(the path as text, its exact bytes when that text is not them): UTF-8 names are stored as they are."""
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace"), raw
+
+
+def _row(raw: bytes, error: str | None = None, subtitles: str | None = None) -> dict[str, Any]:
+    path, exact = shown(raw)
+    return {"path": path, "path_bytes": exact, "title": None, "description": None, "subtitles_path": subtitles,
+            "error": error}
+
+
+def _walk(root: bytes) -> Iterator[tuple[bytes, str | None]]:
+    """Every entry under `root` that is not a folder, with an error for folders that cannot be listed; links to
+    folders are followed, each folder once (a link loop ends there)."""
+    seen: set[tuple[int, int]] = set()
+    todo = [root]
+    while todo:
+        folder = todo.pop()
+        try:
+            stat = os.stat(folder)
+            if (stat.st_dev, stat.st_ino) in seen:
+                continue
+            seen.add((stat.st_dev, stat.st_ino))
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            yield folder, error_text("ingest", "unreadable_folder", exc.strerror or str(exc))
+            continue
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+            except OSError:  # a link loop or a dangling link: an entry, told apart by the stage
+                is_dir = False
+            if is_dir:
+                todo.append(entry.path)
+            else:
+                yield entry.path, None
+
+
+def _folder_rows(entries: list[tuple[bytes, str | None]], extensions: tuple[str, ...],
+                 sidecars: bool) -> list[dict[str, Any]]:
+    """Rows for the entries: videos (and audio files, which the stage reports as such) are probed, subtitle files
+    beside a video are its sidecar, the rest are rows that say why they were skipped."""
+    names = {raw for raw, _ in entries}
+    used: set[bytes] = set()
+    rows = []
+    for raw, error in entries:
+        stem, ext = os.path.splitext(raw)
+        ext_text = ext.decode("utf-8", "replace").lower()
+        if error or ext_text not in extensions + AUDIO_EXTENSIONS:
+            continue
+        subtitles = None
+        for sub in SUBTITLE_EXTENSIONS if sidecars else ():
+            candidate = stem + sub.encode()
+            if candidate in names and os.path.isfile(candidate):
+                text, exact = shown(candidate)
+                if exact is None:
+                    subtitles = text
+                    used.add(candidate)
+                else:
+                    log.warning("ingest: subtitles %s are not used: their name is not UTF-8", text)
+                break
+        rows.append(_row(raw, subtitles=subtitles))
+    for raw, error in entries:
+        ext_text = os.path.splitext(raw)[1].decode("utf-8", "replace").lower()
+        if error:
+            rows.append(_row(raw, error))
+        elif raw not in used and ext_text not in extensions + AUDIO_EXTENSIONS:
+            what = f"a {ext_text} file" if ext_text else "a file without an extension"
+            rows.append(_row(raw, error_text("ingest", "skipped", f"{what}, not a video by name "
+                                                                  "(ingest.extensions lists those taken)")))
+    return rows
+
+
+def _read_list_file(path: Path) -> list[dict[str, Any]]:
+    """A list's rows; a malformed one stops the run with the file and the row named."""
+    if path.suffix == ".jsonl":
+        rows = []
+        for line_no, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except ValueError as exc:
+                raise UserError(f"{path}, line {line_no}: not JSON ({exc})") from None
+            if not isinstance(value, dict):
+                raise UserError(f"{path}, line {line_no}: expected an object with a 'path'")
+            rows.append((f"line {line_no}", value))
+    else:
+        try:
+            table = (pq.read_table(path) if path.suffix == ".parquet" else
+                     pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True)))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise UserError(f"{path}: cannot be read as {path.suffix[1:].upper()} ({exc})") from None
+        rows = [(f"row {i + 2 if path.suffix == '.csv' else i + 1}", r) for i, r in enumerate(table.to_pylist())]
+    return _normalise_rows(rows, path)
+
+
+def _normalise_rows(rows: list[tuple[str, dict[str, Any]]], list_path: Path) -> list[dict[str, Any]]:
+    base = list_path.parent
+    out = []
+
+    def resolve(p: Any) -> str | None:
+        if not p:
+            return None
+        p = str(p)
+        if p.startswith("pkg:"):  # a file shipped inside an installed package, e.g. sample videos: kept as
+            package_dir(p[4:].partition("/")[0])  # given (its package must be installed)
+            return p
+        q = Path(p).expanduser()
+        return os.path.abspath(q if q.is_absolute() else base / q)
+
+    for where, row in rows:
+        unknown = set(row) - LIST_COLUMNS
+        if unknown:
+            raise UserError(f"{list_path}, {where}: unknown columns {sorted(unknown)}; use path, title, "
+                            "description, subtitles")
+        if not row.get("path"):
+            raise UserError(f"{list_path}, {where}: no 'path'")
+        out.append({**_row(os.fsencode(resolve(row["path"]))), "title": row.get("title") or None,
+                    "description": row.get("description") or None, "subtitles_path": resolve(row.get("subtitles"))})
+    return out
+
+
+def discover(source: str | Path, config: Any = None) -> pa.Table:
+    """A folder (recursive), a glob, a single video, or a CSV/JSONL/Parquet list with path[, title, description,
+    subtitles]: one row per entry, sorted by path."""
+    from stages.ingest.stage import IngestConfig
+
+    config = config or IngestConfig()
+    text = str(source)
+    path = Path(text).expanduser()
+    extensions = tuple(e.lower() for e in config.extensions)
+    if path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
+        rows = _read_list_file(path)
+    elif path.is_dir():
+        rows = _folder_rows(list(_walk(os.fsencode(os.path.abspath(path)))), extensions, config.sidecar_subtitles)
+    elif any(ch in text for ch in "*?["):
+        matches = sorted(os.fsencode(os.path.abspath(p)) for p in glob.glob(text, recursive=True))
+        rows = _folder_rows([(m, None) for m in matches if not os.path.isdir(m)], extensions,
+                            config.sidecar_subtitles)
+    elif path.exists() or path.is_symlink():
+        rows = _folder_rows([(os.fsencode(os.path.abspath(path)), None)], extensions, config.sidecar_subtitles)
+    else:
+        raise FileNotFoundError(f"input {text!r} is not a folder, a glob, a video or a list file")
+    if not any(r["error"] is None for r in rows):
+        raise FileNotFoundError(f"no videos found in {text!r} (extensions: {', '.join(extensions)})"
+                                + (f"; {len(rows)} other entries" if rows else ""))
+    first: dict[tuple[str, bytes | None], dict[str, Any]] = {}
+    for row in rows:  # a path is one input: stages after ingest key their rows (and resume) by it
+        key = (row["path"], row["path_bytes"])
+        if key in first:
+            log.warning("ingest: %s is listed more than once; keeping its first row", row["path"])
+        else:
+            first[key] = row
+    return pa.Table.from_pylist(sorted(first.values(), key=lambda r: (r["path"], r["path_bytes"] or b"")),
+                                schema=SCHEMA)

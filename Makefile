@@ -7,7 +7,7 @@ INPUT ?=
 OUTPUT ?= $(if $(INPUT),out/demo-$(notdir $(patsubst %/,%,$(INPUT))),out/demo)
 PYTEST_ARGS ?=
 
-.PHONY: demo test install clean lint
+.PHONY: demo test faults install clean lint
 
 install: $(STAMP)
 
@@ -24,6 +24,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fault suite's slow cases (tests/faults/, marked `faults`): 10 racing runs into one folder, a real full disk
+# (a small tmpfs, when run as root), kill -9 at every caption teacher. `make test` runs its fast cases.
+faults: $(STAMP)
+	$(BIN)/python -m pytest -m faults tests/faults $(PYTEST_ARGS)
 
 clean:
 	rm -rf out .pytest_cache

@@ -98,7 +98,7 @@ def setup_failure(label: str, exc: Exception) -> Exception:
         return exc
     text = " ".join(f"{type(e).__name__}: {e}" for e in chain(exc))
     if any(sign in text for sign in _HUB_SIGNS):
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:200]
         return ModelUnavailable(f"{label}: its model is not on this machine and the model hub cannot be reached "
                                 f"({first}); use --profile demo (offline models), or set the model to a local path")
     return as_machine_error(exc, f"{label}: could not set up")

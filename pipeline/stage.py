@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Iterable
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline import failures
+from pipeline import failures, faults
 
 
 class Resources(BaseModel):
@@ -125,6 +125,7 @@ class Stage:
                 first, output = runs[first]
             else:
                 end = min(first + size, table.num_rows)
+                faults.hit(f"{self.label}.batch")
                 output = self.process_batch(table.slice(first, end - first))
                 output = output.select(schema.names).cast(schema)
                 if saver:

@@ -62,6 +62,7 @@ def execute(stage: Stage, task: dict[str, Any]) -> dict[str, Any]:
     record_path = Path(task["record"])
     if (record := parts.read_record(record_path)) is not None:
         return {**record, "resumed": True}
+    faults.hit(f"{stage.name}.pass{task['pass']}.start")
     began = time.perf_counter()
     stage.saved_counts = {}
     files, rows_in, rows_out = stage.run_task(task)

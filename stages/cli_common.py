@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Optional
@@ -24,11 +25,28 @@ WaitOpt = typer.Option(False, "--wait", help="if another run is using --output, 
                                              "refusing")
 
 
+OURS = ("pipeline", "stages", "vlcurate")
+
+
+def _quiet(record: logging.LogRecord) -> bool:
+    """Without --verbose: our own records, and libraries' errors, but not what a library logs on the root logger
+    or its retries (open_clip and huggingface_hub report a failed download so, which the one-line error says)."""
+    if record.name.split(".")[0] in OURS:
+        return True
+    return record.levelno >= logging.ERROR and record.name != "root"
+
+
 def setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for name in ("pipeline", "stages", "vlcurate"):
+    for name in OURS:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_quiet)
+        # the hub libraries set their own loggers' levels from these when first imported (workers too)
+        os.environ.setdefault("HF_HUB_VERBOSITY", "error")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def config_problem(exc: ValidationError) -> str:

@@ -125,11 +125,7 @@ def probe(path: str | Path) -> Probe:
         rotation = 0
         sar = stream.sample_aspect_ratio
         # Decode one frame: proves the stream decodes and gives the display rotation.
-        try:
-            frame = next(container.decode(video=0))
-            rotation = int(getattr(frame, "rotation", 0) or 0)
-        except (StopIteration, av.error.FFmpegError) as exc:
-            raise StageError("undecodable", f"no frame could be decoded ({exc})") from exc
+        rotation = int(getattr(_first_frame(container, stream), "rotation", 0) or 0)
         if fps <= 0:
             raise StageError("no_frame_rate", "the video stream states no frame rate")
         return Probe(
@@ -138,6 +134,24 @@ def probe(path: str | Path) -> Probe:
             sample_aspect_ratio=float(sar) if sar else 1.0, has_audio=bool(container.streams.audio),
             frames_stated=int(stream.frames) if stream.frames else None,
         )
+
+
+def _first_frame(container, stream, packets: int = 64):
+    """The stream's first frame that decodes; damaged packets before it are passed over (split flags the video)."""
+    import av
+
+    problem: Exception | None = None
+    for n, packet in enumerate(container.demux(stream)):
+        if n >= packets:
+            break
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as exc:
+            problem = exc
+            continue
+        if frames:
+            return frames[0]
+    raise StageError("undecodable", f"no frame could be decoded ({problem or 'no frame in the stream'})")
 
 
 @dataclass

@@ -70,7 +70,7 @@ def check_tool_output(tool: str, text: str) -> None:
     fault of the file it was working on."""
     found = machine_message(text)
     if found:
-        tail = " ".join(text.split())[-300:]
+        tail = " ".join(text.split())[-200:]
         raise MachineError(f"{tool}: {found} ({tail})")
 
 

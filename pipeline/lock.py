@@ -73,6 +73,22 @@ def _acquire(path: Path, wait: bool) -> int:
         os.close(fd)
 
 
+def holder(folder: str | Path) -> str | None:
+    """Who holds `folder`'s lock now (a live run), in words; None when no run does."""
+    path = Path(folder) / NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _describe(_holder(fd))
+    finally:
+        os.close(fd)
+    return None
+
+
 def prepare_output(folder: Path) -> None:
     """The output folder, made if needed; a path that cannot be one is the user's to fix, in one line."""
     if folder.exists() and not folder.is_dir():

@@ -79,9 +79,13 @@ def fail(exc: BaseException, output: str, verbose: bool) -> typer.Exit:
         message, code = (f"a worker process died (killed by the system, e.g. out of memory?); finished parts are "
                          f"saved in {output}: run the same command again to go on from there, with fewer workers "
                          "if memory ran out (--set <stage>.resources.pool_size=N keeps the saved parts)"), 1
-    elif failures.is_machine_failure(exc):
-        cause = failures.find(exc, failures.MachineError) or exc
-        message, code = (f"machine failure (nothing was recorded as bad data): {_first_line(cause)}; finished parts"
+    elif failures.is_machine_failure(exc) or "MachineError: " in str(exc):
+        cause = failures.find(exc, failures.MachineError)
+        if isinstance(getattr(cause, "cause", None), BaseException):  # Ray's wrapper: what the worker raised
+            cause = cause.cause  # type: ignore[union-attr]
+        detail = _first_line(cause) if cause is not None else "MachineError: " + str(exc).split(
+            "MachineError: ", 1)[-1].splitlines()[0]
+        message, code = (f"machine failure (nothing was recorded as bad data): {detail}; finished parts"
                          f" are saved in {output}: fix it and run the same command again to go on from there"), 1
     elif isinstance(exc, (FileNotFoundError, ValueError, KeyError)):
         message, code = f"error: {_first_line(exc, typed=False)}", 2

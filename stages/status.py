@@ -13,7 +13,11 @@ from stages.config import STAGE_ORDER
 
 def stage_states(output: str | Path) -> list[dict[str, Any]]:
     """One entry per stage: `done` (with its stats), `interrupted` (with the tasks its finished parts cover),
-    `started` (nothing planned yet) or `not started`."""
+    `started` (nothing planned yet) or `not started`; a stage a live run is working on is `running` (with `by`,
+    the run holding the folder's lock)."""
+    from pipeline.lock import holder
+
+    by = holder(output)
     states = []
     for name in STAGE_ORDER:
         folder = stage_dir(output, name)
@@ -27,6 +31,8 @@ def stage_states(output: str | Path) -> list[dict[str, Any]]:
             entry.update(state="interrupted", **saved)
         else:
             entry["state"] = "started" if folder.exists() else "not started"
+        if by and entry["state"] in ("interrupted", "started"):
+            entry.update(state="running", by=by)
         states.append(entry)
     return states
 
@@ -41,6 +47,9 @@ def describe(entry: dict[str, Any]) -> str:
         where = f" (pass {entry['pass']} of {entry['passes']})" if entry["passes"] > 1 else ""
         return (f"interrupted: {entry['tasks_done']} of {entry['tasks']} parts done{where}; the same command goes on "
                 "from there")
+    if state == "running":
+        done = f": {entry['tasks_done']} of {entry['tasks']} parts done" if "tasks" in entry else ""
+        return f"running{done} ({entry['by']})"
     if state == "started":
         return "started: no batch finished yet"
     return "not started"

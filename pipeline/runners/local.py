@@ -71,7 +71,11 @@ class LocalRunner(Runner):
                 with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                          initargs=(stage,)) as pool:
                     futures = {pool.submit(_run_task, task): i for i, task in enumerate(tasks)}
-                    for future in as_completed(futures):
-                        records[futures[future]] = future.result()
-                        bar.update()
+                    try:
+                        for future in as_completed(futures):
+                            records[futures[future]] = future.result()
+                            bar.update()
+                    except BaseException:  # the stage stops: tasks not started yet are not started
+                        pool.shutdown(wait=True, cancel_futures=True)
+                        raise
         return records  # type: ignore[return-value]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipeline.failures import MachineError
 from pipeline.runners.base import Record, Runner, Task
 from pipeline.stage import Stage
 from pipeline.tasks import execute
@@ -89,6 +90,9 @@ class RayRunner(Runner):
 
         ctx = DataContext.get_current()
         ctx.execution_options.preserve_order = True
+        # a machine failure inside a task (a full disk, an I/O error) is retried like a dead worker; nothing of
+        # the failed try was recorded, so a retry that succeeds leaves the same bytes
+        ctx.actor_task_retry_on_errors = [MachineError]
         ctx.enable_progress_bars = os.environ.get("VLCURATE_PROGRESS", "1") != "0"
 
     def cluster(self) -> dict[str, float]:
@@ -115,7 +119,7 @@ class RayRunner(Runner):
         asked = max((p.resources.pool_size or 0) for p in passes)
         pool = min(pool, asked or pool, count)
         log.info("%s: %d tasks at once x %.2f CPU, %d parts", "+".join(p.label for p in passes), pool, cpus, count)
-        remote = ray.remote(num_cpus=cpus, max_retries=3)(_run_chain)
+        remote = ray.remote(num_cpus=cpus, max_retries=3, retry_exceptions=[MachineError])(_run_chain)
         stages = ray.put(passes)
         records: list[list[Record | None]] = [[None] * count for _ in passes]
         pending: dict[Any, int] = {}

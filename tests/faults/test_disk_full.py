@@ -11,6 +11,8 @@ import pytest
 
 from tests.faults.common import error_lines, same_bytes, vlcurate
 
+pytestmark = [pytest.mark.slow]  # each runs the real command in its own process
+
 
 def check_failed_then_whole(result, out, lone) -> None:
     assert result.returncode == 1, result.stderr[-2000:]

@@ -4,6 +4,7 @@ that cannot be parsed costs only the candidates of the teachers that read subtit
 
 from __future__ import annotations
 
+import pytest
 import json
 import tarfile
 
@@ -11,6 +12,8 @@ import yaml
 
 from tests.faults.common import CONFIG, vlcurate
 from tests.stages.test_ingest import odd_folder
+
+pytestmark = [pytest.mark.slow]  # each runs the real command in its own process
 
 
 FRAMES_TEACHER = [{"name": "frames", "kind": "hf_image_captioner", "model": "tiny:blip", "inputs": ["frames"],
@@ -41,6 +44,13 @@ def test_a_folder_of_odd_entries_runs_through_and_explains_each(tmp_path, scene_
     assert all(r["error"].split(":")[0].startswith("ingest/") for r in rows.values() if r["error"])
     index = manifest(out / "shard", ["path", "key", "shard"])
     assert {r["path"].rsplit("/", 1)[1] for r in index} == {"a_good.mp4", "b_caf\\xe9.mp4"}
+    for stage in ("ingest", "split", "caption", "score"):  # errors_new: only the errors the stage itself found
+        stats = json.loads((out / stage / "stats.json").read_text())
+        errors = [r["error"] for r in manifest(out / stage, ["error"]) if r["error"]]
+        assert stats["errors_total"] == len(errors)
+        assert stats["errors_new"] == sum(e.startswith(stage + "/") for e in errors), stage
+    assert json.loads((out / "ingest" / "stats.json").read_text())["errors_new"] == 6
+    assert json.loads((out / "shard" / "stats.json").read_text())["errors_new"] == 0
     # the sample's .json shows the escaped name (JSON has no bytes)
     sample = index[0]
     with tarfile.open(out / "shard" / sample["shard"]) as tar:

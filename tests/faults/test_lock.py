@@ -11,6 +11,8 @@ import pytest
 from pipeline.lock import NAME, output_lock
 from tests.faults.common import error_lines, same_bytes, start, vlcurate
 
+pytestmark = [pytest.mark.slow]  # each runs the real command in its own process
+
 
 def race(root, config, listing, out, wait: bool = False) -> list:
     args = ["run", "-c", str(config), "-i", str(listing), "-o", str(out)] + (["--wait"] if wait else [])
@@ -66,3 +68,17 @@ def test_a_stale_lock_of_a_dead_run_is_taken_over_with_a_message(tmp_path, lone_
     assert result.returncode == 0, result.stderr[-2000:]
     assert "took over the lock of pid 999999 on gone" in result.stderr
     assert (out / NAME).read_text() == ""  # released cleanly
+
+
+def test_status_says_which_run_is_working_on_a_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    from stages.cli import app
+
+    out = tmp_path / "busy"
+    with output_lock(out):
+        (out / "ingest").mkdir()
+        busy = CliRunner().invoke(app, ["status", "-o", str(out)])
+    assert busy.exit_code == 0 and f"ingest   running (pid {os.getpid()} on" in busy.output
+    idle = CliRunner().invoke(app, ["status", "-o", str(out)])
+    assert "ingest   started" in idle.output

@@ -14,6 +14,8 @@ THREE = {**CONFIG, "caption": {"part_rows": 2, "teachers": [
     {"name": "title", "kind": "title"}, {"name": "subtitles", "kind": "subtitles"},
     {"name": "title_again", "kind": "title"}]}}
 
+pytestmark = [pytest.mark.slow]  # each runs the real command in its own process
+
 
 @pytest.fixture(scope="module")
 def three(tmp_path_factory, scene_video):

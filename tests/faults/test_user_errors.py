@@ -10,6 +10,8 @@ import yaml
 
 from tests.faults.common import error_lines, vlcurate
 
+pytestmark = [pytest.mark.slow]  # each runs the real command in its own process
+
 
 def one_line(result, *needles: str) -> str:
     lines = error_lines(result.stderr)

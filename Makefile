@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The fault suite's slow cases (tests/faults/, marked `faults`): 10 racing runs into one folder, a real full disk
-# (a small tmpfs, when run as root), kill -9 at every caption teacher. `make test` runs its fast cases.
+# (a small tmpfs, when run as root), a transient full disk retried under Ray. `make test` runs its fast cases.
 faults: $(STAMP)
 	$(BIN)/python -m pytest -m faults tests/faults $(PYTEST_ARGS)
 

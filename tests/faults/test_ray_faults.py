@@ -7,7 +7,7 @@ import pytest
 
 from tests.faults.common import same_bytes, vlcurate
 
-pytestmark = [pytest.mark.slow, pytest.mark.ray]
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.faults]  # make faults
 
 
 def test_a_transient_full_disk_under_ray_is_retried(lone_run):

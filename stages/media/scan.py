@@ -1,0 +1,200 @@
+"""The split stage's one decoding pass: an ffmpeg process that feeds a shot detector and samples frames."""
+
+from __future__ import annotations
+
+import queue
+import subprocess
+import threading
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    import numpy as np
+
+from pipeline import failures
+from pipeline.stage import StageError
+from stages.media.probe import DECODE_PASSES, ffmpeg_exe
+
+_PIPE_BYTES = 1 << 20
+_CHANNELS = {"bgr24": 3, "rgb24": 3, "gray": 1}
+
+
+class FrameScan:
+    """One decoding pass over a video, done by an ffmpeg process: every frame scaled down for a shot detector,
+    and every `sample_every`-th frame scaled to `sample_size` for the stages after split.
+
+    Why a process rather than PyAV frames: decoding, scaling and colour conversion then run in ffmpeg's own
+    threads (the decoder itself on `threads` threads, 1 by default) and Python only sees whole batches of small
+    frames, so per-frame interpreter work and GIL handovers no longer limit small videos to half of decode speed.
+    Presentation timestamps come from ffmpeg's per-frame stats in the input's own time base, so variable frame
+    rates keep exact times. Rotation is not applied here (`-noautorotate`): callers rotate the few sampled frames.
+    """
+
+    def __init__(self, path: str | Path, detect_size: tuple[int, int], *, detect_format: str = "bgr24",
+                 detect_scaler: str = "area", sample_every: int = 0,
+                 sample_size: tuple[int, int] | None = None, on_sample=None, threads: int = 1,
+                 batch_frames: int = 64, prefetch_batches: int = 4):
+        if detect_format not in _CHANNELS:
+            raise ValueError(f"detect_format must be one of {sorted(_CHANNELS)}")
+        if sample_every and (sample_size is None or on_sample is None):
+            raise ValueError("sampling needs sample_size and on_sample")
+        self.path = str(path)
+        self.detect_size, self.detect_format, self.detect_scaler = detect_size, detect_format, detect_scaler
+        self.sample_every, self.sample_size, self.on_sample = sample_every, sample_size, on_sample
+        self.threads, self.batch_frames, self.prefetch_batches = threads, batch_frames, prefetch_batches
+        self.times: list[float] = []
+        self.frames = 0
+        self.decoder_errors: list[str] = []  # what the decoder reported about the stream (a damaged source)
+        self._sample_error: BaseException | None = None  # raised to the caller once the scan ends
+
+    def _command(self, stats: str, sample_fd: int | None) -> list[str]:
+        dw, dh = self.detect_size
+        detect = f"scale={dw}:{dh}:flags={self.detect_scaler},format={self.detect_format}"
+        cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-threads", str(self.threads),
+               "-noautorotate", "-i", self.path, "-filter_complex_threads", "1"]
+        if sample_fd is None:
+            cmd += ["-filter_complex", f"[0:v:0]{detect}[det]"]
+        else:
+            sw, sh = self.sample_size
+            cmd += ["-filter_complex", f"[0:v:0]split=2[a][b];[a]{detect}[det];"
+                    f"[b]select='not(mod(n\\,{self.sample_every}))',scale={sw}:{sh}:flags=area,format=bgr24[smp]"]
+        cmd += ["-map", "[det]", "-fps_mode", "passthrough", "-stats_enc_pre", stats,
+                "-stats_enc_pre_fmt", "{ptsi} {tbi}", "-f", "rawvideo", "pipe:1"]
+        if sample_fd is not None:
+            cmd += ["-map", "[smp]", "-fps_mode", "passthrough", "-f", "rawvideo", f"pipe:{sample_fd}"]
+        return cmd
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Batches of detector frames, (n, h, w, channels) uint8, in presentation order."""
+        import fcntl
+        import os
+        import tempfile
+
+        DECODE_PASSES[self.path] += 1
+        dw, dh = self.detect_size
+        with tempfile.TemporaryDirectory(prefix="vlcurate-scan-") as tmp, \
+                open(os.path.join(tmp, "stderr.txt"), "w+b") as errors:
+            stats = os.path.join(tmp, "stats.txt")
+            sample_read = sample_write = None
+            if self.sample_every:
+                sample_read, sample_write = os.pipe()
+            proc = subprocess.Popen(self._command(stats, sample_write), stdout=subprocess.PIPE, stderr=errors,
+                                    stdin=subprocess.DEVNULL, bufsize=0,
+                                    pass_fds=(sample_write,) if sample_write is not None else ())
+            threads = []
+            if sample_write is not None:
+                os.close(sample_write)
+                threads.append(threading.Thread(target=self._read_samples, args=(sample_read,), daemon=True,
+                                                name="vlcurate-samples"))
+            try:
+                fcntl.fcntl(proc.stdout.fileno(), 1031, _PIPE_BYTES)  # F_SETPIPE_SZ: fewer, larger reads
+            except OSError:
+                pass
+            # The pipe holds only a few frames: a thread keeps draining it while the caller works on a batch, so
+            # ffmpeg never waits on Python.
+            batches: queue.Queue = queue.Queue(maxsize=self.prefetch_batches)
+            stop = threading.Event()
+            shape = (self.batch_frames, dh, dw, _CHANNELS[self.detect_format])
+            threads.append(threading.Thread(target=self._read_batches, args=(proc.stdout, shape, batches, stop),
+                                            daemon=True, name="vlcurate-frames"))
+            for thread in threads:
+                thread.start()
+            try:
+                while (batch := batches.get()) is not None:
+                    self.frames += len(batch)
+                    yield batch
+                code = proc.wait()
+            finally:
+                stop.set()
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                for thread in threads:
+                    thread.join()
+                proc.stdout.close()
+            errors.seek(0)
+            text = errors.read().decode("utf-8", "replace").strip()
+            failures.check_tool_output("ffmpeg", text)  # e.g. an I/O error reading the source: not the file's fault
+            self.decoder_errors = [line for line in text.splitlines() if line.strip()]
+            message = text[-400:]
+            if code < 0:  # killed (the OOM killer, a signal): the machine's failure, not the video's
+                raise failures.MachineError(f"ffmpeg decoding {self.path} was killed by signal {-code}")
+            if self.frames == 0:
+                raise StageError("undecodable", message or f"no frame decoded (ffmpeg exited {code})")
+            if code != 0:  # frames came, then the decoder gave up: a damaged source, which the caller flags
+                self.decoder_errors.append(f"ffmpeg exited {code} after {self.frames} frames")
+            if self._sample_error is not None:
+                raise self._sample_error
+            self.times = self._read_times(stats)
+
+    @staticmethod
+    def _read_batches(pipe, shape: tuple[int, ...], out: queue.Queue, stop: threading.Event) -> None:
+        """Fill `out` with full batches, then the partial last one, then None; give up once `stop` is set."""
+        import numpy as np
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        frame_bytes = int(np.prod(shape[1:]))
+        while True:
+            batch = np.empty(shape, np.uint8)
+            got = _read_full(pipe, memoryview(batch).cast("B"))
+            if got >= frame_bytes and not put(batch[:got // frame_bytes]):
+                return
+            if got < batch.nbytes:
+                put(None)
+                return
+
+    def _read_samples(self, fd: int) -> None:
+        import numpy as np
+
+        sw, sh = self.sample_size
+        with open(fd, "rb", buffering=0) as pipe:
+            index = 0
+            while True:
+                frame = np.empty((sh, sw, 3), np.uint8)
+                if _read_full(pipe, memoryview(frame).cast("B")) < frame.nbytes:
+                    return
+                if self._sample_error is None:
+                    try:
+                        self.on_sample(index, frame)
+                    except BaseException as exc:
+                        self._sample_error = exc
+                index += self.sample_every
+
+    def _read_times(self, stats: str) -> list[float]:
+        """Frame times from the container's start, exact: input pts in the input time base. ffmpeg has already
+        subtracted the container's start time (its default input offset, without -copyts), so MPEG-TS times that
+        begin at 1.4 s start at 0 here, as in `decode_frames` and as `-ss` counts."""
+        times = []
+        time_bases: dict[str, Fraction] = {}  # one in practice; a Fraction per line cost ~10 us a frame
+        with open(stats) as f:
+            for line in f:
+                pts, tb = line.split()
+                if pts == "N/A":  # a frame without a timestamp (raw elementary streams): one step after the last
+                    step = times[-1] - times[-2] if len(times) > 1 else 0.0
+                    times.append(times[-1] + step if times else 0.0)
+                    continue
+                base = time_bases.get(tb) or time_bases.setdefault(tb, Fraction(tb))
+                times.append(int(pts) * base.numerator / base.denominator)  # int division rounds exactly
+        if len(times) != self.frames:
+            raise StageError("decode_failed", f"{self.frames} frames but {len(times)} timestamps")
+        return times
+
+
+def _read_full(pipe, view: memoryview) -> int:
+    """Fill `view` from a pipe unless it ends first; returns the bytes read."""
+    got = 0
+    while got < len(view):
+        n = pipe.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got

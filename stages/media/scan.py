@@ -116,7 +116,9 @@ class FrameScan:
             errors.seek(0)
             text = errors.read().decode("utf-8", "replace").strip()
             failures.check_tool_output("ffmpeg", text)  # e.g. an I/O error reading the source: not the file's fault
-            self.decoder_errors = [line for line in text.splitlines() if line.strip()]
+            # what the input side said (demuxer, decoder); not the raw output's muxer complaining about timestamps
+            self.decoder_errors = [line for line in text.splitlines() if line.strip() and not
+                                   line.startswith(("[out#", "[rawvideo @")) and "to muxer" not in line]
             message = text[-400:]
             if code < 0:  # killed (the OOM killer, a signal): the machine's failure, not the video's
                 raise failures.MachineError(f"ffmpeg decoding {self.path} was killed by signal {-code}")

@@ -90,6 +90,10 @@ _HUB_SIGNS = ("Failed to download", "couldn't connect", "Could not connect", "of
               "Network is unreachable", "LocalEntryNotFoundError", "Connection refused", "getaddrinfo failed")
 
 
+_MISSING_SIGNS = ("is not a local folder and is not a valid model identifier", "Repository Not Found",
+                  "RepositoryNotFoundError", "does not appear to have a file named")
+
+
 def setup_failure(label: str, exc: Exception) -> Exception:
     """What a stage's failed `setup` means for the run: a model that needs the hub when it cannot be reached is the
     user's to fix (one line that says how); config mistakes pass through as they are; the rest stops the stage as
@@ -97,8 +101,10 @@ def setup_failure(label: str, exc: Exception) -> Exception:
     if isinstance(exc, (UserError, MachineError, ValueError, KeyError, FileNotFoundError)):
         return exc
     text = " ".join(f"{type(e).__name__}: {e}" for e in chain(exc))
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:200]
+    if any(sign in text for sign in _MISSING_SIGNS):
+        return ModelUnavailable(f"{label}: its model cannot be found ({first}); check the model's name or path")
     if any(sign in text for sign in _HUB_SIGNS):
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:200]
         return ModelUnavailable(f"{label}: its model is not on this machine and the model hub cannot be reached "
                                 f"({first}); use --profile demo (offline models), or set the model to a local path")
     return as_machine_error(exc, f"{label}: could not set up")

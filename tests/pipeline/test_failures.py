@@ -35,6 +35,9 @@ def test_a_failed_setup_says_whose_it_is():
     assert isinstance(found, failures.ModelUnavailable) and "--profile demo" in str(found)
     assert "Please check" not in str(found)
     assert isinstance(failures.setup_failure("caption:x", RuntimeError("CUDA error")), failures.MachineError)
+    missing = OSError("/models/blip is not a local folder and is not a valid model identifier listed on the hub")
+    found = failures.setup_failure("caption:blip", missing)
+    assert isinstance(found, failures.ModelUnavailable) and "cannot be found" in str(found)
     config = ValueError("bad detector_params")
     assert failures.setup_failure("split", config) is config
 

@@ -90,10 +90,10 @@ def child(run: Path, executor: str) -> dict[str, Any]:
     the session's one-time costs are measured apart: starting Ray, and a first run of both stages over 64 clips
     (Ray's worker processes importing pyarrow and vlcurate), which every later stage of the session is spared."""
     from pipeline.runners import make_runner
-    from stages.config import RunConfig
+    from stages.config import run_config_class
     from stages.run import run_stages
 
-    config = RunConfig.model_validate({**CONFIG, "output": str(run), "executor": executor})
+    config = run_config_class().model_validate({**CONFIG, "output": str(run), "executor": executor})
     began = time.perf_counter()
     runner = make_runner(executor)
     session: dict[str, float] = {"start_s": round(time.perf_counter() - began, 3)}

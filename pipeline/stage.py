@@ -61,8 +61,10 @@ def count_errors(errors: Iterable[str | None]) -> dict[str, int]:
 class Stage:
     """Base of all stages, and of the passes a stage runs (caption: one per teacher).
 
-    Subclasses set ``name``, ``config_class``, ``input_stage`` (the stage whose manifest they read, None for
-    ingest) and ``output_schema``, and implement ``process_batch``. Runners hand each worker whole tasks: the rows of
+    Subclasses set ``name``, ``config_class``, ``output_schema`` and what they read: ``reads`` (the manifest whose
+    columns they need, checked against the input's columns and schema version) or ``reads_input`` (the run's input
+    videos: the first stage), and implement ``process_batch``. A stage does not name the stage before it: that is
+    whichever stands before it in the run's `stages` list. Runners hand each worker whole tasks: the rows of
     one part of the input, which ``process_part`` maps in batches of ``resources.batch_size``; the worker writes the
     part's output files itself (pipeline/tasks.py). Output rows keep their input's order, so part order is the
     manifest's order, local or Ray.
@@ -70,7 +72,9 @@ class Stage:
 
     name: ClassVar[str]
     config_class: ClassVar[type[StageConfig]] = StageConfig
-    input_stage: ClassVar[str | None] = None
+    reads: ClassVar[Any] = None  # the Manifest the stage reads (its columns must all be in the input)
+    reads_input: ClassVar[bool] = False  # reads the run's input videos rather than a stage's output
+    summary: ClassVar[str] = ""  # one line for `vlcurate --help`
     output_schema: ClassVar[pa.Schema]
     local_parallel: ClassVar[bool] = False  # the local runner may fan tasks out over processes
     keeps_previous: ClassVar[bool] = False  # tasks get the stage's previous manifest parts, to carry finished work
@@ -89,6 +93,14 @@ class Stage:
         self.config = config if config is not None else self.config_class()
         self._ready = False
         self.saved_counts: dict[str, Any] = {}  # counts of the batches saved over the task (pipeline/batches.py)
+
+    def bind(self, input_schema: pa.Schema) -> None:
+        """Called with the input's schema before any task: a stage whose output keeps whatever columns come in (a
+        filter, which may stand after split or after score) takes its output schema from it."""
+
+    def usable_rows(self, stats: dict[str, Any]) -> int:
+        """Rows of the finished output that later stages can use (the CLI fails a run that made none)."""
+        return stats["rows_out"] - stats["errors_total"]
 
     @property
     def resources(self) -> Resources:

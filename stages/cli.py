@@ -8,25 +8,19 @@ from typing import Optional
 
 import typer
 
-from stages.caption.cli import app as caption_app
 from stages.caption.teacher_cli import app as teachers_app
+from stages.catalog import DEFAULT_PIPELINE, load
 from stages.cli_common import (ConfigOpt, ExecutorOpt, InputOpt, OutputOpt, OverwriteOpt, ProfileOpt, RayAddressOpt,
-                               SetOpt, VerboseOpt, WaitOpt, run_command)
-from stages.ingest.cli import app as ingest_app
-from stages.score.cli import app as score_app
+                               SetOpt, VerboseOpt, WaitOpt, run_command, stage_app)
 from stages.score.selector_cli import app as selector_app
-from stages.shard.cli import app as shard_app
-from stages.split.cli import app as split_app
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-app = typer.Typer(help="vlcurate: raw videos -> captioned video-text WebDataset (ingest, split, caption, score, shard).",
-                  no_args_is_help=True, add_completion=False)
-app.add_typer(ingest_app, name="ingest")
-app.add_typer(split_app, name="split")
-app.add_typer(caption_app, name="caption")
-app.add_typer(score_app, name="score")
-app.add_typer(shard_app, name="shard")
+app = typer.Typer(help="vlcurate: raw videos -> captioned video-text WebDataset (ingest, split, filters, caption, "
+                       "score, shard).", no_args_is_help=True, add_completion=False)
+# one sub-command per registered stage, the default pipeline's first (plugins: `vlcurate run` with `plugins:`)
+for _name in sorted(load().names(), key=lambda n: (DEFAULT_PIPELINE.index(n) if n in DEFAULT_PIPELINE else 99, n)):
+    app.add_typer(stage_app(_name, load().get(_name).summary), name=_name)
 app.add_typer(teachers_app, name="teachers")
 app.add_typer(selector_app, name="selector")
 
@@ -41,21 +35,13 @@ def run(
     executor: Optional[str] = ExecutorOpt,
     ray_address: Optional[str] = RayAddressOpt,
     overwrite: bool = OverwriteOpt,
-    stages: Optional[str] = typer.Option(None, "--stages", help="comma-separated subset, e.g. split,caption"),
+    stages: Optional[str] = typer.Option(None, "--stages", help="comma-separated subset of the config's stages, "
+                                                                "e.g. split,caption"),
     verbose: bool = VerboseOpt,
     wait: bool = WaitOpt,
 ) -> None:
-    """Run all stages (or --stages) from one config: `vlcurate run --profile demo`."""
-    from stages.config import STAGE_ORDER
-
-    names = tuple(STAGE_ORDER)
-    if stages:
-        names = tuple(s.strip() for s in stages.split(",") if s.strip())
-        unknown = [s for s in names if s not in STAGE_ORDER]
-        if unknown:
-            typer.secho(f"unknown stages {unknown}; choose from {', '.join(STAGE_ORDER)}", fg="red", err=True)
-            raise typer.Exit(2)
-        names = tuple(s for s in STAGE_ORDER if s in names)
+    """Run the config's stages (or --stages of them) from one config: `vlcurate run --profile demo`."""
+    names = tuple(s.strip() for s in stages.split(",") if s.strip()) if stages else None
     run_command(names, profile=profile, config=config, overrides=overrides, output=output, input_=input_,
                 executor=executor, ray_address=ray_address, overwrite=overwrite, verbose=verbose, wait=wait)
 

@@ -11,6 +11,8 @@ from typing import Optional
 import typer
 from pydantic import ValidationError
 
+from pipeline.failures import UserError
+
 ProfileOpt = typer.Option(None, "--profile", "-p", help="named config shipped with vlcurate (demo, pretrained)")
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML run config (applied over --profile)", exists=True,
                          dir_okay=False)
@@ -101,7 +103,7 @@ def _first_line(exc: BaseException, typed: bool = True) -> str:
     return f"{type(exc).__name__}: {text}" if typed else text
 
 
-def run_command(stage_names: tuple[str, ...], *, profile: Optional[str], config: Optional[Path],
+def run_command(stage_names: tuple[str, ...] | None, *, profile: Optional[str], config: Optional[Path],
                 overrides: Optional[list[str]], output: Optional[str], input_: Optional[str],
                 executor: Optional[str], ray_address: Optional[str], overwrite: bool, verbose: bool,
                 wait: bool = False) -> None:
@@ -115,6 +117,11 @@ def run_command(stage_names: tuple[str, ...], *, profile: Optional[str], config:
     except Exception as exc:
         raise fail(exc, output or "", verbose) from None
     try:
+        if stage_names is not None:
+            unknown = [n for n in stage_names if n not in cfg.stages]
+            if unknown:
+                raise UserError(f"unknown stages {unknown}; this run's stages are {', '.join(cfg.stages)}")
+        stage_names = tuple(n for n in cfg.stages if stage_names is None or n in stage_names)
         results = run_stages(cfg, stage_names, wait=wait)
     except KeyboardInterrupt:
         typer.secho(f"\ninterrupted: finished parts are saved in {cfg.output}; run the same command again to go on "
@@ -122,18 +129,20 @@ def run_command(stage_names: tuple[str, ...], *, profile: Optional[str], config:
         raise typer.Exit(130) from None
     except Exception as exc:
         raise fail(exc, cfg.output, verbose) from None
-    report(cfg.output, stage_names, results)
+    report(cfg, stage_names, results)
 
 
-def report(output: str, stage_names: tuple[str, ...], results: dict) -> None:
+def report(cfg, stage_names: tuple[str, ...], results: dict) -> None:
     """Each stage's one-line summary; exit 1 when the last stage produced nothing usable."""
-    last = stage_names[-1]
+    from stages.run import build_stage
+
+    output, last = cfg.output, stage_names[-1]
     stats = results[last]
-    if last != "shard" and stats["rows_out"] and stats["errors_total"] >= stats["rows_out"]:
-        typer.secho(f"{last}: nothing could be processed; see {output}", fg="red", err=True)
+    if stats["rows_out"] and build_stage(last, cfg).usable_rows(stats) <= 0:
+        typer.secho(f"{last}: nothing could be processed; see {output}/{last}/", fg="red", err=True)
         raise typer.Exit(1)
-    if last == "shard" and stats["rows_out"] == 0:
-        typer.secho(f"shard: no samples were written; see {output}/shard/errors/", fg="red", err=True)
+    if stats["rows_out"] == 0 and stats["rows_in"]:
+        typer.secho(f"{last}: nothing came out; see {output}/{last}/", fg="red", err=True)
         raise typer.Exit(1)
     from stages.status import describe, stage_states
 
@@ -162,9 +171,11 @@ def stage_app(name: str, help_text: str) -> typer.Typer:
     ) -> None:
         if ctx.invoked_subcommand is not None:
             return
-        if input_ is not None and name != "ingest":
-            typer.secho(f"--input is for ingest and run; {name} reads the previous stage's manifest in --output",
-                        fg="red", err=True)
+        from stages.catalog import STAGES
+
+        if input_ is not None and not STAGES.get(name).reads_input:
+            typer.secho(f"--input is for the first stage and run; {name} reads the previous stage's output in "
+                        "--output", fg="red", err=True)
             raise typer.Exit(2)
         run_command((name,), profile=profile, config=config, overrides=overrides, output=output, input_=input_,
                     executor=executor, ray_address=ray_address, overwrite=overwrite, verbose=verbose,

@@ -1,23 +1,21 @@
-"""The whole run's typed config: where from, where to, how to execute, and each stage's own config."""
+"""The whole run's typed config: where from, where to, how to execute, which stages in which order, and each
+registered stage's own config (a section named after it; unknown keys are errors)."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from pipeline.config import load_config_data
-from stages.caption import CaptionConfig
-from stages.ingest import IngestConfig
-from stages.score import ScoreConfig
-from stages.shard import ShardConfig
-from stages.split import SplitConfig
-
-STAGE_ORDER = ("ingest", "split", "caption", "score", "shard")
+from stages.catalog import DEFAULT_PIPELINE, STAGES, load
 
 
 class RunConfig(BaseModel):
+    """The run's own fields; `run_config_class` adds one section per registered stage."""
+
     model_config = ConfigDict(extra="forbid")
 
     input: str | None = Field(None, description="folder, glob, or CSV/JSONL/Parquet list of videos")
@@ -25,11 +23,25 @@ class RunConfig(BaseModel):
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = Field(None, description="None starts local Ray; 'auto' or 'ray://host:port' joins")
     overwrite: bool = False
-    ingest: IngestConfig = Field(default_factory=IngestConfig)
-    split: SplitConfig = Field(default_factory=SplitConfig)
-    caption: CaptionConfig = Field(default_factory=CaptionConfig)
-    score: ScoreConfig = Field(default_factory=ScoreConfig)
-    shard: ShardConfig = Field(default_factory=ShardConfig)
+    stages: list[str] = Field(default_factory=lambda: list(DEFAULT_PIPELINE),
+                              description="the pipeline, in order: each stage reads the output of the one before it")
+    plugins: list[str] = Field(default_factory=list, description="modules to import that register more stages")
+
+    @model_validator(mode="after")
+    def _check_stages(self) -> "RunConfig":
+        for name in self.stages:
+            STAGES.get(name)
+        dupes = sorted({n for n in self.stages if self.stages.count(n) > 1})
+        if dupes:
+            raise ValueError(f"stages listed twice: {dupes}")
+        sources = [n for n in self.stages if STAGES.get(n).reads_input]
+        if self.stages and (not sources or sources != self.stages[:1]):
+            raise ValueError(f"the first stage must read the input videos ({', '.join(sorted(_sources()))}), and "
+                             f"only the first: {self.stages}")
+        return self
+
+    def stage_config(self, name: str) -> Any:
+        return getattr(self, name)
 
     def resolved_input(self, base: Path | None = None) -> str | None:
         """A relative input in a shipped profile means relative to the project (e.g. the demo manifest)."""
@@ -42,8 +54,23 @@ class RunConfig(BaseModel):
         return str(candidate) if candidate.exists() else self.input
 
 
+def _sources() -> set[str]:
+    return {n for n in STAGES.names() if STAGES.get(n).reads_input}
+
+
+@functools.lru_cache(maxsize=None)
+def run_config_class(plugins: tuple[str, ...] = ()) -> type[RunConfig]:
+    """RunConfig with a typed section for every registered stage (built-in and `plugins`)."""
+    load(plugins)
+    sections: dict[str, Any] = {name: (STAGES.get(name).config_class,
+                                       Field(default_factory=STAGES.get(name).config_class))
+                                for name in STAGES.names()}
+    return create_model("RunConfig", __base__=RunConfig, **sections)
+
+
 def load_run_config(profile: str | None = None, config: str | Path | None = None,
                     overrides: list[str] | None = None, **explicit: Any) -> RunConfig:
     data = load_config_data(profile, config, overrides)
     data.update({k: v for k, v in explicit.items() if v is not None})
-    return RunConfig.model_validate(data)
+    plugins = data.get("plugins") or []
+    return run_config_class(tuple(plugins) if isinstance(plugins, list) else ()).model_validate(data)

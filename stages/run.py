@@ -1,63 +1,81 @@
-"""Chains the stages: each reads the part files the previous one wrote, so any stage can also run alone."""
+"""Chains the stages of a run config's `stages` list: each reads the part files the stage before it wrote, so any
+stage can also run alone."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Iterable
 
+import pyarrow.parquet as pq
+
 from pipeline import io, parts
 from pipeline.executor import run_stage, stage_dir
+from pipeline.failures import UserError
 from pipeline.lock import output_lock
 from pipeline.runners import Runner, make_runner
 from pipeline.stage import Stage
-from stages.caption import CaptionStage
-from stages.config import STAGE_ORDER, RunConfig
-from stages.ingest import IngestStage, discover
-from stages.score import ScoreStage
-from stages.shard import ShardStage
-from stages.split import SplitStage
+from stages.catalog import STAGES
+from stages.config import RunConfig
+from stages.ingest import discover
 
-STAGES: dict[str, type[Stage]] = {
-    "ingest": IngestStage, "split": SplitStage, "caption": CaptionStage, "score": ScoreStage, "shard": ShardStage,
-}
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-INPUT_MANIFESTS = {"split": "videos", "caption": "clips", "score": "captions", "shard": "scored"}
-INPUT_LIST = "_input/videos.parquet"  # ingest's input: the discovered paths, under the run's output folder
+INPUT_LIST = "_input/videos.parquet"  # the first stage's input: the discovered paths, under the run's output folder
 
 
 def build_stage(name: str, config: RunConfig) -> Stage:
-    return STAGES[name](getattr(config, name))
+    return STAGES.get(name)(config.stage_config(name))
 
 
-def stage_input(name: str, config: RunConfig) -> list[tuple[str, int]]:
-    """The stage's input files with their row counts; nothing but metadata is read here."""
-    import manifests
+def previous_stage(name: str, config: RunConfig) -> str | None:
+    """The stage whose output `name` reads: the one before it in the run's list."""
+    if name not in config.stages:
+        raise UserError(f"stage {name!r} is not in this run's stages ({', '.join(config.stages)}); add it to "
+                        "`stages` in the config")
+    index = config.stages.index(name)
+    return config.stages[index - 1] if index else None
 
-    if name == "ingest":
+
+def stage_input(stage: Stage, config: RunConfig) -> list[tuple[str, int]]:
+    """The stage's input files with their row counts (only metadata is read), checked against what it reads."""
+    previous = previous_stage(stage.name, config)
+    if previous is None:
         source = config.resolved_input(PROJECT_ROOT)
         if not source:
             raise ValueError("no input: pass --input (a folder, a glob or a list file) or set `input` in the config")
-        table = discover(source, config.ingest)
+        table = discover(source, config.stage_config(stage.name))
         path = Path(config.output) / INPUT_LIST
         io.write_parquet(path, table, row_group_size=parts.ROW_GROUP)
+        stage.bind(table.schema)
         return [(str(path), table.num_rows)]
-    previous = STAGES[name].input_stage
     folder = stage_dir(config.output, previous)
     if not io.is_done(folder):
-        raise FileNotFoundError(f"{name} reads {folder}, but the {previous} stage has not finished there; run it first")
-    getattr(manifests, INPUT_MANIFESTS[name].upper()).check_stage(folder)
-    return parts.input_files(folder)
+        raise FileNotFoundError(f"{stage.name} reads {folder}, but the {previous} stage has not finished there; "
+                                "run it first")
+    files = parts.input_files(folder)
+    schema = pq.read_schema(files[0][0]) if files else None
+    if stage.reads is not None:
+        stage.reads.check_stage(folder)
+        missing = [c for c in stage.reads.schema.names if schema is not None and c not in schema.names]
+        if missing:
+            raise UserError(f"{stage.name} needs the columns {missing}, which {previous}'s output lacks; put "
+                            f"{stage.name} after a stage that writes {stage.reads.name} rows")
+    if schema is not None:
+        stage.bind(schema)
+    return files
 
 
-def run_stages(config: RunConfig, names: Iterable[str] = STAGE_ORDER, runner: Runner | None = None, *,
+def run_stages(config: RunConfig, names: Iterable[str] | None = None, runner: Runner | None = None, *,
                wait: bool = False) -> dict[str, dict[str, Any]]:
-    """Runs the stages in order, holding the output folder's lock throughout (`wait`: for another run to end
-    first, instead of refusing); returns each one's stats."""
+    """Runs the stages (all of the config's, or `names` of them, in the config's order), holding the output
+    folder's lock throughout (`wait`: for another run to end first, instead of refusing); returns their stats."""
+    wanted = list(config.stages) if names is None else list(names)
+    for name in wanted:
+        previous_stage(name, config)
     with output_lock(config.output, wait=wait):
-        return _run_locked(config, tuple(names), runner)
+        return _run_locked(config, [n for n in config.stages if n in wanted], runner)
 
 
-def _run_locked(config: RunConfig, names: tuple[str, ...], runner: Runner | None) -> dict[str, dict[str, Any]]:
+def _run_locked(config: RunConfig, names: list[str], runner: Runner | None) -> dict[str, dict[str, Any]]:
     runner = runner or make_runner(config.executor, config.ray_address)
     dump = config.model_dump(mode="json")
     io.atomic_write_json(Path(config.output) / "run_config.json", dump)
@@ -70,7 +88,7 @@ def _run_locked(config: RunConfig, names: tuple[str, ...], runner: Runner | None
             redo = config.overwrite or upstream_rerun
             will_run = redo or not io.is_done(stage_dir(config.output, name))
             upstream_rerun = upstream_rerun or will_run
-            results[name] = run_stage(stage, stage_input(name, config), config.output, runner,
+            results[name] = run_stage(stage, stage_input(stage, config), config.output, runner,
                                       overwrite=redo, run_config=dump)
     finally:
         runner.close()

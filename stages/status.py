@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline import checkpoint, io
 from pipeline.executor import stage_dir
-from stages.config import STAGE_ORDER
+from stages.catalog import DEFAULT_PIPELINE
 
 
 def stage_states(output: str | Path) -> list[dict[str, Any]]:
@@ -19,7 +19,7 @@ def stage_states(output: str | Path) -> list[dict[str, Any]]:
 
     by = holder(output)
     states = []
-    for name in STAGE_ORDER:
+    for name in run_stages_of(output):
         folder = stage_dir(output, name)
         entry: dict[str, Any] = {"stage": name}
         if io.is_done(folder):
@@ -35,6 +35,15 @@ def stage_states(output: str | Path) -> list[dict[str, Any]]:
             entry.update(state="running", by=by)
         states.append(entry)
     return states
+
+
+def run_stages_of(output: str | Path) -> list[str]:
+    """The stages of the run in `output`, from the config it saved (the default pipeline before it has one)."""
+    saved = Path(output) / "run_config.json"
+    try:
+        return list(json.loads(saved.read_text()).get("stages") or DEFAULT_PIPELINE)
+    except (OSError, ValueError):
+        return list(DEFAULT_PIPELINE)
 
 
 def describe(entry: dict[str, Any]) -> str:

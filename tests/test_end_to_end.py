@@ -10,7 +10,8 @@ import pytest
 from pipeline.executor import read_manifest
 from pipeline.runners import LocalRunner
 from stages import media
-from stages.config import STAGE_ORDER, load_run_config
+from stages.catalog import DEFAULT_PIPELINE as STAGE_ORDER
+from stages.config import load_run_config
 from stages.run import run_stages
 
 pytestmark = [pytest.mark.slow]

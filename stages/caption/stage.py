@@ -17,13 +17,14 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from manifests import CANDIDATE, CAPTIONS
+from manifests import CANDIDATE, CAPTIONS, CLIPS
 from pipeline import failures
 from pipeline.stage import Resources, Stage, StageConfig, error_text
 from stages import models
 from stages.caption.subtitles import SubtitleError, cues_text, read_subtitles, slice_cues
 from stages.caption.teachers import TEACHERS, ClipInput, Teacher, TeacherConfig
 from stages.caption.teachers.base import clean_caption, rejection_reason
+from stages.catalog import STAGES
 
 log = logging.getLogger(__name__)
 
@@ -255,10 +256,12 @@ def carry_candidates(table: pa.Table, previous: list[str], wanted: set) -> tuple
     return _set_column(table, "candidates", carried, CANDIDATES), kept
 
 
+@STAGES.register("caption")
 class CaptionStage(Stage):
     name = "caption"
     config_class = CaptionConfig
-    input_stage = "split"
+    reads = CLIPS
+    summary = "Run every configured teacher on every clip; each writes one candidate caption."
     output_schema = CAPTIONS.schema
     keeps_previous = True
 

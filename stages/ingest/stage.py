@@ -19,6 +19,7 @@ from pipeline.stage import RowStage, Stage, StageConfig, StageError, error_text
 from stages import media
 from stages.ingest.discover import VIDEO_EXTENSIONS, discover
 from stages.models import local_path, source_path
+from stages.catalog import STAGES
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,12 @@ def check_entry(path: str) -> None:
         raise StageError("unreadable", exc.strerror or str(exc)) from None
 
 
+@STAGES.register("ingest")
 class IngestStage(RowStage):
     name = "ingest"
     config_class = IngestConfig
-    input_stage = None
+    reads_input = True
+    summary = "Find videos (folder, glob or list file), hash and probe them -> <output>/ingest/."
     output_schema = VIDEOS.schema
     stateful = False  # hashing and probing: nothing to load
 

@@ -10,11 +10,12 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from manifests import SCORED
+from manifests import CAPTIONS, SCORED
 from pipeline.parts import iter_parts
 from pipeline.stage import Stage, StageConfig, error_text
 from stages import models
 from stages.score.scorers import SCORERS, Scorer, ScorerConfig
+from stages.catalog import STAGES
 
 
 class ScoreConfig(StageConfig):
@@ -37,10 +38,12 @@ def choose(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
     return best
 
 
+@STAGES.register("score")
 class ScoreStage(Stage):
     name = "score"
     config_class = ScoreConfig
-    input_stage = "caption"
+    reads = CAPTIONS
+    summary = "Score every candidate caption with a video-text retrieval model and choose the best."
     output_schema = SCORED.schema
     reads_frames = True
 

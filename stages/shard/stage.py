@@ -35,6 +35,7 @@ from pipeline import parts
 from pipeline.stage import Stage, StageConfig, StageError, error_reason, error_text
 from stages import media
 from stages.models import source_path
+from stages.catalog import STAGES
 
 ASSIGNED = SCORED.extend("assigned", 1, pa.field("bucket", pa.int32()), pa.field("order", pa.string()))
 ENCODED = SCORED.extend("encoded", 1, pa.field("mp4_path", pa.string()), pa.field("frame_count", pa.int64()),
@@ -87,10 +88,12 @@ def sample_order(seed: int | None, clip_id: str | None, position: int) -> str:
     return hashlib.sha256(f"{seed}:{clip_id}".encode()).hexdigest()
 
 
+@STAGES.register("shard")
 class ShardStage(Stage):
     name = "shard"
     config_class = ShardConfig
-    input_stage = "score"
+    reads = SCORED
+    summary = "Write WebDataset tars (.mp4 clip, .json metadata, .txt caption) with Parquet sidecars."
     output_schema = SHARD_INDEX.schema
 
     config: ShardConfig
@@ -104,6 +107,9 @@ class ShardStage(Stage):
             assign = AssignPass(self.config)
             self._passes = [assign, PackPass(self.config, assign)]
         return self._passes
+
+    def usable_rows(self, stats: dict[str, Any]) -> int:
+        return stats["rows_out"]  # rows are samples; errors are listed apart, in errors/
 
     def stats(self, view: Any) -> dict[str, Any]:
         samples = mp4_bytes = frames = 0

@@ -11,9 +11,10 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from manifests import CLIPS, SHOTS, with_frames
+from manifests import CLIPS, SHOTS, VIDEOS, with_frames
 from pipeline.stage import Resources, RowStage, StageConfig, StageError
 from stages import media
+from stages.catalog import STAGES
 from stages.models import source_path
 from stages.split.detectors import DETECTORS
 from stages.split.embedders import EMBEDDERS, Embedder, EmbedderConfig
@@ -118,10 +119,12 @@ def damage_report(stated: int | None, decoded: int, decoder_errors: list[str]) -
     return "; ".join(problems) or None
 
 
+@STAGES.register("split")
 class SplitStage(RowStage):
     name = "split"
     config_class = SplitConfig
-    input_stage = "ingest"
+    reads = VIDEOS
+    summary = "Cut each ingested video into scene-consistent clips and sample their frames, in one decode."
     # in memory a clip row holds its frames; the part's writer stores them once in `split/frames/` (see `stores`)
     output_schema = with_frames(CLIPS)
     local_parallel = True

@@ -1,0 +1,36 @@
+"""Stages by name: what a run config's `stages` list, the CLI and `vlcurate status` are made from.
+
+A stage registers itself where it is defined (`@STAGES.register("name")`); its module is listed in `BUILTIN` (or
+in a run config's `plugins`), which is its registration here. Nothing else names a stage: the run config's
+sections, the CLI's sub-commands and each stage's input (the stage before it in the list) follow from the list.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from pipeline.registry import Registry
+from pipeline.stage import Stage
+
+STAGES: Registry[type[Stage]] = Registry("stage")
+
+# modules whose import registers stages; a new stage or filter is one file plus one line here
+BUILTIN = (
+    "stages.ingest", "stages.split", "stages.caption", "stages.score", "stages.shard",
+)
+DEFAULT_PIPELINE = ("ingest", "split", "caption", "score", "shard")
+_loaded: set[str] = set()
+
+
+def load(plugins: tuple[str, ...] | list[str] = ()) -> Registry[type[Stage]]:
+    """The registry with the built-in stages and `plugins` (modules that register more) imported."""
+    from pipeline.failures import UserError
+
+    for module in (*BUILTIN, *plugins):
+        if module not in _loaded:
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                raise UserError(f"plugin {module!r} cannot be imported: {exc}") from None
+            _loaded.add(module)
+    return STAGES

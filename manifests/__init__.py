@@ -31,8 +31,20 @@ VIDEOS = Manifest("videos", 3, (
     f("error", pa.string()),             # "<stage>/<reason>: <detail>", null when fine
 ))
 
+SCORE = pa.struct([f("name", pa.string()), f("value", pa.float64())])
+FILTER_RESULT = pa.struct([
+    f("filter", pa.string()),            # the filter stage's name
+    f("method", pa.string()),            # how it measured, e.g. frame_diff, dhash
+    f("model", pa.string()),
+    f("weights", pa.string()),           # "none" for weight-free filters, "untrained" for tiny test models
+    f("scores", pa.list_(SCORE)),        # every number it measured for the clip
+    f("threshold", pa.string()),         # the rule, in words: what would drop the clip
+    f("passed", pa.bool_()),
+    f("reason", pa.string()),            # why it failed the rule (kept anyway in `tag` mode)
+])
+
 CLIPS = VIDEOS.extend(
-    "clips", 3,
+    "clips", 4,
     f("clip_id", pa.string()),           # "<video_id>_<start_frame>_<end_frame>"
     f("clip_index", pa.int32()),
     f("start_frame", pa.int64()),        # decoded frame index, inclusive
@@ -53,6 +65,7 @@ CLIPS = VIDEOS.extend(
     # (split.damaged: drop makes them errors), flagged, and `damage` gives the numbers
     f("damaged", pa.bool_()),
     f("damage", pa.string()),
+    f("filters", pa.list_(FILTER_RESULT)),  # each filter stage's measurement and verdict, in pipeline order
 )
 
 FRAMES = Manifest("frames", 1, (
@@ -74,10 +87,10 @@ CANDIDATE = pa.struct([
     f("text_truncated", pa.bool_()),     # the scorer's text encoder saw only a prefix of the text
 ])
 
-CAPTIONS = CLIPS.extend("captions", 3, f("candidates", pa.list_(CANDIDATE)))
+CAPTIONS = CLIPS.extend("captions", 4, f("candidates", pa.list_(CANDIDATE)))
 
 SCORED = CAPTIONS.extend(
-    "scored", 3,
+    "scored", 4,
     f("caption", pa.string()),
     f("caption_teacher", pa.string()),
     f("caption_score", pa.float64()),
@@ -114,6 +127,18 @@ SHARD_INDEX = Manifest("shard_index", 4, (
 ))
 
 
+FILTERED = Manifest("filtered", 1, (  # the clips a filter dropped, with why: `<filter>/filtered/part-N.parquet`
+    f("clip_id", pa.string()),
+    f("video_id", pa.string()),
+    f("path", pa.string()),
+    f("start_s", pa.float64()),
+    f("end_s", pa.float64()),
+    f("filter", pa.string()),
+    f("reason", pa.string()),
+    f("scores", pa.list_(SCORE)),
+))
+
+
 def with_frames(manifest: Manifest) -> pa.Schema:
     """A manifest's schema plus the `frames` column its rows carry in memory (on disk they sit in split's frame
     store, FRAMES, and the rows keep only a reference)."""
@@ -121,4 +146,4 @@ def with_frames(manifest: Manifest) -> pa.Schema:
     return pa.schema([*schema, FRAMES.schema.field("frames")], metadata=schema.metadata)
 
 
-__all__ = ["CANDIDATE", "CAPTIONS", "CLIPS", "FRAMES", "Manifest", "SCORED", "SHARD_INDEX", "SHOTS", "VIDEOS", "with_frames"]
+__all__ = ["CANDIDATE", "CAPTIONS", "CLIPS", "FILTERED", "FILTER_RESULT", "FRAMES", "Manifest", "SCORED", "SHARD_INDEX", "SHOTS", "VIDEOS", "with_frames"]

@@ -192,6 +192,7 @@ def run_table(stage: Stage, table: pa.Table, output: str | Path, runner: Runner 
         table, side = parts.store_column(table, "frames", "clip_id", frames)
         parts.write_table(output / frames, side, stored=True)
     parts.write_table(path, table)
+    stage.bind(table.schema)
     run_stage(stage, [(str(path), table.num_rows)], output, runner or LocalRunner(), **options)
     return read_manifest(stage_dir(output, stage.name), output)
 

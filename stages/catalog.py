@@ -17,6 +17,7 @@ STAGES: Registry[type[Stage]] = Registry("stage")
 # modules whose import registers stages; a new stage or filter is one file plus one line here
 BUILTIN = (
     "stages.ingest", "stages.split", "stages.caption", "stages.score", "stages.shard",
+    "stages.filters.motion", "stages.filters.blank", "stages.filters.dedup",
 )
 DEFAULT_PIPELINE = ("ingest", "split", "caption", "score", "shard")
 _loaded: set[str] = set()

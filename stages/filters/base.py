@@ -1,0 +1,147 @@
+"""What every filter shares: measure each clip, record the verdict with its provenance, drop (or tag) it, list what
+was dropped in `<filter>/filtered/`, count the funnel and the score distribution.
+
+A filter implements `measure` (numbers per clip, from the frames split stored) and `verdict` (why those numbers
+drop the clip, or None), and says its rule in words (`rule`). Its output keeps whatever columns came in, so it can
+stand after split or after score.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field
+
+from manifests import CLIPS, FILTERED
+from pipeline.stage import Stage, StageConfig
+
+
+class FilterConfig(StageConfig):
+    mode: Literal["drop", "tag"] = Field("drop", description="drop clips that fail the rule, or only record the "
+                                                             "scores and verdicts (choose thresholds later)")
+
+
+def gray_frames(frames: list[bytes], width: int = 0):
+    """The stored JPEGs as grayscale float32 arrays (0..255), at their own size or `width` pixels wide."""
+    import cv2
+
+    out = []
+    for data in frames:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+        if width and image.shape[1] != width:
+            height = max(1, round(image.shape[0] * width / image.shape[1]))
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        out.append(image.astype(np.float32))
+    return out
+
+
+class FilterStage(Stage):
+    """Base of the filters: subclasses set `name`, `config_class`, `method`, and implement `measure`, `verdict`,
+    `rule`."""
+
+    reads = CLIPS  # clips (split's, or score's rows, which keep every clip column)
+    reads_frames = True
+    saves_batches = False  # dropped rows wait beside the part until it is written
+    local_parallel = True
+    stateful = False
+    method: ClassVar[str] = ""
+    primary: ClassVar[str] = ""  # the score whose distribution stats.json reports
+    output_schema = CLIPS.schema
+
+    config: FilterConfig
+
+    def __init__(self, config: FilterConfig | None = None):
+        super().__init__(config)
+        self.model, self.weights = "", "none"
+        self._dropped: list[dict[str, Any]] = []
+        self._funnel: dict[str, Any] = {}
+
+    def bind(self, input_schema: pa.Schema) -> None:
+        self.output_schema = pa.schema([f for f in input_schema if f.name != "frames"],  # type: ignore[misc]
+                                       metadata=input_schema.metadata)
+
+    def measure(self, rows: list[dict[str, Any]]) -> list[dict[str, float]]:
+        """The numbers for each clip (rows carry their `frames`)."""
+        raise NotImplementedError
+
+    def verdict(self, scores: dict[str, float], row: dict[str, Any]) -> str | None:
+        """Why these numbers drop the clip ("<reason>: <detail>"), or None to keep it."""
+        raise NotImplementedError
+
+    def rule(self) -> str:
+        raise NotImplementedError
+
+    def process_batch(self, batch: pa.Table) -> pa.Table:
+        self.ensure_setup()
+        rows = batch.to_pylist()
+        good = [r for r in rows if not r.get("error")]
+        measured = dict(zip((id(r) for r in good), self.measure(good))) if good else {}
+        kept = []
+        for row in rows:
+            if row.get("error"):
+                kept.append(row)
+                continue
+            scores = measured[id(row)]
+            reason = self.verdict(scores, row)
+            entry = {"filter": self.name, "method": self.method, "model": self.model, "weights": self.weights,
+                     "scores": [{"name": k, "value": v} for k, v in scores.items()], "threshold": self.rule(),
+                     "passed": reason is None, "reason": reason}
+            row["filters"] = [*(row.get("filters") or []), entry]
+            self._count(reason)
+            if reason is not None and self.config.mode == "drop":
+                self._dropped.append({**{k: row.get(k) for k in FILTERED.schema.names}, "filter": self.name,
+                                      "reason": reason, "scores": entry["scores"]})
+            else:
+                kept.append(row)
+        return pa.Table.from_pylist(kept, schema=self.output_schema)
+
+    def _count(self, reason: str | None) -> None:
+        funnel = self._funnel
+        funnel["clips_in"] = funnel.get("clips_in", 0) + 1
+        if reason is None:
+            funnel["clips_out"] = funnel.get("clips_out", 0) + 1
+        elif self.config.mode == "drop":
+            dropped = funnel.setdefault("dropped", {})
+            dropped[reason.split(":")[0]] = dropped.get(reason.split(":")[0], 0) + 1
+        else:
+            funnel["clips_out"] = funnel.get("clips_out", 0) + 1
+            tagged = funnel.setdefault("tagged", {})
+            tagged[reason.split(":")[0]] = tagged.get(reason.split(":")[0], 0) + 1
+
+    def side_tables(self, table: pa.Table) -> dict[str, pa.Table]:
+        dropped, self._dropped = self._dropped, []
+        return {"filtered": pa.Table.from_pylist(dropped, schema=FILTERED.schema)}
+
+    def part_counts(self) -> dict[str, Any]:
+        funnel, self._funnel = self._funnel, {}
+        return {"funnel": {"clips_in": 0, "clips_out": 0, **funnel}}
+
+    def stats(self, view: Any) -> dict[str, Any]:
+        """The distribution of each score over every clip measured, kept or dropped."""
+        values: dict[str, list[float]] = {}
+        for part in view.parts(["filters"]):
+            for entries in part.column("filters").to_pylist():
+                for entry in entries or []:
+                    if entry["filter"] == self.name:
+                        for score in entry["scores"]:
+                            values.setdefault(score["name"], []).append(score["value"])
+        for part in view.parts(["scores"], kind="filtered"):
+            for scores in part.column("scores").to_pylist():
+                for score in scores:
+                    values.setdefault(score["name"], []).append(score["value"])
+        return {"filter": {"method": self.method, "mode": self.config.mode, "rule": self.rule(),
+                           "scores": {name: distribution(v) for name, v in sorted(values.items())}}}
+
+
+def distribution(values: list[float]) -> dict[str, Any]:
+    data = np.asarray([v for v in values if v is not None and np.isfinite(v)], np.float64)
+    if not len(data):
+        return {"count": 0}
+    counts, edges = np.histogram(data, bins=10)
+    return {"count": int(len(data)), "min": round(float(data.min()), 6), "max": round(float(data.max()), 6),
+            "mean": round(float(data.mean()), 6),
+            "percentiles": {str(p): round(float(np.percentile(data, p)), 6) for p in (5, 25, 50, 75, 95)},
+            "histogram": {"edges": [round(float(e), 6) for e in edges], "counts": counts.tolist()}}
+

@@ -123,3 +123,39 @@ def test_filters_give_the_same_bytes_local_and_on_ray(tmp_path, ray_runner):
             a = sorted((tmp_path / "local" / name / kind).glob("*.parquet"))
             b = sorted((tmp_path / "ray" / name / kind).glob("*.parquet"))
             assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
+
+
+WORDS = ["SALE TODAY", "HELLO WORLD", "BREAKING NEWS", "OPEN 24 HOURS", "CHAPTER ONE", "THE END", "LIVE SCORE",
+         "SUBSCRIBE NOW", "PRESS START", "LESSON TWO"]
+
+
+def with_text(image: np.ndarray, words: str) -> np.ndarray:
+    image = image.copy()
+    cv2.rectangle(image, (10, 170), (310, 225), (20, 20, 20), -1)
+    cv2.putText(image, words, (18, 208), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)
+    return image
+
+
+@pytest.mark.slow
+def test_text_reads_burned_in_text_with_the_real_ocr_weights(tmp_path):
+    from stages.filters.text import TextConfig, TextFilter
+
+    texted = [clip(k, [with_text(scene(k, t, 3, seed=k), WORDS[k]) for t in (0, 12, 24)]) for k in range(10)]
+    plain = [moving(10 + k, 3) for k in range(10)]
+    stage = TextFilter(TextConfig(mode="tag", frames=1, max_text_area=0.02))
+    stage.ensure_setup()
+    image = cv2.imdecode(np.frombuffer(texted[1]["frames"][1], np.uint8), cv2.IMREAD_COLOR)
+    assert [text.replace(" ", "") for _, text, _ in stage.read(image)] == ["HELLOWORLD"]  # PP-OCRv4, offline
+    out = verdicts(run_table(stage, table(texted + plain), tmp_path).to_pylist(), "text")
+    right = sum(not out[r["clip_id"]]["passed"] for r in texted) + sum(out[r["clip_id"]]["passed"] for r in plain)
+    assert right / 20 >= 0.95
+    assert out[texted[0]["clip_id"]]["weights"].startswith("pypi:rapidocr-onnxruntime==")
+
+
+def test_nsfw_loads_nudenets_real_weights_and_passes_plain_clips(tmp_path):
+    from stages.filters.nsfw import NsfwConfig, NsfwFilter
+
+    out = verdicts(run_table(NsfwFilter(NsfwConfig()), table([moving(k, 3) for k in range(3)]),
+                             tmp_path).to_pylist(), "nsfw")
+    assert all(v["passed"] and v["weights"].startswith("pypi:nudenet==") for v in out.values())
+    assert {s["name"] for v in out.values() for s in v["scores"]} == {"nsfw"}

@@ -34,14 +34,15 @@ faults: $(STAMP)
 clean:
 	rm -rf out .pytest_cache
 
-.PHONY: bench bench-split bench-score bench-caption bench-scale
-bench: bench-split bench-caption bench-score bench-scale
+.PHONY: bench bench-split bench-score bench-caption bench-scale bench-filters
+bench: bench-split bench-caption bench-score bench-scale bench-filters
 
 # Writes bench/split.json; SPLIT_ARGS="--long-seconds 600" for a shorter peak-RSS video than the default hour.
 SPLIT_ARGS ?=
 SCORE_ARGS ?=
 CAPTION_ARGS ?=
 SCALE_ARGS ?=
+FILTERS_ARGS ?=
 bench-split: $(STAMP)
 	$(BIN)/python -m bench.split_bench $(SPLIT_ARGS)
 
@@ -57,3 +58,8 @@ bench-caption: $(STAMP)
 # clips, driver and worker peak RSS, bytes per clip per stage); SCALE_ARGS="--sizes 1000,10000" for a shorter run.
 bench-scale: $(STAMP)
 	$(BIN)/python -m bench.scale_bench $(SCALE_ARGS)
+
+# Writes bench/filters.json: each filter's clips per second and its share of the split stage's time on the same
+# videos (Big Buck Bunny at 720p and 360p, looped to 120 s each).
+bench-filters: $(STAMP)
+	$(BIN)/python -m bench.filters_bench $(FILTERS_ARGS)

@@ -18,7 +18,7 @@ STAGES: Registry[type[Stage]] = Registry("stage")
 BUILTIN = (
     "stages.ingest", "stages.split", "stages.caption", "stages.score", "stages.shard",
     "stages.filters.motion", "stages.filters.blank", "stages.filters.dedup", "stages.filters.text",
-    "stages.filters.nsfw",
+    "stages.filters.nsfw", "stages.filters.aesthetics",
 )
 DEFAULT_PIPELINE = ("ingest", "split", "caption", "score", "shard")
 _loaded: set[str] = set()

@@ -159,3 +159,22 @@ def test_nsfw_loads_nudenets_real_weights_and_passes_plain_clips(tmp_path):
                              tmp_path).to_pylist(), "nsfw")
     assert all(v["passed"] and v["weights"].startswith("pypi:nudenet==") for v in out.values())
     assert {s["name"] for v in out.values() for s in v["scores"]} == {"nsfw"}
+
+
+def test_aesthetics_loads_tower_and_head_through_open_clip_and_records_untrained(tmp_path):
+    import torch
+
+    from stages.filters.aesthetics import AestheticsConfig, AestheticsFilter, head_layers
+
+    rows = [moving(k, 3) for k in range(3)]
+    stage = AestheticsFilter(AestheticsConfig(model="tiny:open_clip", pretrained=None, mode="tag"))
+    out = verdicts(run_table(stage, table(rows), tmp_path / "a").to_pylist(), "aesthetics")
+    assert all(v["weights"] == "untrained + untrained" for v in out.values())
+    first = [s["value"] for v in out.values() for s in v["scores"]]
+    head = tmp_path / "head.pth"  # a head file loads through the same path, and its numbers are the ones used
+    torch.manual_seed(1)
+    torch.save(head_layers(stage._dim()).state_dict(), head)
+    loaded = AestheticsFilter(AestheticsConfig(model="tiny:open_clip", pretrained=None, head=str(head), mode="tag"))
+    again = verdicts(run_table(loaded, table(rows), tmp_path / "b").to_pylist(), "aesthetics")
+    assert all(v["weights"].endswith(str(head)) for v in again.values())
+    assert [s["value"] for v in again.values() for s in v["scores"]] != first

@@ -60,6 +60,7 @@ def seek_point(src: str | Path, start_s: float, fps: float) -> float:
 
 def encode_clip(src: str | Path, dst: str | Path, start_s: float, frame_count: int, fps: float, *,
                 crf: int = 23, preset: str = "veryfast", audio: bool = True, max_short_side: int | None = None,
+                crop: tuple[int, int, int, int] | None = None,
                 threads: int = 1, end_s: float | None = None) -> None:
     """Re-encode frames [start, start + frame_count) exactly.
 
@@ -74,6 +75,9 @@ def encode_clip(src: str | Path, dst: str | Path, start_s: float, frame_count: i
     cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-ss", f"{seek:.6f}", "-i", str(src),
            "-map", "0:v:0", "-frames:v", str(frame_count), "-fps_mode", "passthrough"]
     filters = []
+    if crop and any(crop):  # (top, bottom, left, right) coded pixels off the edges: letterbox bars
+        top, bottom, left, right = crop
+        filters.append(f"crop=iw-{left + right}:ih-{top + bottom}:{left}:{top}")
     if max_short_side:
         filters.append(f"scale='if(lt(iw,ih),min({max_short_side},iw),-2)':'if(lt(iw,ih),-2,min({max_short_side},ih))'")
     filters.append("format=yuv420p")

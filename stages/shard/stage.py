@@ -62,6 +62,8 @@ class ShardConfig(StageConfig):
     preset: str = "veryfast"
     audio: bool = Field(True, description="keep the first audio stream, cut to the clip")
     max_short_side: int | None = Field(None, description="downscale clips so the short side is at most this")
+    crop_bars: bool = Field(False, description="crop off the letterbox and pillarbox bars the blank filter found "
+                                               "(re-encodes those clips)")
     encode_workers: int | None = Field(None, ge=1, description="parallel ffmpeg processes per worker; default: cores")
     prefix: str = "shard"
 
@@ -269,6 +271,7 @@ class PackPass(Stage):
             else:
                 media.encode_clip(source, tmp, row["start_s"], expected, row["fps"], crf=cfg.crf,
                                   preset=cfg.preset, audio=audio, max_short_side=cfg.max_short_side,
+                                  crop=self._crop(row),
                                   end_s=row["end_s"])
                 encoding = f"libx264 -preset {cfg.preset} -crf {cfg.crf}"
             got = media.count_video_packets(tmp)
@@ -287,5 +290,21 @@ class PackPass(Stage):
         cfg = self.config
         short_side = min(row["width"] or 0, row["height"] or 0)
         return (cfg.stream_copy and row.get("codec") in cfg.copy_codecs and not row.get("rotation")
-                and (cfg.max_short_side is None or short_side <= cfg.max_short_side))
+                and (cfg.max_short_side is None or short_side <= cfg.max_short_side) and self._crop(row) is None)
+
+    def _crop(self, row: dict[str, Any]) -> tuple[int, int, int, int] | None:
+        """The bars the blank filter measured (display pixels), in coded pixels, when `crop_bars` is on: even
+        numbers (4:2:0 chroma), and only for unrotated sources."""
+        if not self.config.crop_bars or row.get("rotation"):
+            return None
+        entry = next((e for e in row.get("filters") or [] if any(s["name"] == "bar_top" for s in e["scores"])),
+                     None)
+        scores = {s["name"]: s["value"] for s in entry["scores"]} if entry else {}
+        if not scores.get("bar_top") and not scores.get("bar_bottom") and not scores.get("bar_left") \
+                and not scores.get("bar_right"):
+            return None
+        sar = row.get("sample_aspect_ratio") or 1.0
+        even = lambda v: int(v) // 2 * 2  # noqa: E731
+        return (even(scores["bar_top"]), even(scores["bar_bottom"]), even(scores["bar_left"] / sar),
+                even(scores["bar_right"] / sar))
 

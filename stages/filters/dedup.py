@@ -10,7 +10,7 @@ is the longest clip, then the lowest clip id, whatever the parts or the runner; 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -21,12 +21,19 @@ from pipeline.stage import Stage
 from stages.catalog import STAGES
 from stages.filters.base import FilterConfig, FilterStage, gray_frames
 
-HASHES = "_dhash"  # the first pass's column, gone from the stage's output
+HASHES = "_dhash"  # the first pass's columns (frame hashes, or an embedding's signature; the embedding), gone
+VECTORS = "_embedding"  # from the stage's output
 
 
 class DedupConfig(FilterConfig):
-    max_distance: int = Field(6, ge=0, le=32, description="frames whose 64-bit hashes differ in at most this many "
-                                                          "bits are the same picture (0: exact copies only)")
+    method: Literal["dhash", "embedding"] = Field("dhash", description="perceptual hashes of the stored frames, or "
+                                                  "the cosine of the clips' image embeddings (open_clip tower)")
+    max_distance: int = Field(6, ge=0, le=32, description="dhash: frames whose 64-bit hashes differ in at most this "
+                                                          "many bits are the same picture (0: exact copies only)")
+    eps: float = Field(0.02, ge=0, le=1, description="embedding: clips with cosine >= 1 - eps are duplicates")
+    model: str = Field("ViT-B-32", description="embedding: open_clip tower (tiny:open_clip offline)")
+    pretrained: str | None = "laion2b_s34b_b79k"
+    device: str = "auto"
 
 
 def dhash(image: np.ndarray) -> int:
@@ -51,18 +58,49 @@ class HashPass(Stage):
     local_parallel = True
     output_schema = pa.schema([])
 
+    config: DedupConfig
+
+    def __init__(self, config: DedupConfig | None = None):
+        super().__init__(config)
+        self.stateful = self.config.method == "embedding"  # type: ignore[misc]  # a model to keep loaded
+
     @property
     def label(self) -> str:
         return "dedup:hash"
 
+    def setup(self) -> None:
+        if self.config.method == "embedding":
+            from stages.score.scorers import SCORERS, ScorerConfig
+
+            cfg = self.config
+            self.tower = SCORERS.get("open_clip")(ScorerConfig(kind="open_clip", model=cfg.model,
+                                                               pretrained=cfg.pretrained, device=cfg.device))
+            self.tower.setup()
+
     def process_batch(self, batch: pa.Table) -> pa.Table:
-        hashes = [[dhash(f) for f in gray_frames(frames or [])] for frames in batch.column("frames").to_pylist()]
-        return batch.append_column(HASHES, pa.array(hashes, pa.list_(pa.uint64())))
+        self.ensure_setup()
+        frames = batch.column("frames").to_pylist()
+        if self.config.method == "dhash":
+            hashes = [[dhash(f) for f in gray_frames(fs or [])] for fs in frames]
+            vectors = [None] * len(frames)
+        else:
+            todo = [i for i, fs in enumerate(frames) if fs]
+            found = self.tower.embed_clips([frames[i] for i in todo]) if todo else np.zeros((0, 1), np.float32)
+            vectors = [None] * len(frames)
+            for i, v in zip(todo, found):
+                vectors[i] = np.asarray(v, np.float32)
+            planes = np.random.default_rng(0).standard_normal((found.shape[1], 64))  # the same on every worker
+            hashes = [[] if v is None else [int(np.packbits(v @ planes > 0).view(">u8")[0])] for v in vectors]
+        table = batch.append_column(HASHES, pa.array(hashes, pa.list_(pa.uint64())))
+        return table.append_column(VECTORS, pa.array([None if v is None else v.tolist() for v in vectors],
+                                                     pa.list_(pa.float32())))
 
 
-def duplicates(items: list[tuple[str, tuple[int, ...], float]], max_distance: int) -> dict[str, tuple[str, int]]:
-    """{clip id: (its survivor, Hamming distance)} for every clip that is not its group's survivor; `items`:
-    (clip id, frame hashes, duration)."""
+def duplicates(items: list[tuple[str, tuple[int, ...], float]], bands: int,
+               close: Callable[[str, str], bool], distance: Callable[[str, str], float]) -> dict[str, tuple[str, float]]:
+    """{clip id: (its survivor, distance)} for every clip that is not its group's survivor. `items`: (clip id,
+    64-bit signatures, duration); two clips are candidates when their middle signature agrees on one of `bands`
+    bit bands (or on all of them), and a pair of candidates that is `close` joins their groups."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -71,28 +109,19 @@ def duplicates(items: list[tuple[str, tuple[int, ...], float]], max_distance: in
             x = parent[x]
         return x
 
-    def union(a: str, b: str) -> None:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-
-    exact: dict[tuple[int, ...], str] = {}
+    width = 64 // bands
+    buckets: dict[tuple[int, int], list[str]] = {}
     for clip_id, hashes, _ in sorted(items):
-        if hashes in exact:
-            union(exact[hashes], clip_id)
-        else:
-            exact[hashes] = clip_id
-    if max_distance:
-        width = 64 // (max_distance + 1)
-        buckets: dict[tuple[int, int], list[tuple[int, ...]]] = {}
-        for hashes in exact:
-            middle = hashes[len(hashes) // 2]
-            for band in range(max_distance + 1):
-                key = (band, (middle >> (band * width)) & ((1 << width) - 1))
-                for other in buckets.get(key, []):
-                    if len(other) == len(hashes) and all(hamming(a, b) <= max_distance for a, b in zip(hashes, other)):
-                        union(exact[hashes], exact[other])
-                buckets.setdefault(key, []).append(hashes)
+        middle = hashes[len(hashes) // 2]
+        seen: set[str] = set()
+        for band in range(bands):
+            key = (band, (middle >> (band * width)) & ((1 << width) - 1))
+            for other in buckets.get(key, []):
+                if other not in seen and find(other) != find(clip_id) and close(clip_id, other):
+                    a, b = find(clip_id), find(other)
+                    parent[max(a, b)] = min(a, b)
+                seen.add(other)
+            buckets.setdefault(key, []).append(clip_id)
     groups: dict[str, list[tuple[str, tuple[int, ...], float]]] = {}
     for item in items:
         groups.setdefault(find(item[0]), []).append(item)
@@ -101,24 +130,75 @@ def duplicates(items: list[tuple[str, tuple[int, ...], float]], max_distance: in
         if len(members) < 2:
             continue
         survivor = min(members, key=lambda m: (-round(m[2], 6), m[0]))
-        for clip_id, hashes, _ in members:
+        for clip_id, _, _ in members:
             if clip_id != survivor[0]:
-                losers[clip_id] = (survivor[0], max(hamming(a, b) for a, b in zip(hashes, survivor[1])))
+                losers[clip_id] = (survivor[0], distance(clip_id, survivor[0]))
     return losers
+
+
+def hash_duplicates(items: list[tuple[str, tuple[int, ...], float]], max_distance: int) -> dict[str, tuple[str, float]]:
+    """Clips whose every frame's dHash is within `max_distance` bits (the same number of frames)."""
+    hashes = {clip_id: h for clip_id, h, _ in items}
+
+    def close(a: str, b: str) -> bool:
+        return len(hashes[a]) == len(hashes[b]) and all(hamming(x, y) <= max_distance
+                                                        for x, y in zip(hashes[a], hashes[b]))
+
+    def distance(a: str, b: str) -> float:
+        return float(max(hamming(x, y) for x, y in zip(hashes[a], hashes[b])))
+
+    copies: dict[tuple[int, ...], list[tuple[str, tuple[int, ...], float]]] = {}
+    for item in items:  # equal hashes are copies outright: only one of each joins the band search
+        copies.setdefault(item[1], []).append(item)
+    heads = [max(group, key=lambda m: (round(m[2], 6), [-ord(c) for c in m[0]])) for group in copies.values()]
+    losers = duplicates(heads, max_distance + 1, close, distance)
+    groups: dict[str, list[tuple[str, tuple[int, ...], float]]] = {}
+    for head, group in zip(heads, copies.values()):
+        groups.setdefault(losers[head[0]][0] if head[0] in losers else head[0], []).extend(group)
+    out = {}
+    for members in groups.values():
+        survivor = min(members, key=lambda m: (-round(m[2], 6), m[0]))
+        out.update({m[0]: (survivor[0], distance(m[0], survivor[0])) for m in members if m[0] != survivor[0]})
+    return out
+
+
+def embedding_duplicates(items: list[tuple[str, tuple[int, ...], float]], vectors: Callable[[set[str]], dict],
+                         eps: float) -> dict[str, tuple[str, float]]:
+    """Clips whose image embeddings have cosine >= 1 - eps; `items` carry a 64-bit random-hyperplane signature
+    each, and only candidates' embeddings are read (`vectors(ids)`)."""
+    candidates: set[tuple[str, str]] = set()
+    duplicates(items, 8, lambda a, b: candidates.add((a, b)) or False, lambda a, b: 0.0)
+    found = vectors({c for pair in candidates for c in pair})
+
+    def cosine(a: str, b: str) -> float:
+        return float(np.dot(found[a], found[b]))
+
+    near = {frozenset(pair) for pair in candidates if cosine(*pair) >= 1 - eps}
+    return duplicates(items, 8, lambda a, b: frozenset((a, b)) in near, lambda a, b: round(1 - cosine(a, b), 6))
 
 
 class DedupPass(FilterStage):
     name = "dedup"
     config_class = DedupConfig
-    method = "dhash"
-    primary = "hamming_to_survivor"
     reads_frames = False
 
     config: DedupConfig
 
     def __init__(self, config: DedupConfig | None = None):
         super().__init__(config)
-        self.losers: dict[str, tuple[str, int]] = {}
+        self.losers: dict[str, tuple[str, float]] = {}
+        if self.config.method == "embedding":
+            self.model = f"open_clip {self.config.model}"
+            self.weights = (self.config.pretrained or "untrained") if not self.config.model.startswith("tiny:") \
+                else "untrained"
+
+    @property
+    def method(self) -> str:  # type: ignore[override]
+        return self.config.method
+
+    @property
+    def score_name(self) -> str:
+        return "hamming_to_survivor" if self.config.method == "dhash" else "cosine_distance_to_survivor"
 
     @property
     def label(self) -> str:
@@ -132,19 +212,35 @@ class DedupPass(FilterStage):
             for row in part.to_pylist():
                 if not row["error"] and row[HASHES]:
                     items.append((row["clip_id"], tuple(row[HASHES]), row["end_s"] - row["start_s"]))
-        self.losers = duplicates(items, self.config.max_distance)
+        if self.config.method == "dhash":
+            self.losers = hash_duplicates(items, self.config.max_distance)
+            return
+
+        def vectors(ids: set[str]) -> dict[str, np.ndarray]:  # only the candidates' embeddings are read
+            import pyarrow.compute as pc
+            import pyarrow.dataset as ds
+
+            table = ds.dataset(previous, format="parquet").to_table(columns=["clip_id", VECTORS],
+                                                                    filter=pc.field("clip_id").isin(sorted(ids)))
+            return {row["clip_id"]: np.asarray(row[VECTORS], np.float64) for row in table.to_pylist()}
+
+        self.losers = embedding_duplicates(items, vectors, self.config.eps)
 
     def measure(self, rows: list[dict[str, Any]]) -> list[dict[str, float]]:
-        return [{"hamming_to_survivor": float(self.losers[r["clip_id"]][1]) if r["clip_id"] in self.losers
-                 else None} for r in rows]
+        return [{self.score_name: float(self.losers[r["clip_id"]][1]) if r["clip_id"] in self.losers else None}
+                for r in rows]
 
     def verdict(self, scores: dict[str, float], row: dict[str, Any]) -> str | None:
         found = self.losers.get(row["clip_id"])
-        return None if found is None else f"duplicate: of {found[0]} (Hamming distance {found[1]})"
+        if found is None:
+            return None
+        how = f"Hamming distance {int(found[1])}" if self.config.method == "dhash" else f"cosine distance {found[1]}"
+        return f"duplicate: of {found[0]} ({how})"
 
     def rule(self) -> str:
-        return (f"dhash of every stored frame within {self.config.max_distance} bits of a longer clip's (or of an "
-                "equal one's with a lower clip id): drop")
+        near = (f"dhash of every stored frame within {self.config.max_distance} bits" if self.config.method == "dhash"
+                else f"image embedding at cosine >= {1 - self.config.eps:g}")
+        return f"{near} of a longer clip's (or of an equal one's with a lower clip id): drop"
 
 
 @STAGES.register("dedup")
@@ -166,8 +262,8 @@ class DedupFilter(Stage):
     def bind(self, input_schema: pa.Schema) -> None:
         hashed, mark = self._passes
         mark.bind(input_schema)
-        hashed.output_schema = pa.schema([*mark.output_schema, pa.field(HASHES, pa.list_(pa.uint64()))],
-                                         metadata=input_schema.metadata)
+        hashed.output_schema = pa.schema([*mark.output_schema, pa.field(HASHES, pa.list_(pa.uint64())),
+                                          pa.field(VECTORS, pa.list_(pa.float32()))], metadata=input_schema.metadata)
         self.output_schema = mark.output_schema
 
     def stats(self, view: Any) -> dict[str, Any]:

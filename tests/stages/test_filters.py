@@ -212,3 +212,14 @@ def test_shard_crops_off_the_bars_blank_found(tmp_path, scene_video):
     with av.open(str(tmp_path / "clip.mp4")) as container:
         stream = container.streams.video[0]
         assert (stream.width, stream.height) == (320, 180)
+
+
+def test_dedup_by_embedding_reads_only_candidates_and_finds_the_copies(tmp_path):
+    distinct = [moving(k, speed=2 + k % 3) for k in range(8)]
+    copy = {**distinct[2], "clip_id": "w002_0000000_0000075", "video_id": "w002"}
+    stage = DedupFilter(DedupConfig(method="embedding", model="tiny:open_clip", pretrained=None, eps=0.001))
+    out = run_table(stage, table(distinct + [copy]), tmp_path).to_pylist()
+    dropped = io.read_parquet(next((tmp_path / "dedup" / "filtered").glob("*.parquet"))).to_pylist()
+    assert [(d["clip_id"], d["reason"].split(" (")[0]) for d in dropped] == [
+        ("w002_0000000_0000075", f"duplicate: of {distinct[2]['clip_id']}")]
+    assert len(out) == 8 and verdicts(out, "dedup")[distinct[0]["clip_id"]]["weights"] == "untrained"

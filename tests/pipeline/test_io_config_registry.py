@@ -71,3 +71,31 @@ def test_shipped_profiles_validate(profile):
 
     config = load_run_config(profile)
     assert config.caption.teachers and config.score.scorer.model
+
+
+def test_the_stages_list_is_checked_and_every_registered_stage_has_a_typed_section():
+    from stages.config import load_run_config
+
+    config = load_run_config(None, None, ["stages=[ingest, split, motion, caption, score, shard]",
+                                          "motion.min_motion=0.01"])
+    assert config.motion.min_motion == 0.01 and config.stages[2] == "motion"
+    with pytest.raises(ValueError, match="unknown stage 'blur'"):
+        load_run_config(None, None, ["stages=[ingest, split, blur]"])
+    with pytest.raises(ValueError, match="the first stage must read the input videos"):
+        load_run_config(None, None, ["stages=[split, caption]"])
+    with pytest.raises(ValueError, match="stages listed twice"):
+        load_run_config(None, None, ["stages=[ingest, split, motion, motion]"])
+    with pytest.raises(ValueError, match="extra_forbidden|Extra inputs"):
+        load_run_config(None, None, ["motion.min_moton=0.01"])
+
+
+def test_a_stage_after_one_that_lacks_its_columns_is_refused(tmp_path, scene_video):
+    from pipeline.failures import UserError
+    from stages.config import load_run_config
+    from stages.run import run_stages
+
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"path\n{scene_video[0]}\n")
+    config = load_run_config(None, None, ["stages=[ingest, motion]"], output=str(tmp_path / "o"), input=str(listing))
+    with pytest.raises(UserError, match="motion needs the columns .*clip_id.* which ingest's output lacks"):
+        run_stages(config)

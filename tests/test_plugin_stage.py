@@ -46,7 +46,7 @@ def test_a_filter_from_one_file_runs_in_the_pipeline_and_status_lists_it(tmp_pat
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "brightness_filter.py").write_text(PLUGIN)
     config = {**CONFIG, "plugins": ["brightness_filter"], "brightness": {"min_luma": 10.0},
-              "stages": ["ingest", "split", "brightness", "caption", "score", "shard"]}
+              "stages": ["ingest", "split", "brightness", "caption"]}
     config_path, listing = make_inputs(tmp_path, scene_video[0], config)
     env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'plugins'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     out = tmp_path / "out"
@@ -61,5 +61,5 @@ def test_a_filter_from_one_file_runs_in_the_pipeline_and_status_lists_it(tmp_pat
     assert [line.split()[0] for line in status.stdout.splitlines()] == config["stages"]
     from pipeline.executor import read_manifest
 
-    rows = read_manifest(out / "score").select(["filters"]).to_pylist()
+    rows = read_manifest(out / "caption").select(["filters"]).to_pylist()
     assert all([e["filter"] for e in r["filters"]] == ["brightness"] for r in rows)

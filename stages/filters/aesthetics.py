@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field
 
 from stages.catalog import STAGES
-from stages.filters.base import FilterConfig, FilterStage
+from stages.filters.base import FilterConfig, FilterStage, spread
 
 
 class AestheticsConfig(FilterConfig):
@@ -81,15 +81,8 @@ class AestheticsFilter(FilterStage):
     def measure(self, rows: list[dict[str, Any]]) -> list[dict[str, float]]:
         import torch
 
-        from stages.media import sample_frames
-
-        picked = []
-        for row in rows:
-            stored = row.get("frames") or []
-            picks = sorted(set(sample_frames(len(stored), min(self.config.frames, len(stored))))) if stored else []
-            picked.append([stored[i] for i in picks])
         out = []
-        for frames in picked:
+        for frames in (spread(row.get("frames") or [], self.config.frames) for row in rows):
             if not frames:
                 out.append({"aesthetic": None})
                 continue

@@ -37,6 +37,13 @@ def gray_frames(frames: list[bytes], width: int = 0):
     return out
 
 
+def spread(frames: list[bytes], count: int) -> list[bytes]:
+    """Up to `count` of a clip's stored frames, spread evenly over it (each at most once), in time order."""
+    from stages.media import sample_frames
+
+    return [frames[i] for i in sorted(set(sample_frames(len(frames), min(count, len(frames)))))] if frames else []
+
+
 class FilterStage(Stage):
     """Base of the filters: subclasses set `name`, `config_class`, `method`, and implement `measure`, `verdict`,
     `rule`."""

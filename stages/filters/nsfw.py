@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from stages.catalog import STAGES
-from stages.filters.base import FilterConfig, FilterStage
+from stages.filters.base import FilterConfig, FilterStage, spread
 
 EXPOSED = ("FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED", "MALE_GENITALIA_EXPOSED", "BUTTOCKS_EXPOSED",
            "ANUS_EXPOSED")
@@ -47,18 +47,16 @@ class NsfwFilter(FilterStage):
     def measure(self, rows: list[dict[str, Any]]) -> list[dict[str, float]]:
         import cv2
 
-        from stages.media import sample_frames
-
         out = []
         for row in rows:
-            stored = row.get("frames") or []
+            picked = spread(row.get("frames") or [], self.config.frames)
             best = 0.0
-            for i in sorted(set(sample_frames(len(stored), min(self.config.frames, len(stored))))) if stored else ():
-                image = cv2.imdecode(np.frombuffer(stored[i], np.uint8), cv2.IMREAD_COLOR)
+            for data in picked:
+                image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
                 for found in self.detector.detect(image):
                     if found["class"] in EXPOSED:
                         best = max(best, float(found["score"]))
-            out.append({"nsfw": round(best, 6) if stored else None})
+            out.append({"nsfw": round(best, 6) if picked else None})
         return out
 
     def verdict(self, scores: dict[str, float], row: dict[str, Any]) -> str | None:

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from stages.catalog import STAGES
-from stages.filters.base import FilterConfig, FilterStage
+from stages.filters.base import FilterConfig, FilterStage, spread
 
 
 class TextConfig(FilterConfig):
@@ -68,18 +68,15 @@ class TextFilter(FilterStage):
     def measure(self, rows: list[dict[str, Any]]) -> list[dict[str, float]]:
         import cv2
 
-        from stages.media import sample_frames
-
         out = []
         for row in rows:
-            stored = row.get("frames") or []
-            if not stored:
+            picked = spread(row.get("frames") or [], self.config.frames)
+            if not picked:
                 out.append({"text_area": None})
                 continue
-            picks = sorted(set(sample_frames(len(stored), min(self.config.frames, len(stored)))))
             areas, counts, corners = [], [], []
-            for i in picks:
-                image = cv2.imdecode(np.frombuffer(stored[i], np.uint8), cv2.IMREAD_COLOR)
+            for data in picked:
+                image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
                 h, w = image.shape[:2]
                 boxes = self.read(image)
                 mask = np.zeros((h, w), np.uint8)

@@ -105,17 +105,16 @@ class FilterStage(Stage):
         return pa.Table.from_pylist(kept, schema=self.output_schema)
 
     def _count(self, reason: str | None) -> None:
+        """The funnel: clips in, out, and by reason dropped (or, in tag mode, kept but failing the rule)."""
         funnel = self._funnel
         funnel["clips_in"] = funnel.get("clips_in", 0) + 1
-        if reason is None:
+        dropped = reason is not None and self.config.mode == "drop"
+        if not dropped:
             funnel["clips_out"] = funnel.get("clips_out", 0) + 1
-        elif self.config.mode == "drop":
-            dropped = funnel.setdefault("dropped", {})
-            dropped[reason.split(":")[0]] = dropped.get(reason.split(":")[0], 0) + 1
-        else:
-            funnel["clips_out"] = funnel.get("clips_out", 0) + 1
-            tagged = funnel.setdefault("tagged", {})
-            tagged[reason.split(":")[0]] = tagged.get(reason.split(":")[0], 0) + 1
+        if reason is not None:
+            by_reason = funnel.setdefault("dropped" if dropped else "tagged", {})
+            key = reason.split(":")[0]
+            by_reason[key] = by_reason.get(key, 0) + 1
 
     def side_tables(self, table: pa.Table) -> dict[str, pa.Table]:
         dropped, self._dropped = self._dropped, []

@@ -96,6 +96,11 @@ class HashPass(Stage):
                                                      pa.list_(pa.float32())))
 
 
+def survivor_key(item: tuple[str, tuple[int, ...], float]) -> tuple[float, str]:
+    """A group keeps its longest clip, then the lowest clip id: the same whatever the parts or the runner."""
+    return (-round(item[2], 6), item[0])
+
+
 def duplicates(items: list[tuple[str, tuple[int, ...], float]], bands: int,
                close: Callable[[str, str], bool], distance: Callable[[str, str], float]) -> dict[str, tuple[str, float]]:
     """{clip id: (its survivor, distance)} for every clip that is not its group's survivor. `items`: (clip id,
@@ -129,7 +134,7 @@ def duplicates(items: list[tuple[str, tuple[int, ...], float]], bands: int,
     for members in groups.values():
         if len(members) < 2:
             continue
-        survivor = min(members, key=lambda m: (-round(m[2], 6), m[0]))
+        survivor = min(members, key=survivor_key)
         for clip_id, _, _ in members:
             if clip_id != survivor[0]:
                 losers[clip_id] = (survivor[0], distance(clip_id, survivor[0]))
@@ -150,14 +155,14 @@ def hash_duplicates(items: list[tuple[str, tuple[int, ...], float]], max_distanc
     copies: dict[tuple[int, ...], list[tuple[str, tuple[int, ...], float]]] = {}
     for item in items:  # equal hashes are copies outright: only one of each joins the band search
         copies.setdefault(item[1], []).append(item)
-    heads = [max(group, key=lambda m: (round(m[2], 6), [-ord(c) for c in m[0]])) for group in copies.values()]
+    heads = [min(group, key=survivor_key) for group in copies.values()]
     losers = duplicates(heads, max_distance + 1, close, distance)
     groups: dict[str, list[tuple[str, tuple[int, ...], float]]] = {}
     for head, group in zip(heads, copies.values()):
         groups.setdefault(losers[head[0]][0] if head[0] in losers else head[0], []).extend(group)
     out = {}
     for members in groups.values():
-        survivor = min(members, key=lambda m: (-round(m[2], 6), m[0]))
+        survivor = min(members, key=survivor_key)
         out.update({m[0]: (survivor[0], distance(m[0], survivor[0])) for m in members if m[0] != survivor[0]})
     return out
 

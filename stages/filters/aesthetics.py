@@ -98,5 +98,9 @@ class AestheticsFilter(FilterStage):
             return None
         return f"low_aesthetics: {scores['aesthetic']:.2f} < {limit}"
 
+    def limits(self) -> dict[str, dict[str, float]]:
+        limit = self.config.min_score
+        return {"aesthetic": {"min": limit}} if limit is not None else {}
+
     def rule(self) -> str:
         return f"drop if the mean aesthetic score of {self.config.frames} frames < {self.config.min_score}"

@@ -80,6 +80,11 @@ class FilterStage(Stage):
     def rule(self) -> str:
         raise NotImplementedError
 
+    def limits(self) -> dict[str, dict[str, float]]:
+        """The rule's numbers per score (`{"motion": {"min": 0.003}}`): what the report draws on each histogram and
+        ranks the dropped clips by (nearest first)."""
+        return {}
+
     def process_batch(self, batch: pa.Table) -> pa.Table:
         self.ensure_setup()
         rows = batch.to_pylist()
@@ -138,6 +143,7 @@ class FilterStage(Stage):
                 for score in scores:
                     values.setdefault(score["name"], []).append(score["value"])
         return {"filter": {"method": self.method, "mode": self.config.mode, "rule": self.rule(),
+                           "limits": self.limits(),
                            "scores": {name: distribution(v) for name, v in sorted(values.items())}}}
 
 

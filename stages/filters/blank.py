@@ -85,6 +85,11 @@ class BlankFilter(FilterStage):
             return f"frozen: {scores['frozen_fraction']:.2f} of the frame pairs are the same picture"
         return None
 
+    def limits(self) -> dict[str, dict[str, float]]:
+        cfg = self.config
+        return {name: {"max": value} for name, value in (("black_fraction", cfg.max_black),
+                                                         ("frozen_fraction", cfg.max_frozen)) if value is not None}
+
     def rule(self) -> str:
         cfg = self.config
         return (f"drop if black_fraction > {cfg.max_black} (mean luma < {cfg.black_luma}) or frozen_fraction >= "

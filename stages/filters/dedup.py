@@ -242,6 +242,11 @@ class DedupPass(FilterStage):
         how = f"Hamming distance {int(found[1])}" if self.config.method == "dhash" else f"cosine distance {found[1]}"
         return f"duplicate: of {found[0]} ({how})"
 
+    def limits(self) -> dict[str, dict[str, float]]:
+        """A duplicate's distance to its survivor is at most this: the nearest to it are the least sure pairs."""
+        limit = self.config.max_distance if self.config.method == "dhash" else self.config.eps
+        return {self.score_name: {"max": float(limit)}}
+
     def rule(self) -> str:
         near = (f"dhash of every stored frame within {self.config.max_distance} bits" if self.config.method == "dhash"
                 else f"image embedding at cosine >= {1 - self.config.eps:g}")

@@ -66,6 +66,10 @@ class MotionFilter(FilterStage):
             return f"shaking: motion {motion:.5f} > {cfg.max_motion}"
         return None
 
+    def limits(self) -> dict[str, dict[str, float]]:
+        bounds = {"min": self.config.min_motion, "max": self.config.max_motion}
+        return {"motion": {k: v for k, v in bounds.items() if v is not None}}
+
     def rule(self) -> str:
         parts = [f"motion < {self.config.min_motion}" if self.config.min_motion is not None else "",
                  f"motion > {self.config.max_motion}" if self.config.max_motion is not None else ""]

@@ -64,5 +64,8 @@ class NsfwFilter(FilterStage):
             return None
         return f"nsfw: exposed-body detection at {scores['nsfw']:.2f} (>= {self.config.max_nsfw})"
 
+    def limits(self) -> dict[str, dict[str, float]]:
+        return {"nsfw": {"max": self.config.max_nsfw}}
+
     def rule(self) -> str:
         return f"drop if an exposed-body class ({', '.join(EXPOSED)}) is detected at >= {self.config.max_nsfw}"

@@ -96,6 +96,10 @@ class TextFilter(FilterStage):
             return None
         return f"text: covers {scores['text_area']:.3f} of the frame (> {limit})"
 
+    def limits(self) -> dict[str, dict[str, float]]:
+        limit = self.config.max_text_area
+        return {"text_area": {"max": limit}} if limit is not None else {}
+
     def rule(self) -> str:
         return (f"drop if text (confidence >= {self.config.min_confidence}) covers more than "
                 f"{self.config.max_text_area} of the frame; corner text recorded")

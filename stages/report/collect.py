@@ -1,0 +1,128 @@
+"""The run's numbers for the report: the funnel from the stages' stats, and the few distributions that stats do not
+hold (clip durations, shots per video), each streamed one part at a time from a column or two."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+
+from stages.report.runinfo import RunInfo, good_rows, new_errors, side_rows
+
+STEP_LABELS = {"ingest": "videos", "split": "clips", "caption": "captioned", "score": "scored", "shard": "sharded"}
+
+
+def funnel(run: RunInfo) -> list[dict[str, Any]]:
+    """One step per finished stage (plus inputs and detector shots): what came out, what each stage found wrong
+    by reason, and what the filters dropped (or, in tag mode, would drop) by reason."""
+    steps: list[dict[str, Any]] = []
+    for stage in run.stages:
+        stats = run.stats[stage]
+        if stage == run.stages[0] and stats.get("rows_in") is not None:
+            steps.append(step("inputs", "input", stats["rows_in"], note="entries the input named or held"))
+        if stage == "split" and run.has("split"):
+            steps.append(step("shots", stage, side_rows(run, "split", "shots"), note="raw detector shots"))
+        count = stats.get("samples", stats.get("rows_out", 0)) if run.kind(stage) == "shard_index" \
+            else good_rows(stats)
+        funnel_stats = stats.get("funnel") or {}
+        steps.append(step(STEP_LABELS.get(stage, stage), stage, count, errors=new_errors(stage, stats),
+                          dropped=funnel_stats.get("dropped") or {}, tagged=funnel_stats.get("tagged") or {},
+                          note=(stats.get("filter") or {}).get("rule", ""), seconds=stats.get("seconds")))
+    top = max((s["count"] for s in steps), default=0) or 1
+    for s in steps:
+        s["share"] = round(100.0 * s["count"] / top, 1)
+    return steps
+
+
+def step(label: str, stage: str, count: int, *, errors: dict[str, int] | None = None,
+         dropped: dict[str, int] | None = None, tagged: dict[str, int] | None = None, note: str = "",
+         seconds: float | None = None) -> dict[str, Any]:
+    return {"label": label, "stage": stage, "count": int(count), "errors": dict(sorted((errors or {}).items())),
+            "dropped": dict(sorted((dropped or {}).items())), "tagged": dict(sorted((tagged or {}).items())),
+            "note": note, "seconds": seconds}
+
+
+def errors_by_stage(run: RunInfo) -> list[dict[str, Any]]:
+    """Every stage's own errors by reason, with counts: the whole run's, from stats alone."""
+    rows = []
+    for stage in run.stages:
+        for reason, count in new_errors(stage, run.stats[stage]).items():
+            rows.append({"stage": stage, "reason": reason, "count": count})
+    return rows
+
+
+def error_rows(run: RunInfo, limit: int) -> list[dict[str, Any]]:
+    """The first `limit` inputs that produced nothing, with their error: shard's error list when the run was
+    sharded (every input that gave no sample), else the error rows of the last stage."""
+    if limit <= 0:
+        return []
+    last = run.stages[-1]
+    side = "errors" if run.kind(last) == "shard_index" else None
+    found: list[dict[str, Any]] = []
+    for _, table in run.parts(last, ["path", "clip_id", "error"], side=side):
+        if "error" not in table.column_names:
+            continue
+        errors = table.filter(pc.is_valid(table.column("error")))
+        found.extend(errors.slice(0, limit - len(found)).to_pylist())
+        if len(found) >= limit:
+            break
+    return found
+
+
+def durations(run: RunInfo, stage: str | None) -> np.ndarray:
+    """Every good clip's length in seconds: one float per clip, the only per-clip data the report holds whole."""
+    chunks = [np.zeros(0, np.float32)]
+    for _, table in run.parts(stage, ["start_s", "end_s", "error"]) if stage else []:
+        good = table.filter(pc.is_null(table.column("error"))) if "error" in table.column_names else table
+        chunks.append((good.column("end_s").to_numpy(zero_copy_only=False)
+                       - good.column("start_s").to_numpy(zero_copy_only=False)).astype(np.float32))
+    return np.concatenate(chunks)
+
+
+def shots_per_video(run: RunInfo) -> dict[int, int]:
+    """{shots: videos with that many}; split writes each video's shots in one part, so counting per part is
+    exact and never holds more than a part's video ids."""
+    videos: Counter = Counter()
+    for _, table in run.parts("split", ["video_id"], side="shots"):
+        counts = pc.value_counts(table.column("video_id"))
+        videos.update(counts.field("counts").to_pylist())
+    return dict(sorted(videos.items()))
+
+
+def teacher_table(run: RunInfo) -> list[dict[str, Any]]:
+    """Per teacher: candidates by status, win rate, mean score, generation seconds (caption's and score's stats)."""
+    caption, score = run.stats.get("caption", {}), run.stats.get("score", {})
+    win, hist = score.get("win_rate") or {}, score.get("score_histograms") or {}
+    seconds = caption.get("teacher_seconds") or {}
+    rows = []
+    for teacher, statuses in (caption.get("teachers") or {}).items():
+        rows.append({"teacher": teacher, "ok": statuses.get("ok", 0), "rejected": statuses.get("rejected", 0),
+                     "error": statuses.get("error", 0), "win_rate": win.get(teacher),
+                     "mean_score": (hist.get(teacher) or {}).get("mean"), "seconds": seconds.get(teacher)})
+    return rows
+
+
+def thresholds(run: RunInfo) -> list[dict[str, str]]:
+    """The rules that decided what was kept: split's limits, each filter's rule, score's run-wide cuts."""
+    rows = []
+    split = run.section("split")
+    if run.has("split"):
+        stitch = split.get("stitch") or {}
+        rows.append({"stage": "split", "rule": f"detector {split.get('detector')} "
+                     f"{split.get('detector_params') or ''}".strip()})
+        rows.append({"stage": "split", "rule": f"clips {split.get('min_clip_s')}-{split.get('max_clip_s')} s; forced "
+                     f"cut above {split.get('forced_cut_above_s')} s every {split.get('forced_cut_every_s')} s"})
+        if stitch.get("enabled", True):
+            rows.append({"stage": "split", "rule": ", ".join(
+                f"{k} {stitch.get(k)}" for k in ("transition_l2", "still_l2", "merge_l2", "redundant_l2"))
+                + f" ({(stitch.get('embedder') or {}).get('kind', '')} embedder)"})
+    for name in run.filters:
+        spec = run.stats[name]["filter"]
+        rows.append({"stage": name, "rule": f"{spec.get('rule', '')} (mode {spec.get('mode', '')})"})
+    score = run.section("score")
+    if run.has("score"):
+        rows.append({"stage": "score", "rule": f"min_score {score.get('min_score')}, keep_top_fraction "
+                     f"{score.get('keep_top_fraction')}"})
+    return rows

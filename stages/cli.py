@@ -39,9 +39,12 @@ def run(
                                                                 "e.g. split,caption"),
     verbose: bool = VerboseOpt,
     wait: bool = WaitOpt,
+    no_report: bool = typer.Option(False, "--no-report", help="do not write <output>/report/ at the end"),
 ) -> None:
-    """Run the config's stages (or --stages of them) from one config: `vlcurate run --profile demo`."""
+    """Run the config's stages (or --stages of them) from one config: `vlcurate run --profile demo`. After the
+    last stage it writes the dataset card (shard/README.md) and the report (report/index.html)."""
     names = tuple(s.strip() for s in stages.split(",") if s.strip()) if stages else None
+    overrides = [*(overrides or []), "report.enabled=false"] if no_report else overrides
     run_command(names, profile=profile, config=config, overrides=overrides, output=output, input_=input_,
                 executor=executor, ray_address=ray_address, overwrite=overwrite, verbose=verbose, wait=wait)
 
@@ -65,6 +68,38 @@ def status(
         return
     for entry in states:
         typer.echo(f"{entry['stage']:<8} {describe(entry)}")
+
+
+@app.command("report")
+def report_command(
+    output: str = typer.Option(..., "--output", "-o", help="the run's output folder"),
+    gallery_clips: Optional[int] = typer.Option(None, "--gallery-clips", help="clips in the gallery (a seeded "
+                                                                              "sample beyond this; default 480)"),
+    page_clips: Optional[int] = typer.Option(None, "--page-clips", help="clips per page (default 48)"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="seed of the gallery's sample"),
+    verbose: bool = VerboseOpt,
+    wait: bool = WaitOpt,
+) -> None:
+    """Write <output>/report/index.html from a finished run (and shard/README.md, the dataset card, if it was
+    sharded): funnel, plots, a clip gallery with every candidate, filter galleries, timelines, errors."""
+    import json
+
+    from pipeline.lock import output_lock
+    from stages.cli_common import fail, setup_logging
+    from stages.report import ReportConfig, write_card, write_report
+
+    setup_logging(verbose)
+    try:
+        saved = Path(output) / "run_config.json"
+        base = (json.loads(saved.read_text()).get("report") or {}) if saved.exists() else {}
+        given = {"gallery_clips": gallery_clips, "page_clips": page_clips, "seed": seed}
+        config = ReportConfig.model_validate({**base, **{k: v for k, v in given.items() if v is not None}})
+        with output_lock(output, wait=wait):
+            if (Path(output) / "shard" / "_SUCCESS").exists():
+                typer.echo(f"dataset card: {write_card(output)}")
+            typer.echo(f"report: {write_report(output, config)}")
+    except Exception as exc:
+        raise fail(exc, output, verbose) from None
 
 
 @app.command()

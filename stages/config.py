@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from pipeline.config import load_config_data
 from stages.catalog import DEFAULT_PIPELINE, STAGES, load
+from stages.report import ReportConfig
 
 
 class RunConfig(BaseModel):
@@ -26,6 +27,8 @@ class RunConfig(BaseModel):
     stages: list[str] = Field(default_factory=lambda: list(DEFAULT_PIPELINE),
                               description="the pipeline, in order: each stage reads the output of the one before it")
     plugins: list[str] = Field(default_factory=list, description="modules to import that register more stages")
+    report: ReportConfig = Field(default_factory=ReportConfig, description="the HTML report written when the run "
+                                                                           "ends (<output>/report/index.html)")
 
     @model_validator(mode="after")
     def _check_stages(self) -> "RunConfig":

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
+import logging
+
 import pyarrow.parquet as pq
 
 from pipeline import io, parts
@@ -18,6 +20,7 @@ from stages.catalog import STAGES
 from stages.config import RunConfig
 from stages.ingest import discover
 
+log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INPUT_LIST = "_input/videos.parquet"  # the first stage's input: the discovered paths, under the run's output folder
 
@@ -92,4 +95,22 @@ def _run_locked(config: RunConfig, names: list[str], runner: Runner | None) -> d
                                       overwrite=redo, run_config=dump)
     finally:
         runner.close()
+    if names and names[-1] == config.stages[-1]:
+        write_summaries(config)
     return results
+
+
+def write_summaries(config: RunConfig) -> None:
+    """After the run's last stage: the dataset card beside the shards, and the HTML report (`report.enabled`).
+    The dataset is whole by then, so a report that cannot be written warns instead of failing the run."""
+    from stages.report import write_card, write_report
+
+    output = Path(config.output)
+    try:
+        if io.is_done(output / "shard"):
+            write_card(output)
+        if config.report.enabled:
+            write_report(output, config.report)
+    except Exception as exc:  # noqa: BLE001 - the run's data is done; say why and how to retry
+        log.warning("the report could not be written (%s: %s); `vlcurate report -o %s` retries it",
+                    type(exc).__name__, exc, output)

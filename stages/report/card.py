@@ -25,14 +25,20 @@ def size_category(samples: int) -> str:
     return next((label for bound, label in SIZES if samples < bound), "n>1T")
 
 
-def front_matter(run: RunInfo, samples: int) -> str:
+def front_matter(run: RunInfo, totals: dict[str, Any]) -> str:
+    """The card's YAML. `dataset_info` gives the split's size in samples and bytes: `datasets` checks the count, and
+    hashes it into its cache key, which is otherwise the same for every folder called `shard` with this card."""
     prefix = run.section("shard").get("prefix") or "shard"
     meta: dict[str, Any] = {
         "pretty_name": f"vlcurate dataset ({Path(run.config.get('output') or run.output).name})",
         "task_categories": ["text-to-video", "video-text-to-text"],
-        "size_categories": [size_category(samples)],
+        "size_categories": [size_category(totals["samples"])],
         "tags": ["video", "video-text", "webdataset", "vlcurate"],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": f"{prefix}-*.tar"}]}],
+        "dataset_info": {"config_name": "default",
+                         "splits": [{"name": "train", "num_bytes": totals["tar_bytes"],
+                                     "num_examples": totals["samples"]}],
+                         "download_size": totals["tar_bytes"], "dataset_size": totals["tar_bytes"]},
     }
     return "---\n" + LICENSE_NOTE + "\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
 
@@ -46,7 +52,8 @@ def shard_totals(run: RunInfo) -> dict[str, Any]:
         if table.num_rows:
             seconds += float(pc.sum(pc.subtract(table.column("end_s"), table.column("start_s"))).as_py() or 0.0)
     stats = run.stats.get("shard", {})
-    return {"samples": samples, "tars": sorted(tars), "hours": round(seconds / 3600, 3),
+    tar_bytes = sum((run.folder("shard") / name).stat().st_size for name in tars)
+    return {"samples": samples, "tars": sorted(tars), "hours": round(seconds / 3600, 3), "tar_bytes": tar_bytes,
             "mp4_bytes": stats.get("mp4_bytes"), "encodings": stats.get("clips_by_encoding") or {}}
 
 
@@ -66,5 +73,5 @@ def write_card(output: str | Path) -> Path:
         teachers=collect.teacher_table(run), packages=provenance.package_versions(),
         prefix=run.section("shard").get("prefix") or "shard")
     path = run.folder("shard") / CARD
-    io.atomic_write_bytes(path, (front_matter(run, totals["samples"]) + body).encode())
+    io.atomic_write_bytes(path, (front_matter(run, totals) + body).encode())
     return path

@@ -84,6 +84,44 @@ def test_smollm2_writes_its_own_sentence_for_each_clip(demo_local):
     assert len(set(texts)) > len(texts) / 2, texts
 
 
+def test_demo_report_shows_every_clip_with_its_frames_and_all_its_candidates(demo_local):
+    from tests.stages.test_report import parse
+
+    index = demo_local / "report" / "index.html"
+    page = parse(index)
+    html = index.read_text()
+    assert all((index.parent / src).is_file() for src in page.images)
+    for name in ("durations", "scores", "win_rates", "shots_per_video"):
+        assert f"plots/{name}.png" in page.images
+    assert 'id="funnel"' in html
+    for row in read_manifest(demo_local / "score").to_pylist():
+        assert row["clip_id"] in page.ids and f"frames/{row['clip_id']}.jpg" in page.images
+        for cand in row["candidates"]:
+            assert (f"{cand['score']:.4g}" if cand["score"] is not None else f"{cand['status']}: {cand['reason']}") \
+                in html, cand
+
+
+def test_demo_shards_load_in_webdataset_datasets_duckdb_and_the_loader(demo_local):
+    import duckdb
+    import torch
+    from huggingface_hub import DatasetCard
+
+    from stages.shard.loader import clip_dataset
+
+    datasets = pytest.importorskip("datasets")
+    shard = demo_local / "shard"
+    index = {r["key"]: r for r in read_manifest(shard).to_pylist()}
+    card = DatasetCard.load(shard / "README.md").data.to_dict()
+    pattern = card["configs"][0]["data_files"][0]["path"]
+    tars = sorted(str(p) for p in shard.glob(pattern))
+    loaded = datasets.load_dataset("webdataset", data_files={"train": tars}, split="train")
+    assert sorted(loaded["__key__"]) == sorted(index)
+    assert duckdb.sql(f"select count(*) from read_parquet('{shard}/*.parquet')").fetchall() == [(len(index),)]
+    loader = torch.utils.data.DataLoader(clip_dataset(tars, num_frames=None), batch_size=None, num_workers=2)
+    counts = {s["key"]: (s["video"].shape[0], s["meta"]["frame_count"]) for s in loader}
+    assert counts == {k: (r["frame_count"], r["frame_count"]) for k, r in index.items()}
+
+
 @pytest.mark.ray
 def test_ray_gives_identical_outputs(demo_local, tmp_path, ray_runner):
     out = tmp_path / "demo-ray"
@@ -99,3 +137,9 @@ def test_ray_gives_identical_outputs(demo_local, tmp_path, ray_runner):
                            if p.suffix in (".parquet", ".tar") and not p.name.startswith("."))
     for name in files:
         assert (demo_local / name).read_bytes() == (out / name).read_bytes(), name
+    # the dataset card says the same on both (no timings in it), and Ray Data reads the shards
+    assert (demo_local / "shard" / "README.md").read_text() == (out / "shard" / "README.md").read_text()
+    import ray
+
+    tars = sorted(str(p) for p in (out / "shard").glob("*.tar"))
+    assert ray.data.read_webdataset(tars).count() == read_manifest(out / "shard").num_rows

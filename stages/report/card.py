@@ -30,7 +30,7 @@ def front_matter(run: RunInfo, totals: dict[str, Any]) -> str:
     hashes it into its cache key, which is otherwise the same for every folder called `shard` with this card."""
     prefix = run.section("shard").get("prefix") or "shard"
     meta: dict[str, Any] = {
-        "pretty_name": f"vlcurate dataset ({Path(run.config.get('output') or run.output).name})",
+        "pretty_name": f"{totals['samples']} captioned video clips (vlcurate)",
         "task_categories": ["text-to-video", "video-text-to-text"],
         "size_categories": [size_category(totals["samples"])],
         "tags": ["video", "video-text", "webdataset", "vlcurate"],

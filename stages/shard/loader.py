@@ -129,19 +129,20 @@ class DecodeClip:
 
 def clip_dataset(urls: str | Iterable[str], *, num_frames: int | None = 8, fps: float | None = None,
                  size: int | tuple[int, int] | None = None, crop: int | tuple[int, int] | None = None,
-                 shuffle: int = 0, shard_shuffle: bool | int = False, seed: int = 0, decoder: Decoder = "auto",
+                 shuffle: int = 0, shard_shuffle: int = 0, seed: int = 0, decoder: Decoder = "auto",
                  threads: int = 1, layout: Literal["TCHW", "THWC"] = "TCHW", resampled: bool = False):
     """A `webdataset.WebDataset` of decoded clips: `video` (uint8, T x C x H x W), `text` (the chosen caption),
     `meta` (the sample's JSON: span, every candidate and score), `key`, `frame_indices`, `frame_count`.
 
-    `shard_shuffle` shuffles the tar order (seeded), `shuffle` keeps a buffer of that many samples to shuffle in;
+    `shard_shuffle` shuffles the tar order in a buffer of that many tars, `shuffle` the samples in a buffer of that
+    many (both seeded: the same order for the same seed);
     shards are split across nodes (torch.distributed) and `DataLoader` workers. A worker left without a shard
     (more workers than tars) yields nothing instead of failing. `resampled` draws shards with replacement, for
     endless epochs."""
     import webdataset as wds
 
     urls = [urls] if isinstance(urls, str) else list(urls)
-    data = wds.WebDataset(urls, shardshuffle=shard_shuffle if shard_shuffle else False, detshuffle=True, seed=seed,
+    data = wds.WebDataset(urls, shardshuffle=shard_shuffle or False, detshuffle=True, seed=seed,
                           nodesplitter=wds.split_by_node, workersplitter=wds.split_by_worker, resampled=resampled,
                           empty_check=False)
     if shuffle:

@@ -34,8 +34,8 @@ faults: $(STAMP)
 clean:
 	rm -rf out .pytest_cache
 
-.PHONY: bench bench-split bench-score bench-caption bench-scale bench-filters
-bench: bench-split bench-caption bench-score bench-scale bench-filters
+.PHONY: bench bench-split bench-score bench-caption bench-scale bench-filters bench-report
+bench: bench-split bench-caption bench-score bench-scale bench-filters bench-report
 
 # Writes bench/split.json; SPLIT_ARGS="--long-seconds 600" for a shorter peak-RSS video than the default hour.
 SPLIT_ARGS ?=
@@ -43,6 +43,7 @@ SCORE_ARGS ?=
 CAPTION_ARGS ?=
 SCALE_ARGS ?=
 FILTERS_ARGS ?=
+REPORT_ARGS ?=
 bench-split: $(STAMP)
 	$(BIN)/python -m bench.split_bench $(SPLIT_ARGS)
 
@@ -63,3 +64,8 @@ bench-scale: $(STAMP)
 # videos (Big Buck Bunny at 720p and 360p, looped to 120 s each).
 bench-filters: $(STAMP)
 	$(BIN)/python -m bench.filters_bench $(FILTERS_ARGS)
+
+# Writes bench/report.json: the report of runs of 1k and 50k real clips (replicated split, then motion, caption and
+# score), in a child process each: wall time and peak RSS (targets at 50k: under a minute, under 2 GB).
+bench-report: $(STAMP)
+	$(BIN)/python -m bench.report_bench $(REPORT_ARGS)

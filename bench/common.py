@@ -96,6 +96,18 @@ def ffmpeg_on_path() -> dict[str, str]:
     return env
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak RSS in MB: VmHWM, not getrusage, since Linux carries ru_maxrss across fork+exec (a
+    child of a large parent would report the parent's peak)."""
+    import re
+    import resource
+
+    try:
+        return round(int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) / 1024, 1)
+    except (OSError, AttributeError):
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def write_result(name: str, result: dict[str, Any]) -> Path:
     out = ROOT / "bench" / f"{name}.json"
     result = {"benchmark": name, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from bench.common import WORK, ffmpeg, write_result
+from bench.common import WORK, ffmpeg, peak_rss_mb, write_result
 from manifests import CLIPS, with_frames
 
 STAGES = ("caption", "score")
@@ -112,7 +111,7 @@ def child(run: Path, executor: str) -> dict[str, Any]:
     results = {"caption": min(rounds, key=lambda r: r["seconds"]),
                **run_stages(config, STAGES[1:], runner=runner)}
     results["caption"]["rounds_s"] = [r["seconds"] for r in rounds]
-    return {"driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    return {"driver_peak_rss_mb": peak_rss_mb(),
             "wall_s": round(time.perf_counter() - began, 3), "session": session,
             "stages": {name: {k: results[name].get(k) for k in ("seconds", "rows_out", "parts", "worker_peak_rss_mb",
                                                                  "nodes", "rounds_s") if k in results[name]}

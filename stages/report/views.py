@@ -45,15 +45,18 @@ def fmt(value: Any) -> str:
 def timeline_videos(run: RunInfo, limit: int) -> list[dict[str, Any]]:
     """The `limit` good source videos with the lowest ids (ids are content hashes: a uniform sample)."""
     heap: list[tuple[str, dict[str, Any]]] = []
+    members: set[str] = set()  # a run without ingest's folder lists videos once per clip
     for _, table in run.parts(run.stages[0], ["video_id", "path", "title", "duration_s", "error"]):
         for row in table.to_pylist():
-            if row.get("error") or not row.get("video_id"):
+            if row.get("error") or not row.get("video_id") or row["video_id"] in members:
                 continue
             item = (_neg(row["video_id"]), row)
             if len(heap) < limit:
                 heapq.heappush(heap, item)
+                members.add(row["video_id"])
             elif item[0] > heap[0][0]:
-                heapq.heapreplace(heap, item)
+                members.discard(heapq.heapreplace(heap, item)[1]["video_id"])
+                members.add(row["video_id"])
     return sorted((row for _, row in heap), key=lambda r: r["video_id"])
 
 

@@ -85,7 +85,7 @@ def test_smollm2_writes_its_own_sentence_for_each_clip(demo_local):
 
 
 def test_demo_report_shows_every_clip_with_its_frames_and_all_its_candidates(demo_local):
-    from tests.stages.test_report import parse
+    from tests.stages.test_report import assert_drawn, chromium, parse, screenshot
 
     index = demo_local / "report" / "index.html"
     page = parse(index)
@@ -94,6 +94,10 @@ def test_demo_report_shows_every_clip_with_its_frames_and_all_its_candidates(dem
     for name in ("durations", "scores", "win_rates", "shots_per_video"):
         assert f"plots/{name}.png" in page.images
     assert 'id="funnel"' in html
+    if chromium() is not None:  # what a browser shows: drawn, and no errors logged
+        pixels, console = screenshot(index, demo_local / "screenshot")
+        assert not console, console
+        assert_drawn(pixels)
     for row in read_manifest(demo_local / "score").to_pylist():
         assert row["clip_id"] in page.ids and f"frames/{row['clip_id']}.jpg" in page.images
         for cand in row["candidates"]:

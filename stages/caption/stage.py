@@ -12,6 +12,7 @@ import logging
 import time
 import traceback
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -53,16 +54,27 @@ def _cues(path: str):
     return read_subtitles(path)
 
 
-def clip_input(row: dict[str, Any], subtitles_too: bool = True) -> ClipInput:
+def subtitles_file(path: str, root: str | None) -> str:
+    """Where a clip's subtitles lie: a given file (`pkg:` or a path), or the asr stage's transcript, whose path is
+    relative to the run's output folder (`run:asr/transcripts/...`), so manifests do not name the folder."""
+    if path.startswith("run:"):
+        if root is None:
+            raise ValueError(f"{path} is relative to a run's output folder, and none was given")
+        return str(Path(root) / path[4:])
+    return models.local_path(path)
+
+
+def clip_input(row: dict[str, Any], subtitles_too: bool = True, root: str | None = None) -> ClipInput:
     """What a teacher sees of a clip; the subtitle file is read only for teachers that read subtitles, so one that
     cannot be parsed costs only their candidates (SubtitleError)."""
     subtitles, transcript = None, []
     if row.get("subtitles_path") and subtitles_too:
-        transcript = _cues(models.local_path(row["subtitles_path"]))
+        transcript = _cues(subtitles_file(row["subtitles_path"], root))
         subtitles = cues_text(slice_cues(transcript, row["start_s"], row["end_s"])) or None
     return ClipInput(clip_id=row["clip_id"], frames=list(row.get("frames") or []), title=row.get("title"),
                      description=row.get("description"), subtitles=subtitles, start_s=row["start_s"],
-                     end_s=row["end_s"], transcript=transcript, transcript_key=row.get("subtitles_path"))
+                     end_s=row["end_s"], transcript=transcript, transcript_key=row.get("subtitles_path"),
+                     transcript_note=row.get("transcript_note"))
 
 
 def candidate_identity(candidate: dict[str, Any]) -> tuple[str, str, str]:
@@ -96,6 +108,7 @@ class TeacherPass(Stage):
         self.kept = 0
         self.seconds = 0.0  # generation time over the task, reported with its record
         self._loaded = False
+        self.root: str | None = None  # the run's output folder, which ASR transcripts' paths are relative to
 
     @property
     def label(self) -> str:
@@ -121,7 +134,7 @@ class TeacherPass(Stage):
         t = self.teacher
         return {"teacher": t.config.name, "kind": t.kind, "model": t.model_name, "weights": t.weights,
                 "inputs": t.inputs, "prompt_hash": t.prompt_hash, "text": text, "status": status, "reason": reason,
-                "score": None, "text_truncated": None}
+                "score": None, "text_truncated": None, "subtitles_from": None}
 
     def _finish(self, clip: ClipInput, raw: str) -> dict[str, Any]:
         text = clean_caption(raw, self.teacher.config.prompt)
@@ -139,7 +152,9 @@ class TeacherPass(Stage):
             if teacher.usable(clip):
                 todo.append(i)
             else:
-                out[i] = self._candidate(None, "rejected", "no_input: " + ",".join(teacher.missing_inputs(clip)))
+                missing = teacher.missing_inputs(clip)
+                why = f" ({clip.transcript_note})" if "subtitles" in missing and clip.transcript_note else ""
+                out[i] = self._candidate(None, "rejected", "no_input: " + ",".join(missing) + why)
         size = teacher.config.batch_size
         began = time.perf_counter()
         for start in range(0, len(todo), size):
@@ -186,18 +201,23 @@ class TeacherPass(Stage):
             else:
                 todo.append(i)
         if todo:
-            needed = ["clip_id", "start_s", "end_s", "title", "description", "subtitles_path"]
+            needed = ["clip_id", "start_s", "end_s", "title", "description", "subtitles_path", "subtitles_source",
+                      "transcript_note"]
             if "frames" in self.teacher.inputs:
                 needed.append("frames")
-            rows = batch.select(needed).take(pa.array(todo)).to_pylist()
+            rows = batch.select([c for c in needed if c in batch.column_names]).take(pa.array(todo)).to_pylist()
             clips, computed = [], []
             reads_subtitles = "subtitles" in self.teacher.inputs
+            sources: dict[int, str | None] = {}
             for i, row in zip(todo, rows):
+                if reads_subtitles and row.get("subtitles_path"):
+                    sources[i] = row.get("subtitles_source") or "file"
                 try:
-                    clips.append(clip_input(row, reads_subtitles))
+                    clips.append(clip_input(row, reads_subtitles, self.root))
                     computed.append(i)
                 except SubtitleError as exc:  # the sidecar's fault, for this teacher's candidate only
-                    candidates[i].append(self._candidate(None, "rejected", f"bad_subtitles: {exc}"))
+                    candidates[i].append({**self._candidate(None, "rejected", f"bad_subtitles: {exc}"),
+                                          "subtitles_from": sources.get(i)})
                 except Exception as exc:
                     if failures.is_machine_failure(exc):
                         raise
@@ -205,12 +225,13 @@ class TeacherPass(Stage):
             if clips:
                 self.load()
             for i, candidate in zip(computed, self.run_teacher(clips)):
-                candidates[i].append(candidate)
+                candidates[i].append({**candidate, "subtitles_from": sources.get(i)})
         batch = _set_column(batch, "candidates", candidates, CANDIDATES)
         return _set_column(batch, "error", errors, pa.string())
 
 
     def process_part(self, table: pa.Table, task: dict[str, Any]) -> pa.Table:
+        self.root = task.get("root")
         out = super().process_part(table, task)
         return self.stage.complete(out) if self.last else out
 

@@ -24,7 +24,7 @@ class RunInfo:
     config: dict[str, Any]
     stages: list[str]                              # the stages that finished, in pipeline order
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
-    schemas: dict[str, str] = field(default_factory=dict)  # stage -> "clips/4"
+    schemas: dict[str, str] = field(default_factory=dict)  # stage -> "clips/5"
 
     def folder(self, stage: str) -> Path:
         return self.output / stage

@@ -265,6 +265,8 @@ class SplitStage(RowStage):
                 "frame_indices": chosen,
                 "frames": [sampled[i] for i in chosen],
                 "frames_digest": frames_digest([sampled[i] for i in chosen]),
+                "subtitles_source": "file" if row.get("subtitles_path") else None,
+                "transcript_note": None,
                 "error": None,
             })
         self._write_shots(row, spans, times, end_time, clips, dropped)

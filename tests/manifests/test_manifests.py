@@ -10,7 +10,7 @@ from manifests.base import Manifest
 def test_each_manifest_keeps_the_previous_columns():
     for earlier, later in [(VIDEOS, CLIPS), (CLIPS, CAPTIONS), (CAPTIONS, SCORED)]:
         assert set(earlier.schema.names) <= set(later.schema.names)
-    assert CLIPS.schema.metadata[b"vlcurate.schema"] == b"clips/4"
+    assert CLIPS.schema.metadata[b"vlcurate.schema"] == b"clips/5"
     assert "frames" not in CLIPS.schema.names and {"frames_file", "frames_row"} <= set(CLIPS.schema.names)
 
 
@@ -35,6 +35,6 @@ def test_a_stage_folder_of_another_schema_version_is_refused(tmp_path):
     from pipeline.executor import write_stage
 
     write_stage(tmp_path / "split", tmp_path, Manifest("clips", 1, CLIPS.fields).schema.empty_table(), {})
-    with pytest.raises(ValueError, match="clips/1, this version of vlcurate reads clips/4"):
+    with pytest.raises(ValueError, match="clips/1, this version of vlcurate reads clips/5"):
         CLIPS.check_stage(tmp_path / "split")
     CLIPS.check_stage(write_stage(tmp_path / "ok", tmp_path, CLIPS.schema.empty_table(), {}) or tmp_path / "ok")

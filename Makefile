@@ -34,8 +34,8 @@ faults: $(STAMP)
 clean:
 	rm -rf out .pytest_cache
 
-.PHONY: bench bench-split bench-score bench-caption bench-scale bench-filters bench-report
-bench: bench-split bench-caption bench-score bench-scale bench-filters bench-report
+.PHONY: bench bench-split bench-score bench-caption bench-scale bench-filters bench-report bench-asr
+bench: bench-split bench-caption bench-score bench-scale bench-filters bench-report bench-asr
 
 # Writes bench/split.json; SPLIT_ARGS="--long-seconds 600" for a shorter peak-RSS video than the default hour.
 SPLIT_ARGS ?=
@@ -44,6 +44,7 @@ CAPTION_ARGS ?=
 SCALE_ARGS ?=
 FILTERS_ARGS ?=
 REPORT_ARGS ?=
+ASR_ARGS ?=
 bench-split: $(STAMP)
 	$(BIN)/python -m bench.split_bench $(SPLIT_ARGS)
 
@@ -69,3 +70,8 @@ bench-filters: $(STAMP)
 # score), in a child process each: wall time and peak RSS (targets at 50k: under a minute, under 2 GB).
 bench-report: $(STAMP)
 	$(BIN)/python -m bench.report_bench $(REPORT_ARGS)
+
+# Writes bench/asr.json: each ASR backend's real-time factor on CPU for the same audio, and the asr stage against a
+# bare read_audio + transcribe loop on the same videos (target: at least 0.9 of its throughput).
+bench-asr: $(STAMP)
+	$(BIN)/python -m bench.asr_bench $(ASR_ARGS)

@@ -5,6 +5,7 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.executor import read_manifest
+from stages.catalog import DEFAULT_PIPELINE
 from stages.cli import app
 
 runner = CliRunner()
@@ -124,4 +125,4 @@ def test_status_shows_done_interrupted_and_not_started_stages(tmp_path, video_fo
     lines = result.output.splitlines()
     assert lines[0].startswith("ingest") and "done: 5 in, 5 out, 3 errors" in lines[0]
     assert lines[1].startswith("split") and "interrupted: 1 of 5 parts done" in lines[1]
-    assert all("not started" in line for line in lines[2:]) and len(lines) == 5
+    assert all("not started" in line for line in lines[2:]) and len(lines) == len(DEFAULT_PIPELINE)

@@ -13,6 +13,7 @@ import yaml
 from tests.fixtures import make_video
 
 CONFIG = {
+    "stages": ["ingest", "split", "caption", "score", "shard"],  # the framework's faults: no speech to transcribe
     "split": {"min_clip_s": 0.5, "stitch": {"enabled": False}, "part_rows": 1, "resources": {"pool_size": 1}},
     "caption": {"part_rows": 2, "teachers": [{"name": "title", "kind": "title"},
                                              {"name": "subtitles", "kind": "subtitles"}]},

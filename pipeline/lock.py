@@ -55,6 +55,11 @@ def _acquire(path: Path, wait: bool) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _holder(fd)
+            for _ in range(20):  # a run that has just taken the lock writes who it is a moment later
+                if holder:
+                    break
+                time.sleep(0.1)
+                holder = _holder(fd)
             os.close(fd)
             if not wait:
                 raise OutputLocked(f"{path.parent} is in use by {_describe(holder)}; wait for it to finish, or "

@@ -343,6 +343,15 @@ TINY_BUILDERS: dict[str, Callable[[Path], None]] = {
 }
 
 
+def torch_device(name: str) -> str:
+    """`auto`: the GPU when there is one, else the CPU; any other name as given."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
 def set_torch_threads(threads: int | None) -> int:
     """Same thread count local and on Ray, so float reductions, and so captions and scores, come out equal."""
     import torch

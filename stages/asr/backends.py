@@ -37,17 +37,6 @@ class Backend:
         raise NotImplementedError
 
 
-def _device(wanted: str) -> str:
-    if wanted != "auto":
-        return wanted
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
-
-
 @BACKENDS.register("faster_whisper")
 class FasterWhisper(Backend):
     name = "faster_whisper"
@@ -55,11 +44,11 @@ class FasterWhisper(Backend):
     def setup(self, threads: int | None) -> None:
         from faster_whisper import WhisperModel
 
-        from stages.models import whisper_folder
+        from stages.models import torch_device, whisper_folder
 
         resolved = whisper_folder(self.config.model)
         self.weights = resolved.weights
-        device = _device(self.config.device)
+        device = torch_device(self.config.device)
         compute = self.config.compute_type if device == "cpu" or self.config.compute_type != "int8" \
             else "int8_float16"
         self.model = WhisperModel(resolved.location, device=device, compute_type=compute, cpu_threads=threads or 1,
@@ -92,12 +81,12 @@ class TransformersWhisper(Backend):
         import torch
         from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor, pipeline
 
-        from stages.models import resolve, set_torch_threads
+        from stages.models import resolve, set_torch_threads, torch_device
 
         set_torch_threads(threads)
         resolved = resolve(self.config.model)
         self.weights = resolved.weights
-        device = _device(self.config.device)
+        device = torch_device(self.config.device)
         dtype = torch.float16 if device != "cpu" and self.config.compute_type == "float16" else torch.float32
         self.processor = AutoProcessor.from_pretrained(resolved.location)
         self.model = AutoModelForSpeechSeq2Seq.from_pretrained(resolved.location, dtype=dtype).to(device).eval()

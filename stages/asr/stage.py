@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 from pydantic import Field, field_validator
@@ -30,7 +29,6 @@ from stages.asr.backends import BACKENDS, Backend, Transcript
 from stages.catalog import STAGES
 from stages.models import WHISPER_BASE, source_path
 
-log = logging.getLogger(__name__)
 FOLDER = "transcripts"
 
 

@@ -58,14 +58,13 @@ def shard_totals(run: RunInfo) -> dict[str, Any]:
 
 
 def write_card(output: str | Path) -> Path:
-    import jinja2
+    from stages.report.render import environment
 
     run = load_run(output)
     if not run.has("shard"):
         raise FileNotFoundError(f"{output}/shard has not finished: the dataset card describes its shards")
     totals = shard_totals(run)
-    env = jinja2.Environment(loader=jinja2.PackageLoader("stages.report", "templates"), autoescape=False,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = environment(html=False)
     models = [{**m, "files": [{k: f[k] for k in ("path", "sha256")} for f in m["files"]]}
               for m in provenance.models(run)]
     body = env.get_template("card.md.j2").render(

@@ -15,11 +15,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from manifests import FRAMES
 from pipeline import parts
+from pipeline.tasks import FRAMES_TYPE
 from stages.report.runinfo import RunInfo
-
-FRAMES_TYPE = FRAMES.schema.field("frames").type
 
 
 def rank(seed: int, key: str) -> int:

@@ -19,11 +19,12 @@ log = logging.getLogger(__name__)
 REPORT_DIR = "report"
 
 
-def environment():
+def environment(html: bool = True):
+    """The templates' environment: HTML escaped (the report), or not (the dataset card's Markdown)."""
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("stages.report", "templates"),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]) if html else False,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = views.fmt
     env.filters["pct"] = lambda v: "-" if v is None else f"{100 * v:.1f}%"

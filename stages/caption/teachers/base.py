@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.registry import Registry
 from pipeline.stage import Resources
+from stages.models import torch_device
 from stages import models
 
 Input = Literal["frames", "title", "description", "subtitles"]
@@ -119,14 +120,6 @@ class Teacher:
 
     def usable(self, clip: ClipInput) -> bool:
         return len(self.missing_inputs(clip)) < len(self.inputs) if self.inputs else True
-
-
-def torch_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 def torch_dtype(name: str, device: str):

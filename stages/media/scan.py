@@ -87,10 +87,12 @@ class FrameScan:
                 os.close(sample_write)
                 threads.append(threading.Thread(target=self._read_samples, args=(sample_read,), daemon=True,
                                                 name="vlcurate-samples"))
-            try:
-                fcntl.fcntl(proc.stdout.fileno(), 1031, _PIPE_BYTES)  # F_SETPIPE_SZ: fewer, larger reads
-            except OSError:
-                pass
+            for fd in (proc.stdout.fileno(), sample_read):  # F_SETPIPE_SZ: fewer, larger reads, and ffmpeg
+                try:                                           # writes on while a sample is being encoded
+                    if fd is not None:
+                        fcntl.fcntl(fd, 1031, _PIPE_BYTES)
+                except OSError:
+                    pass
             # The pipe holds only a few frames: a thread keeps draining it while the caller works on a batch, so
             # ffmpeg never waits on Python.
             batches: queue.Queue = queue.Queue(maxsize=self.prefetch_batches)

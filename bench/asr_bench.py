@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ffmpeg as ffmpeg_python
+
 from bench.common import WORK, ffmpeg, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +31,7 @@ def make_inputs(folder: Path, count: int) -> list[Path]:
     for k in range(1, count + 1):
         target = folder / f"speech_x{k}.mp4"
         if not target.exists():
-            ffmpeg("-stream_loop", str(k - 1), "-i", str(SPEECH), "-c", "copy", str(target))
+            ffmpeg(ffmpeg_python.input(str(SPEECH), stream_loop=k - 1).output(str(target), c="copy"))
         paths.append(target)
     return paths
 

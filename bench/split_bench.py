@@ -116,8 +116,7 @@ def parallel_speedup(path_a: Path, path_b: Path, tmp: Path, rounds: int = 3) -> 
 
 
 def _decode_together(*paths: Path) -> None:
-    procs = [subprocess.Popen([media.ffmpeg_exe(), "-nostdin", "-v", "error", "-threads", "1", "-i", str(p), "-an",
-                               "-f", "null", "-"]) for p in paths]
+    procs = [subprocess.Popen(media.commands.compile_args(media.commands.decode_null(p, threads=1))) for p in paths]
     if any(p.wait() for p in procs):
         raise RuntimeError("ffmpeg decode failed")
 

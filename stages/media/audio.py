@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.failures import MachineError, check_tool_output
-from stages.media.probe import ffmpeg_exe
+from stages.media import commands
 
 SAMPLE_RATE = 16000
 HOW = "audio-only demux and decode (ffmpeg -vn), 16 kHz mono"
@@ -22,9 +22,7 @@ class AudioError(ValueError):
 
 def read_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
     """The first audio stream as float32 samples in [-1, 1] at `rate` Hz, mono (about 230 MB an hour)."""
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-vn", "-sn", "-dn",
-           "-ac", "1", "-ar", str(rate), "-f", "f32le", "-"]
-    proc = subprocess.run(cmd, capture_output=True)
+    proc = subprocess.run(commands.read_audio_args(str(path), rate), capture_output=True)
     stderr = proc.stderr.decode("utf-8", "replace")
     if proc.returncode < 0:
         raise MachineError(f"ffmpeg was killed (signal {-proc.returncode}) reading the audio of {path}")

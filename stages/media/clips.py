@@ -7,12 +7,9 @@ from pathlib import Path
 
 from pipeline import failures, faults
 from pipeline.stage import StageError
-from stages.media.probe import _holds_frame, _open, _video_clock, ffmpeg_exe
+from stages.media import commands
+from stages.media.probe import _holds_frame, _open, _video_clock
 
-# Output options of every clip written: no metadata or chapters carried over, bit-exact muxing, index first.
-_MP4_OUT = ["-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact", "-flags", "+bitexact",
-            "-movflags", "+faststart", "-f", "mp4"]
-_AAC = ["-c:a", "aac", "-b:a", "128k"]
 
 
 def seek_point(src: str | Path, start_s: float, fps: float) -> float:
@@ -72,28 +69,23 @@ def encode_clip(src: str | Path, dst: str | Path, start_s: float, frame_count: i
     """
     seek = seek_point(src, start_s, fps)
     audio_s = end_s - seek if end_s is not None and end_s > seek else frame_count / fps + 0.5 / fps
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-ss", f"{seek:.6f}", "-i", str(src),
-           "-map", "0:v:0", "-frames:v", str(frame_count), "-fps_mode", "passthrough"]
-    filters = []
-    if crop and any(crop):  # (top, bottom, left, right) coded pixels off the edges: letterbox bars
-        top, bottom, left, right = crop
-        filters.append(f"crop=iw-{left + right}:ih-{top + bottom}:{left}:{top}")
-    if max_short_side:
-        filters.append(f"scale='if(lt(iw,ih),min({max_short_side},iw),-2)':'if(lt(iw,ih),-2,min({max_short_side},ih))'")
-    filters.append("format=yuv420p")
-    cmd += ["-vf", ",".join(filters), "-c:v", "libx264", "-preset", preset, "-crf", str(crf),
-            "-threads", str(threads), "-x264-params", "threads=1"]
-    if audio:
-        # trim audio with a filter: an output -t would also cut the last video frame
-        cmd += ["-map", "0:a:0?", "-af", f"atrim=duration={audio_s:.6f}", *_AAC]
-    cmd += [*_MP4_OUT, str(dst)]
-    _write_with_ffmpeg(cmd)
+    _write_with_ffmpeg(commands.encode_clip_args(
+        str(src), _output(dst), seek=seek, frame_count=frame_count, crop=crop, max_short_side=max_short_side, crf=crf,
+        preset=preset, threads=threads, audio_s=audio_s if audio and _has_audio(src) else None))
+
+
+def _output(dst: str | Path) -> str:
+    return faults.path("ffmpeg.output", str(dst))  # where a fault test swaps in a full disk
+
+
+def _has_audio(src: str | Path) -> bool:
+    with _open(src) as container:
+        return bool(container.streams.audio)
 
 
 def _write_with_ffmpeg(cmd: list[str]) -> None:
-    """Run an ffmpeg that writes a clip (its output the last argument). A full disk or an I/O error is the
+    """Run an ffmpeg that writes a clip (to a path passed through `_output`). A full disk or an I/O error is the
     machine's failure (MachineError: the task fails, a rerun redoes it), anything else the clip's (StageError)."""
-    cmd = [*cmd[:-1], faults.path("ffmpeg.output", cmd[-1])]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         failures.check_tool_output("ffmpeg", proc.stderr)
@@ -174,11 +166,9 @@ def copy_clip(src: str | Path, dst: str | Path, start_s: float, end_s: float, fr
             return False  # a stream the MP4 muxer refuses as it is: re-encoding still works
     if not audio:
         return True
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(video_only), "-ss", f"{start_s:.6f}",
-           "-i", str(src), "-map", "0:v:0", "-map", "1:a:0?", "-c:v", "copy",
-           "-af", f"atrim=duration={end_s - start_s:.6f}", *_AAC, *_MP4_OUT, str(dst)]
     try:
-        _write_with_ffmpeg(cmd)
+        _write_with_ffmpeg(commands.mux_audio_args(str(video_only), str(src), _output(dst), start_s=start_s,
+                                                   duration_s=end_s - start_s if _has_audio(src) else None))
     finally:
         video_only.unlink(missing_ok=True)
     return True

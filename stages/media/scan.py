@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 from pipeline import failures
 from pipeline.stage import StageError
-from stages.media.probe import DECODE_PASSES, ffmpeg_exe
+from stages.media import commands
+from stages.media.probe import DECODE_PASSES
 
 _PIPE_BYTES = 1 << 20
 _CHANNELS = {"bgr24": 3, "rgb24": 3, "gray": 1}
@@ -49,21 +50,9 @@ class FrameScan:
         self._sample_error: BaseException | None = None  # raised to the caller once the scan ends
 
     def _command(self, stats: str, sample_fd: int | None) -> list[str]:
-        dw, dh = self.detect_size
-        detect = f"scale={dw}:{dh}:flags={self.detect_scaler},format={self.detect_format}"
-        cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-threads", str(self.threads),
-               "-noautorotate", "-i", self.path, "-filter_complex_threads", "1"]
-        if sample_fd is None:
-            cmd += ["-filter_complex", f"[0:v:0]{detect}[det]"]
-        else:
-            sw, sh = self.sample_size
-            cmd += ["-filter_complex", f"[0:v:0]split=2[a][b];[a]{detect}[det];"
-                    f"[b]select='not(mod(n\\,{self.sample_every}))',scale={sw}:{sh}:flags=area,format=bgr24[smp]"]
-        cmd += ["-map", "[det]", "-fps_mode", "passthrough", "-stats_enc_pre", stats,
-                "-stats_enc_pre_fmt", "{ptsi} {tbi}", "-f", "rawvideo", "pipe:1"]
-        if sample_fd is not None:
-            cmd += ["-map", "[smp]", "-fps_mode", "passthrough", "-f", "rawvideo", f"pipe:{sample_fd}"]
-        return cmd
+        return commands.scan_args(self.path, threads=self.threads, detect_size=self.detect_size,
+                                  detect_scaler=self.detect_scaler, detect_format=self.detect_format, stats=stats,
+                                  sample_every=self.sample_every, sample_size=self.sample_size, sample_fd=sample_fd)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Batches of detector frames, (n, h, w, channels) uint8, in presentation order."""

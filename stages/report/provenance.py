@@ -31,10 +31,10 @@ def package_versions() -> dict[str, str]:
 
 
 def ffmpeg_version() -> str:
-    from stages.media import ffmpeg_exe
+    from stages.media import commands
 
     try:
-        out = subprocess.run([ffmpeg_exe(), "-version"], capture_output=True, text=True, timeout=20).stdout
+        out = subprocess.run(commands.version_args(), capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         return f"unavailable ({exc})"
     return out.splitlines()[0] if out else "unknown"

@@ -4,7 +4,6 @@ corrupted keep their clips (or, with split.damaged=drop, become errors), each fl
 from __future__ import annotations
 
 import random
-import subprocess
 
 import pytest
 
@@ -19,8 +18,9 @@ def damaged(tmp_path_factory):
     plain = folder / "plain.mp4"
     make_video(plain, [60, 60, 60, 61], audio=True)  # 241 frames
     sound = folder / "a_sound.mp4"
-    subprocess.run([media.ffmpeg_exe(), "-v", "error", "-i", str(plain), "-c", "copy", "-movflags", "+faststart",
-                    str(sound)], check=True)
+    import ffmpeg
+
+    media.commands.run(ffmpeg.input(str(plain)).output(str(sound), c="copy", movflags="+faststart"))
     plain.unlink()
     data = sound.read_bytes()
     (folder / "b_truncated.mp4").write_bytes(data[: len(data) // 2])

@@ -6,7 +6,6 @@ by reading the indices back from stored JPEGs and written clips."""
 from __future__ import annotations
 
 import io
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,21 +25,21 @@ SCENES = [30, 25, 35, 30]  # cuts at 30, 55, 90; 120 frames
 CUTS = [30, 55, 90]
 N = sum(SCENES)
 MARKER = (255, 0, 255)  # a magenta corner, bottom-left of the coded frame: shows which way a frame was turned
-X264 = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-g", "12", "-threads", "1"]  # with B-frames
+X264 = {"c:v": "libx264", "preset": "veryfast", "crf": 16, "g": 12, "threads": 1}  # with B-frames
 # Variable frame rate: frame n shown at 0.04 n + 0.03 (n mod 2) s, so steps alternate 70 ms and 10 ms (25 fps on
 # average). Half an average step (20 ms) before an even frame lands before the previous frame, 10 ms earlier.
-VFR = "settb=1/1000,setpts='40*N+30*mod(N\\,2)'"  # in milliseconds
-VFR_OUT = ["-fps_mode", "passthrough", "-enc_time_base", "1/1000"]
+VFR = (("settb", "1/1000"), ("setpts", "40*N+30*mod(N,2)"))  # in milliseconds
+VFR_OUT = {"fps_mode": "passthrough", "enc_time_base": "1/1000"}
 
 FORMATS = {
-    "vfr.mp4": dict(vf=VFR, out=[*VFR_OUT, *X264]),
-    "vfr.mkv": dict(vf=VFR, out=[*VFR_OUT, *X264]),
+    "vfr.mp4": dict(vf=VFR, out={**VFR_OUT, **X264}),
+    "vfr.mkv": dict(vf=VFR, out={**VFR_OUT, **X264}),
     "rot90.mp4": dict(out=X264, rotation=90),
     "rot270.mp4": dict(out=X264, rotation=270),
-    "sar2.mp4": dict(vf="setsar=2", out=X264),
-    "av1.mp4": dict(out=["-c:v", "libaom-av1", "-cpu-used", "8", "-crf", "20", "-g", "24", "-threads", "1"]),
-    "vp9.webm": dict(out=["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-crf", "20", "-b:v", "0",
-                          "-g", "24", "-threads", "1"]),
+    "sar2.mp4": dict(vf=(("setsar", 2),), out=X264),
+    "av1.mp4": dict(out={"c:v": "libaom-av1", "cpu-used": 8, "crf": 20, "g": 24, "threads": 1}),
+    "vp9.webm": dict(out={"c:v": "libvpx-vp9", "deadline": "realtime", "cpu-used": 8, "crf": 20, "b:v": 0, "g": 24,
+                          "threads": 1}),
     "mpegts.ts": dict(out=X264),
 }
 
@@ -56,15 +55,17 @@ def source_frames() -> np.ndarray:
     return np.stack(frames)
 
 
-def make(path: Path, vf: str | None = None, out: list[str] = (), rotation: int = 0) -> Path:
-    ff = media.ffmpeg_exe()
+def make(path: Path, vf: tuple = (), out: dict | None = None, rotation: int = 0) -> Path:
+    """`vf`: (filter, argument) pairs applied in order; `out`: output options."""
+    import ffmpeg
+
     coded = path.with_name("coded_" + path.name) if rotation else path
-    cmd = [ff, "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}", "-r", "25",
-           "-i", "-", *(["-vf", vf] if vf else []), *out, str(coded)]
-    subprocess.run(cmd, input=source_frames().tobytes(), check=True, capture_output=True)
+    video = ffmpeg.input("pipe:", f="rawvideo", pix_fmt="rgb24", s=f"{W}x{H}", r=25)
+    for name, argument in vf:
+        video = video.filter(name, argument)
+    media.commands.run(video.output(str(coded), **(out or {})), input=source_frames().tobytes())
     if rotation:  # a display matrix on the same coded frames (-display_rotation: counter-clockwise degrees)
-        subprocess.run([ff, "-nostdin", "-v", "error", "-y", "-display_rotation", str(rotation), "-i", str(coded),
-                        "-c", "copy", str(path)], check=True, capture_output=True)
+        media.commands.run(ffmpeg.input(str(coded), display_rotation=rotation).output(str(path), c="copy"))
     return path
 
 
@@ -111,9 +112,10 @@ def magenta_corner(rgb: np.ndarray) -> str:
 def ffmpeg_display(path, size: tuple[int, int]) -> np.ndarray:
     """The first frame as ffmpeg itself shows it (autorotation on, scaled to square pixels)."""
     w, h = size
-    raw = subprocess.run([media.ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-frames:v", "1",
-                          "-vf", f"scale={w}:{h}", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-                         check=True, capture_output=True).stdout
+    import ffmpeg
+
+    first = ffmpeg.input(str(path)).filter("scale", w, h).output("-", **{"frames:v": 1}, f="rawvideo", pix_fmt="rgb24")
+    raw = media.commands.run(first, overwrite=False).stdout
     return np.frombuffer(raw, np.uint8).reshape(h, w, 3)
 
 

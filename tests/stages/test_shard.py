@@ -69,8 +69,6 @@ def test_stream_copy_only_where_it_is_frame_exact(tmp_path):
     """Keyframes every 12 frames, B-frames: a span is copied only when it starts on a keyframe and no frame of it
     needs one after it; every other span is re-encoded. Both kinds hold exactly their frames, and copies are
     bit-identical to the source's own decoded frames."""
-    import subprocess
-
     import av
     import numpy as np
 
@@ -78,9 +76,11 @@ def test_stream_copy_only_where_it_is_frame_exact(tmp_path):
 
     source = tmp_path / "gop12.mp4"
     frames = np.stack([frame_image(i, i // 40, 160, 120) for i in range(96)])
-    subprocess.run([media.ffmpeg_exe(), "-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
-                    "-s", "160x120", "-r", "25", "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-g", "12",
-                    "-sc_threshold", "0", "-bf", "3", "-x264-params", "b-adapt=0", str(source)], input=frames.tobytes(), check=True)
+    import ffmpeg
+
+    raw = ffmpeg.input("pipe:", f="rawvideo", pix_fmt="rgb24", s="160x120", r=25)
+    media.commands.run(raw.output(str(source), **{"c:v": "libx264", "preset": "veryfast", "g": 12, "sc_threshold": 0,
+                                                  "bf": 3, "x264-params": "b-adapt=0"}), input=frames.tobytes())
     times = [d.time_s for d in media.decode_frames(source)]
     with av.open(str(source)) as container:
         decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]

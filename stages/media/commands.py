@@ -1,0 +1,104 @@
+"""Every ffmpeg command line vlcurate runs, built with ffmpeg-python: inputs, filter graphs and outputs as objects,
+compiled to an argument list (never a shell string) with the quiet global options every run shares. Stages,
+tools, tests and benchmarks build their commands here or through `run`, so flags and escaping live in one place."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import ffmpeg
+
+from stages.media.probe import ffmpeg_exe
+
+QUIET = ("-nostdin", "-hide_banner", "-v", "error")
+# Output options of every clip written: no metadata or chapters carried over, bit-exact muxing, index first.
+MP4_OUT = {"map_metadata": "-1", "map_chapters": "-1", "fflags": "+bitexact", "flags": "+bitexact",
+           "movflags": "+faststart", "f": "mp4"}
+AAC = {"c:a": "aac", "b:a": "128k"}
+
+
+def compile_args(stream: Any, *, overwrite: bool = False, extra_global: tuple[str, ...] = ()) -> list[str]:
+    """The argument list of an ffmpeg-python output (or merged outputs), with our ffmpeg binary first."""
+    return stream.global_args(*QUIET, *extra_global).compile(cmd=ffmpeg_exe(), overwrite_output=overwrite)
+
+
+def run(stream: Any, *, overwrite: bool = True, **kwargs: Any) -> subprocess.CompletedProcess:
+    """Run an ffmpeg-python graph to completion, for tools, benchmarks and test fixtures: a failure raises with
+    ffmpeg's own last words."""
+    proc = subprocess.run(compile_args(stream, overwrite=overwrite), capture_output=True, **kwargs)
+    if proc.returncode != 0:
+        text = proc.stderr.decode("utf-8", "replace") if isinstance(proc.stderr, bytes) else proc.stderr
+        raise RuntimeError(f"ffmpeg exited {proc.returncode}: {text.strip()[-400:]}")
+    return proc
+
+
+def decode_null(path: str | Path, threads: int = 1) -> Any:
+    """Decode the first video stream and throw the frames away: the physical limit benchmarks measure against."""
+    return ffmpeg.input(str(path), threads=threads)["v:0"].output("-", f="null")
+
+
+def version_args() -> list[str]:
+    return [ffmpeg_exe(), "-version"]  # `-version` takes no input or output: nothing for ffmpeg-python to build
+
+
+def scan_args(path: str, *, threads: int, detect_size: tuple[int, int], detect_scaler: str, detect_format: str,
+              stats: str, sample_every: int = 0, sample_size: tuple[int, int] | None = None,
+              sample_fd: int | None = None) -> list[str]:
+    """Split's one decoding pass: every frame scaled for the detector to stdout, with its input timestamp in
+    `stats`; every `sample_every`-th frame scaled to `sample_size` to pipe `sample_fd`. Rotation is left to the
+    caller (`-noautorotate`)."""
+    video = ffmpeg.input(path, threads=threads, noautorotate=None)["v:0"]
+    raw = {"f": "rawvideo", "fps_mode": "passthrough"}
+    if sample_fd is not None:
+        branches = video.filter_multi_output("split", 2)
+        video, sampled = branches[0], branches[1]
+    dw, dh = detect_size
+    detect = video.filter("scale", dw, dh, flags=detect_scaler).filter("format", detect_format)
+    outputs = [detect.output("pipe:1", stats_enc_pre=stats, stats_enc_pre_fmt="{ptsi} {tbi}", **raw)]
+    if sample_fd is not None:
+        sw, sh = sample_size
+        sample = (sampled.filter("select", f"not(mod(n,{sample_every}))")
+                  .filter("scale", sw, sh, flags="area").filter("format", "bgr24"))
+        outputs.append(sample.output(f"pipe:{sample_fd}", **raw))
+    return compile_args(ffmpeg.merge_outputs(*outputs), extra_global=("-filter_complex_threads", "1"))
+
+
+def encode_clip_args(src: str, dst: str, *, seek: float, frame_count: int, crop: tuple[int, int, int, int] | None,
+                     max_short_side: int | None, crf: int, preset: str, threads: int,
+                     audio_s: float | None) -> list[str]:
+    """Re-encode `frame_count` frames from the seek point as H.264 (and AAC audio for `audio_s` seconds when
+    given) into MP4, single-threaded in x264 so equal inputs give equal bytes."""
+    source = ffmpeg.input(src, ss=f"{seek:.6f}")
+    video = source["v:0"]
+    if crop and any(crop):  # (top, bottom, left, right) coded pixels off the edges: letterbox bars
+        top, bottom, left, right = crop
+        video = video.filter("crop", f"iw-{left + right}", f"ih-{top + bottom}", left, top)
+    if max_short_side:
+        n = max_short_side
+        video = video.filter("scale", f"if(lt(iw,ih),min({n},iw),-2)", f"if(lt(iw,ih),-2,min({n},ih))")
+    streams = [video.filter("format", "yuv420p")]
+    options: dict[str, Any] = {"frames:v": frame_count, "fps_mode": "passthrough", "c:v": "libx264",
+                               "preset": preset, "crf": crf, "threads": threads, "x264-params": "threads=1"}
+    if audio_s is not None:  # trimmed by a filter: an output -t would also cut the last video frame
+        streams.append(source["a:0"].filter("atrim", duration=f"{audio_s:.6f}"))
+        options.update(AAC)
+    return compile_args(ffmpeg.output(*streams, dst, **options, **MP4_OUT), overwrite=True)
+
+
+def mux_audio_args(video_only: str, src: str, dst: str, *, start_s: float, duration_s: float | None) -> list[str]:
+    """A copied video-only clip joined with the source's audio from `start_s`, re-encoded and trimmed to the
+    clip's length (`duration_s`; None: a source without audio, remuxed alone)."""
+    streams = [ffmpeg.input(video_only)["v:0"]]
+    options = {"c:v": "copy", **MP4_OUT}
+    if duration_s is not None:
+        streams.append(ffmpeg.input(src, ss=f"{start_s:.6f}")["a:0"].filter("atrim", duration=f"{duration_s:.6f}"))
+        options.update(AAC)
+    return compile_args(ffmpeg.output(*streams, dst, **options), overwrite=True)
+
+
+def read_audio_args(path: str, rate: int) -> list[str]:
+    """The first audio stream, decoded alone (no video demuxed into decoding), as mono float32 at `rate` Hz."""
+    audio = ffmpeg.input(path)["a:0"]
+    return compile_args(audio.output("-", vn=None, sn=None, dn=None, ac=1, ar=rate, f="f32le"))

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from bench.common import (ffmpeg_decode, ffmpeg_on_path, make_h264, make_long, timed, wall_and_cpu_seconds,
                           write_result)
+from bench.split_steps import cpu_by_step
 from pipeline.executor import run_table
 from stages import media
 from stages.ingest import IngestStage, discover
@@ -180,6 +181,8 @@ def main() -> None:
             # CPU per video against decode's: on a machine with as many cores as videos in flight, n videos in
             # parallel can run at most n / this times faster than one video split at decode speed
             "cpu_over_decode_cpu": round(cpu_ratio, 3),  # median of each
+            # where that CPU goes, per frame by step (bench/split_steps.py says what each step holds)
+            "cpu_us_per_frame": cpu_by_step(video, stage, videos, rounds=args.rounds),
         }
     video720 = make_h264(720)
     frames720 = media.probe(video720).num_frames

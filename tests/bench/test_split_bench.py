@@ -21,3 +21,21 @@ def test_end_to_end_counts_copied_and_encoded_clips(tmp_path):
     _, encoded = our_end_to_end(DATA / "bikes.mp4", tmp_path / "encode", stream_copy=False)
     assert seconds > 0 and sum(copied.values()) == sum(encoded.values()) > 1
     assert set(encoded) == {"libx264 -preset veryfast -crf 23"}
+
+
+def test_cpu_by_step_adds_up_to_the_stage(tmp_path):
+    from bench.split_bench import ready_split
+    from bench.split_steps import cpu_by_step
+
+    stage, videos = ready_split(DATA / "bikes.mp4")
+    steps = cpu_by_step(DATA / "bikes.mp4", stage, videos, rounds=1)
+    parts = ["decode", "scale", "sample_scale", "ffmpeg_beside_python", "detector", "jpeg", "python_other"]
+    assert set(steps) == {*parts, "total", "frames"} and steps["frames"] == 250
+    assert abs(sum(steps[k] for k in parts) - steps["total"]) < 1.0  # each step in microseconds, rounded
+    assert steps["decode"] > 0 and steps["detector"] > 0 and steps["jpeg"] > 0
+    from stages import media
+    from stages.media.images import encode_jpeg
+    from stages.split.detectors import DETECTORS
+
+    # the clocks are taken off again
+    assert "process_batch" not in vars(DETECTORS.get(stage.config.detector)) and media.encode_jpeg is encode_jpeg

@@ -19,6 +19,23 @@ MP4_OUT = {"map_metadata": "-1", "map_chapters": "-1", "fflags": "+bitexact", "f
 AAC = {"c:a": "aac", "b:a": "128k"}
 
 
+class _Paths:
+    """File names stand in as placeholders while ffmpeg-python builds the graph, then return in the argument list:
+    ffmpeg-python hashes every argument as UTF-8, and a file name that is not (undecodable bytes, kept by Python
+    as surrogates) would make it raise."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, str] = {}
+
+    def __call__(self, path: str | Path) -> str:
+        token = f"vlcurate-path-{len(self._names)}"
+        self._names[token] = str(path)
+        return token
+
+    def restore(self, args: list[str]) -> list[str]:
+        return [self._names.get(a, a) for a in args]
+
+
 def compile_args(stream: Any, *, overwrite: bool = False, extra_global: tuple[str, ...] = ()) -> list[str]:
     """The argument list of an ffmpeg-python output (or merged outputs), with our ffmpeg binary first."""
     return stream.global_args(*QUIET, *extra_global).compile(cmd=ffmpeg_exe(), overwrite_output=overwrite)
@@ -49,20 +66,21 @@ def scan_args(path: str, *, threads: int, detect_size: tuple[int, int], detect_s
     """Split's one decoding pass: every frame scaled for the detector to stdout, with its input timestamp in
     `stats`; every `sample_every`-th frame scaled to `sample_size` to pipe `sample_fd`. Rotation is left to the
     caller (`-noautorotate`)."""
-    video = ffmpeg.input(path, threads=threads, noautorotate=None)["v:0"]
+    paths = _Paths()
+    video = ffmpeg.input(paths(path), threads=threads, noautorotate=None)["v:0"]
     raw = {"f": "rawvideo", "fps_mode": "passthrough"}
     if sample_fd is not None:
         branches = video.filter_multi_output("split", 2)
         video, sampled = branches[0], branches[1]
     dw, dh = detect_size
     detect = video.filter("scale", dw, dh, flags=detect_scaler).filter("format", detect_format)
-    outputs = [detect.output("pipe:1", stats_enc_pre=stats, stats_enc_pre_fmt="{ptsi} {tbi}", **raw)]
+    outputs = [detect.output("pipe:1", stats_enc_pre=paths(stats), stats_enc_pre_fmt="{ptsi} {tbi}", **raw)]
     if sample_fd is not None:
         sw, sh = sample_size
         sample = (sampled.filter("select", f"not(mod(n,{sample_every}))")
                   .filter("scale", sw, sh, flags="area").filter("format", "bgr24"))
         outputs.append(sample.output(f"pipe:{sample_fd}", **raw))
-    return compile_args(ffmpeg.merge_outputs(*outputs), extra_global=("-filter_complex_threads", "1"))
+    return paths.restore(compile_args(ffmpeg.merge_outputs(*outputs), extra_global=("-filter_complex_threads", "1")))
 
 
 def encode_clip_args(src: str, dst: str, *, seek: float, frame_count: int, crop: tuple[int, int, int, int] | None,
@@ -70,7 +88,8 @@ def encode_clip_args(src: str, dst: str, *, seek: float, frame_count: int, crop:
                      audio_s: float | None) -> list[str]:
     """Re-encode `frame_count` frames from the seek point as H.264 (and AAC audio for `audio_s` seconds when
     given) into MP4, single-threaded in x264 so equal inputs give equal bytes."""
-    source = ffmpeg.input(src, ss=f"{seek:.6f}")
+    paths = _Paths()
+    source = ffmpeg.input(paths(src), ss=f"{seek:.6f}")
     video = source["v:0"]
     if crop and any(crop):  # (top, bottom, left, right) coded pixels off the edges: letterbox bars
         top, bottom, left, right = crop
@@ -84,21 +103,23 @@ def encode_clip_args(src: str, dst: str, *, seek: float, frame_count: int, crop:
     if audio_s is not None:  # trimmed by a filter: an output -t would also cut the last video frame
         streams.append(source["a:0"].filter("atrim", duration=f"{audio_s:.6f}"))
         options.update(AAC)
-    return compile_args(ffmpeg.output(*streams, dst, **options, **MP4_OUT), overwrite=True)
+    return paths.restore(compile_args(ffmpeg.output(*streams, paths(dst), **options, **MP4_OUT), overwrite=True))
 
 
 def mux_audio_args(video_only: str, src: str, dst: str, *, start_s: float, duration_s: float | None) -> list[str]:
     """A copied video-only clip joined with the source's audio from `start_s`, re-encoded and trimmed to the
     clip's length (`duration_s`; None: a source without audio, remuxed alone)."""
-    streams = [ffmpeg.input(video_only)["v:0"]]
+    paths = _Paths()
+    streams = [ffmpeg.input(paths(video_only))["v:0"]]
     options = {"c:v": "copy", **MP4_OUT}
     if duration_s is not None:
-        streams.append(ffmpeg.input(src, ss=f"{start_s:.6f}")["a:0"].filter("atrim", duration=f"{duration_s:.6f}"))
+        streams.append(ffmpeg.input(paths(src), ss=f"{start_s:.6f}")["a:0"].filter("atrim", duration=f"{duration_s:.6f}"))
         options.update(AAC)
-    return compile_args(ffmpeg.output(*streams, dst, **options), overwrite=True)
+    return paths.restore(compile_args(ffmpeg.output(*streams, paths(dst), **options), overwrite=True))
 
 
 def read_audio_args(path: str, rate: int) -> list[str]:
     """The first audio stream, decoded alone (no video demuxed into decoding), as mono float32 at `rate` Hz."""
-    audio = ffmpeg.input(path)["a:0"]
-    return compile_args(audio.output("-", vn=None, sn=None, dn=None, ac=1, ar=rate, f="f32le"))
+    paths = _Paths()
+    audio = ffmpeg.input(paths(path))["a:0"]
+    return paths.restore(compile_args(audio.output("-", vn=None, sn=None, dn=None, ac=1, ar=rate, f="f32le")))

@@ -45,3 +45,16 @@ def test_no_ffmpeg_argument_list_is_written_by_hand_outside_the_media_package():
                  for p in (ROOT / folder).rglob("*.py")
                  if "media" not in p.relative_to(ROOT).parts[:2] and pattern.search(p.read_text())]
     assert offenders == []
+
+
+def test_file_names_that_are_not_utf8_reach_ffmpeg_unchanged():
+    import os
+
+    odd = os.fsdecode(b"/videos/caf\xe9.mp4")  # undecodable bytes, kept as surrogates
+    args = commands.encode_clip_args(odd, odd + ".out.mp4", seek=0.0, frame_count=3, crop=None, max_short_side=None,
+                                     crf=23, preset="veryfast", threads=1, audio_s=1.0)
+    assert args[args.index("-i") + 1] == odd and odd + ".out.mp4" in args
+    scan = commands.scan_args(odd, threads=1, detect_size=(48, 27), detect_scaler="area", detect_format="rgb24",
+                              stats=odd + ".stats")
+    assert scan[scan.index("-i") + 1] == odd and odd + ".stats" in scan
+    assert commands.read_audio_args(odd, 16000)[commands.read_audio_args(odd, 16000).index("-i") + 1] == odd

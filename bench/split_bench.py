@@ -69,12 +69,15 @@ def our_end_to_end(path: Path, out_dir: Path, **shard_cfg) -> tuple[float, dict[
     return timed(run), dict(counts)
 
 
-def scenedetect_cli(path: Path, out_dir: Path, ffmpeg_args: str | None = None) -> float:
+def scenedetect_cli(path: Path, out_dir: Path, ffmpeg_output: dict | None = None) -> float:
+    """The PySceneDetect CLI's detect-adaptive and split-video; `ffmpeg_output`: its encoder's output options."""
+    import shlex
+
     env = ffmpeg_on_path()
     cmd = [str(Path(sys.executable).parent / "scenedetect"), "-q", "-i", str(path), "-o", str(out_dir),
            "detect-adaptive", "split-video"]
-    if ffmpeg_args:
-        cmd += ["--args", ffmpeg_args]
+    if ffmpeg_output:
+        cmd += ["--args", shlex.join(media.commands.output_options(**ffmpeg_output))]
     return timed(lambda: subprocess.run(cmd, check=True, env=env, capture_output=True))
 
 
@@ -191,12 +194,12 @@ def main() -> None:
     # every clip re-encoded with libx264 veryfast CRF 22), then ours re-encoding every clip too, then both on the same
     # encoder settings, so the ratios show what copying and what the splitting itself gain.
     shard = ShardConfig()
-    encoder = f"libx264 -preset {shard.preset} -crf {shard.crf}"
+    same_encoder = {"map": "0:v:0", "c:v": "libx264", "preset": shard.preset, "crf": shard.crf, "an": None}
+    encoder = f"libx264 -preset {shard.preset} -crf {shard.crf}"  # as the shard stage names its encodes
     ours_e2e, ours_counts = our_end_to_end(video720, tmp / "ours")
     ours_encode_all, _ = our_end_to_end(video720, tmp / "ours-encode", stream_copy=False)
     theirs = scenedetect_cli(video720, tmp / "scenedetect")
-    theirs_same = scenedetect_cli(video720, tmp / "scenedetect-same",
-                                  f"-map 0:v:0 -c:v libx264 -preset {shard.preset} -crf {shard.crf} -an")
+    theirs_same = scenedetect_cli(video720, tmp / "scenedetect-same", same_encoder)
     result["end_to_end_720p"] = {"vlcurate_split_and_extract_s": round(ours_e2e, 3),
                                  "vlcurate_clips_by_encoding": ours_counts,
                                  "scenedetect_cli_split_video_s": round(theirs, 3),

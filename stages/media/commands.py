@@ -56,6 +56,13 @@ def decode_null(path: str | Path, threads: int = 1) -> Any:
     return ffmpeg.input(str(path), threads=threads)["v:0"].output("-", f="null")
 
 
+def output_options(**options: Any) -> list[str]:
+    """Output options alone, compiled by ffmpeg-python, for tools that take them as their own argument (the
+    PySceneDetect CLI's `split-video --args`); a value of None is a flag without one (`an=None`: -an)."""
+    args = ffmpeg.input("vlcurate-in").output("vlcurate-out", **options).get_args()
+    return args[args.index("vlcurate-in") + 1:-1]
+
+
 def version_args() -> list[str]:
     return [ffmpeg_exe(), "-version"]  # `-version` takes no input or output: nothing for ffmpeg-python to build
 

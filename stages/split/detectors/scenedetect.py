@@ -58,7 +58,6 @@ class _SceneDetect(Detector):
         self._hsv: np.ndarray | None = None
         self._delta: np.ndarray | None = None
         self._scored = 0  # frames scored so far
-        self._fed = 0  # frames whose scores the detector logic has taken
 
     def frame_size(self, width: int, height: int) -> tuple[int, int]:
         w = min(self.detect_width, width)
@@ -117,7 +116,6 @@ class _SceneDetect(Detector):
         for offset, score in enumerate(scores.tolist()):
             self._detector.injected_score = score
             self._feed(first_index + offset, None)
-        self._fed += len(scores)
 
     def finish(self, num_frames: int) -> list[int]:
         if num_frames:
@@ -148,7 +146,6 @@ class AdaptiveDetector(_SceneDetect):
         window = np.concatenate([self._history, scores])
         start = first_index - len(self._history)  # frame index of window[0]
         self._history = window[-2 * w:]
-        self._fed += len(scores)
         targets = len(window) - 2 * w
         if targets <= 0:
             return
@@ -189,7 +186,7 @@ class ContentDetector(_SceneDetect):
         while i < n:
             # Below the threshold PySceneDetect's flash filter changes nothing, unless a merge is open or it
             # has never seen a frame: skip to the next frame above it.
-            if not (flash._merge_triggered or self._fed + i == 0 or values[i] >= self._detector._threshold):
+            if not (flash._merge_triggered or first_index + i == 0 or values[i] >= self._detector._threshold):
                 k = bisect.bisect_left(above, i)
                 if k == len(above):
                     break
@@ -197,4 +194,3 @@ class ContentDetector(_SceneDetect):
             self._detector.injected_score = values[i]
             self._feed(first_index + i, None)
             i += 1
-        self._fed += n

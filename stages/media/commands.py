@@ -71,8 +71,8 @@ def scan_args(path: str, *, threads: int, detect_size: tuple[int, int], detect_s
               stats: str, sample_every: int = 0, sample_size: tuple[int, int] | None = None,
               sample_fd: int | None = None) -> list[str]:
     """Split's one decoding pass: every frame scaled for the detector to stdout, with its input timestamp in
-    `stats`; every `sample_every`-th frame scaled to `sample_size` to pipe `sample_fd`. Rotation is left to the
-    caller (`-noautorotate`)."""
+    `stats`; every `sample_every`-th frame scaled to `sample_size`, as JPEG-ready YUV 4:2:0, to pipe `sample_fd`.
+    Rotation is left to the caller (`-noautorotate`)."""
     paths = _Paths()
     video = ffmpeg.input(paths(path), threads=threads, noautorotate=None)["v:0"]
     raw = {"f": "rawvideo", "fps_mode": "passthrough"}
@@ -84,8 +84,10 @@ def scan_args(path: str, *, threads: int, detect_size: tuple[int, int], detect_s
     outputs = [detect.output("pipe:1", stats_enc_pre=paths(stats), stats_enc_pre_fmt="{ptsi} {tbi}", **raw)]
     if sample_fd is not None:
         sw, sh = sample_size
+        # JPEG's own YCbCr (BT.601, full range) in 4:2:0 planes: encoded as they are, no RGB between
         sample = (sampled.filter("select", f"not(mod(n,{sample_every}))")
-                  .filter("scale", sw, sh, flags="area").filter("format", "bgr24"))
+                  .filter("scale", sw, sh, flags="area", out_color_matrix="bt601", out_range="full")
+                  .filter("format", "yuv420p"))
         outputs.append(sample.output(f"pipe:{sample_fd}", **raw))
     return paths.restore(compile_args(ffmpeg.merge_outputs(*outputs), extra_global=("-filter_complex_threads", "1")))
 

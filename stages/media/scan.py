@@ -23,7 +23,8 @@ _CHANNELS = {"bgr24": 3, "rgb24": 3, "gray": 1}
 
 class FrameScan:
     """One decoding pass over a video, done by an ffmpeg process: every frame scaled down for a shot detector,
-    and every `sample_every`-th frame scaled to `sample_size` for the stages after split.
+    and every `sample_every`-th frame scaled to `sample_size` (even sides) for the stages after split, handed to
+    `on_sample(index, (y, cb, cr))` as JPEG's YCbCr 4:2:0 planes (see `images.encode_jpeg`).
 
     Why a process rather than PyAV frames: decoding, scaling and colour conversion then run in ffmpeg's own
     threads (the decoder itself on `threads` threads, 1 by default) and Python only sees whole batches of small
@@ -149,15 +150,18 @@ class FrameScan:
         import numpy as np
 
         sw, sh = self.sample_size
+        luma, chroma = sw * sh, (sw // 2) * (sh // 2)
         with open(fd, "rb", buffering=0) as pipe:
             index = 0
             while True:
-                frame = np.empty((sh, sw, 3), np.uint8)
-                if _read_full(pipe, memoryview(frame).cast("B")) < frame.nbytes:
+                frame = np.empty(luma + 2 * chroma, np.uint8)
+                if _read_full(pipe, memoryview(frame)) < frame.nbytes:
                     return
+                planes = (frame[:luma].reshape(sh, sw), frame[luma:luma + chroma].reshape(sh // 2, sw // 2),
+                          frame[luma + chroma:].reshape(sh // 2, sw // 2))
                 if self._sample_error is None:
                     try:
-                        self.on_sample(index, frame)
+                        self.on_sample(index, planes)
                     except BaseException as exc:
                         self._sample_error = exc
                 index += self.sample_every

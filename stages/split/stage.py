@@ -180,8 +180,8 @@ class SplitStage(RowStage):
             out_w, out_h = out_h, out_w
         sampled: dict[int, bytes] = {}
 
-        def keep(index: int, frame: np.ndarray) -> None:
-            sampled[index] = media.encode_jpeg(frame, rotation, cfg.jpeg_quality)
+        def keep(index: int, planes: tuple[np.ndarray, ...]) -> None:
+            sampled[index] = media.encode_jpeg(planes, rotation, cfg.jpeg_quality)
 
         path = source_path(row)
         scan = media.FrameScan(path, detector.frame_size(row["width"], row["height"]),

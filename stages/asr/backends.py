@@ -12,15 +12,6 @@ import numpy as np
 from pipeline.registry import Registry
 
 
-def threadpool_limits(threads: int):
-    """Every BLAS and OpenMP pool held at `threads` while a model runs. Ray workers start with OMP_NUM_THREADS
-    set to their CPUs, a local run with every core, and the two wrote different transcripts (language probability
-    0.8878 with the pools at 2 threads against 0.8625 at 1, on the demo's speech)."""
-    import threadpoolctl
-
-    return threadpoolctl.threadpool_limits(threads)
-
-
 BACKENDS: Registry[type["Backend"]] = Registry("asr backend")
 
 
@@ -66,7 +57,9 @@ class FasterWhisper(Backend):
                                   num_workers=1)
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
-        with threadpool_limits(self.threads):  # the generator does the work: consumed inside
+        from stages.models import thread_pools
+
+        with thread_pools(self.threads):  # the generator does the work: consumed inside
             return self._transcribe(audio)
 
     def _transcribe(self, audio: np.ndarray) -> Transcript:

@@ -16,12 +16,12 @@ from pipeline import failures
 from pipeline.stage import StageError
 from stages.media import commands
 from stages.media.probe import DECODE_PASSES
+from stages.media.scanbase import CHANNELS, ScanBase, put_until
 
 _PIPE_BYTES = 1 << 20
-_CHANNELS = {"bgr24": 3, "rgb24": 3, "gray": 1}
 
 
-class FrameScan:
+class FrameScan(ScanBase):
     """One decoding pass over a video, done by an ffmpeg process: every frame scaled down for a shot detector,
     and every `sample_every`-th frame scaled to `sample_size` (even sides) for the stages after split, handed to
     `on_sample(index, (y, cb, cr))` as JPEG's YCbCr 4:2:0 planes (see `images.encode_jpeg`).
@@ -33,21 +33,10 @@ class FrameScan:
     rates keep exact times. Rotation is not applied here (`-noautorotate`): callers rotate the few sampled frames.
     """
 
-    def __init__(self, path: str | Path, detect_size: tuple[int, int], *, detect_format: str = "bgr24",
-                 detect_scaler: str = "area", sample_every: int = 0,
-                 sample_size: tuple[int, int] | None = None, on_sample=None, threads: int = 1,
-                 batch_frames: int = 64, prefetch_batches: int = 4):
-        if detect_format not in _CHANNELS:
-            raise ValueError(f"detect_format must be one of {sorted(_CHANNELS)}")
-        if sample_every and (sample_size is None or on_sample is None):
-            raise ValueError("sampling needs sample_size and on_sample")
-        self.path = str(path)
-        self.detect_size, self.detect_format, self.detect_scaler = detect_size, detect_format, detect_scaler
-        self.sample_every, self.sample_size, self.on_sample = sample_every, sample_size, on_sample
-        self.threads, self.batch_frames, self.prefetch_batches = threads, batch_frames, prefetch_batches
-        self.times: list[float] = []
-        self.frames = 0
-        self.decoder_errors: list[str] = []  # what the decoder reported about the stream (a damaged source)
+    def __init__(self, path: str | Path, detect_size: tuple[int, int], *, batch_frames: int = 64,
+                 prefetch_batches: int = 4, **options):
+        super().__init__(path, detect_size, batch_frames=batch_frames, **options)
+        self.prefetch_batches = prefetch_batches
         self._sample_error: BaseException | None = None  # raised to the caller once the scan ends
 
     def _command(self, stats: str, sample_fd: int | None) -> list[str]:
@@ -87,7 +76,7 @@ class FrameScan:
             # ffmpeg never waits on Python.
             batches: queue.Queue = queue.Queue(maxsize=self.prefetch_batches)
             stop = threading.Event()
-            shape = (self.batch_frames, dh, dw, _CHANNELS[self.detect_format])
+            shape = (self.batch_frames, dh, dw, CHANNELS[self.detect_format])
             threads.append(threading.Thread(target=self._read_batches, args=(proc.stdout, shape, batches, stop),
                                             daemon=True, name="vlcurate-frames"))
             for thread in threads:
@@ -128,13 +117,7 @@ class FrameScan:
         import numpy as np
 
         def put(item) -> bool:
-            while not stop.is_set():
-                try:
-                    out.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
+            return put_until(out, item, stop)
 
         frame_bytes = int(np.prod(shape[1:]))
         while True:

@@ -60,9 +60,14 @@ class SplitConfig(StageConfig):
     frame_short_side: int = Field(336, ge=32, description="stored frames' short side in pixels (never upscaled)")
     jpeg_quality: int = Field(90, ge=10, le=100)
     decode_threads: int = Field(1, ge=1, description="decoder threads per video")
+    decoder: Literal["pyav", "ffmpeg"] = Field("pyav", description="where the one decode runs: `pyav` in the "
+                                               "worker (less CPU a frame), `ffmpeg` in an ffmpeg process")
     damaged: Literal["keep", "drop"] = Field("keep", description="a source that decodes short of the frames its "
                                              "container states, or with decoder errors: keep its clips, flagged "
                                              "`damaged` (default), or make it a `split/damaged` error")
+
+
+SCANS = {"pyav": media.PyAVScan, "ffmpeg": media.FrameScan}  # SplitConfig.decoder: the same frames and times
 
 
 @contextlib.contextmanager
@@ -184,10 +189,10 @@ class SplitStage(RowStage):
             sampled[index] = media.encode_jpeg(planes, rotation, cfg.jpeg_quality)
 
         path = source_path(row)
-        scan = media.FrameScan(path, detector.frame_size(row["width"], row["height"]),
-                               detect_format=detector.pixel_format, detect_scaler=detector.scaler,
-                               sample_every=max(1, int(round(fps / cfg.sample_fps))), sample_size=(out_w, out_h),
-                               on_sample=keep, threads=cfg.decode_threads)
+        scan = SCANS[cfg.decoder](path, detector.frame_size(row["width"], row["height"]),
+                                  detect_format=detector.pixel_format, detect_scaler=detector.scaler,
+                                  sample_every=max(1, int(round(fps / cfg.sample_fps))), sample_size=(out_w, out_h),
+                                  on_sample=keep, threads=cfg.decode_threads)
         passes_before = media.DECODE_PASSES[path]
         with one_opencv_thread():
             for batch in scan:

@@ -29,8 +29,9 @@ def test_cpu_by_step_adds_up_to_the_stage(tmp_path):
 
     stage, videos = ready_split(DATA / "bikes.mp4")
     steps = cpu_by_step(DATA / "bikes.mp4", stage, videos, rounds=1)
-    parts = ["decode", "scale", "sample_scale", "ffmpeg_beside_python", "detector", "jpeg", "python_other"]
-    assert set(steps) == {*parts, "total", "frames"} and steps["frames"] == 250
+    parts = ["decode", "scale", "sample_scale", "detector", "jpeg", "python_other"]
+    assert set(steps) == {*parts, "ffmpeg_decode", "total", "frames", "decoder"} and steps["frames"] == 250
+    assert steps["decoder"] == "pyav" and steps["ffmpeg_decode"] > 0
     assert abs(sum(steps[k] for k in parts) - steps["total"]) < 1.0  # each step in microseconds, rounded
     assert steps["decode"] > 0 and steps["detector"] > 0 and steps["jpeg"] > 0
     from stages import media

@@ -1,4 +1,4 @@
-"""stages/media/images.py and the scan's sampled frames: JPEGs encoded from YCbCr planes keep the source's colours."""
+"""stages/media/images.py and both scans' sampled frames: JPEGs encoded from YCbCr planes keep the source's colours."""
 
 from __future__ import annotations
 
@@ -35,9 +35,10 @@ def test_rotation_turns_all_three_planes():
     assert rotated[-8:].mean() > 200 and rotated[:-8].mean() < 30  # counter-clockwise: the band is now at the bottom
 
 
+@pytest.mark.parametrize("scan_class", [media.PyAVScan, media.FrameScan], ids=["pyav", "ffmpeg"])
 @pytest.mark.parametrize("matrix", ["bt601", "bt709"])
-def test_sampled_frames_keep_the_sources_colours(tmp_path, matrix):
-    """A limited-range source tagged BT.601 or BT.709 gives the same full-range JPEG colours."""
+def test_sampled_frames_keep_the_sources_colours(tmp_path, matrix, scan_class):
+    """A limited-range source tagged BT.601 or BT.709 gives the same full-range JPEG colours, from either scan."""
     path = tmp_path / f"{matrix}.mp4"
     hex_colour = "0x" + "".join(f"{c:02X}" for c in COLOUR)
     source = ffmpeg.input(f"color=c={hex_colour}:s=320x240:r=25:d=1", f="lavfi")
@@ -46,8 +47,8 @@ def test_sampled_frames_keep_the_sources_colours(tmp_path, matrix):
     media.commands.run(video.output(str(path), **{"c:v": "libx264"}, crf=10, colorspace=tag, color_primaries=tag,
                                     color_trc=tag, color_range="tv"))
     got: dict[int, bytes] = {}
-    scan = media.FrameScan(path, (64, 48), sample_every=10, sample_size=(320, 240),
-                           on_sample=lambda i, planes: got.__setitem__(i, media.encode_jpeg(planes, 0, 90)))
+    scan = scan_class(path, (64, 48), sample_every=10, sample_size=(320, 240),
+                      on_sample=lambda i, planes: got.__setitem__(i, media.encode_jpeg(planes, 0, 90)))
     for _ in scan:
         pass
     assert sorted(got) == [0, 10, 20]

@@ -33,6 +33,16 @@ def test_both_detectors_find_the_generated_cuts_exactly(scene_video, detector):
     assert clips[0]["clip_id"] == f"{clips[0]['video_id']}_0000000_0000060"
 
 
+@pytest.mark.parametrize("detector", ["adaptive", "transnetv2"])
+def test_either_decoder_gives_the_same_clips(scene_video, detector):
+    """split.decoder: `pyav` (in the worker) and `ffmpeg` (a process) cut and sample the same frames."""
+    got = {decoder: split(scene_video[0], detector=detector, min_clip_s=0.5, decoder=decoder)
+           for decoder in ("pyav", "ffmpeg")}
+    spans = {d: [(c["start_frame"], c["end_frame"], c["frame_indices"], c["start_s"]) for c in clips]
+             for d, clips in got.items()}
+    assert spans["pyav"] == spans["ffmpeg"] and len(spans["pyav"]) == 4
+
+
 def test_forced_cuts_snap_to_keyframes_so_shard_copies_the_pieces(scene_video, tmp_path):
     """Keyframes every 12 frames (gop 12, no B-frames): forced cuts every 25 frames move to the nearest multiple of
     12, and the shard stage then copies every piece that starts on one instead of re-encoding it."""

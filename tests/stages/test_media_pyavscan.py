@@ -1,0 +1,73 @@
+"""stages/media/pyavscan.py: the in-process scan gives what the ffmpeg process gives (the same frames counted, the same
+times to the bit, detector frames and samples from the same scaler), and its threads end with it, however it ends."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from stages import media
+from tests.stages.test_formats import FORMATS, N, make
+
+CASES = ["vfr.mkv", "mpegts.ts", "vp9.webm", "rot90.mp4"]  # B-frames, VFR, a start offset, another codec, rotation
+
+
+def _scan(scan_class, path, **options) -> tuple[np.ndarray, list[float], dict[int, np.ndarray], list[str]]:
+    samples: dict[int, np.ndarray] = {}
+
+    def keep(index, planes):
+        samples[index] = np.concatenate([p.ravel() for p in planes])
+
+    scan = scan_class(path, (64, 48), sample_every=7, sample_size=(96, 72), on_sample=keep, **options)
+    frames = np.concatenate(list(scan))
+    return frames, scan.times, samples, scan.decoder_errors
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pyavscan")
+    return {name: make(root / name, **FORMATS[name]) for name in CASES}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_in_process_scan_gives_the_ffmpeg_scans_frames_and_times(made, name):
+    frames, times, samples, errors = _scan(media.PyAVScan, made[name])
+    ref_frames, ref_times, ref_samples, ref_errors = _scan(media.FrameScan, made[name])
+    assert len(frames) == len(ref_frames) == N and errors == ref_errors == []
+    assert times == ref_times  # exact: the same rational arithmetic from the same timestamps
+    assert sorted(samples) == sorted(ref_samples) == list(range(0, N, 7))
+    # the same swscale filters; PyAV's libswscale may be another release than the ffmpeg binary's (chroma siting)
+    assert np.abs(frames.astype(int) - ref_frames).mean() < 1.0
+    assert max(np.abs(samples[i].astype(int) - ref_samples[i]).mean() for i in samples) < 1.0
+
+
+def test_two_decoder_threads_give_the_same_frames(made):
+    one, times, _, _ = _scan(media.PyAVScan, made["vfr.mkv"])
+    two, times_two, _, _ = _scan(media.PyAVScan, made["vfr.mkv"], threads=2)
+    assert times == times_two and np.array_equal(one, two)
+
+
+def _scan_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name in ("vlcurate-decode", "vlcurate-samples")]
+
+
+def test_a_caller_that_stops_early_leaves_no_thread_running(made):
+    scan = media.PyAVScan(made["vfr.mkv"], (64, 48), sample_every=5, sample_size=(96, 72),
+                          on_sample=lambda i, planes: None, batch_frames=8)
+    batches = iter(scan)
+    assert len(next(batches)) == 8
+    batches.close()  # the caller gives up after one batch (an error in its detector, say)
+    assert _scan_threads() == []
+
+
+def test_a_failing_sample_callback_is_raised_once_the_scan_ends(made):
+    def broken(index, planes):
+        raise RuntimeError(f"no room for sample {index}")
+
+    scan = media.PyAVScan(made["vfr.mkv"], (64, 48), sample_every=5, sample_size=(96, 72), on_sample=broken)
+    with pytest.raises(RuntimeError, match="no room for sample 0"):
+        for _ in scan:
+            pass
+    assert _scan_threads() == [] and scan.frames == N  # every frame still went to the detector

@@ -1,10 +1,14 @@
 """Split's one decoding pass inside this process: PyAV decodes on a thread of its own (libavcodec runs with the GIL
 released), each frame is scaled for the detector by swscale on the caller's thread as it arrives, still in cache, and
-every `sample_every`-th frame is scaled on a third thread for the stages after split.
+every `sample_every`-th frame is scaled and handed over on a third thread for the stages after split.
 
-Why not the ffmpeg process (`scan.FrameScan`): measured on the bench's 360p video, an ffmpeg output costs 13-18% of
-decode's CPU before any scaling (the raw encoder copies every frame, and its threads hand frames on), and PyAV's own
-decode costs 10-15% less than the `ffmpeg` command's. The detector frames are swscale's, as the process made them.
+Why not the ffmpeg process (`scan.FrameScan`): an ffmpeg output costs 13-18% of decode's CPU before any scaling
+(the raw encoder copies every frame, and ffmpeg's threads hand each one on), and PyAV's own decode of the same
+frames costs up to 14% less CPU than the `ffmpeg` command's (360p; about the same at 720p). Measured by `make bench-split` on 2 cores: at 360p the
+split's CPU fell from 1.84x to 1.53x decode's and its speed rose from 0.75 to 0.93 of decode's; at 720p both stayed
+within noise (1.42x to 1.37x, 0.96 to 0.94). The detector frames come from the same swscale filter as in the
+process (area), and the cuts of all 15 bench and development videos stayed the same; a cheaper route (swscale to
+4:2:0, OpenCV to BGR) saved 35-55 us a frame but moved cuts in fades.
 """
 
 from __future__ import annotations
@@ -165,13 +169,14 @@ class PyAVScan(ScanBase):
 
         (dw, dh), reformatter = self.detect_size, VideoReformatter()
         interpolation = Interpolation[self.detect_scaler.upper()]
-        batch = np.empty((self.batch_frames, dh, dw, CHANNELS[self.detect_format]), np.uint8)
+        channels = CHANNELS[self.detect_format]  # packed formats: one plane, `channels` bytes a pixel
+        batch = np.empty((self.batch_frames, dh, dw, channels), np.uint8)
         n = 0
         while (handed := frames.get()) is not _DONE:
             for frame in handed:
                 small = reformatter.reformat(frame, dw, dh, self.detect_format, interpolation=interpolation,
                                              src_color_range=frame.color_range, threads=1)
-                batch[n] = small.to_ndarray().reshape(batch.shape[1:])
+                batch[n] = _plane(small, 0, dw * channels, dh).reshape(dh, dw, channels)  # one copy, not two
                 n += 1
                 if n == self.batch_frames:
                     self.frames += n

@@ -362,6 +362,15 @@ def thread_pools(threads: int):
     return threadpoolctl.threadpool_limits(threads)
 
 
+def torch_dtype(name: str, device: str):
+    """A config's dtype name as torch's: `auto` is float16 on CUDA, float32 elsewhere (teachers and scorers alike)."""
+    import torch
+
+    if name == "auto":
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, name)
+
+
 def set_torch_threads(threads: int | None) -> int:
     """Same thread count local and on Ray, so float reductions, and so captions and scores, come out equal."""
     import torch

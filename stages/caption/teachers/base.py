@@ -122,14 +122,6 @@ class Teacher:
         return len(self.missing_inputs(clip)) < len(self.inputs) if self.inputs else True
 
 
-def torch_dtype(name: str, device: str):
-    import torch
-
-    if name == "auto":
-        return torch.float16 if device.startswith("cuda") else torch.float32
-    return getattr(torch, name)
-
-
 _SPACE = re.compile(r"\s+")
 _SPECIAL = re.compile(r"<\|[^|>]*\|>|</?s>|\[(?:CLS|SEP|PAD|UNK|MASK|DEC)\]|<pad>|<unk>")
 

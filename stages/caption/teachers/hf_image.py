@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from stages.caption.teachers.base import TEACHERS, ClipInput, Teacher, torch_dtype
+from stages.caption.teachers.base import TEACHERS, ClipInput, Teacher
+from stages.models import torch_dtype
 
 
 @TEACHERS.register("hf_image_captioner")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from stages import models
-from stages.caption.teachers.base import torch_dtype
+from stages.models import torch_dtype
 from stages.models import torch_device
 from stages.score.scorers import finetuned
 from stages.score.scorers.base import SCORERS, Scorer

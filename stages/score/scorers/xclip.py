@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from stages import media, models
-from stages.caption.teachers.base import torch_dtype
+from stages.models import torch_dtype
 from stages.models import torch_device
 from stages.score.scorers.base import SCORERS, Scorer
 

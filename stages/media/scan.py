@@ -116,17 +116,14 @@ class FrameScan(ScanBase):
         """Fill `out` with full batches, then the partial last one, then None; give up once `stop` is set."""
         import numpy as np
 
-        def put(item) -> bool:
-            return put_until(out, item, stop)
-
         frame_bytes = int(np.prod(shape[1:]))
         while True:
             batch = np.empty(shape, np.uint8)
             got = _read_full(pipe, memoryview(batch).cast("B"))
-            if got >= frame_bytes and not put(batch[:got // frame_bytes]):
+            if got >= frame_bytes and not put_until(out, batch[:got // frame_bytes], stop):
                 return
             if got < batch.nbytes:
-                put(None)
+                put_until(out, None, stop)
                 return
 
     def _read_samples(self, fd: int) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import ffmpeg as ffmpeg_python
 
+from pipeline.tasks import peak_rss_mb  # noqa: F401 - the benchmarks' and the workers' one measure
 from stages import media
 from stages.models import package_dir
 
@@ -97,18 +98,6 @@ def ffmpeg_on_path() -> dict[str, str]:
         (bindir / "ffmpeg").symlink_to(media.ffmpeg_exe())
         env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
     return env
-
-
-def peak_rss_mb() -> float:
-    """This process's own peak RSS in MB: VmHWM, not getrusage, since Linux carries ru_maxrss across fork+exec (a
-    child of a large parent would report the parent's peak)."""
-    import re
-    import resource
-
-    try:
-        return round(int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) / 1024, 1)
-    except (OSError, AttributeError):
-        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def write_result(name: str, result: dict[str, Any]) -> Path:

@@ -73,6 +73,16 @@ def execute(stage: Stage, task: dict[str, Any]) -> dict[str, Any]:
     io.atomic_write_json(record_path, record)  # last: the task counts as done only once its files are all there
     faults.hit(f"{stage.name}.pass{task['pass']}.done")
     shutil.rmtree(folder_of(task), ignore_errors=True)  # its saved batches are in the part now
-    # the worker process's peak so far (Linux reports KiB): what a part costs in memory, for stats.json
-    peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    return {**record, "resumed": False, "peak_rss_mb": peak}
+    # the worker process's own peak so far: what a part costs in memory, for stats.json
+    return {**record, "resumed": False, "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS in MB: VmHWM, not getrusage, since Linux carries ru_maxrss across fork+exec (a
+    worker spawned by a large driver would report the driver's peak)."""
+    import re
+
+    try:
+        return round(int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) / 1024, 1)
+    except (OSError, AttributeError):
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -58,7 +58,7 @@ class AestheticsFilter(FilterStage):
     def setup(self) -> None:
         import torch
 
-        from stages.score.scorers import SCORERS, ScorerConfig
+        from stages.scorers import SCORERS, ScorerConfig
 
         cfg = self.config
         self.tower = SCORERS.get("open_clip")(ScorerConfig(kind="open_clip", model=cfg.model,

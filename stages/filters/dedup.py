@@ -70,7 +70,7 @@ class HashPass(Stage):
 
     def setup(self) -> None:
         if self.config.method == "embedding":
-            from stages.score.scorers import SCORERS, ScorerConfig
+            from stages.scorers import SCORERS, ScorerConfig
 
             cfg = self.config
             self.tower = SCORERS.get("open_clip")(ScorerConfig(kind="open_clip", model=cfg.model,

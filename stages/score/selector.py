@@ -25,13 +25,13 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from stages.media import decode_jpeg
-from stages.score.scorers.base import ScorerConfig
-from stages.score.scorers.finetuned import FORMAT, SELECTOR_JSON
+from stages.scorers.base import ScorerConfig
+from stages.scorers.finetuned import FORMAT, SELECTOR_JSON
 
 if TYPE_CHECKING:
     import torch
 
-    from stages.score.scorers.base import Scorer
+    from stages.scorers.base import Scorer
 
 
 class SelectorTrainConfig(BaseModel):
@@ -289,7 +289,7 @@ class HFClipTrainable(Trainable):
     def image_embeddings(self, images: list) -> "torch.Tensor":
         import torch
 
-        from stages.score.scorers.hf_clip import _features
+        from stages.scorers.hf_clip import _features
 
         pixels = self.scorer.image_processor(images=images, return_tensors="pt")
         pixels = {k: v.to(self.device) for k, v in pixels.items()}
@@ -298,7 +298,7 @@ class HFClipTrainable(Trainable):
     def text_embeddings(self, texts: list[str]) -> "torch.Tensor":
         import torch
 
-        from stages.score.scorers.hf_clip import _features
+        from stages.scorers.hf_clip import _features
 
         tokens = self.scorer.tokenizer(texts, padding=self.scorer.padding, truncation=True,
                                        max_length=self.scorer.context_length, return_tensors="pt")
@@ -376,7 +376,7 @@ def _progress(total: int, desc: str):
 
 def load_scorer(scorer_config: ScorerConfig) -> "Scorer":
     """The base model, loaded exactly as the score stage loads it, in float32 (half precision does not train)."""
-    from stages.score.scorers import SCORERS
+    from stages.scorers import SCORERS
 
     if scorer_config.kind not in TRAINABLES:
         raise ValueError(f"a selector can be trained from {', '.join(sorted(TRAINABLES))} scorers, not "

@@ -51,7 +51,7 @@ def train(
     """
     from pydantic import ValidationError
 
-    from stages.score.scorers.base import ScorerConfig
+    from stages.scorers.base import ScorerConfig
     from stages.score.selector import SelectorTrainConfig, train_from_files
 
     try:

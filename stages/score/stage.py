@@ -14,7 +14,7 @@ from manifests import CAPTIONS, SCORED
 from pipeline.parts import iter_parts
 from pipeline.stage import Stage, StageConfig, error_text
 from stages import models
-from stages.score.scorers import SCORERS, Scorer, ScorerConfig
+from stages.scorers import SCORERS, Scorer, ScorerConfig
 from stages.catalog import STAGES
 
 

@@ -42,7 +42,7 @@ class OpenClipEmbedder(Embedder):
     """The score stage's open_clip image tower, one frame per vector."""
 
     def setup(self) -> None:
-        from stages.score.scorers import SCORERS, ScorerConfig
+        from stages.scorers import SCORERS, ScorerConfig
 
         cfg = self.config
         self._scorer = SCORERS.get("open_clip")(ScorerConfig(kind="open_clip", model=cfg.model,

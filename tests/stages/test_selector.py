@@ -13,7 +13,7 @@ from manifests import CAPTIONS, with_frames
 from pipeline.executor import read_manifest
 from stages.cli import app
 from stages.score import selector
-from stages.score.scorers.base import ScorerConfig
+from stages.scorers.base import ScorerConfig
 from stages.score.synthetic import COLOURS, SHAPES, SynthConfig, generate
 
 runner = CliRunner()

@@ -11,7 +11,7 @@ from PIL import Image
 from manifests import CAPTIONS, with_frames
 from tests.fixtures import TableView
 from stages.score import ScoreConfig, ScoreStage
-from stages.score.scorers import SCORERS, ScorerConfig
+from stages.scorers import SCORERS, ScorerConfig
 from stages.media import sample_frames
 
 

@@ -8,8 +8,8 @@ import numpy as np
 from stages import models
 from stages.models import torch_dtype
 from stages.models import torch_device
-from stages.score.scorers import finetuned
-from stages.score.scorers.base import SCORERS, Scorer
+from stages.scorers import finetuned
+from stages.scorers.base import SCORERS, Scorer
 
 
 def _features(output):

@@ -18,7 +18,7 @@ import numpy as np
 from stages import media, models
 from stages.models import torch_dtype
 from stages.models import torch_device
-from stages.score.scorers.base import SCORERS, Scorer
+from stages.scorers.base import SCORERS, Scorer
 
 
 def _pooled(output):

@@ -289,21 +289,21 @@ class HFClipTrainable(Trainable):
     def image_embeddings(self, images: list) -> "torch.Tensor":
         import torch
 
-        from stages.scorers.hf_clip import _features
+        from stages.scorers.base import pooled
 
         pixels = self.scorer.image_processor(images=images, return_tensors="pt")
         pixels = {k: v.to(self.device) for k, v in pixels.items()}
-        return torch.nn.functional.normalize(_features(self.model.get_image_features(**pixels)), dim=-1)
+        return torch.nn.functional.normalize(pooled(self.model.get_image_features(**pixels)), dim=-1)
 
     def text_embeddings(self, texts: list[str]) -> "torch.Tensor":
         import torch
 
-        from stages.scorers.hf_clip import _features
+        from stages.scorers.base import pooled
 
         tokens = self.scorer.tokenizer(texts, padding=self.scorer.padding, truncation=True,
                                        max_length=self.scorer.context_length, return_tensors="pt")
         tokens = {k: v.to(self.device) for k, v in tokens.items()}
-        return torch.nn.functional.normalize(_features(self.model.get_text_features(**tokens)), dim=-1)
+        return torch.nn.functional.normalize(pooled(self.model.get_text_features(**tokens)), dim=-1)
 
     def save(self, folder: Path) -> None:
         """A `save_pretrained` folder: AutoModel, the tokenizer and the image processor load it like a hub id."""

@@ -93,3 +93,9 @@ def mean_per_clip(frame_emb: np.ndarray, owners: Sequence[int], clips: int) -> n
 
 
 SCORERS: Registry[type[Scorer]] = Registry("scorer")
+
+
+def pooled(output):
+    """A `get_*_features` result as a tensor: transformers 5 returns a model output with the projection in
+    `pooler_output` (X-CLIP: the MIT's output), 4.x the tensor itself."""
+    return output if hasattr(output, "norm") else output.pooler_output

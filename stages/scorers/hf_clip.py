@@ -6,15 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from stages import models
-from stages.models import torch_dtype
-from stages.models import torch_device
+from stages.models import torch_device, torch_dtype
 from stages.scorers import finetuned
-from stages.scorers.base import SCORERS, Scorer
-
-
-def _features(output):
-    """transformers 5 returns a model output from get_*_features (the projection in pooler_output); 4.x a tensor."""
-    return output if hasattr(output, "norm") else output.pooler_output
+from stages.scorers.base import SCORERS, Scorer, pooled
 
 
 @SCORERS.register("hf_clip")
@@ -48,7 +42,7 @@ class HFClipScorer(Scorer):
         pixels = self.image_processor(images=images, return_tensors="pt")
         pixels = {k: v.to(self.device, self.dtype) for k, v in pixels.items()}
         with torch.inference_mode():
-            out = _features(self.model.get_image_features(**pixels)).float()
+            out = pooled(self.model.get_image_features(**pixels)).float()
             return torch.nn.functional.normalize(out, dim=-1).cpu().numpy()
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
@@ -57,7 +51,7 @@ class HFClipScorer(Scorer):
                                 return_tensors="pt")
         tokens = {k: v.to(self.device) for k, v in tokens.items()}
         with torch.inference_mode():
-            out = _features(self.model.get_text_features(**tokens)).float()
+            out = pooled(self.model.get_text_features(**tokens)).float()
             return torch.nn.functional.normalize(out, dim=-1).cpu().numpy()
 
     def truncated(self, text: str) -> bool:

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from stages import models
-from stages.models import torch_dtype
-from stages.models import torch_device
+from stages.models import torch_device, torch_dtype
 from stages.scorers import finetuned
 from stages.scorers.base import SCORERS, Scorer
 

@@ -16,15 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from stages import media, models
-from stages.models import torch_dtype
-from stages.models import torch_device
-from stages.scorers.base import SCORERS, Scorer
-
-
-def _pooled(output):
-    """transformers 5 returns a model output from get_video_features (the MIT's output in pooler_output); 4.x a
-    tensor."""
-    return output if hasattr(output, "norm") else output.pooler_output
+from stages.models import torch_device, torch_dtype
+from stages.scorers.base import SCORERS, Scorer, pooled
 
 
 @SCORERS.register("xclip")
@@ -67,7 +60,7 @@ class XClipScorer(Scorer):
         parts = []
         for start in range(0, len(clips), self.clips_per_call):
             with torch.inference_mode():
-                out = _pooled(self.model.get_video_features(
+                out = pooled(self.model.get_video_features(
                     pixel_values=self._pixels(clips[start:start + self.clips_per_call]))).float()
                 parts.append(torch.nn.functional.normalize(out, dim=-1).cpu().numpy())
         return np.concatenate(parts) if parts else np.zeros((0, self.model.config.projection_dim), np.float32)

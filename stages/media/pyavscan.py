@@ -1,21 +1,20 @@
 """Split's one decoding pass inside this process: PyAV decodes on a thread of its own (libavcodec runs with the GIL
-released), each frame is scaled for the detector by swscale on the caller's thread as it arrives, still in cache, and
+released), each frame is scaled for the detector by swscale on the caller's thread as it arrives (four at a time), and
 every `sample_every`-th frame is scaled and handed over on a third thread for the stages after split.
 
 Why not the ffmpeg process (`scan.FrameScan`): an ffmpeg output costs 13-18% of decode's CPU before any scaling
 (the raw encoder copies every frame, and ffmpeg's threads hand each one on), and PyAV's own decode of the same
-frames costs up to 14% less CPU than the `ffmpeg` command's (360p; about the same at 720p). Measured by `make bench-split` on 2 cores: at 360p the
-split's CPU fell from 1.84x to 1.53x decode's and its speed rose from 0.75 to 0.93 of decode's; at 720p both stayed
-within noise (1.42x to 1.37x, 0.96 to 0.94). The detector frames come from the same swscale filter as in the
-process (area), and the cuts of all 15 bench and development videos stayed the same; a cheaper route (swscale to
-4:2:0, OpenCV to BGR) saved 35-55 us a frame but moved cuts in fades.
+frames costs up to 14% less CPU than the `ffmpeg` command's (360p; about the same at 720p). Measured by `make
+bench-split` on 2 cores: at 360p the split's CPU fell from 1.84x to 1.53x decode's and its speed rose from 0.75 to
+0.93 of decode's; at 720p both stayed within noise (1.42x to 1.37x, 0.96 to 0.94). The detector frames come from
+the same swscale filter as in the process (area), and the cuts of all 15 bench and development videos stayed the
+same; a cheaper route (swscale to 4:2:0, OpenCV to BGR) saved 35-55 us a frame but moved cuts in fades.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
 from pipeline import failures
 from pipeline.stage import StageError
 from stages.media.probe import DECODE_PASSES, _open
-from stages.media.scanbase import CHANNELS, ScanBase, put_until
+from stages.media.scanbase import CHANNELS, FrameTimes, ScanBase, put_until
 
 _DONE = object()
 
@@ -59,7 +58,7 @@ class PyAVScan(ScanBase):
         DECODE_PASSES[self.path] += 1
         self._stop = threading.Event()
         container = _open(self.path)
-        frames: queue.Queue = queue.Queue(maxsize=2)  # handoffs ahead of the caller: frames still in cache
+        frames: queue.Queue = queue.Queue(maxsize=2)  # handoffs ahead of the caller: few decoded frames held
         samples: queue.Queue = queue.Queue(maxsize=4)
         threads = [threading.Thread(target=self._decode, args=(container, frames, samples), daemon=True,
                                     name="vlcurate-decode")]
@@ -114,7 +113,9 @@ class PyAVScan(ScanBase):
             stream = container.streams.video[0]
             stream.thread_count = self.threads
             stream.thread_type = "AUTO" if self.threads > 1 else "SLICE"
-            clock = _Clock(stream.time_base, container.start_time)
+            self.times = times = FrameTimes(container.start_time)
+            tb = stream.time_base
+            num, den = tb.numerator, tb.denominator
             index, pending = 0, []
             for packet in container.demux(stream):
                 try:
@@ -123,7 +124,7 @@ class PyAVScan(ScanBase):
                     self.decoder_errors.append(f"packet at {packet.pts}: {exc}")
                     continue
                 for frame in decoded:
-                    self.times.append(clock.seconds(frame.pts, frame.dts))
+                    times.add(frame.pts if frame.pts is not None else frame.dts, num, den)
                     if self.sample_every and index % self.sample_every == 0 and not self._put(samples, (index, frame)):
                         return
                     pending.append(frame)
@@ -164,7 +165,7 @@ class PyAVScan(ScanBase):
                 self._failure = exc
 
     def _batches(self, frames: queue.Queue) -> Iterator[np.ndarray]:
-        """Each frame scaled for the detector as it arrives (still in cache), gathered into batches."""
+        """Each frame scaled for the detector as it arrives, gathered into batches."""
         import av
         import numpy as np
         from av.video.reformatter import Interpolation, VideoReformatter
@@ -190,24 +191,3 @@ class PyAVScan(ScanBase):
         if n:
             self.frames += n
             yield batch[:n]
-
-
-class _Clock:
-    """Frame times in seconds from the container's start, exact: pts in the stream's time base less the start,
-    rescaled to that base with ffmpeg's own rounding (half away from zero), as `ffmpeg` without -copyts does."""
-
-    def __init__(self, time_base: Fraction, start_us: int | None):
-        self.num, self.den = time_base.numerator, time_base.denominator
-        shift = Fraction(start_us or 0, 1_000_000) / time_base
-        self.shift = int(shift + Fraction(1, 2)) if shift >= 0 else -int(-shift + Fraction(1, 2))
-        self.last: list[float] = []
-
-    def seconds(self, pts: int | None, dts: int | None) -> float:
-        ts = pts if pts is not None else dts
-        if ts is None:  # no timestamp at all (raw elementary streams): one step after the last
-            step = self.last[1] - self.last[0] if len(self.last) > 1 else 0.0
-            t = self.last[-1] + step if self.last else 0.0
-        else:
-            t = (ts - self.shift) * self.num / self.den  # int division rounds exactly
-        self.last = [*self.last[-1:], t]
-        return t

@@ -16,7 +16,7 @@ from pipeline import failures
 from pipeline.stage import StageError
 from stages.media import commands
 from stages.media.probe import DECODE_PASSES
-from stages.media.scanbase import CHANNELS, ScanBase, put_until
+from stages.media.scanbase import CHANNELS, FrameTimes, ScanBase, put_until
 
 _PIPE_BYTES = 1 << 20
 
@@ -150,17 +150,15 @@ class FrameScan(ScanBase):
         """Frame times from the container's start, exact: input pts in the input time base. ffmpeg has already
         subtracted the container's start time (its default input offset, without -copyts), so MPEG-TS times that
         begin at 1.4 s start at 0 here, as in `decode_frames` and as `-ss` counts."""
-        times = []
-        time_bases: dict[str, Fraction] = {}  # one in practice; a Fraction per line cost ~10 us a frame
+        times = FrameTimes()  # ffmpeg has shifted the timestamps already
+        time_bases: dict[str, tuple[int, int]] = {}  # one in practice; a Fraction per line cost ~10 us a frame
         with open(stats) as f:
             for line in f:
                 pts, tb = line.split()
-                if pts == "N/A":  # a frame without a timestamp (raw elementary streams): one step after the last
-                    step = times[-1] - times[-2] if len(times) > 1 else 0.0
-                    times.append(times[-1] + step if times else 0.0)
-                    continue
-                base = time_bases.get(tb) or time_bases.setdefault(tb, Fraction(tb))
-                times.append(int(pts) * base.numerator / base.denominator)  # int division rounds exactly
+                if tb not in time_bases:
+                    base = Fraction(tb)
+                    time_bases[tb] = (base.numerator, base.denominator)
+                times.add(None if pts == "N/A" else int(pts), *time_bases[tb])
         if len(times) != self.frames:
             raise StageError("decode_failed", f"{self.frames} frames but {len(times)} timestamps")
         return times

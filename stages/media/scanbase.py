@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +42,25 @@ def put_until(out: queue.Queue, item: Any, stop: threading.Event) -> bool:
         except queue.Full:
             continue
     return False
+
+
+class FrameTimes(list):
+    """Frame times in seconds from the container's start, exact, appended frame by frame: a timestamp in its time
+    base (`num`/`den`) less the container's start (`start_us`, rescaled to that base with ffmpeg's rounding, half
+    away from zero, as `ffmpeg` without -copyts does), divided as integers so the float is correctly rounded."""
+
+    def __init__(self, start_us: int | None = 0):
+        super().__init__()
+        self._start = Fraction(start_us or 0, 1_000_000)
+        self._shifts: dict[tuple[int, int], int] = {}  # per time base: one in practice
+
+    def add(self, ts: int | None, num: int, den: int) -> None:
+        if ts is None:  # a frame without a timestamp (raw elementary streams): one step after the last
+            step = self[-1] - self[-2] if len(self) > 1 else 0.0
+            self.append(self[-1] + step if self else 0.0)
+            return
+        shift = self._shifts.get((num, den))
+        if shift is None:
+            exact, half = self._start * den / num, Fraction(1, 2)
+            shift = self._shifts[num, den] = int(exact + half) if exact >= 0 else -int(-exact + half)
+        self.append((ts - shift) * num / den)

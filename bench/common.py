@@ -13,7 +13,6 @@ from typing import Any, Callable
 
 import ffmpeg as ffmpeg_python
 
-from pipeline.tasks import peak_rss_mb  # noqa: F401 - the benchmarks' and the workers' one measure
 from stages import media
 from stages.models import package_dir
 

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import WORK, peak_rss_mb, write_result
+from bench.common import WORK, write_result
+from pipeline.tasks import peak_rss_mb
 from bench.scale_bench import make_source, replicate
 
 STAGES = ["ingest", "split", "motion", "caption", "score"]  # ingest and split are replicated, not run

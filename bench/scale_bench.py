@@ -23,7 +23,8 @@ from typing import Any
 import ffmpeg as ffmpeg_python
 import pyarrow as pa
 
-from bench.common import WORK, ffmpeg, peak_rss_mb, write_result
+from bench.common import WORK, ffmpeg, write_result
+from pipeline.tasks import peak_rss_mb
 from manifests import CLIPS, with_frames
 
 STAGES = ("caption", "score")

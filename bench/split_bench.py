@@ -139,14 +139,11 @@ def _worker_pid(hold_s: float) -> int:
 
 
 def peak_rss_child(path: Path) -> tuple[float, int]:
-    """Split a long video in a fresh process and report its peak RSS in MB.
-
-    VmHWM, not getrusage: Linux carries ru_maxrss across fork+exec, so a child would report this (large) parent's
-    peak instead of its own."""
-    code = ("import re, sys; from bench.split_bench import split_once; from pathlib import Path;"
-            "import tempfile; t = split_once(Path(sys.argv[1]), Path(tempfile.mkdtemp()));"
-            "hwm = re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1);"
-            "print(t.num_rows, int(hwm) / 1024)")
+    """Split a long video in a fresh process and report its peak RSS in MB (`peak_rss_mb`: its own, not this
+    parent's, which getrusage would carry over)."""
+    code = ("import sys, tempfile; from pathlib import Path; from bench.split_bench import split_once;"
+            "from pipeline.tasks import peak_rss_mb; t = split_once(Path(sys.argv[1]), Path(tempfile.mkdtemp()));"
+            "print(t.num_rows, peak_rss_mb())")
     out = subprocess.run([sys.executable, "-c", code, str(path)], check=True, capture_output=True, text=True)
     clips, rss = out.stdout.strip().splitlines()[-1].split()
     return float(rss), int(clips)

@@ -69,6 +69,8 @@ def _scan(scan_class: Any, path: Path, detector: Any, detect_size: tuple[int, in
 
 
 def _pyav_decode(path: Path) -> None:
+    """PyAV's decode alone, as the scan's decoder thread runs it; not `media.decode_frames`, whose per-frame
+    Fraction arithmetic for times would be counted as decode."""
     import av
 
     with av.open(str(path)) as container:

@@ -4,9 +4,10 @@ every `sample_every`-th frame is scaled and handed over on a third thread for th
 
 Why not the ffmpeg process (`scan.FrameScan`): an ffmpeg output costs 13-18% of decode's CPU before any scaling
 (the raw encoder copies every frame, and ffmpeg's threads hand each one on), and PyAV's own decode of the same
-frames costs up to 14% less CPU than the `ffmpeg` command's (360p; about the same at 720p). Measured by `make
-bench-split` on 2 cores: at 360p the split's CPU fell from 1.84x to 1.53x decode's and its speed rose from 0.75 to
-0.93 of decode's; at 720p both stayed within noise (1.42x to 1.37x, 0.96 to 0.94). The detector frames come from
+frames costs up to 14% less CPU than the `ffmpeg` command's (360p; about the same at 720p); both measured with
+ffmpeg-python graphs and PyAV loops on the bench's videos. On 2 cores, the bench's throughput loop gave 1.84x
+decode's CPU and 0.75 of its speed at 360p with the process, and `make bench-split` 1.53x and 0.93 with this scan;
+at 720p both stayed within noise (1.42x to 1.37x, 0.96 to 0.94). The detector frames come from
 the same swscale filter as in the process (area), and the cuts of all 15 bench and development videos stayed the
 same; a cheaper route (swscale to 4:2:0, OpenCV to BGR) saved 35-55 us a frame but moved cuts in fades.
 """
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 from pipeline import failures
 from pipeline.stage import StageError
 from stages.media.probe import DECODE_PASSES, _open
-from stages.media.scanbase import CHANNELS, FrameTimes, ScanBase, put_until
+from stages.media.scanbase import CHANNELS, FrameTimes, ScanBase, get_until, put_until
 
 _DONE = object()
 
@@ -49,14 +50,13 @@ class PyAVScan(ScanBase):
         super().__init__(path, detect_size, **options)
         self.handoff_frames = handoff_frames  # one at a time cost 0.03 s more CPU per 720 frames at 360p
         self._failure: BaseException | None = None  # a decoder or sampler thread's own failure, raised at the end
-        self._stop = threading.Event()
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Batches of detector frames, (n, h, w, channels) uint8, in presentation order."""
         import av
 
         DECODE_PASSES[self.path] += 1
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # set once the caller is done: every thread of this pass then ends
         container = _open(self.path)
         frames: queue.Queue = queue.Queue(maxsize=2)  # handoffs ahead of the caller: few decoded frames held
         samples: queue.Queue = queue.Queue(maxsize=4)
@@ -95,14 +95,6 @@ class PyAVScan(ScanBase):
 
     def _put(self, out: queue.Queue, item: Any) -> bool:
         return put_until(out, item, self._stop)
-
-    def _get(self, source: queue.Queue) -> Any:
-        while not self._stop.is_set():
-            try:
-                return source.get(timeout=0.1)
-            except queue.Empty:
-                continue
-        return _DONE
 
     def _decode(self, container: Any, frames: queue.Queue, samples: queue.Queue) -> None:
         """Decoder thread: every frame, in order, to `frames` (and every `sample_every`-th to `samples`), its time
@@ -151,7 +143,7 @@ class PyAVScan(ScanBase):
         from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
 
         reformatter, (sw, sh) = VideoReformatter(), self.sample_size
-        while (item := self._get(samples)) is not _DONE:
+        while (item := get_until(samples, self._stop, _DONE)) is not _DONE:
             if self._failure is not None:
                 continue  # drain, so the decoder never waits on a sampler that has given up
             index, frame = item

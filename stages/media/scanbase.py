@@ -44,6 +44,16 @@ def put_until(out: queue.Queue, item: Any, stop: threading.Event) -> bool:
     return False
 
 
+def get_until(source: queue.Queue, stop: threading.Event, default: Any) -> Any:
+    """The next item of a queue, waiting for one, unless `stop` is set first (the writer gave up): `default`."""
+    while not stop.is_set():
+        try:
+            return source.get(timeout=0.1)
+        except queue.Empty:
+            continue
+    return default
+
+
 class FrameTimes(list):
     """Frame times in seconds from the container's start, exact, appended frame by frame: a timestamp in its time
     base (`num`/`den`) less the container's start (`start_us`, rescaled to that base with ffmpeg's rounding, half

@@ -67,7 +67,7 @@ class SplitConfig(StageConfig):
                                              "`damaged` (default), or make it a `split/damaged` error")
 
 
-SCANS = {"pyav": media.PyAVScan, "ffmpeg": media.FrameScan}  # SplitConfig.decoder: the same frames and times
+SCANS = {"pyav": media.PyAVScan, "ffmpeg": media.FrameScan}  # SplitConfig.decoder: the same frame count, times and cuts
 
 
 @contextlib.contextmanager

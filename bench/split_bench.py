@@ -138,6 +138,20 @@ def _worker_pid(hold_s: float) -> int:
     return os.getpid()
 
 
+def _against_decode(runs: list, which: int, frames: int) -> dict:
+    """Split's speed and CPU against single-thread ffmpeg decode's, from alternated (decode, split, ...) runs."""
+    decode, split = [r[0] for r in runs], [r[which] for r in runs]
+    best = min(s[0] for s in split)
+    return {"split_s": round(best, 3), "split_fps": round(frames / best, 1),
+            "split_over_decode": round(min(d[0] for d in decode) / best, 3),  # best of each
+            "split_over_decode_median": round(statistics.median(d[0] for d in decode)
+                                              / statistics.median(s[0] for s in split), 3),
+            # CPU per video against decode's: on a machine with as many cores as videos in flight, n videos in
+            # parallel can run at most n / this times faster than one video split at decode speed
+            "cpu_over_decode_cpu": round(statistics.median(s[1] for s in split)
+                                         / statistics.median(d[1] for d in decode), 3)}  # median of each
+
+
 def peak_rss_child(path: Path) -> tuple[float, int]:
     """Split a long video in a fresh process and report its peak RSS in MB (`peak_rss_mb`: its own, not this
     parent's, which getrusage would carry over)."""
@@ -165,23 +179,20 @@ def main() -> None:
         video = make_h264(height)
         info = media.probe(video)
         stage, videos = ready_split(video)
+        two, _ = ready_split(video, decode_threads=2)
         # decode and split alternate, so drift in what else the machine does hits both alike
         runs = [(wall_and_cpu_seconds(functools.partial(ffmpeg_decode, video)),
-                 wall_and_cpu_seconds(functools.partial(stage.process_batch, videos))) for _ in range(args.rounds)]
-        decodes, splits = [d[0] for d, _ in runs], [s[0] for _, s in runs]
-        decode, ours = min(decodes), min(splits)
-        cpu_ratio = statistics.median(s[1] for _, s in runs) / statistics.median(d[1] for d, _ in runs)
+                 wall_and_cpu_seconds(functools.partial(stage.process_batch, videos)),
+                 wall_and_cpu_seconds(functools.partial(two.process_batch, videos))) for _ in range(args.rounds)]
+        decodes = [r[0][0] for r in runs]
         result["throughput"][f"{height}p"] = {
             "video": video.name, "frames": info.num_frames, "seconds_of_video": round(info.duration_s, 2),
-            "ffmpeg_threads1_decode_s": round(decode, 3), "split_s": round(ours, 3),
-            "decode_fps": round(info.num_frames / decode, 1), "split_fps": round(info.num_frames / ours, 1),
-            "split_over_decode": round(decode / ours, 3),  # best of each
-            "split_over_decode_median": round(statistics.median(decodes) / statistics.median(splits), 3),
-            "rounds": args.rounds,
-            # CPU per video against decode's: on a machine with as many cores as videos in flight, n videos in
-            # parallel can run at most n / this times faster than one video split at decode speed
-            "cpu_over_decode_cpu": round(cpu_ratio, 3),  # median of each
-            # where that CPU goes, per frame by step (bench/split_steps.py says what each step holds)
+            "ffmpeg_threads1_decode_s": round(min(decodes), 3),
+            "decode_fps": round(info.num_frames / min(decodes), 1), "rounds": args.rounds,
+            **_against_decode(runs, 1, info.num_frames),
+            # one video on two cores: segments between IDR frames on two decoder threads (split.decode_threads: 2)
+            "decode_threads_2": _against_decode(runs, 2, info.num_frames),
+            # where the CPU of decode_threads 1 goes, per frame by step (bench/split_steps.py says what each holds)
             "cpu_us_per_frame": cpu_by_step(video, stage, videos, rounds=args.rounds),
         }
     video720 = make_h264(720)

@@ -1,15 +1,18 @@
 """Split's one decoding pass inside this process: PyAV decodes on a thread of its own (libavcodec runs with the GIL
-released), each frame is scaled for the detector by swscale on the caller's thread as it arrives (four at a time), and
-every `sample_every`-th frame is scaled and handed over on a third thread for the stages after split.
+released) and scales each frame for the detector, and every `sample_every`-th frame for sampling, right after
+decoding it, while the frame is still in that core's cache; the detector frames reach the caller in batches, and
+the samples go to `on_sample` on a third thread. With `threads` > 1 and a stream whose IDR frames can be found
+(H.264, HEVC), that many decoder threads each take whole segments between IDR frames (gopscan.py).
 
+Why scale on the decoder's thread: a 720p frame scaled on another core (read from the decoding core's cache)
+cost 540-610 us of CPU, against 290 on its own core, on this 2-core VM; the previous layout (scaling on the
+caller's thread) gave 1.43x decode's CPU at 720p, this one 1.29x (bench throughput loop, 5 rounds each).
 Why not the ffmpeg process (`scan.FrameScan`): an ffmpeg output costs 13-18% of decode's CPU before any scaling
 (the raw encoder copies every frame, and ffmpeg's threads hand each one on), and PyAV's own decode of the same
 frames costs up to 14% less CPU than the `ffmpeg` command's (360p; about the same at 720p); both measured with
-ffmpeg-python graphs and PyAV loops on the bench's videos. On 2 cores, the bench's throughput loop gave 1.84x
-decode's CPU and 0.75 of its speed at 360p with the process, and `make bench-split` 1.53x and 0.93 with this scan;
-at 720p both stayed within noise (1.42x to 1.37x, 0.96 to 0.94). The detector frames come from
-the same swscale filter as in the process (area), and the cuts of all 15 bench and development videos stayed the
-same; a cheaper route (swscale to 4:2:0, OpenCV to BGR) saved 35-55 us a frame but moved cuts in fades.
+ffmpeg-python graphs and PyAV loops on the bench's videos. The detector frames come from the same swscale filter
+as in the process (area), and the cuts of all 15 bench and development videos stayed the same; a cheaper route
+(swscale to 4:2:0, OpenCV to BGR) saved 35-55 us a frame but moved cuts in fades.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from __future__ import annotations
 import queue
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 if TYPE_CHECKING:
     import numpy as np
 
 from pipeline import failures
 from pipeline.stage import StageError
+from stages.media import gopscan
 from stages.media.probe import DECODE_PASSES, _open
 from stages.media.scanbase import CHANNELS, FrameTimes, ScanBase, get_until, put_until
 
@@ -46,10 +50,12 @@ class PyAVScan(ScanBase):
     is left to the caller. The decoder's error log is captured process-wide while a scan runs: one scan at a
     time per process, as split's workers run them."""
 
-    def __init__(self, path: str | Path, detect_size: tuple[int, int], *, handoff_frames: int = 4, **options):
+    def __init__(self, path: str | Path, detect_size: tuple[int, int], **options):
         super().__init__(path, detect_size, **options)
-        self.handoff_frames = handoff_frames  # one at a time cost 0.03 s more CPU per 720 frames at 360p
         self._failure: BaseException | None = None  # a decoder or sampler thread's own failure, raised at the end
+        self._base: tuple[int, int, int | None] = (1, 1, 0)  # time base and container start, from a decoder
+        self.segmented = False  # whether this pass decoded segments on several threads (set once it starts)
+        self.segments = 1  # segments decoded
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Batches of detector frames, (n, h, w, channels) uint8, in presentation order."""
@@ -57,31 +63,51 @@ class PyAVScan(ScanBase):
 
         DECODE_PASSES[self.path] += 1
         self._stop = threading.Event()  # set once the caller is done: every thread of this pass then ends
-        container = _open(self.path)
-        frames: queue.Queue = queue.Queue(maxsize=2)  # handoffs ahead of the caller: few decoded frames held
         samples: queue.Queue = queue.Queue(maxsize=4)
-        threads = [threading.Thread(target=self._decode, args=(container, frames, samples), daemon=True,
-                                    name="vlcurate-decode")]
-        if self.sample_every:
-            threads.append(threading.Thread(target=self._sample, args=(samples,), daemon=True,
-                                            name="vlcurate-samples"))
-        previous_level = av.logging.get_level()
-        av.logging.set_level(av.logging.ERROR)  # the decoder's complaints about a damaged stream, kept below
+        containers = [_open(self.path)]  # opened before the log is captured: probing's complaints are not decoding's
         try:
-            with av.logging.Capture(local=False) as logs:
+            threads, batches = self._decoders(containers, samples)
+            if self.sample_every:
+                threads.append(threading.Thread(target=self._sample, args=(samples,), daemon=True,
+                                                name="vlcurate-samples"))
+            previous_level, previous_skip = av.logging.get_level(), av.logging.get_skip_repeated()
+            av.logging.set_level(av.logging.ERROR)  # the decoder's complaints about a damaged stream, kept below
+            av.logging.set_skip_repeated(False)  # else a message the last scan ended on is held back from this one
+            try:
+                with av.logging.Capture(local=False) as logs:
+                    for thread in threads:
+                        thread.start()
+                    yield from batches
+                    self._put(samples, _DONE)
+                    for thread in threads:
+                        thread.join()
+            finally:
+                self._stop.set()
                 for thread in threads:
-                    thread.start()
-                yield from self._batches(frames)
-                for thread in threads:
-                    thread.join()
+                    if thread.is_alive():
+                        thread.join()
+                av.logging.set_level(previous_level)
+                av.logging.set_skip_repeated(previous_skip)
         finally:
-            self._stop.set()
-            for thread in threads:
-                if thread.is_alive():
-                    thread.join()
-            container.close()
-            av.logging.set_level(previous_level)
-        self._finish([log for log in logs if log[0] <= av.logging.ERROR])
+            for container in containers:
+                container.close()
+        logs = [log for log in logs if log[0] <= av.logging.ERROR]
+        self._finish(sorted(logs) if self.segmented else logs)  # threads interleave their logs: sorted, the same
+
+    def _decoders(self, containers: list, samples: queue.Queue) -> tuple[list[threading.Thread], Iterator[np.ndarray]]:
+        """The decoder threads of this pass, each with a container of its own from `containers` (opened here
+        beyond the first), and the caller's iterator over their batches."""
+        nals = gopscan.Nals.of(containers[0].streams.video[0]) if self.threads > 1 else None
+        self.segmented = nals is not None
+        if self.segmented:
+            containers += [_open(self.path) for _ in range(self.threads - 1)]
+            segments = gopscan.Segments(self.threads, self._stop)
+            return ([threading.Thread(target=self._guarded, args=(gopscan.decode_segments, c, segments, nals),
+                                      daemon=True, name=f"vlcurate-decode-{i}") for i, c in enumerate(containers)],
+                    gopscan.segment_batches(self, segments, samples))
+        frames: queue.Queue = queue.Queue(maxsize=2)  # batches ahead of the caller: few frames held
+        return ([threading.Thread(target=self._decode, args=(containers[0], frames, samples), daemon=True,
+                                  name="vlcurate-decode")], self._batches(frames))
 
     def _finish(self, logs: list) -> None:
         if self._failure is not None:
@@ -96,19 +122,31 @@ class PyAVScan(ScanBase):
     def _put(self, out: queue.Queue, item: Any) -> bool:
         return put_until(out, item, self._stop)
 
+    def _guarded(self, decode: Callable, *args: Any) -> None:
+        """Run a segment decoder thread; its failure stops the pass and is raised on the caller's thread."""
+        try:
+            decode(self, *args, FrameWork(self))
+        except BaseException as exc:  # noqa: BLE001 - raised on the caller's thread once the scan ends
+            self._failure = self._failure or exc
+            self._stop.set()
+
     def _decode(self, container: Any, frames: queue.Queue, samples: queue.Queue) -> None:
-        """Decoder thread: every frame, in order, to `frames` (and every `sample_every`-th to `samples`), its time
-        to `self.times`; then _DONE to both."""
+        """The one decoder thread: every frame, in order, scaled into batches for `frames` (and every
+        `sample_every`-th for `samples`), its time to `self.times`; then _DONE to `frames`."""
         import av
 
+        def put(item: tuple) -> bool:
+            return self._put(frames, item[1]) if item[0] == "batch" else self._put(samples, item[1:])
+
+        work = None
         try:
+            work = FrameWork(self)
+            work.start(put, 0)
             stream = container.streams.video[0]
             stream.thread_count = self.threads
             stream.thread_type = "AUTO" if self.threads > 1 else "SLICE"
             self.times = times = FrameTimes(container.start_time)
-            tb = stream.time_base
-            num, den = tb.numerator, tb.denominator
-            index, pending = 0, []
+            num, den = stream.time_base.numerator, stream.time_base.denominator
             for packet in container.demux(stream):
                 try:
                     decoded = stream.decode(packet)
@@ -117,69 +155,90 @@ class PyAVScan(ScanBase):
                     continue
                 for frame in decoded:
                     times.add(frame.pts if frame.pts is not None else frame.dts, num, den)
-                    if self.sample_every and index % self.sample_every == 0 and not self._put(samples, (index, frame)):
+                    if not work.take(frame):
                         return
-                    pending.append(frame)
-                    index += 1
-                if len(pending) >= self.handoff_frames:
-                    if not self._put(frames, pending):
-                        return
-                    pending = []
-            if pending and not self._put(frames, pending):
-                return
+            work.flush()
         except av.error.FFmpegError as exc:
             if failures.is_machine_failure(exc):  # reading failed (EIO, ENOMEM): the machine's fault, retried
                 self._failure = failures.as_machine_error(exc, f"decoding {self.path}")
             else:  # the demuxer gave up on the bytes: the frames so far stand, the source is flagged
                 self.decoder_errors.append(f"demuxing stopped: {exc}")
+                if work is not None:
+                    work.flush()
         except BaseException as exc:  # noqa: BLE001 - raised on the caller's thread once the scan ends
             self._failure = exc
         finally:
             self._put(frames, _DONE)
-            self._put(samples, _DONE)
 
     def _sample(self, samples: queue.Queue) -> None:
-        """Sampler thread: each sampled frame to JPEG's YCbCr 4:2:0 planes at `sample_size`, to `on_sample`."""
-        from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
-
-        reformatter, (sw, sh) = VideoReformatter(), self.sample_size
+        """Sampler thread: each sampled frame's planes to `on_sample` (a JPEG encoder, which releases the GIL)."""
         while (item := get_until(samples, self._stop, _DONE)) is not _DONE:
             if self._failure is not None:
                 continue  # drain, so the decoder never waits on a sampler that has given up
-            index, frame = item
             try:
-                small = reformatter.reformat(frame, sw, sh, "yuv420p", dst_colorspace=Colorspace.ITU601,
-                                             interpolation=Interpolation.AREA, src_color_range=frame.color_range,
-                                             dst_color_range=ColorRange.JPEG, threads=1)
-                self.on_sample(index, (_plane(small, 0, sw, sh), _plane(small, 1, sw // 2, sh // 2),
-                                       _plane(small, 2, sw // 2, sh // 2)))
+                self.on_sample(*item)
             except BaseException as exc:  # noqa: BLE001 - raised on the caller's thread once the scan ends
                 self._failure = exc
 
     def _batches(self, frames: queue.Queue) -> Iterator[np.ndarray]:
-        """Each frame scaled for the detector as it arrives, gathered into batches."""
-        import av
+        """The decoder's batches of detector frames, as they come."""
+        while (batch := frames.get()) is not _DONE:
+            self.frames += len(batch)
+            yield batch
+
+
+class FrameWork:
+    """What a decoder thread does with each decoded frame while it is hot: scale it for the detector into the
+    batch being filled, and every `sample_every`-th frame for sampling. What it makes goes to `put`, as
+    ("batch", frames) and ("sample", index from `start`'s first frame, planes); `put` says False once the caller
+    has gone."""
+
+    def __init__(self, scan: PyAVScan):
         import numpy as np
         from av.video.reformatter import Interpolation, VideoReformatter
 
-        (dw, dh), reformatter = self.detect_size, VideoReformatter()
-        interpolation = Interpolation[self.detect_scaler.upper()]
-        channels = CHANNELS[self.detect_format]  # packed formats: one plane, `channels` bytes a pixel
-        batch = np.empty((self.batch_frames, dh, dw, channels), np.uint8)
-        n = 0
-        while (handed := frames.get()) is not _DONE:
-            for frame in handed:
-                try:
-                    small = reformatter.reformat(frame, dw, dh, self.detect_format, interpolation=interpolation,
-                                                 src_color_range=frame.color_range, threads=1)
-                except av.error.FFmpegError as exc:  # a frame swscale cannot take: the video's problem
-                    raise StageError("decode_failed", f"frame {self.frames + n} cannot be scaled: {exc}") from exc
-                batch[n] = _plane(small, 0, dw * channels, dh).reshape(dh, dw, channels)  # one copy, not two
-                n += 1
-                if n == self.batch_frames:
-                    self.frames += n
-                    yield batch
-                    batch, n = np.empty_like(batch), 0
-        if n:
-            self.frames += n
-            yield batch[:n]
+        self.scan, self.first, self.index, self.n = scan, 0, 0, 0
+        self.put: Callable[[tuple], bool] = lambda item: False
+        (self.dw, self.dh), self.channels = scan.detect_size, CHANNELS[scan.detect_format]
+        self.interpolation = Interpolation[scan.detect_scaler.upper()]
+        self.detector, self.sampler = VideoReformatter(), VideoReformatter()
+        self.batch = np.empty((scan.batch_frames, self.dh, self.dw, self.channels), np.uint8)
+
+    def start(self, put: Callable[[tuple], bool], first: int) -> None:
+        """Frames from here on go to `put`; the next one is the video's frame `first` (for sampling)."""
+        self.put, self.first, self.index = put, first, 0
+
+    def take(self, frame: Any) -> bool:
+        """Scale `frame` into the batch (put once full) and sample it if its turn: False if the caller has gone."""
+        import av
+
+        scan, dw, dh = self.scan, self.dw, self.dh
+        try:
+            small = self.detector.reformat(frame, dw, dh, scan.detect_format, interpolation=self.interpolation,
+                                           src_color_range=frame.color_range, threads=1)
+        except av.error.FFmpegError as exc:  # a frame swscale cannot take: the video's problem
+            raise StageError("decode_failed", f"frame {self.first + self.index} cannot be scaled: {exc}") from exc
+        self.batch[self.n] = _plane(small, 0, dw * self.channels, dh).reshape(dh, dw, self.channels)
+        if scan.sample_every and (self.first + self.index) % scan.sample_every == 0:
+            if not self.put(("sample", self.index, self._sample_planes(frame))):
+                return False
+        self.index, self.n = self.index + 1, self.n + 1
+        return self.n < len(self.batch) or self.flush()
+
+    def _sample_planes(self, frame: Any) -> tuple[np.ndarray, ...]:
+        from av.video.reformatter import ColorRange, Colorspace, Interpolation
+
+        sw, sh = self.scan.sample_size
+        small = self.sampler.reformat(frame, sw, sh, "yuv420p", dst_colorspace=Colorspace.ITU601,
+                                      interpolation=Interpolation.AREA, src_color_range=frame.color_range,
+                                      dst_color_range=ColorRange.JPEG, threads=1)
+        return _plane(small, 0, sw, sh), _plane(small, 1, sw // 2, sh // 2), _plane(small, 2, sw // 2, sh // 2)
+
+    def flush(self) -> bool:
+        """Put the frames batched so far, and start a new batch."""
+        import numpy as np
+
+        if not self.n:
+            return True
+        handed, self.batch, self.n = self.batch[:self.n], np.empty_like(self.batch), 0
+        return self.put(("batch", handed))

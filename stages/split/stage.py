@@ -59,7 +59,10 @@ class SplitConfig(StageConfig):
     sample_fps: float = Field(2.0, gt=0, description="frames kept per second while decoding, to choose from")
     frame_short_side: int = Field(336, ge=32, description="stored frames' short side in pixels (never upscaled)")
     jpeg_quality: int = Field(90, ge=10, le=100)
-    decode_threads: int = Field(1, ge=1, description="decoder threads per video")
+    decode_threads: int = Field(1, ge=1, description="decoder threads per video: above 1, H.264 and HEVC are "
+                                "decoded in segments between IDR frames, one per thread (the same frames); other "
+                                "codecs use libavcodec's frame threads. 1 costs the least CPU a frame: keep it when "
+                                "every core has a video")
     decoder: Literal["pyav", "ffmpeg"] = Field("pyav", description="where the one decode runs: `pyav` in the "
                                                "worker (less CPU a frame), `ffmpeg` in an ffmpeg process")
     damaged: Literal["keep", "drop"] = Field("keep", description="a source that decodes short of the frames its "

@@ -43,6 +43,12 @@ def test_either_decoder_gives_the_same_clips(scene_video, detector):
     assert spans["pyav"] == spans["ffmpeg"] and len(spans["pyav"]) == 4
 
 
+def test_two_decoder_threads_give_the_same_clips(scene_video):
+    """split.decode_threads: 2 decodes segments between IDR frames on two threads: the same clips, frames, times."""
+    got = [split(scene_video[0], min_clip_s=0.5, decode_threads=threads) for threads in (1, 2)]
+    assert got[0] == got[1] and len(got[0]) == 4
+
+
 def test_forced_cuts_snap_to_keyframes_so_shard_copies_the_pieces(scene_video, tmp_path):
     """Keyframes every 12 frames (gop 12, no B-frames): forced cuts every 25 frames move to the nearest multiple of
     12, and the shard stage then copies every piece that starts on one instead of re-encoding it."""

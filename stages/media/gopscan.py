@@ -21,7 +21,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from pipeline import failures
-from stages.media.scanbase import FrameTimes, get_until
+from stages.media.scanbase import FrameTimes, get_until, put_until
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from stages.media.pyavscan import FrameWork, PyAVScan
 
 MIN_SEGMENT_PACKETS = 16  # shorter runs between IDRs join the segment before: a segment costs a decoder drain
-AHEAD = 1  # segments a thread may decode beyond those the caller and the other threads hold: bounds memory
+AHEAD = 1  # segments a thread may decode beyond those the caller and the other threads hold
+HELD = 64  # batches and samples a segment ahead of the caller may hold (64 x 16 frames at 256x144: 113 MB)
 
 
 class Nals:
@@ -146,7 +147,7 @@ class Segments:
             self.next_claim = index + 1
             while index > self.reading + self.threads - 1 + AHEAD and not self.stop.is_set():
                 self.cv.wait(0.1)
-            out = self.outputs[index] = queue.Queue()
+            out = self.outputs[index] = queue.Queue(maxsize=HELD)
             self.cv.notify_all()
             return out
 
@@ -233,8 +234,9 @@ class _Carried(list):
 
 
 def _put(out: queue.Queue, stop: threading.Event, item: tuple) -> bool:
-    out.put(item)  # unbounded: a segment ahead of the caller is held whole (`AHEAD` bounds how many)
-    return not stop.is_set()
+    """Put on a segment's output, waiting while it is full (the caller has not reached it yet): False once the
+    scan has stopped. The segment the caller reads is always drained, so a full one ahead never blocks it."""
+    return put_until(out, item, stop)
 
 
 def _drain(stream: Any, work: FrameWork, out: queue.Queue, stamps: list, errors: list, last: bool) -> None:
@@ -249,7 +251,7 @@ def _drain(stream: Any, work: FrameWork, out: queue.Queue, stamps: list, errors:
         errors.append(f"end of segment: {exc}")
     stream.codec_context.flush_buffers()
     work.flush()
-    out.put(("end", stamps, errors, last))
+    _put(out, work.scan._stop, ("end", stamps, errors, last))
 
 
 def segment_batches(scan: PyAVScan, segments: Segments, samples: queue.Queue) -> Iterator[np.ndarray]:

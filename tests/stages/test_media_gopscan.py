@@ -58,7 +58,9 @@ def test_segments_give_one_decoders_frames_times_and_samples(made, name):
     assert second.decoder_errors == first.decoder_errors == []
 
 
-def test_three_threads_and_small_batches_change_nothing(made):
+def test_three_threads_small_batches_and_a_full_segment_change_nothing(made, monkeypatch):
+    """Segments ahead of the caller hold one batch at most here: their threads wait, and nothing is lost."""
+    monkeypatch.setattr(gopscan, "HELD", 1)
     one, _, samples_one = _scan(made["h264.mp4"], 1)
     three, scan, samples_three = _scan(made["h264.mp4"], 3, batch_frames=5)
     assert scan.segments > 3 and np.array_equal(one, three)

@@ -6,7 +6,7 @@ Why segments rather than libavcodec's frame threads: an IDR frame references not
 references anything before it, so a segment decodes to the same frames, bit for bit, as one decoder running through
 (the tests compare them); and each thread does whole frames start to finish on its own core. Frame threads hand
 every frame's rows between threads: decoding 720p on 2 cores, they cost 30% more CPU than one thread; the whole
-split with two segment threads cost 9% more than with one (`make bench-split`, 720p and 360p).
+split with two segment threads cost between 5% less and 9% more than with one (two `make bench-split` runs).
 
 Each thread demuxes the whole file for itself (a few microseconds a packet) and decodes only the segments it
 claims, so all threads agree on where segments start without talking. A sampled frame's index is predicted from

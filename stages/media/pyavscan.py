@@ -7,7 +7,7 @@ the samples go to `on_sample` on a third thread. With `threads` > 1 and a stream
 Why scale on the decoder's thread: a 720p frame scaled on another core (read from the decoding core's cache)
 cost 540-610 us of CPU, against 290 on its own core, on this 2-core VM; the split stage at 720p cost 1.38-1.53x
 decode's CPU with the previous layout (scaling on the caller's thread) and 1.31-1.36x with this one, in the same
-runs (the bench's throughput loop, 7 and 11 rounds), and 1.22x in `make bench-split`.
+runs (the bench's throughput loop, 7 and 11 rounds); two `make bench-split` runs gave 1.22x and 1.50x (the VM).
 Why not the ffmpeg process (`scan.FrameScan`): an ffmpeg output costs 13-18% of decode's CPU before any scaling
 (the raw encoder copies every frame, and ffmpeg's threads hand each one on), and PyAV's own decode of the same
 frames costs up to 14% less CPU than the `ffmpeg` command's (360p; about the same at 720p); both measured with
@@ -54,7 +54,7 @@ class PyAVScan(ScanBase):
     def __init__(self, path: str | Path, detect_size: tuple[int, int], **options):
         super().__init__(path, detect_size, **options)
         self._failure: BaseException | None = None  # a decoder or sampler thread's own failure, raised at the end
-        self._base: tuple[int, int, int | None] = (1, 1, 0)  # time base and container start, from a decoder
+        self._time_base = (1, 1)  # the stream's, as (numerator, denominator): what its timestamps count
         self.segmented = False  # whether this pass decoded segments on several threads (set once it starts)
         self.segments = 1  # segments decoded
 
@@ -98,7 +98,10 @@ class PyAVScan(ScanBase):
     def _decoders(self, containers: list, samples: queue.Queue) -> tuple[list[threading.Thread], Iterator[np.ndarray]]:
         """The decoder threads of this pass, each with a container of its own from `containers` (opened here
         beyond the first), and the caller's iterator over their batches."""
-        nals = gopscan.Nals.of(containers[0].streams.video[0]) if self.threads > 1 else None
+        stream = containers[0].streams.video[0]
+        self._time_base = (stream.time_base.numerator, stream.time_base.denominator)
+        self.times = FrameTimes(containers[0].start_time)
+        nals = gopscan.Nals.of(stream) if self.threads > 1 else None
         self.segmented = nals is not None
         if self.segmented:
             containers += [_open(self.path) for _ in range(self.threads - 1)]
@@ -123,6 +126,11 @@ class PyAVScan(ScanBase):
     def _put(self, out: queue.Queue, item: Any) -> bool:
         return put_until(out, item, self._stop)
 
+    def add_times(self, stamps: list[int | None]) -> None:
+        """The next frames' timestamps, in presentation order, to `times`."""
+        for stamp in stamps:
+            self.times.add(stamp, *self._time_base)
+
     def _guarded(self, decode: Callable, *args: Any) -> None:
         """Run a segment decoder thread; its failure stops the pass and is raised on the caller's thread."""
         try:
@@ -146,18 +154,9 @@ class PyAVScan(ScanBase):
             stream = container.streams.video[0]
             stream.thread_count = self.threads
             stream.thread_type = "AUTO" if self.threads > 1 else "SLICE"
-            self.times = times = FrameTimes(container.start_time)
-            num, den = stream.time_base.numerator, stream.time_base.denominator
-            for packet in container.demux(stream):
-                try:
-                    decoded = stream.decode(packet)
-                except av.error.FFmpegError as exc:  # a damaged packet: passed over, as ffmpeg does, and reported
-                    self.decoder_errors.append(f"packet at {packet.pts}: {exc}")
-                    continue
-                for frame in decoded:
-                    times.add(frame.pts if frame.pts is not None else frame.dts, num, den)
-                    if not work.take(frame):
-                        return
+            for packet in container.demux(stream):  # the last, empty, drains the decoder
+                if not work.decode(stream, packet, self.decoder_errors):
+                    return
             work.flush()
         except av.error.FFmpegError as exc:
             if failures.is_machine_failure(exc):  # reading failed (EIO, ENOMEM): the machine's fault, retried
@@ -169,6 +168,8 @@ class PyAVScan(ScanBase):
         except BaseException as exc:  # noqa: BLE001 - raised on the caller's thread once the scan ends
             self._failure = exc
         finally:
+            if work is not None:
+                self.add_times(work.stamps)
             self._put(frames, _DONE)
 
     def _sample(self, samples: queue.Queue) -> None:
@@ -190,9 +191,9 @@ class PyAVScan(ScanBase):
 
 class FrameWork:
     """What a decoder thread does with each decoded frame while it is hot: scale it for the detector into the
-    batch being filled, and every `sample_every`-th frame for sampling. What it makes goes to `put`, as
-    ("batch", frames) and ("sample", index from `start`'s first frame, planes); `put` says False once the caller
-    has gone."""
+    batch being filled, and every `sample_every`-th frame for sampling; its timestamp to `stamps`. What it makes
+    goes to `put`, as ("batch", frames) and ("sample", index from `start`'s first frame, planes); `put` says False
+    once the caller has gone."""
 
     def __init__(self, scan: PyAVScan):
         import numpy as np
@@ -200,6 +201,7 @@ class FrameWork:
 
         self.scan, self.first, self.index, self.n = scan, 0, 0, 0
         self.put: Callable[[tuple], bool] = lambda item: False
+        self.stamps: list[int | None] = []  # since `start`: pts, or dts where a frame has none
         (self.dw, self.dh), self.channels = scan.detect_size, CHANNELS[scan.detect_format]
         self.interpolation = Interpolation[scan.detect_scaler.upper()]
         self.detector, self.sampler = VideoReformatter(), VideoReformatter()
@@ -207,7 +209,19 @@ class FrameWork:
 
     def start(self, put: Callable[[tuple], bool], first: int) -> None:
         """Frames from here on go to `put`; the next one is the video's frame `first` (for sampling)."""
-        self.put, self.first, self.index = put, first, 0
+        self.put, self.first, self.index, self.stamps = put, first, 0, []
+
+    def decode(self, stream: Any, packet: Any, errors: list[str]) -> bool:
+        """Decode `packet` (None: drain the decoder) and take its frames; a damaged packet is passed over, as
+        ffmpeg does, and reported in `errors`. False once the caller has gone."""
+        import av
+
+        try:
+            frames = stream.decode(packet)
+        except av.error.FFmpegError as exc:
+            errors.append(f"packet at {packet.pts}: {exc}" if packet is not None else f"draining: {exc}")
+            return True
+        return all(self.take(frame) for frame in frames)
 
     def take(self, frame: Any) -> bool:
         """Scale `frame` into the batch (put once full) and sample it if its turn: False if the caller has gone."""
@@ -220,6 +234,7 @@ class FrameWork:
         except av.error.FFmpegError as exc:  # a frame swscale cannot take: the video's problem
             raise StageError("decode_failed", f"frame {self.first + self.index} cannot be scaled: {exc}") from exc
         self.batch[self.n] = _plane(small, 0, dw * self.channels, dh).reshape(dh, dw, self.channels)
+        self.stamps.append(frame.pts if frame.pts is not None else frame.dts)
         if scan.sample_every and (self.first + self.index) % scan.sample_every == 0:
             if not self.put(("sample", self.index, self._sample_planes(frame))):
                 return False

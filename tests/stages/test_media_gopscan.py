@@ -6,7 +6,6 @@ the decoder that skipped it."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +13,9 @@ import pytest
 from pipeline.stage import StageError
 from stages import media
 from stages.media import gopscan
+from tests.conftest import shared_video
 from tests.stages.test_formats import FORMATS, N, X264, make
 
-DEV = Path(__file__).resolve().parents[3] / "shared" / "data" / "dev"
 CASES = {
     "h264.mp4": dict(out=X264),  # B-frames, an IDR every 12 frames, x264's build in the first packet
     "vfr.mkv": FORMATS["vfr.mkv"],  # Matroska, variable frame rate
@@ -81,11 +80,10 @@ def test_a_predicted_slice_labelled_idr_starts_no_segment():
         b"\x67\x01\x02", b"\x65\x88"]
 
 
-@pytest.mark.skipif(not (DEV / "cockatoo.mp4").exists(), reason="development videos not here")
 def test_a_skipped_first_packets_x264_build_still_reaches_every_decoder(monkeypatch):
     """cockatoo.mp4 is x264 High 4:4:4, which FFmpeg decodes by the x264 build the first packet names: a decoder
     that starts at a later IDR without that SEI decodes garbage."""
-    path = DEV / "cockatoo.mp4"
+    path = shared_video("cockatoo.mp4")
     one, _, _ = _scan(path, 1)
     two, scan, _ = _scan(path, 2)
     assert scan.segments == 3 and np.array_equal(one, two)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 from pipeline import failures
 from pipeline.stage import StageError
-from stages.media import gopscan
+from stages.media import gopscan, simd
 from stages.media.probe import DECODE_PASSES, _open
 from stages.media.scanbase import CHANNELS, FrameTimes, ScanBase, get_until, put_until
 
@@ -63,6 +63,7 @@ class PyAVScan(ScanBase):
         import av
 
         DECODE_PASSES[self.path] += 1
+        simd.prefer_gather_free()  # before any scaler of this pass is set up: the same frames, less CPU (simd.py)
         self._stop = threading.Event()  # set once the caller is done: every thread of this pass then ends
         samples: queue.Queue = queue.Queue(maxsize=4)
         containers = [_open(self.path)]  # opened before the log is captured: probing's complaints are not decoding's

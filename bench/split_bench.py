@@ -179,7 +179,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="alternating decode/split runs per resolution")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vlcurate-bench-"))
-    result: dict = {"config": BENCH_SPLIT, "throughput": {}}
+    # whether swscale runs its gather-free routines (stages/media/simd.py), as every scan of this process does
+    result: dict = {"config": BENCH_SPLIT, "swscale_gather_free": media.simd.prefer_gather_free(), "throughput": {}}
     for height in (720, 360):
         video = make_h264(height)
         info = media.probe(video)

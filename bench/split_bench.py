@@ -143,6 +143,15 @@ def _worker_pid(hold_s: float) -> int:
     return os.getpid()
 
 
+def _round(steps: list, which: int) -> tuple:
+    """(wall, CPU) of each step, run once each starting at a different one each round: drift in what else the
+    machine does, and whatever a step leaves behind for the next (caches, a child's exit), hit every step alike."""
+    first = which % len(steps)
+    order = list(range(first, len(steps))) + list(range(first))
+    measured = {i: wall_and_cpu_seconds(steps[i]) for i in order}
+    return tuple(measured[i] for i in range(len(steps)))
+
+
 def _against_decode(runs: list, which: int, frames: int) -> dict:
     """Split's speed and CPU against single-thread ffmpeg decode's, from alternated (decode, split, ...) runs."""
     decode, split = [r[0] for r in runs], [r[which] for r in runs]
@@ -176,7 +185,8 @@ def transnet_fps(path: Path, frames: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--long-seconds", type=float, default=3600.0, help="length of the peak-RSS video")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating decode/split runs per resolution")
+    parser.add_argument("--rounds", type=int, default=9, help="rounds of decode and both splits per resolution "
+                        "(medians: on a 2-core VM one round's CPU ratio moves by up to 20%%)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vlcurate-bench-"))
     # whether swscale runs its gather-free routines (stages/media/simd.py), as every scan of this process does
@@ -186,10 +196,9 @@ def main() -> None:
         info = media.probe(video)
         stage, videos = ready_split(video)
         two = ready_stage(decode_threads=2)
-        # decode and split alternate, so drift in what else the machine does hits both alike
-        runs = [(wall_and_cpu_seconds(functools.partial(ffmpeg_decode, video)),
-                 wall_and_cpu_seconds(functools.partial(stage.process_batch, videos)),
-                 wall_and_cpu_seconds(functools.partial(two.process_batch, videos))) for _ in range(args.rounds)]
+        steps = [functools.partial(ffmpeg_decode, video), functools.partial(stage.process_batch, videos),
+                 functools.partial(two.process_batch, videos)]
+        runs = [_round(steps, i) for i in range(args.rounds)]
         decodes = [r[0][0] for r in runs]
         result["throughput"][f"{height}p"] = {
             "video": video.name, "frames": info.num_frames, "seconds_of_video": round(info.duration_s, 2),

@@ -40,3 +40,13 @@ def test_cpu_by_step_adds_up_to_the_stage(tmp_path):
 
     # the clocks are taken off again
     assert "process_batch" not in vars(DETECTORS.get(stage.config.detector)) and media.encode_jpeg is encode_jpeg
+
+
+def test_each_round_starts_at_another_step_and_keeps_their_places():
+    from bench.split_bench import _round
+
+    ran: list[str] = []
+    steps = [lambda name=name: ran.append(name) for name in "abc"]
+    rounds = [_round(steps, i) for i in range(3)]
+    assert ran == list("abcbcacab")
+    assert all(len(r) == 3 and all(wall >= 0 and cpu >= 0 for wall, cpu in r) for r in rounds)

@@ -236,17 +236,17 @@ def _drain(stream: Any, work: FrameWork, out: queue.Queue, errors: list, last: b
     return work.put(("end", work.stamps, errors, last))
 
 
-def segment_batches(scan: PyAVScan, segments: Segments, samples: queue.Queue) -> Iterator[np.ndarray]:
-    """The caller's side: each segment's batches in order, its samples on to `samples` under their true indices,
-    its timestamps into `scan.times`."""
+def segment_batches(scan: PyAVScan, segments: Segments) -> Iterator[np.ndarray]:
+    """The caller's side: each segment's batches in order, its samples to `scan.take_sample` under their true
+    indices, its timestamps into `scan.times`."""
     start, index = 0, 0
     while (out := segments.output(index)) is not None:
         while (item := get_until(out, scan._stop, None)) is not None and item[0] != "end":
             if item[0] == "batch":
                 scan.frames += len(item[1])
                 yield item[1]
-            elif not scan._put(samples, (start + item[1], item[2])):
-                return
+            else:
+                scan.take_sample(start + item[1], item[2])
         if item is None:
             return
         _, stamps, errors, last = item

@@ -1,8 +1,9 @@
 """Split's one decoding pass inside this process: PyAV decodes on a thread of its own (libavcodec runs with the GIL
 released) and scales each frame for the detector, and every `sample_every`-th frame for sampling, right after
-decoding it, while the frame is still in that core's cache; the detector frames reach the caller in batches, and
-the samples go to `on_sample` on a third thread. With `threads` > 1 and a stream whose IDR frames can be found
-(H.264, HEVC), that many decoder threads each take whole segments between IDR frames (gopscan.py).
+decoding it, while the frame is still in that core's cache, and encodes each sample there too (`encode_sample`:
+split's JPEG); the detector frames and the samples reach the caller in order, which hands the samples to
+`on_sample`. With `threads` > 1 and a stream whose IDR frames can be found (H.264, HEVC), that many decoder
+threads each take whole segments between IDR frames (gopscan.py).
 
 Why scale on the decoder's thread: a 720p frame scaled on another core (read from the decoding core's cache)
 cost 540-610 us of CPU, against 290 on its own core, on this 2-core VM; the split stage at 720p cost 1.38-1.53x
@@ -14,7 +15,10 @@ frames costs up to 14% less CPU than the `ffmpeg` command's (360p; about the sam
 ffmpeg-python graphs and PyAV loops on the bench's videos. The detector frames come from the same swscale filter
 as in the process (area), and the cuts of all 15 bench and development videos stayed the same; a cheaper route
 (swscale to 4:2:0, OpenCV to BGR) saved 35-55 us a frame but moved cuts in fades. swscale runs its gather-free
-routines (simd.py): the same bits, a third less CPU for the 720p detector downscale on this VM.
+routines (simd.py): the same bits, a third less CPU for the 720p detector downscale on this VM. Why encode the
+samples on the decoder's thread rather than on a sampler thread of their own, as before: the split stage cost 3-6%
+less CPU, with one decoder thread and with two, at 720p and 360p (10 rounds side by side, each layout in turn),
+and one thread fewer wakes on every sample; one decoder thread's speed moved by +2% (720p) and -3% (360p).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from pipeline import failures
 from pipeline.stage import StageError
 from stages.media import gopscan, simd
 from stages.media.probe import DECODE_PASSES, _open
-from stages.media.scanbase import CHANNELS, FrameTimes, ScanBase, get_until, put_until
+from stages.media.scanbase import CHANNELS, FrameTimes, ScanBase, put_until
 
 _DONE = object()
 
@@ -48,7 +52,7 @@ class PyAVScan(ScanBase):
     """One decoding pass over a video, with `FrameScan`'s interface and output: every frame scaled to
     `detect_size` by swscale (`detect_scaler`) for a shot detector, in batches; every `sample_every`-th frame
     scaled to `sample_size` and handed to `on_sample(index, (y, cb, cr))` as JPEG's YCbCr 4:2:0 planes (BT.601,
-    full range). Times are presentation times from the container's start, exact, as ffmpeg counts them. Rotation
+    full range), or to `on_sample(index, encode_sample(planes))`, on the caller's thread. Times are presentation times from the container's start, exact, as ffmpeg counts them. Rotation
     is left to the caller. The decoder's error log is captured process-wide while a scan runs: one scan at a
     time per process, as split's workers run them."""
 
@@ -66,13 +70,9 @@ class PyAVScan(ScanBase):
         DECODE_PASSES[self.path] += 1
         simd.prefer_gather_free()  # before any scaler of this pass is set up: the same frames, less CPU (simd.py)
         self._stop = threading.Event()  # set once the caller is done: every thread of this pass then ends
-        samples: queue.Queue = queue.Queue(maxsize=4)
         containers = [_open(self.path)]  # opened before the log is captured: probing's complaints are not decoding's
         try:
-            threads, batches = self._decoders(containers, samples)
-            if self.sample_every:
-                threads.append(threading.Thread(target=self._sample, args=(samples,), daemon=True,
-                                                name="vlcurate-samples"))
+            threads, batches = self._decoders(containers)
             previous_level, previous_skip = av.logging.get_level(), av.logging.get_skip_repeated()
             av.logging.set_level(av.logging.ERROR)  # the decoder's complaints about a damaged stream, kept below
             av.logging.set_skip_repeated(False)  # else a message the last scan ended on is held back from this one
@@ -81,7 +81,6 @@ class PyAVScan(ScanBase):
                     for thread in threads:
                         thread.start()
                     yield from batches
-                    self._put(samples, _DONE)
                     for thread in threads:
                         thread.join()
             finally:
@@ -97,7 +96,7 @@ class PyAVScan(ScanBase):
         logs = [log for log in logs if log[0] <= av.logging.ERROR]
         self._finish(sorted(logs) if self.segmented else logs)  # threads interleave their logs: sorted, the same
 
-    def _decoders(self, containers: list, samples: queue.Queue) -> tuple[list[threading.Thread], Iterator[np.ndarray]]:
+    def _decoders(self, containers: list) -> tuple[list[threading.Thread], Iterator[np.ndarray]]:
         """The decoder threads of this pass, each with a container of its own from `containers` (opened here
         beyond the first), and the caller's iterator over their batches."""
         stream = containers[0].streams.video[0]
@@ -110,9 +109,9 @@ class PyAVScan(ScanBase):
             segments = gopscan.Segments(self.threads, self._stop)
             return ([threading.Thread(target=self._guarded, args=(gopscan.decode_segments, c, segments, nals),
                                       daemon=True, name=f"vlcurate-decode-{i}") for i, c in enumerate(containers)],
-                    gopscan.segment_batches(self, segments, samples))
-        frames: queue.Queue = queue.Queue(maxsize=2)  # batches ahead of the caller: few frames held
-        return ([threading.Thread(target=self._decode, args=(containers[0], frames, samples), daemon=True,
+                    gopscan.segment_batches(self, segments))
+        frames: queue.Queue = queue.Queue(maxsize=4)  # batches and samples ahead of the caller: few frames held
+        return ([threading.Thread(target=self._decode, args=(containers[0], frames), daemon=True,
                                   name="vlcurate-decode")], self._batches(frames))
 
     def _finish(self, logs: list) -> None:
@@ -128,6 +127,15 @@ class PyAVScan(ScanBase):
     def _put(self, out: queue.Queue, item: Any) -> bool:
         return put_until(out, item, self._stop)
 
+    def take_sample(self, index: int, sample: Any) -> None:
+        """Hand a sampled frame to `on_sample`, on the caller's thread; its first failure is raised once the scan
+        ends (the detector still sees every frame), and the samples after it are dropped."""
+        if self._failure is None:
+            try:
+                self.on_sample(index, sample)
+            except Exception as exc:  # noqa: BLE001 - raised once the scan ends
+                self._failure = exc
+
     def add_times(self, stamps: list[int | None]) -> None:
         """The next frames' timestamps, in presentation order, to `times`."""
         for stamp in stamps:
@@ -141,18 +149,15 @@ class PyAVScan(ScanBase):
             self._failure = self._failure or exc
             self._stop.set()
 
-    def _decode(self, container: Any, frames: queue.Queue, samples: queue.Queue) -> None:
+    def _decode(self, container: Any, frames: queue.Queue) -> None:
         """The one decoder thread: every frame, in order, scaled into batches for `frames` (and every
-        `sample_every`-th for `samples`), its time to `self.times`; then _DONE to `frames`."""
+        `sample_every`-th sampled, in between), its time to `self.times`; then _DONE to `frames`."""
         import av
-
-        def put(item: tuple) -> bool:
-            return self._put(frames, item[1]) if item[0] == "batch" else self._put(samples, item[1:])
 
         work = None
         try:
             work = FrameWork(self)
-            work.start(put, 0)
+            work.start(lambda item: self._put(frames, item), 0)
             stream = container.streams.video[0]
             stream.thread_count = self.threads
             stream.thread_type = "AUTO" if self.threads > 1 else "SLICE"
@@ -174,21 +179,14 @@ class PyAVScan(ScanBase):
                 self.add_times(work.stamps)
             self._put(frames, _DONE)
 
-    def _sample(self, samples: queue.Queue) -> None:
-        """Sampler thread: each sampled frame's planes to `on_sample` (a JPEG encoder, which releases the GIL)."""
-        while (item := get_until(samples, self._stop, _DONE)) is not _DONE:
-            if self._failure is not None:
-                continue  # drain, so the decoder never waits on a sampler that has given up
-            try:
-                self.on_sample(*item)
-            except BaseException as exc:  # noqa: BLE001 - raised on the caller's thread once the scan ends
-                self._failure = exc
-
     def _batches(self, frames: queue.Queue) -> Iterator[np.ndarray]:
-        """The decoder's batches of detector frames, as they come."""
-        while (batch := frames.get()) is not _DONE:
-            self.frames += len(batch)
-            yield batch
+        """The decoder's batches of detector frames, as they come; its samples to `take_sample` on the way."""
+        while (item := frames.get()) is not _DONE:
+            if item[0] == "batch":
+                self.frames += len(item[1])
+                yield item[1]
+            else:
+                self.take_sample(*item[1:])
 
 
 class FrameWork:
@@ -238,7 +236,8 @@ class FrameWork:
         self.batch[self.n] = _plane(small, 0, dw * self.channels, dh).reshape(dh, dw, self.channels)
         self.stamps.append(frame.pts if frame.pts is not None else frame.dts)
         if scan.sample_every and (self.first + self.index) % scan.sample_every == 0:
-            if not self.put(("sample", self.index, self._sample_planes(frame))):
+            planes = self._sample_planes(frame)
+            if not self.put(("sample", self.index, scan.encode_sample(planes) if scan.encode_sample else planes)):
                 return False
         self.index, self.n = self.index + 1, self.n + 1
         return self.n < len(self.batch) or self.flush()

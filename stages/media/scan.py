@@ -141,7 +141,7 @@ class FrameScan(ScanBase):
                           frame[luma + chroma:].reshape(sh // 2, sw // 2))
                 if self._sample_error is None:
                     try:
-                        self.on_sample(index, planes)
+                        self.on_sample(index, self.encode_sample(planes) if self.encode_sample else planes)
                     except BaseException as exc:
                         self._sample_error = exc
                 index += self.sample_every

@@ -14,12 +14,14 @@ CHANNELS = {"bgr24": 3, "rgb24": 3, "gray": 1}
 
 class ScanBase:
     """One pass over a video: iterating gives the detector's frames in batches, (n, h, w, channels) uint8, while
-    every `sample_every`-th frame goes to `on_sample(index, (y, cb, cr))`; then `frames`, `times` (presentation
-    times from the container's start) and `decoder_errors` (what the decoder said about a damaged stream)."""
+    every `sample_every`-th frame goes to `on_sample(index, (y, cb, cr))`, or to `on_sample(index,
+    encode_sample((y, cb, cr)))` with `encode_sample` (run on the thread that scaled the frame, while its planes
+    are in that core's cache: it must not touch shared state); then `frames`, `times` (presentation times from
+    the container's start) and `decoder_errors` (what the decoder said about a damaged stream)."""
 
     def __init__(self, path: str | Path, detect_size: tuple[int, int], *, detect_format: str = "bgr24",
                  detect_scaler: str = "area", sample_every: int = 0, sample_size: tuple[int, int] | None = None,
-                 on_sample=None, threads: int = 1, batch_frames: int = 16):
+                 on_sample=None, encode_sample=None, threads: int = 1, batch_frames: int = 16):
         if detect_format not in CHANNELS:
             raise ValueError(f"detect_format must be one of {sorted(CHANNELS)}")
         if sample_every and (sample_size is None or on_sample is None):
@@ -27,6 +29,7 @@ class ScanBase:
         self.path = str(path)
         self.detect_size, self.detect_format, self.detect_scaler = detect_size, detect_format, detect_scaler
         self.sample_every, self.sample_size, self.on_sample = sample_every, sample_size, on_sample
+        self.encode_sample = encode_sample
         self.threads, self.batch_frames = threads, batch_frames
         self.times: list[float] = []
         self.frames = 0

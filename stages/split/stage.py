@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import hashlib
 from typing import Any, Literal
 
@@ -187,15 +188,14 @@ class SplitStage(RowStage):
         if rotation in (90, 270):  # frames are scaled in stored orientation, rotated once encoded
             out_w, out_h = out_h, out_w
         sampled: dict[int, bytes] = {}
-
-        def keep(index: int, planes: tuple[np.ndarray, ...]) -> None:
-            sampled[index] = media.encode_jpeg(planes, rotation, cfg.jpeg_quality)
-
         path = source_path(row)
+        # JPEG-encoded by the thread that scaled the frame (less CPU than handing the planes to another core)
         scan = SCANS[cfg.decoder](path, detector.frame_size(row["width"], row["height"]),
                                   detect_format=detector.pixel_format, detect_scaler=detector.scaler,
                                   sample_every=max(1, int(round(fps / cfg.sample_fps))), sample_size=(out_w, out_h),
-                                  on_sample=keep, threads=cfg.decode_threads)
+                                  on_sample=sampled.__setitem__, threads=cfg.decode_threads,
+                                  encode_sample=functools.partial(media.encode_jpeg, rotation=rotation,
+                                                                  quality=cfg.jpeg_quality))
         passes_before = media.DECODE_PASSES[path]
         with one_opencv_thread():
             for batch in scan:

@@ -71,3 +71,31 @@ def test_a_failing_sample_callback_is_raised_once_the_scan_ends(made):
         for _ in scan:
             pass
     assert _scan_threads() == [] and scan.frames == N  # every frame still went to the detector
+
+
+@pytest.mark.parametrize("scan_class, options", [(media.PyAVScan, {}), (media.PyAVScan, {"threads": 2}),
+                                                 (media.FrameScan, {})])
+def test_samples_are_encoded_where_they_are_scaled_and_kept_on_the_callers_thread(made, scan_class, options):
+    encoded_on, kept_on, kept = set(), set(), {}
+
+    def encode(planes):
+        encoded_on.add(threading.current_thread().name)
+        return sum(int(p.sum()) for p in planes)
+
+    def keep(index, checksum):
+        kept_on.add(threading.current_thread().name)
+        kept[index] = checksum
+
+    path = made["mpegts.ts"] if options.get("threads") else made["vfr.mkv"]  # H.264 in TS: cut into segments
+    scan = scan_class(path, (64, 48), sample_every=7, sample_size=(96, 72), on_sample=keep, encode_sample=encode,
+                      batch_frames=4, **options)
+    frames = sum(len(batch) for batch in scan)
+    _, _, planes, _ = _scan(scan_class, path, **options)
+    assert frames == N and sorted(kept) == sorted(planes) == list(range(0, N, 7))
+    assert all(kept[i] == int(planes[i].sum()) for i in kept)  # each index carries its own frame's encoding
+    assert threading.current_thread().name not in encoded_on
+    if options.get("threads"):
+        assert scan.segments > 1
+    if scan_class is media.PyAVScan:
+        assert kept_on == {threading.current_thread().name}
+        assert encoded_on <= {f"vlcurate-decode{suffix}" for suffix in ("", "-0", "-1")}

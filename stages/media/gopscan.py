@@ -6,7 +6,9 @@ Why segments rather than libavcodec's frame threads: an IDR frame references not
 references anything before it, so a segment decodes to the same frames, bit for bit, as one decoder running through
 (the tests compare them); and each thread does whole frames start to finish on its own core. Frame threads hand
 every frame's rows between threads: decoding 720p on 2 cores, they cost 30% more CPU than one thread; the whole
-split with two segment threads cost between 5% less and 9% more than with one (two `make bench-split` runs).
+split with two segment threads cost 2-11% more than with one (two `make bench-split` runs, gather-free
+scaling), much of it the cores themselves: two PyAV decodes side by side cost this VM 5-8% more CPU than the same
+two in turn.
 
 Each thread demuxes the whole file for itself (5-8 us a packet at 720p, reading its NAL units included, against
 1,200-1,400 us to decode the frame) and decodes only the segments it

@@ -8,7 +8,8 @@ threads each take whole segments between IDR frames (gopscan.py).
 Why scale on the decoder's thread: a 720p frame scaled on another core (read from the decoding core's cache)
 cost 540-610 us of CPU, against 290 on its own core, on this 2-core VM; the split stage at 720p cost 1.38-1.53x
 decode's CPU with the previous layout (scaling on the caller's thread) and 1.31-1.36x with this one, in the same
-runs (the bench's throughput loop, 7 and 11 rounds); two `make bench-split` runs gave 1.22x and 1.50x (the VM).
+runs (the bench's throughput loop, 7 and 11 rounds); two `make bench-split` runs gave 1.22x and 1.50x (the VM),
+and 1.21x and 1.23x with the gather-free scaling and the samples encoded here (below).
 Why not the ffmpeg process (`scan.FrameScan`): an ffmpeg output costs 13-18% of decode's CPU before any scaling
 (the raw encoder copies every frame, and ffmpeg's threads hand each one on), and PyAV's own decode of the same
 frames costs up to 14% less CPU than the `ffmpeg` command's (360p; about the same at 720p); both measured with

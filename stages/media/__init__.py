@@ -1,5 +1,7 @@
 """Video I/O shared by the stages: finding ffmpeg, hashing, probing (probe.py), every ffmpeg command line, built
-with ffmpeg-python (commands.py), split's one decoding pass (pyavscan.py in this process, scan.py in an ffmpeg process), stored frames (images.py), which SIMD routines swscale runs (simd.py), frame-exact clips (clips.py), audio for speech recognition (audio.py). Stages use it as `from stages import media`."""
+with ffmpeg-python (commands.py), split's one decoding pass (pyavscan.py in this process, scan.py in an ffmpeg
+process), stored frames (images.py), which SIMD routines swscale runs (simd.py), frame-exact clips (clips.py),
+audio for speech recognition (audio.py). Stages use it as `from stages import media`."""
 
 from stages.media import commands, simd
 from stages.media.audio import SAMPLE_RATE, AudioError, read_audio

@@ -53,9 +53,10 @@ class PyAVScan(ScanBase):
     """One decoding pass over a video, with `FrameScan`'s interface and output: every frame scaled to
     `detect_size` by swscale (`detect_scaler`) for a shot detector, in batches; every `sample_every`-th frame
     scaled to `sample_size` and handed to `on_sample(index, (y, cb, cr))` as JPEG's YCbCr 4:2:0 planes (BT.601,
-    full range), or to `on_sample(index, encode_sample(planes))`, on the caller's thread. Times are presentation times from the container's start, exact, as ffmpeg counts them. Rotation
-    is left to the caller. The decoder's error log is captured process-wide while a scan runs: one scan at a
-    time per process, as split's workers run them."""
+    full range), or to `on_sample(index, encode_sample(planes))`, on the caller's thread. Times are presentation
+    times from the container's start, exact, as ffmpeg counts them. Rotation is left to the caller. The decoder's
+    error log is captured process-wide while a scan runs: one scan at a time per process, as split's workers run
+    them."""
 
     def __init__(self, path: str | Path, detect_size: tuple[int, int], **options):
         super().__init__(path, detect_size, **options)

@@ -27,17 +27,13 @@ def test_scan_command_maps_both_branches_to_their_pipes():
 
 
 def test_the_scan_asks_for_gather_free_scalers_where_ffmpeg_takes_the_flag():
+    """(That ffmpeg then starts with it is what every FrameScan test runs.)"""
     import platform
-    import subprocess
 
     args = commands.scan_args("in.mp4", threads=1, detect_size=(64, 48), detect_scaler="area",
                               detect_format="bgr24", stats="s")
     if platform.machine().lower() in ("x86_64", "amd64"):  # the static ffmpeg builds this project installs
         assert args[args.index("-cpuflags") + 1] == "+slowgather"
-    # whatever was chosen, this ffmpeg starts with it
-    flags = list(commands.gather_free_args())
-    assert subprocess.run([commands.ffmpeg_exe(), *commands.QUIET, *flags, "-version"],
-                          capture_output=True).returncode == 0
 
 
 def test_clip_commands_trim_audio_only_when_asked():

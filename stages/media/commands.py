@@ -18,6 +18,7 @@ QUIET = ("-nostdin", "-hide_banner", "-v", "error")
 MP4_OUT = {"map_metadata": "-1", "map_chapters": "-1", "fflags": "+bitexact", "flags": "+bitexact",
            "movflags": "+faststart", "f": "mp4"}
 AAC = {"c:a": "aac", "b:a": "128k"}
+GATHER_FREE = ("-cpuflags", "+slowgather")  # see gather_free_args
 
 
 class _Paths:
@@ -64,18 +65,20 @@ def output_options(**options: Any) -> list[str]:
     return args[args.index("vlcurate-in") + 1:-1]
 
 
-def version_args() -> list[str]:
-    return [ffmpeg_exe(), "-version"]  # `-version` takes no input or output: nothing for ffmpeg-python to build
+def version_args(*global_options: str) -> list[str]:
+    """`ffmpeg -version` after `global_options` (ffmpeg stops parsing at -version): it takes no input or output,
+    so there is nothing for ffmpeg-python to build."""
+    return [ffmpeg_exe(), *global_options, "-version"]
 
 
 @functools.lru_cache(maxsize=1)
 def gather_free_args() -> tuple[str, ...]:
-    """`-cpuflags +slowgather` where our ffmpeg takes it (x86 builds of FFmpeg 5.1 and later), else nothing: its
-    scalers then run their gather-free routines, as the in-process scan's do (simd.py says why). The same frames
-    and samples on all 15 bench and development videos; ffmpeg's 720p decode and detector downscale took 5-20%
-    less CPU with it on this VM (5 runs each)."""
-    probe = subprocess.run([ffmpeg_exe(), *QUIET, "-cpuflags", "+slowgather", "-version"], capture_output=True)
-    return ("-cpuflags", "+slowgather") if probe.returncode == 0 else ()
+    """`-cpuflags +slowgather` where our ffmpeg takes it (builds whose CPU-flag table names it: x86), else
+    nothing: its scalers then run their gather-free routines, as the in-process scan's do (simd.py says why). The
+    same frames and samples on all 15 bench and development videos; ffmpeg's 720p decode and detector downscale
+    took 5-21% less CPU with it on this VM (5 runs each)."""
+    probe = subprocess.run(version_args(*QUIET, *GATHER_FREE), capture_output=True)
+    return GATHER_FREE if probe.returncode == 0 else ()
 
 
 def scan_args(path: str, *, threads: int, detect_size: tuple[int, int], detect_scaler: str, detect_format: str,

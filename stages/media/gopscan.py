@@ -7,8 +7,8 @@ references anything before it, so a segment decodes to the same frames, bit for 
 (the tests compare them); and each thread does whole frames start to finish on its own core. Frame threads hand
 every frame's rows between threads: decoding 720p on 2 cores, they cost 30% more CPU than one thread; the whole
 split with two segment threads cost 2-11% more than with one (two `make bench-split` runs, gather-free
-scaling), much of it the cores themselves: two PyAV decodes side by side cost this VM 5-8% more CPU than the same
-two in turn.
+scaling), much of it the cores themselves: two 720p PyAV decodes side by side cost this VM 5-8% more CPU than the
+same two in turn.
 
 Each thread demuxes the whole file for itself (5-8 us a packet at 720p, reading its NAL units included, against
 1,200-1,400 us to decode the frame) and decodes only the segments it
@@ -23,8 +23,7 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any, Iterator
 
-from pipeline import failures
-from stages.media.scanbase import get_until, put_until
+from stages.media.scanbase import demux_stopped, get_until, put_until
 
 if TYPE_CHECKING:
     import numpy as np
@@ -199,9 +198,7 @@ def decode_segments(scan: PyAVScan, container: Any, segments: Segments, nals: Na
             if not work.decode(stream, packet, errors):
                 return
     except av.error.FFmpegError as exc:
-        if failures.is_machine_failure(exc):
-            raise failures.as_machine_error(exc, f"decoding {scan.path}") from exc
-        errors.append(f"demuxing stopped: {exc}")  # the demuxer gave up on the bytes: the frames so far stand
+        demux_stopped(exc, scan.path, errors)
     if out is not None:
         _drain(stream, work, out, errors, last=True)
 

@@ -36,7 +36,7 @@ from pipeline import failures
 from pipeline.stage import StageError
 from stages.media import gopscan, simd
 from stages.media.probe import DECODE_PASSES, _open
-from stages.media.scanbase import CHANNELS, FrameTimes, ScanBase, put_until
+from stages.media.scanbase import CHANNELS, FrameTimes, ScanBase, demux_stopped, put_until
 
 _DONE = object()
 
@@ -60,7 +60,7 @@ class PyAVScan(ScanBase):
 
     def __init__(self, path: str | Path, detect_size: tuple[int, int], **options):
         super().__init__(path, detect_size, **options)
-        self._failure: BaseException | None = None  # a decoder or sampler thread's own failure, raised at the end
+        self._failure: BaseException | None = None  # a decoder thread's or on_sample's failure, raised at the end
         self._time_base = (1, 1)  # the stream's, as (numerator, denominator): what its timestamps count
         self.segmented = False  # whether this pass decoded segments on several threads (set once it starts)
         self.segments = 1  # segments decoded
@@ -126,9 +126,6 @@ class PyAVScan(ScanBase):
         if len(self.times) != self.frames:
             raise StageError("decode_failed", f"{self.frames} frames but {len(self.times)} timestamps")
 
-    def _put(self, out: queue.Queue, item: Any) -> bool:
-        return put_until(out, item, self._stop)
-
     def take_sample(self, index: int, sample: Any) -> None:
         """Hand a sampled frame to `on_sample`, on the caller's thread; its first failure is raised once the scan
         ends (the detector still sees every frame), and the samples after it are dropped."""
@@ -159,27 +156,23 @@ class PyAVScan(ScanBase):
         work = None
         try:
             work = FrameWork(self)
-            work.start(lambda item: self._put(frames, item), 0)
+            work.start(lambda item: put_until(frames, item, self._stop), 0)
             stream = container.streams.video[0]
             stream.thread_count = self.threads
             stream.thread_type = "AUTO" if self.threads > 1 else "SLICE"
-            for packet in container.demux(stream):  # the last, empty, drains the decoder
-                if not work.decode(stream, packet, self.decoder_errors):
-                    return
+            try:
+                for packet in container.demux(stream):  # the last, empty, drains the decoder
+                    if not work.decode(stream, packet, self.decoder_errors):
+                        return
+            except av.error.FFmpegError as exc:
+                demux_stopped(exc, self.path, self.decoder_errors)
             work.flush()
-        except av.error.FFmpegError as exc:
-            if failures.is_machine_failure(exc):  # reading failed (EIO, ENOMEM): the machine's fault, retried
-                self._failure = failures.as_machine_error(exc, f"decoding {self.path}")
-            else:  # the demuxer gave up on the bytes: the frames so far stand, the source is flagged
-                self.decoder_errors.append(f"demuxing stopped: {exc}")
-                if work is not None:
-                    work.flush()
         except BaseException as exc:  # noqa: BLE001 - raised on the caller's thread once the scan ends
             self._failure = exc
         finally:
             if work is not None:
                 self.add_times(work.stamps)
-            self._put(frames, _DONE)
+            put_until(frames, _DONE, self._stop)
 
     def _batches(self, frames: queue.Queue) -> Iterator[np.ndarray]:
         """The decoder's batches of detector frames, as they come; its samples to `take_sample` on the way."""

@@ -9,15 +9,19 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from pipeline import failures
+
 CHANNELS = {"bgr24": 3, "rgb24": 3, "gray": 1}
 
 
 class ScanBase:
     """One pass over a video: iterating gives the detector's frames in batches, (n, h, w, channels) uint8, while
     every `sample_every`-th frame goes to `on_sample(index, (y, cb, cr))`, or to `on_sample(index,
-    encode_sample((y, cb, cr)))` with `encode_sample` (run on the thread that scaled the frame, while its planes
-    are in that core's cache: it must not touch shared state); then `frames`, `times` (presentation times from
-    the container's start) and `decoder_errors` (what the decoder said about a damaged stream)."""
+    encode_sample((y, cb, cr)))` with `encode_sample`, which runs off the caller's thread and must not touch shared
+    state (PyAVScan: on the decoder thread that scaled the frame, its planes still in that core's cache, and
+    `on_sample` on the caller's thread; FrameScan: both on the thread reading ffmpeg's samples); then `frames`,
+    `times` (presentation times from the container's start) and `decoder_errors` (what the decoder said about a
+    damaged stream)."""
 
     def __init__(self, path: str | Path, detect_size: tuple[int, int], *, detect_format: str = "bgr24",
                  detect_scaler: str = "area", sample_every: int = 0, sample_size: tuple[int, int] | None = None,
@@ -34,6 +38,15 @@ class ScanBase:
         self.times: list[float] = []
         self.frames = 0
         self.decoder_errors: list[str] = []
+
+
+def demux_stopped(exc: BaseException, path: str, errors: list[str]) -> None:
+    """A PyAV decode loop's FFmpeg error from the demuxer: reading failed (EIO, ENOMEM), the machine's fault,
+    raised as a MachineError to be retried; else the demuxer gave up on the bytes, noted in `errors` (the frames so
+    far stand, and the source is flagged as damaged)."""
+    if failures.is_machine_failure(exc):
+        raise failures.as_machine_error(exc, f"decoding {path}") from exc
+    errors.append(f"demuxing stopped: {exc}")
 
 
 def put_until(out: queue.Queue, item: Any, stop: threading.Event) -> bool:

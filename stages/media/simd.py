@@ -1,14 +1,16 @@
 """Which SIMD routines FFmpeg's scaler picks in this process.
 
-swscale's AVX2 horizontal scaler reads its input with gather instructions. FFmpeg itself turns that routine off on
-CPUs it knows to gather slowly (AV_CPU_FLAG_SLOW_GATHER: Haswell, AMD Zen 1-4), but not on newer ones, and on the
-AMD EPYC (Zen 5) VM this project is measured on it was the slower one: split's detector downscale (area, 1280x720
-to 256x144 BGR) took 255 us a frame with it and 173 without, 640x360 took 95 and 86 (median of 1,000 calls on hot
-frames). Intel CPUs with the Downfall (GDS) microcode fix gather slowly too. The routines compute the same
-integers, so the frames are the same bits either way (tests/stages/test_media_simd.py checks it).
+swscale's AVX2 horizontal scaler reads its input with gather instructions, and skips that routine on CPUs
+FFmpeg marks as slow at gathers (AV_CPU_FLAG_SLOW_GATHER). FFmpeg does not mark the AMD EPYC (family 0x1A, Zen 5)
+of the VM this project is measured on, where the routine was the slower one: split's detector downscale (area,
+1280x720 to 256x144 BGR) took 255 us a frame with it and 173 without, 640x360 took 95 and 86 (median of 90 calls
+on 18 hot frames each). The routines compute the same integers, so the frames are the same bits either way (all 15
+bench and development videos; tests/stages/test_media_simd.py).
 
 The flag is process-wide and read when a scaler or codec is set up, so `prefer_gather_free` runs before a scan
-makes its first scaler. Only routines that consult the flag change; none of them decode video.
+makes its first scaler. Only routines that consult the flag change: swscale's, and some AVX2 FFT codelets of
+libavutil that audio codecs use; no video decoder. Audio is decoded by an ffmpeg process here (audio.py), which
+this flag does not reach.
 """
 
 from __future__ import annotations
@@ -19,11 +21,6 @@ from pathlib import Path
 
 AV_CPU_FLAG_AVX2 = 0x8000  # libavutil/cpu.h
 AV_CPU_FLAG_SLOW_GATHER = 0x2000000
-
-
-def _version_number(version: tuple[int, int, int]) -> int:
-    major, minor, micro = version
-    return major << 16 | minor << 8 | micro  # AV_VERSION_INT
 
 
 def _candidates() -> list[str]:
@@ -47,7 +44,8 @@ def pyav_libavutil() -> ctypes.CDLL | None:
     packages may load an FFmpeg of their own into the process (decord, torchvision): the version tells them apart."""
     import av
 
-    wanted = _version_number(av.library_versions["libavutil"])
+    major, minor, micro = av.library_versions["libavutil"]
+    wanted = major << 16 | minor << 8 | micro  # AV_VERSION_INT, what avutil_version() returns
     for path in _candidates():
         try:
             lib = ctypes.CDLL(path)
@@ -72,10 +70,3 @@ def prefer_gather_free() -> bool:
         return False
     lib.av_force_cpu_flags(flags | AV_CPU_FLAG_SLOW_GATHER)
     return True
-
-
-def use_detected_flags() -> None:
-    """Back to FFmpeg's own detection of this CPU for scalers set up from now on (tests and benchmarks compare)."""
-    lib = pyav_libavutil()
-    if lib is not None:
-        lib.av_force_cpu_flags(-1)  # -1: detect again on the next query

@@ -99,3 +99,45 @@ def test_samples_are_encoded_where_they_are_scaled_and_kept_on_the_callers_threa
     if scan_class is media.PyAVScan:
         assert kept_on == {threading.current_thread().name}
         assert encoded_on <= {f"vlcurate-decode{suffix}" for suffix in ("", "-0", "-1")}
+
+
+class _DemuxFailsAfter:
+    """A container whose demuxer raises `error` after `packets` packets (a damaged file, or a failing disk)."""
+
+    def __init__(self, container, error, packets):
+        self._container, self._error, self._packets = container, error, packets
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+    def demux(self, stream):
+        for i, packet in enumerate(self._container.demux(stream)):
+            if i == self._packets:
+                raise self._error
+            yield packet
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_demuxer_error_flags_the_source_and_a_failing_disk_is_the_machines(made, monkeypatch, threads):
+    import errno
+
+    import av
+
+    from pipeline.failures import MachineError
+    from stages.media import pyavscan
+
+    path = made["mpegts.ts"]  # with two threads: segments
+    opened = pyavscan._open
+
+    def failing(error):
+        monkeypatch.setattr(pyavscan, "_open", lambda p: _DemuxFailsAfter(opened(p), error, 40))
+
+    failing(av.error.InvalidDataError(errno.EINVAL, "Invalid data found when processing input"))
+    scan = media.PyAVScan(path, (64, 48), threads=threads)
+    frames = sum(len(batch) for batch in scan)
+    assert 0 < frames < N and any(e.startswith("demuxing stopped: ") for e in scan.decoder_errors)
+    failing(av.error.OSError(errno.EIO, "Input/output error"))
+    with pytest.raises(MachineError, match="decoding .*Input/output error"):
+        for _ in media.PyAVScan(path, (64, 48), threads=threads):
+            pass
+    assert _scan_threads() == []

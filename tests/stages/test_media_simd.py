@@ -16,10 +16,16 @@ CASES = [((1280, 720), (256, 144), "bgr24", "AREA"), ((640, 360), (256, 144), "b
          ((854, 480), (256, 144), "bgr24", "AREA")]
 
 
+def use_detected_flags() -> None:
+    """Back to FFmpeg's own detection of this CPU, for scalers set up from now on."""
+    simd.pyav_libavutil().av_force_cpu_flags(-1)  # -1: detect again on the next query
+
+
 @pytest.fixture
 def detected_flags_after():
     yield
-    simd.use_detected_flags()
+    if simd.pyav_libavutil() is not None:
+        use_detected_flags()
 
 
 def _scaled(frames, size, pixel_format, scaler) -> list[np.ndarray]:
@@ -45,7 +51,7 @@ def test_gather_free_scalers_give_the_same_bits(detected_flags_after, source, si
     if simd.pyav_libavutil() is None:
         pytest.skip("PyAV's libavutil was not found in this process")
     frames = _frames(source)
-    simd.use_detected_flags()
+    use_detected_flags()
     ffmpegs_choice = _scaled(frames, size, pixel_format, scaler)
     simd.prefer_gather_free()
     gather_free = _scaled(frames, size, pixel_format, scaler)
@@ -58,7 +64,7 @@ def test_a_scan_marks_gathers_slow_before_it_scales(detected_flags_after, tmp_pa
     lib = simd.pyav_libavutil()
     if lib is None:
         pytest.skip("PyAV's libavutil was not found in this process")
-    simd.use_detected_flags()
+    use_detected_flags()
     has_avx2 = bool(lib.av_get_cpu_flags() & simd.AV_CPU_FLAG_AVX2)
     for _ in media.PyAVScan(make(tmp_path / "vfr.mkv", **FORMATS["vfr.mkv"]), (64, 48)):
         pass

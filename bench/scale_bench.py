@@ -1,18 +1,22 @@
-"""make bench-scale: the data plane at 1k, 10k and 50k clips, local and Ray, with cheap teachers and a tiny scorer
-so that the framework itself is measured: wall time per 1,000 clips by stage, driver and worker peak RSS, bytes on
-disk per clip per stage. Writes bench/scale.json.
+"""make bench-scale: memory and time of every frame-reading stage of the demo profile, local and Ray, at two run
+sizes whose parts are full (default 1 and 4 parts of 512 clips), with clips as people configure them for captioning
+(16 stored frames at a 360 px short side); and `vlcurate report`'s peak at two sizes under its gallery cap.
+Writes bench/scale.json.
 
-The clips are real: generated videos are ingested and split once (large stored frames: `--frames` per clip at
-`--short-side` pixels), then split's manifest and frame store are replicated to N clips (fresh clip ids, the same
-frames) as a finished split folder. Each (N, executor) runs caption and score in a child process, so its peak
-RSS is its own. Timings are the stages' own (`stats.json` seconds), so Ray's start is not counted; pool start-up
-within a stage is. Caption (model-free, seconds long) is timed as the best of three rounds, score once.
+The clips are real: generated videos are ingested and split once, then split's manifest and frame store are
+replicated to N clips (fresh clip ids, the same frames) as a finished split folder. Each (N, executor) runs the
+stages in a child process, so its peaks are its own: per stage, the driver's peak over the stage and the highest
+peak of a worker over one task (stats.json), and the stage's own seconds. The criterion: a stage's peak RSS grows by
+at most 5% of a clip's stored frames per extra clip, from the small run to the large one. The old data-plane run
+(caption and score at 1k-50k small clips) is `--sizes 1000,10000,50000 --frames 4 --short-side 224 --stages
+caption,score --part-rows 512`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -23,21 +27,32 @@ from typing import Any
 import ffmpeg as ffmpeg_python
 import pyarrow as pa
 
-from bench.common import WORK, ffmpeg, write_result
-from pipeline.tasks import peak_rss_mb
+from bench.common import WORK, ffmpeg, make_h264, write_result
 from manifests import CLIPS, with_frames
+from pipeline.tasks import peak_rss_mb
 
-STAGES = ("caption", "score")
-CONFIG = {
-    "caption": {"teachers": [{"name": "title", "kind": "title"}, {"name": "subtitles", "kind": "subtitles"}],
-                "resources": {"cpus": 1.0}},
-    "score": {"scorer": {"kind": "open_clip", "model": "tiny:open_clip", "batch_size": 256},
-              "resources": {"cpus": 1.0}},
+# the demo profile's frame-reading stages, as it configures them; caption with its frame teachers (tiny, untrained)
+# and the cheap title teacher (the GGUF teachers read no frames and take seconds a clip)
+STAGES = ("motion", "blank", "dedup", "text", "caption", "score")
+CONFIG: dict[str, Any] = {
+    "motion": {"mode": "tag"},
+    "blank": {"mode": "tag"},
+    "dedup": {"mode": "tag"},
+    "text": {"mode": "tag", "frames": 1},
+    "caption": {"resources": {"batch_size": 4},
+                "teachers": [{"name": "blip", "kind": "hf_image_captioner", "model": "tiny:blip", "inputs": ["frames"],
+                              "generation": {"max_new_tokens": 8}},
+                             {"name": "video_lm", "kind": "video_lm", "model": "tiny:video_lm",
+                              "inputs": ["frames", "title"], "num_frames": 4, "generation": {"max_new_tokens": 8}},
+                             {"name": "title", "kind": "title"}]},
+    "score": {"resources": {"batch_size": 4}, "scorer": {"kind": "open_clip", "model": "tiny:open_clip"}},
 }
+REPORT_SIZES = (80, 320)  # both under the report's gallery cap (480 clips)
 
 
 def make_source(root: Path, frames: int, short_side: int) -> Path:
-    """Two generated 1080p videos (test patterns with hard cuts), ingested and split: the clips to replicate."""
+    """Two generated 1080p videos (test patterns with hard cuts: one moving, one still) and real footage (Big Buck
+    Bunny at 720p, bench/common.py), ingested and split: the clips to replicate."""
     from pipeline.executor import run_table
     from stages.ingest import IngestStage, discover
     from stages.split import SplitConfig, SplitStage
@@ -49,10 +64,12 @@ def make_source(root: Path, frames: int, short_side: int) -> Path:
         if not target.exists():
             source = ffmpeg_python.input(f"{pattern}=size=1920x1080:rate=25", f="lavfi", t=12)
             ffmpeg(source.output(str(target), **{"c:v": "libx264"}, preset="ultrafast", g=50, pix_fmt="yuv420p"))
+    if not (videos / "footage.mp4").exists():
+        shutil.copy(make_h264(720), videos / "footage.mp4")
     out = root / "source"
     table = run_table(IngestStage(), discover(videos), out, overwrite=True)
     config = SplitConfig(min_clip_s=1.0, stitch={"enabled": False}, forced_cut_above_s=2.0, forced_cut_every_s=2.0,
-                         frames_per_clip=frames, sample_fps=4.0, frame_short_side=short_side)
+                         frames_per_clip=frames, sample_fps=max(4.0, frames / 1.5), frame_short_side=short_side)
     run_table(SplitStage(config), table, out, overwrite=True)
     return out
 
@@ -86,15 +103,18 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def child(run: Path, executor: str) -> dict[str, Any]:
-    """Caption and score over `run/split` in this process: the driver's peak RSS, each stage's stats. Under Ray,
-    the session's one-time costs are measured apart: starting Ray, and a first run of both stages over 64 clips
-    (Ray's worker processes importing pyarrow and vlcurate), which every later stage of the session is spared."""
+def child(run: Path, executor: str, stages: list[str]) -> dict[str, Any]:
+    """The stages over `run/split` in this process, each after the one before: per stage its stats' seconds and
+    peaks; and the driver's peak over the whole child. Under Ray, the session's one-time costs are measured apart:
+    starting Ray, and a first run of the stages over 64 clips (Ray's workers importing pyarrow, vlcurate and the
+    models), which every later stage of the session is spared."""
     from pipeline.runners import make_runner
     from stages.config import run_config_class
     from stages.run import run_stages
 
-    config = run_config_class().model_validate({**CONFIG, "output": str(run), "executor": executor})
+    config = run_config_class().model_validate({**{k: CONFIG[k] for k in stages}, "output": str(run),
+                                                "executor": executor, "stages": ["ingest", "split", *stages],
+                                                "report": {"enabled": False}})
     began = time.perf_counter()
     runner = make_runner(executor)
     session: dict[str, float] = {"start_s": round(time.perf_counter() - began, 3)}
@@ -102,31 +122,37 @@ def child(run: Path, executor: str) -> dict[str, Any]:
         warm = run.parent / f"{run.name}-warmup"
         replicate(run.parent / "source", 64, warm)
         began_warmup = time.perf_counter()
-        run_stages(config.model_copy(update={"output": str(warm)}), STAGES, runner=runner)
+        run_stages(config.model_copy(update={"output": str(warm)}), stages, runner=runner)
         session["warmup_s"] = round(time.perf_counter() - began_warmup, 3)
         shutil.rmtree(warm, ignore_errors=True)
     began = time.perf_counter()
-    rounds = []  # caption takes seconds: its best of three rounds, so timer noise does not read as growth
-    for _ in range(3):
-        shutil.rmtree(run / "caption", ignore_errors=True)
-        rounds.append(run_stages(config, ("caption",), runner=runner)["caption"])
-    results = {"caption": min(rounds, key=lambda r: r["seconds"]),
-               **run_stages(config, STAGES[1:], runner=runner)}
-    results["caption"]["rounds_s"] = [r["seconds"] for r in rounds]
-    return {"driver_peak_rss_mb": peak_rss_mb(),
-            "wall_s": round(time.perf_counter() - began, 3), "session": session,
-            "stages": {name: {k: results[name].get(k) for k in ("seconds", "rows_out", "parts", "worker_peak_rss_mb",
-                                                                 "nodes", "rounds_s") if k in results[name]}
-                       for name in STAGES}}
+    results = run_stages(config, stages, runner=runner)
+    keys = ("seconds", "rows_out", "parts", "driver_peak_rss_mb", "worker_peak_rss_mb", "nodes")
+    return {"driver_peak_rss_mb": peak_rss_mb(), "wall_s": round(time.perf_counter() - began, 3),
+            "session": session,
+            "stages": {name: {k: results[name][k] for k in keys if k in results[name]} for name in stages}}
 
 
-def measure(run: Path, clips: int, executor: str, split_bytes: int) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "bench.scale_bench", "--child", str(run), "--executor", executor],
-                         capture_output=True, text=True, env={**__import__("os").environ, "VLCURATE_PROGRESS": "0"})
+def report_child(run: Path) -> dict[str, Any]:
+    """`vlcurate report` of `run` in this process: its wall time and peak RSS."""
+    from stages.report import ReportConfig, write_report
+
+    began = time.perf_counter()
+    write_report(run, ReportConfig())
+    return {"seconds": round(time.perf_counter() - began, 3), "peak_rss_mb": peak_rss_mb()}
+
+
+def in_child(*args: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.scale_bench", *args], capture_output=True, text=True,
+                         env={**os.environ, "VLCURATE_PROGRESS": "0"})
     if out.returncode:
         raise RuntimeError(f"child run failed: {out.stderr[-3000:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    for name in STAGES:
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(run: Path, clips: int, executor: str, stages: list[str], split_bytes: int) -> dict[str, Any]:
+    result = in_child("--child", str(run), "--executor", executor, "--stages", ",".join(stages))
+    for name in stages:
         stage = result["stages"][name]
         stage["seconds_per_1000_clips"] = round(stage["seconds"] * 1000 / clips, 4)
         stage["bytes_per_clip"] = round(folder_bytes(run / name) / clips, 1)
@@ -134,42 +160,75 @@ def measure(run: Path, clips: int, executor: str, split_bytes: int) -> dict[str,
     return result
 
 
-def summarise(runs: dict[str, dict[str, Any]], sizes: list[int], split_clip_bytes: float) -> dict[str, Any]:
-    """The issue's criteria as numbers: RSS growth per extra clip against a clip's stored split data, Ray's speed
-    over local's on the model-free stage (caption) at 10k, growth of time per clip from the smallest run to the
-    largest."""
+def measure_report(source: Path, root: Path, part_rows: int) -> dict[str, Any]:
+    """The report's peak at two sizes under its gallery cap, over split and motion (its contact sheets and a filter
+    section): the criterion is the larger within 10% of the smaller."""
+    out: dict[str, Any] = {}
+    for clips in REPORT_SIZES:
+        run = root / f"report-{clips}"
+        replicate(source, clips, run, part_rows)
+        in_child("--child", str(run), "--executor", "local", "--stages", "motion")
+        out[str(clips)] = in_child("--report-child", str(run))
+        shutil.rmtree(run, ignore_errors=True)
+    small, large = (out[str(n)]["peak_rss_mb"] for n in REPORT_SIZES)
+    out["peak_ratio"] = round(large / small, 4)
+    return out
+
+
+def growth(a: dict[str, Any], b: dict[str, Any], key: str, extra: int, clip_bytes: float) -> float | None:
+    """Peak RSS growth per extra clip, over a clip's stored split bytes (its frames, mostly)."""
+    if a.get(key) is None or b.get(key) is None:
+        return None
+    return round((b[key] - a[key]) * 2**20 / extra / clip_bytes, 5)
+
+
+def summarise(runs: dict[str, dict[str, Any]], sizes: list[int], stages: list[str],
+              split_clip_bytes: float) -> dict[str, Any]:
+    """The criteria as numbers: per executor and stage, driver and worker peak growth per extra clip over a clip's
+    stored bytes (target <= 0.05), and time per clip's growth, from the smallest run to the largest."""
     small, large = min(sizes), max(sizes)
     out: dict[str, Any] = {"split_bytes_per_clip": round(split_clip_bytes, 1)}
     for executor in ("local", "ray"):
         a, b = runs.get(f"{executor}-{small}"), runs.get(f"{executor}-{large}")
-        if a and b and large > small:
-            growth = (b["driver_peak_rss_mb"] - a["driver_peak_rss_mb"]) * 2**20 / (large - small)
-            out[f"{executor}_driver_rss_growth_bytes_per_clip"] = round(growth, 2)
-            out[f"{executor}_driver_rss_growth_over_clip_split_bytes"] = round(growth / split_clip_bytes, 5)
-            for name in STAGES:
-                out[f"{executor}_{name}_time_per_clip_growth"] = round(
-                    b["stages"][name]["seconds_per_1000_clips"] / a["stages"][name]["seconds_per_1000_clips"] - 1, 3)
-    for n in sizes:
-        local, ray = runs.get(f"local-{n}"), runs.get(f"ray-{n}")
-        if local and ray:
-            for name in STAGES:
-                out[f"ray_speed_over_local_{name}_{n}"] = round(
-                    local["stages"][name]["seconds"] / ray["stages"][name]["seconds"], 3)
+        if not (a and b and large > small):
+            continue
+        out[f"{executor}_child_rss_growth_over_clip_split_bytes"] = growth(a, b, "driver_peak_rss_mb", large - small,
+                                                                          split_clip_bytes)
+        for name in stages:
+            sa, sb = a["stages"][name], b["stages"][name]
+            for who in ("driver", "worker"):
+                value = growth(sa, sb, f"{who}_peak_rss_mb", large - small, split_clip_bytes)
+                if value is not None:
+                    out[f"{executor}_{name}_{who}_rss_growth_over_clip_split_bytes"] = value
+            out[f"{executor}_{name}_time_per_clip_growth"] = round(
+                sb["seconds_per_1000_clips"] / sa["seconds_per_1000_clips"] - 1, 3)
+    growths = [v for k, v in out.items() if k.endswith("_rss_growth_over_clip_split_bytes") and v is not None]
+    out["max_rss_growth_over_clip_split_bytes"] = max(growths, default=None)
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="1000,10000,50000", help="clip counts, comma-separated")
+    parser.add_argument("--sizes", default="512,2048", help="clip counts, comma-separated (default: 1 and 4 parts)")
     parser.add_argument("--executors", default="local,ray")
-    parser.add_argument("--frames", type=int, default=4, help="stored frames per clip")
-    parser.add_argument("--short-side", type=int, default=224)
+    parser.add_argument("--stages", default=",".join(STAGES), help="of " + ",".join(STAGES))
+    parser.add_argument("--frames", type=int, default=16, help="stored frames per clip")
+    parser.add_argument("--short-side", type=int, default=360)
+    parser.add_argument("--part-rows", type=int, default=512, help="rows per part (every stage)")
+    parser.add_argument("--no-report", action="store_true", help="skip the report's measurement")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--report-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--executor", default="local", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    stages = args.stages.split(",")
     if args.child:
-        print(json.dumps(child(args.child, args.executor)))
+        print(json.dumps(child(args.child, args.executor, stages)))
         return
+    if args.report_child:
+        print(json.dumps(report_child(args.report_child)))
+        return
+    for name in stages:
+        CONFIG[name]["part_rows"] = args.part_rows
     root = WORK / "scale"
     source = make_source(root, args.frames, args.short_side)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -177,16 +236,18 @@ def main() -> None:
     split_clip_bytes = 0.0
     for n in sizes:
         run = root / f"run-{n}"
-        split_bytes = replicate(source, n, run)
+        split_bytes = replicate(source, n, run, args.part_rows)
         split_clip_bytes = split_bytes / n
         for executor in args.executors.split(","):
-            for name in STAGES:
+            for name in stages:
                 shutil.rmtree(run / name, ignore_errors=True)
-            runs[f"{executor}-{n}"] = measure(run, n, executor, split_bytes)
+            runs[f"{executor}-{n}"] = measure(run, n, executor, stages, split_bytes)
             print(f"{executor} {n}: {json.dumps(runs[f'{executor}-{n}'])}", file=sys.stderr)
         shutil.rmtree(run, ignore_errors=True)
+    report = None if args.no_report else measure_report(source, root, args.part_rows)
     write_result("scale", {"sizes": sizes, "frames_per_clip": args.frames, "short_side": args.short_side,
-                           "config": CONFIG, "runs": runs, "summary": summarise(runs, sizes, split_clip_bytes)})
+                           "part_rows": args.part_rows, "config": {k: CONFIG[k] for k in stages}, "runs": runs,
+                           "report": report, "summary": summarise(runs, sizes, stages, split_clip_bytes)})
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import faults, io, parts
+from pipeline import faults, io, lock, parts
 
 
 def folder_of(task: dict[str, Any]) -> Path:
@@ -28,7 +28,7 @@ class BatchSaver:
     """Collects a task's batch outputs and saves them when due; `restore` gives back what an earlier try saved."""
 
     def __init__(self, task: dict[str, Any], every_s: float | None, every_batches: int | None):
-        self.folder = folder_of(task)
+        self.task, self.folder = task, folder_of(task)
         self.every_s, self.every_batches = every_s, every_batches
         self.pending: list[pa.Table] = []
         self.first: int | None = None
@@ -63,6 +63,7 @@ class BatchSaver:
             self.save(end, counts())
 
     def save(self, end: int, counts: dict[str, Any]) -> None:
+        lock.check_task(self.task)
         name = f"{self.first:08d}-{end:08d}"
         io.write_parquet(self.folder / f"{name}.parquet", pa.concat_tables(self.pending))
         io.atomic_write_json(self.folder / f"{name}.json", {"first": self.first, "end": end, "counts": counts})

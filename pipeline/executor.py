@@ -8,6 +8,7 @@ steps and stats read only the columns they need, one part at a time (pipeline/pa
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from collections import Counter
@@ -16,11 +17,11 @@ from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
 
-from pipeline import checkpoint, io, parts
+from pipeline import checkpoint, io, lock, parts
 from pipeline.batches import add_counts
 from pipeline.runners.base import Runner, groups
 from pipeline.stage import Stage, error_reason
-from pipeline.tasks import FRAMES_TYPE
+from pipeline.tasks import peak_rss_mb, reset_peak_rss
 
 log = logging.getLogger(__name__)
 PREVIOUS = "_previous"
@@ -72,7 +73,8 @@ def _tasks(stage: Stage, k: int, pass_: Stage, previous: list[str], source: list
         names = names if names is not None else [Path(p).stem for p in previous]
         planned = [{"name": n, "inputs": [(str(prev_out / f"{n}.parquet"), 0, None)]} for n in names]
     previous_parts = sorted(str(p) for p in (folder / PREVIOUS).glob("*.parquet")) if stage.keeps_previous else []
-    return [{**t, "pass": k, "root": str(root), "stage_dir": str(folder), "out": str(out), "final": final,
+    token = {"run": lock.run_token(root)} if lock.run_token(root) else {}  # checked before every write
+    return [{**t, **token, "pass": k, "root": str(root), "stage_dir": str(folder), "out": str(out), "final": final,
              "record": str(parts.record_path(folder, k, t["name"])),
              **({"previous": previous_parts} if k == 0 and previous_parts else {})} for t in planned]
 
@@ -114,6 +116,7 @@ def run_stage(stage: Stage, source: list[tuple[str, int]], output: str | Path, r
     if run_config is not None:
         io.atomic_write_json(folder / "config.json", run_config)
     checkpoint.begin(folder, fingerprint)
+    reset_peak_rss()  # the driver's peak over this stage
     started = time.perf_counter()
     records = _run_passes(stage, source, folder, Path(output), runner)
     resumed = sum(r["rows_in"] for r in records[0] if r["resumed"])
@@ -128,14 +131,25 @@ def run_stage(stage: Stage, source: list[tuple[str, int]], output: str | Path, r
             nodes.add(record["node"])
     if nodes:  # under Ray: how many nodes ran this stage's tasks
         counts["nodes"] = len(nodes)
-    peaks = [r["peak_rss_mb"] for pass_records in records for r in pass_records if not r["resumed"]]
-    if peaks:
-        counts["worker_peak_rss_mb"] = max(peaks)
+    counts.update(peak_rss(r for pass_records in records for r in pass_records if not r["resumed"]))
     stats = _finish(stage, folder, records[-1], source, resumed, time.perf_counter() - started, runner.name,
                     counts)
     log.info("%s: %d rows in, %d out, %d errors, %.1fs", stage.name, stats["rows_in"], stats["rows_out"],
              stats["errors_total"], stats["seconds"])
     return stats
+
+
+def peak_rss(records: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """The stage's memory for stats.json: the highest peak of a worker over one task, and the driver's peak over
+    the stage (tasks run in the driver's own process count there, not as a worker's)."""
+    here = os.getpid()
+    driver, workers = peak_rss_mb(), []
+    for r in records:
+        if r.get("pid") == here and not r.get("node"):
+            driver = max(driver, r["peak_rss_mb"])
+        else:
+            workers.append(r["peak_rss_mb"])
+    return {"driver_peak_rss_mb": driver, **({"worker_peak_rss_mb": max(workers)} if workers else {})}
 
 
 def _finish(stage: Stage, folder: Path, records: list[dict[str, Any]], source: list[tuple[str, int]],
@@ -201,7 +215,7 @@ def read_manifest(folder: str | Path, frames_root: str | Path | None = None) -> 
     """A finished stage's manifest as one table; with `frames_root` (the run's output folder) its frames put back."""
     table = parts.read_stage(folder)
     if frames_root is not None and "frames_file" in table.column_names:
-        table = parts.load_column(table, "frames", "clip_id", frames_root, FRAMES_TYPE)
+        table = parts.load_frames(table, frames_root)
     return table
 
 

@@ -24,6 +24,36 @@ class MachineError(RuntimeError):
     """The machine failed while a task ran: the task fails (and is retried), it is never an input's error."""
 
 
+class Terminated(KeyboardInterrupt):
+    """The driver was asked to stop (SIGTERM, SIGHUP): handled like Ctrl-C, so its workers go with it."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+_STOP_SIGNALS: list[int] = []  # the signals `stop_on_signals` took over (the CLI's, not a library user's)
+
+
+def stop_on_signals(again: bool = False) -> None:
+    """SIGTERM and SIGHUP raise `Terminated` in the main thread (Ctrl-C raises KeyboardInterrupt): every runner then
+    ends its workers as it does for Ctrl-C, instead of the process vanishing and leaving them running. `again`:
+    take back the signals taken before, from a library that put in its own handlers since (ray.init does)."""
+    import signal
+
+    def raise_terminated(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    if again:
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, raise_terminated)
+        return
+    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is not None and signal.getsignal(signum) in (signal.SIG_DFL, None):
+            signal.signal(signum, raise_terminated)
+            _STOP_SIGNALS.append(signum)
+
+
 class UserError(ValueError):
     """A mistake the user can fix (config, paths, models): one line, exit code 2."""
 

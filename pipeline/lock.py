@@ -2,7 +2,9 @@
 
 The kernel drops an flock when its process dies, however it dies, so a lock left by a killed run is never in the
 way: the next run takes it over and says whose it was. The file names its holder (pid, host, command, start) for
-the message a second run prints. Under Ray the driver holds it; workers only write inside the folder.
+the message a second run prints, and the run's token: every task carries it and checks it (`owns`) before it
+writes, so a worker that outlived a killed driver never writes into the next run. Under Ray the driver holds it;
+workers only write inside the folder.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import socket
 import sys
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -24,6 +27,7 @@ from pipeline.failures import UserError
 log = logging.getLogger(__name__)
 NAME = ".vlcurate.lock"
 _held: dict[str, int] = {}  # folders this process holds: nested runs (a stage inside `run`) just go on
+_tokens: dict[str, str] = {}  # the run token of each folder this process holds
 
 
 class OutputLocked(UserError):
@@ -94,6 +98,41 @@ def holder(folder: str | Path) -> str | None:
     return None
 
 
+def run_token(folder: str | Path) -> str | None:
+    """The token of the run this process holds `folder` for (None when it holds no lock there: library use)."""
+    return _tokens.get(str(Path(folder).resolve()))
+
+
+def owns(folder: str | Path, token: str | None) -> bool:
+    """Whether the run `token` still holds `folder`: a live run holds its lock and the lock names this token. A
+    worker that outlived its driver (the lock free, or taken by a later run) must write nothing more. No token (a
+    task run without a lock) and no lock file at all (a node that does not see the driver's disk) are not checked."""
+    if token is None:
+        return True
+    try:
+        fd = os.open(Path(folder) / NAME, os.O_RDONLY)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:  # held: by this run, or by a later one
+        return _holder(fd).get("run") == token
+    finally:
+        os.close(fd)
+    return False  # nobody holds it: the run that made this task has ended
+
+
+class Superseded(RuntimeError):
+    """A task whose run no longer holds the output folder: it stops before writing anything more."""
+
+
+def check_task(task: dict) -> None:
+    """Raise `Superseded` unless the run that planned `task` still holds its output folder (`task["root"]`)."""
+    if not owns(task["root"], task.get("run")):
+        raise Superseded(f"{task.get('name')}: the run that planned this task no longer holds {task['root']}; "
+                         "writing nothing")
+
+
 def prepare_output(folder: Path) -> None:
     """The output folder, made if needed; a path that cannot be one is the user's to fix, in one line."""
     if folder.exists() and not folder.is_dir():
@@ -129,15 +168,16 @@ def output_lock(folder: str | Path, *, wait: bool = False) -> Iterator[None]:
     old = _holder(fd)
     if old.get("pid") and (old.get("pid"), old.get("host")) != (os.getpid(), socket.gethostname()):
         log.warning("%s: took over the lock of %s, which ended without releasing it", folder, _describe(old))
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": round(time.time(), 3),
+    token = uuid.uuid4().hex  # this run's identity: tasks check it before they write (`owns`)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": round(time.time(), 3), "run": token,
           "command": " ".join(["vlcurate", *sys.argv[1:]])[:300] if sys.argv else "vlcurate"}
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(me).encode(), 0)
-    _held[key] = fd
+    _held[key], _tokens[key] = fd, token
     try:
         yield
     finally:
-        del _held[key]
+        del _held[key], _tokens[key]
         try:
             os.ftruncate(fd, 0)  # released cleanly: nothing stale for the next run to report
         finally:

@@ -30,7 +30,11 @@ MANIFEST = "manifest"  # <stage>/manifest/part-NNNNN.parquet: only part files, s
 INDEX = "_index.json"
 WORK = "_work"
 DONE = "done"
-ROW_GROUP = 256  # rows per Parquet row group: readers of a few rows (frames by reference) read only their group
+ROW_GROUP = 256  # rows per Parquet row group: readers of a few rows read only their group
+# a stored side table's row groups hold at most this many bytes (fewer rows when rows are large): a batch that reads
+# its frames by reference reads about its own rows, never a quarter of a part's frames
+STORED_GROUP_BYTES = 4 << 20
+FRAMES_TYPE = pa.list_(pa.binary())  # a clip's stored frames: JPEG bytes, in the order of its frame_indices
 
 
 def part_name(index: int) -> str:
@@ -52,8 +56,30 @@ def file_record(path: Path, root: Path) -> dict[str, Any]:
 def write_table(path: Path, table: pa.Table, stored: bool = False) -> None:
     """A part file; `stored`: a side table of stored columns (JPEG frames), neither compressed nor dictionary-encoded,
     since JPEG does not compress and readers take a few rows at a time."""
-    options = {"compression": "none", "use_dictionary": False} if stored else {}
-    io.write_parquet(path, table, row_group_size=ROW_GROUP, **options)
+    if not stored:
+        io.write_parquet(path, table, row_group_size=ROW_GROUP)
+        return
+    io.write_parquet(path, table, row_group_size=stored_group_rows(table), compression="none", use_dictionary=False)
+
+
+def stored_group_rows(table: pa.Table) -> int:
+    """Rows per row group of a stored side table: as many of its largest rows as fit in `STORED_GROUP_BYTES` (at
+    least one, at most `ROW_GROUP`), so what a reader of a few rows reads is bounded by bytes, not by the part."""
+    largest = max((row_bytes(table.column(c)) for c in table.column_names), default=0)
+    return max(1, min(ROW_GROUP, STORED_GROUP_BYTES // max(1, largest)))
+
+
+def row_bytes(column: pa.ChunkedArray) -> int:
+    """The largest row of a column of binary lists (stored frames), in bytes of values; 0 for other types."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if not pa.types.is_list(column.type) or not pa.types.is_binary(column.type.value_type) or not len(column):
+        return 0
+    array = column.combine_chunks()
+    lengths = pc.binary_length(pc.list_flatten(array)).to_numpy(zero_copy_only=False)
+    owners = pc.list_parent_indices(array).to_numpy(zero_copy_only=False)
+    return int(np.bincount(owners, weights=lengths, minlength=1).max()) if len(lengths) else 0
 
 
 def chunks(inputs: list[tuple[str, int]], part_rows: int) -> list[list[tuple[str, int, int]]]:
@@ -105,7 +131,7 @@ def _read_range(path: Path, offset: int, length: int | None) -> pa.Table:
 
 def read_rows(path: Path, rows: list[int], columns: list[str]) -> pa.Table:
     """Rows `rows` (positions) of a Parquet file, reading only the row groups that hold them."""
-    parquet = pq.ParquetFile(path)
+    parquet = pq.ParquetFile(path, pre_buffer=False)  # no coalesced read buffer beside the rows read
     starts = [0]
     for g in range(parquet.metadata.num_row_groups):
         starts.append(starts[-1] + parquet.metadata.row_group(g).num_rows)
@@ -184,23 +210,68 @@ def set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
 
 
 def load_column(table: pa.Table, column: str, key: str, root: str | Path, type_: pa.DataType) -> pa.Table:
-    """Put a stored column back into the rows that reference it (read from the side files, by row group); rows without
-    a reference get null. A reference that does not hold the row's key is an error: the store is stale."""
+    """Put a stored column back into the rows that reference it (read from the side files, by row group, in Arrow:
+    the values are never copied into Python); rows without a reference get null. A reference that does not hold
+    the row's key is an error: the store is stale."""
     files = table.column(f"{column}_file").to_pylist()
     rows = table.column(f"{column}_row").to_pylist()
     keys = table.column(key).to_pylist()
-    values: list[Any] = [None] * table.num_rows
     wanted: dict[str, list[int]] = {}
     for i, f in enumerate(files):
         if f is not None:
             wanted.setdefault(f, []).append(i)
+    found: list[pa.Table] = []
+    where: list[int | None] = [None] * table.num_rows  # row i's place in the concatenated reads
+    at = 0
     for f, positions in wanted.items():
         got = read_rows(Path(root) / f, [rows[i] for i in positions], [key, column])
-        for i, stored_key, value in zip(positions, got.column(key).to_pylist(), got.column(column).to_pylist()):
+        for n, (i, stored_key) in enumerate(zip(positions, got.column(key).to_pylist())):
             if stored_key != keys[i]:
                 raise RuntimeError(f"{f} row {rows[i]} holds {stored_key}, not {keys[i]}: the store is stale")
-            values[i] = value
-    return set_column(table, column, pa.array(values, type_))
+            where[i] = at + n
+        found.append(got.select([column]).cast(pa.schema([pa.field(column, type_)])))
+        at += got.num_rows
+    if not found:
+        return set_column(table, column, pa.nulls(table.num_rows, type_))
+    values = pa.concat_tables(found).column(column).take(pa.array(where, pa.int64()))
+    return set_column(table, column, values)
+
+
+def load_frames(batch: pa.Table, root: str | Path | None) -> pa.Table:
+    """A batch's rows with their stored frames put back (read by reference from the run's frame store under `root`);
+    unchanged when its rows carry no references. Workers call it per batch, so a task holds one batch's frames."""
+    if root is None or "frames_file" not in batch.column_names:
+        return batch
+    return load_column(batch, "frames", "clip_id", root, FRAMES_TYPE)
+
+
+def iter_column(refs: pa.Table, column: str, key: str, root: str | Path) -> Iterator[tuple[Any, Any]]:
+    """`(key, value)` of each referenced row of a stored column, reading one row group of one side file at a time
+    (rows in file and row order): a reader of many rows (the report's contact sheets) holds one group's values."""
+    files = refs.column(f"{column}_file").to_pylist()
+    rows = refs.column(f"{column}_row").to_pylist()
+    keys = refs.column(key).to_pylist()
+    wanted: dict[str, list[tuple[int, Any]]] = {}
+    for f, row, k in zip(files, rows, keys):
+        if f is not None and row is not None:
+            wanted.setdefault(f, []).append((row, k))
+    for f, items in sorted(wanted.items()):
+        parquet = pq.ParquetFile(Path(root) / f, pre_buffer=False)
+        starts = [0]
+        for g in range(parquet.metadata.num_row_groups):
+            starts.append(starts[-1] + parquet.metadata.row_group(g).num_rows)
+        by_group: dict[int, list[tuple[int, Any]]] = {}
+        for row, k in sorted(items, key=lambda item: item[0]):
+            by_group.setdefault(bisect.bisect_right(starts, row) - 1, []).append((row, k))
+        for g, members in sorted(by_group.items()):
+            group = parquet.read_row_group(g, columns=[key, column])
+            stored_keys, values = group.column(key), group.column(column)
+            for row, k in members:
+                if stored_keys[row - starts[g]].as_py() != k:
+                    raise RuntimeError(f"{f} row {row} holds {stored_keys[row - starts[g]]}, not {k}: the store is "
+                                       "stale")
+                yield k, values[row - starts[g]].as_py()
+            del group, stored_keys, values
 
 
 def clear_work(folder: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Iterable
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline import failures, faults
+from pipeline import failures, faults, parts
 
 
 class Resources(BaseModel):
@@ -78,7 +78,7 @@ class Stage:
     output_schema: ClassVar[pa.Schema]
     local_parallel: ClassVar[bool] = False  # the local runner may fan tasks out over processes
     keeps_previous: ClassVar[bool] = False  # tasks get the stage's previous manifest parts, to carry finished work
-    reads_frames: ClassVar[bool] = False  # input rows get their `frames` back from split's frame store
+    reads_frames: ClassVar[bool] = False  # each batch's rows get their `frames` back from split's frame store
     # columns written once to a side table `<stage>/<column>/part-N.parquet` keyed by `clip_id`; the manifest keeps
     # `<column>_file` and `<column>_row` (split: the sampled frames)
     stores: ClassVar[tuple[str, ...]] = ()
@@ -138,7 +138,11 @@ class Stage:
             else:
                 end = min(first + size, table.num_rows)
                 faults.hit(f"{self.label}.batch")
-                output = self.process_batch(table.slice(first, end - first))
+                batch = table.slice(first, end - first)
+                if self.reads_frames:  # this batch's frames only, released with it
+                    batch = parts.load_frames(batch, task.get("root"))
+                output = self.process_batch(batch)
+                del batch
                 output = output.select(schema.names).cast(schema)
                 if saver:
                     saver.add(first, end, output, self.part_counts)

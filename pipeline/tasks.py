@@ -7,6 +7,7 @@ already there is not run again: that is how an interrupted stage resumes, part b
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import time
@@ -15,19 +16,16 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline import faults, io, parts
+from pipeline import faults, io, lock, parts
 from pipeline.batches import add_counts, folder_of
+from pipeline.parts import FRAMES_TYPE  # noqa: F401  (where readers of stored frames have found it)
 from pipeline.stage import Stage
-
-FRAMES_TYPE = pa.list_(pa.binary())
 
 
 def read_input(stage: Stage, task: dict[str, Any]) -> pa.Table:
-    """The task's input rows, with the stored frames put back for passes that read them."""
-    table = parts.read_slices([tuple(s) for s in task["inputs"]])
-    if stage.reads_frames and "frames_file" in table.column_names:
-        table = parts.load_column(table, "frames", "clip_id", task["root"], FRAMES_TYPE)
-    return table
+    """The task's input rows, frames by reference only: `Stage.process_part` puts a batch's frames back just for
+    that batch (pipeline/parts.py `load_frames`), so a task never holds its whole part's frames."""
+    return parts.read_slices([tuple(s) for s in task["inputs"]])
 
 
 def write_outputs(stage: Stage, task: dict[str, Any], table: pa.Table) -> list[dict[str, Any]]:
@@ -42,6 +40,7 @@ def write_outputs(stage: Stage, task: dict[str, Any], table: pa.Table) -> list[d
     if task["final"]:
         written += [(kind, folder / kind / f"{name}.parquet", side) for kind, side in stage.side_tables(table).items()]
     written.append(("part", out / f"{name}.parquet", table))
+    lock.check_task(task)  # a worker that outlived its run writes nothing into the next one
     for kind, path, data in written:
         parts.write_table(path, data, stored=kind in stage.stores)
     return [{**parts.file_record(path, folder), "kind": kind} for kind, path, _ in written]
@@ -63,6 +62,7 @@ def execute(stage: Stage, task: dict[str, Any]) -> dict[str, Any]:
     if (record := parts.read_record(record_path)) is not None:
         return {**record, "resumed": True}
     faults.hit(f"{stage.name}.pass{task['pass']}.start")
+    reset_peak_rss()  # the peak this task reaches, not the worker's earlier tasks' or stages'
     began = time.perf_counter()
     stage.saved_counts = {}
     files, rows_in, rows_out = stage.run_task(task)
@@ -70,11 +70,21 @@ def execute(stage: Stage, task: dict[str, Any]) -> dict[str, Any]:
     add_counts(counts, stage.part_counts())
     record = {"name": task["name"], "pass": task["pass"], "rows_in": rows_in, "rows_out": rows_out,
               "files": files, "counts": counts, "seconds": round(time.perf_counter() - began, 3)}
+    lock.check_task(task)
     io.atomic_write_json(record_path, record)  # last: the task counts as done only once its files are all there
     faults.hit(f"{stage.name}.pass{task['pass']}.done")
     shutil.rmtree(folder_of(task), ignore_errors=True)  # its saved batches are in the part now
-    # the worker process's own peak so far: what a part costs in memory, for stats.json
-    return {**record, "resumed": False, "peak_rss_mb": peak_rss_mb()}
+    # the worker process's peak over this task: what a part costs in memory, for stats.json
+    return {**record, "resumed": False, "peak_rss_mb": peak_rss_mb(), "pid": os.getpid()}
+
+
+def reset_peak_rss() -> None:
+    """Start this process's peak RSS (VmHWM) over from its current RSS (Linux `clear_refs`; elsewhere a no-op, and
+    peaks are the process's since it started)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
 
 
 def peak_rss_mb() -> float:

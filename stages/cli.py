@@ -112,6 +112,9 @@ def profiles() -> None:
 
 
 def main() -> None:
+    from pipeline.failures import stop_on_signals
+
+    stop_on_signals()  # SIGTERM and SIGHUP end a run as Ctrl-C does: workers go with it
     app()
 
 

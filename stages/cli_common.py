@@ -89,6 +89,8 @@ def fail(exc: BaseException, output: str, verbose: bool) -> typer.Exit:
             "MachineError: ", 1)[-1].splitlines()[0]
         message, code = (f"machine failure (nothing was recorded as bad data): {detail}; finished parts"
                          f" are saved in {output}: fix it and run the same command again to go on from there"), 1
+    elif type(exc).__name__ == "ReportFailed":
+        message, code = f"error: {_first_line(exc, typed=False)}", 1
     elif isinstance(exc, (FileNotFoundError, ValueError, KeyError)):
         message, code = f"error: {_first_line(exc, typed=False)}", 2
     else:
@@ -123,10 +125,10 @@ def run_command(stage_names: tuple[str, ...] | None, *, profile: Optional[str], 
                 raise UserError(f"unknown stages {unknown}; this run's stages are {', '.join(cfg.stages)}")
         stage_names = tuple(n for n in cfg.stages if stage_names is None or n in stage_names)
         results = run_stages(cfg, stage_names, wait=wait)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         typer.secho(f"\ninterrupted: finished parts are saved in {cfg.output}; run the same command again to go on "
                     "from there (--overwrite starts over)", fg="yellow", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(128 + getattr(exc, "signum", 2)) from None
     except Exception as exc:
         raise fail(exc, cfg.output, verbose) from None
     report(cfg, stage_names, results)

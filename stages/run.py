@@ -102,7 +102,8 @@ def _run_locked(config: RunConfig, names: list[str], runner: Runner | None) -> d
 
 def write_summaries(config: RunConfig) -> None:
     """After the run's last stage: the dataset card beside the shards, and the HTML report (`report.enabled`).
-    The dataset is whole by then, so a report that cannot be written warns instead of failing the run."""
+    The dataset is whole by then; a report that cannot be written still fails the run (`ReportFailed`, one line):
+    a run that exits 0 has every output it was asked for."""
     from stages.report import write_card, write_report
 
     output = Path(config.output)
@@ -111,6 +112,10 @@ def write_summaries(config: RunConfig) -> None:
             write_card(output)
         if config.report.enabled:
             write_report(output, config.report)
-    except Exception as exc:  # noqa: BLE001 - the run's data is done; say why and how to retry
-        log.warning("the report could not be written (%s: %s); `vlcurate report -o %s` retries it",
-                    type(exc).__name__, exc, output)
+    except Exception as exc:
+        raise ReportFailed(f"the report could not be written ({type(exc).__name__}: {exc}); the dataset in {output} "
+                           f"is complete: `vlcurate report -o {output}` retries the report") from exc
+
+
+class ReportFailed(RuntimeError):
+    """The run's data is done, its report or card is not."""

@@ -26,7 +26,9 @@ def stage_states(output: str | Path) -> list[dict[str, Any]]:
             stats = json.loads((folder / io.STATS).read_text()) if (folder / io.STATS).exists() else {}
             entry.update(state="done", rows_in=stats.get("rows_in"), rows_out=stats.get("rows_out"),
                          errors=stats.get("errors_total"), seconds=stats.get("seconds"),
-                         resumed_inputs=stats.get("resumed_inputs", 0))
+                         resumed_inputs=stats.get("resumed_inputs", 0),
+                         driver_peak_rss_mb=stats.get("driver_peak_rss_mb"),
+                         worker_peak_rss_mb=stats.get("worker_peak_rss_mb"))
         elif (saved := checkpoint.progress(folder)) is not None:
             entry.update(state="interrupted", **saved)
         else:
@@ -46,10 +48,19 @@ def run_stages_of(output: str | Path) -> list[str]:
         return list(DEFAULT_PIPELINE)
 
 
+def memory(stats: dict[str, Any]) -> str:
+    """", peak RSS: driver 310 MB, worker 420 MB" (what a stage's processes peaked at; empty for older runs)."""
+    found = [f"{who} {stats[key]:.0f} MB" for who, key in (("driver", "driver_peak_rss_mb"),
+                                                           ("worker", "worker_peak_rss_mb"))
+             if stats.get(key) is not None]
+    return f", peak RSS: {', '.join(found)}" if found else ""
+
+
 def describe(entry: dict[str, Any]) -> str:
     state = entry["state"]
     if state == "done":
         text = f"done: {entry['rows_in']} in, {entry['rows_out']} out, {entry['errors']} errors, {entry['seconds']}s"
+        text += memory(entry)
         return text + (f" ({entry['resumed_inputs']} inputs from an interrupted run)" if entry["resumed_inputs"]
                        else "")
     if state == "interrupted":

@@ -3,6 +3,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from tqdm.auto import tqdm
@@ -15,8 +16,21 @@ _WORKER_STAGE: Stage | None = None
 _SETUP_ERROR: BaseException | None = None
 
 
-def _init_worker(stage: Stage) -> None:
+def die_with(parent: int) -> None:
+    """On Linux, ask the kernel to SIGKILL this worker when the process that started it dies, however it dies
+    (kill -9 included); and leave at once if that already happened before the request took effect."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _init_worker(stage: Stage, parent: int) -> None:
     global _WORKER_STAGE, _SETUP_ERROR
+    die_with(parent)
     # Ctrl-C reaches the whole process group: a worker leaves at once and quietly, the driver reports it once
     # (unless the driver was started with Ctrl-C ignored, as `nohup` or `cmd &` in a script do)
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
@@ -46,6 +60,17 @@ def local_workers(stage: Stage, num_tasks: int) -> int:
     return max(1, min(wanted, num_tasks))
 
 
+def end_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill a pool's processes and wait for them: an interrupted run leaves no worker behind to finish its task.
+    (ProcessPoolExecutor has no public way to end its processes before Python 3.14's `terminate_workers`.)"""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.kill()
+    for process in processes:
+        process.join(5)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 class LocalRunner(Runner):
     """In-process, or a pool of spawned processes for CPU-bound stages; each worker runs whole tasks (one part at a
     time, so memory stays bounded); a stage's passes run one after the other, with a progress bar each."""
@@ -69,13 +94,16 @@ class LocalRunner(Runner):
             else:
                 context = multiprocessing.get_context("spawn")  # fork after torch or threads is unsafe
                 with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                         initargs=(stage,)) as pool:
+                                         initargs=(stage, os.getpid())) as pool:
                     futures = {pool.submit(_run_task, task): i for i, task in enumerate(tasks)}
                     try:
                         for future in as_completed(futures):
                             records[futures[future]] = future.result()
                             bar.update()
-                    except BaseException:  # the stage stops: tasks not started yet are not started
+                    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the workers end now, mid-task
+                        end_workers(pool)
+                        raise
+                    except BaseException:  # a task failed: the others finish theirs, none not started starts
                         pool.shutdown(wait=True, cancel_futures=True)
                         raise
         return records  # type: ignore[return-value]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.failures import MachineError
+from pipeline.failures import MachineError, stop_on_signals
 from pipeline.runners.base import Record, Runner, Task
 from pipeline.stage import Stage
 from pipeline.tasks import execute
@@ -86,6 +86,7 @@ class RayRunner(Runner):
             ray.init(address=address, include_dashboard=False, log_to_driver=True,
                      runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
                      logging_level=logging.WARNING)
+            stop_on_signals(again=True)  # ray.init puts in its own SIGTERM handler, which aborts the driver
         from ray.data import DataContext
 
         ctx = DataContext.get_current()

@@ -25,6 +25,10 @@ HASHES = "_dhash"  # the first pass's columns (frame hashes, or an embedding's s
 VECTORS = "_embedding"  # from the stage's output
 
 
+# dHash reads a 9x8 thumbnail: frames are decoded at the smallest DCT scale that still gives at least 8x that
+HASH_DECODE = (72, 64)
+
+
 class DedupConfig(FilterConfig):
     method: Literal["dhash", "embedding"] = Field("dhash", description="perceptual hashes of the stored frames, or "
                                                   "the cosine of the clips' image embeddings (open_clip tower)")
@@ -81,7 +85,7 @@ class HashPass(Stage):
         self.ensure_setup()
         frames = batch.column("frames").to_pylist()
         if self.config.method == "dhash":
-            hashes = [[dhash(f) for f in gray_frames(fs or [])] for fs in frames]
+            hashes = [[dhash(f) for f in gray_frames(fs or [], at_least=HASH_DECODE)] for fs in frames]
             vectors = [None] * len(frames)
         else:
             todo = [i for i, fs in enumerate(frames) if fs]

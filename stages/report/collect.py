@@ -29,7 +29,8 @@ def funnel(run: RunInfo) -> list[dict[str, Any]]:
         funnel_stats = stats.get("funnel") or {}
         steps.append(step(STEP_LABELS.get(stage, stage), stage, count, errors=new_errors(stage, stats),
                           dropped=funnel_stats.get("dropped") or {}, tagged=funnel_stats.get("tagged") or {},
-                          note=(stats.get("filter") or {}).get("rule", ""), seconds=stats.get("seconds")))
+                          note=(stats.get("filter") or {}).get("rule", ""), seconds=stats.get("seconds"),
+                          memory={k: stats.get(f"{k}_peak_rss_mb") for k in ("driver", "worker")}))
     top = max((s["count"] for s in steps), default=0) or 1
     for s in steps:
         s["share"] = round(100.0 * s["count"] / top, 1)
@@ -38,10 +39,10 @@ def funnel(run: RunInfo) -> list[dict[str, Any]]:
 
 def step(label: str, stage: str, count: int, *, errors: dict[str, int] | None = None,
          dropped: dict[str, int] | None = None, tagged: dict[str, int] | None = None, note: str = "",
-         seconds: float | None = None) -> dict[str, Any]:
+         seconds: float | None = None, memory: dict[str, float | None] | None = None) -> dict[str, Any]:
     return {"label": label, "stage": stage, "count": int(count), "errors": dict(sorted((errors or {}).items())),
             "dropped": dict(sorted((dropped or {}).items())), "tagged": dict(sorted((tagged or {}).items())),
-            "note": note, "seconds": seconds}
+            "note": note, "seconds": seconds, "memory": {"driver": None, "worker": None, **(memory or {})}}
 
 
 def errors_by_stage(run: RunInfo) -> list[dict[str, Any]]:

@@ -9,14 +9,13 @@ import heapq
 import io
 import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import parts
-from pipeline.tasks import FRAMES_TYPE
 from stages.report.runinfo import RunInfo
 
 
@@ -110,15 +109,13 @@ def _failures(run: RunInfo, name: str, mode: str | None) -> Iterable[dict[str, A
             yield {"clip_id": clip_id, "reason": entry["reason"], "scores": entry["scores"]}
 
 
-def frames_of(run: RunInfo, clip_ids: set[str]) -> dict[str, list[bytes]]:
-    """The stored JPEG frames of `clip_ids`, found by reference in split's manifest and read from its store."""
+def frames_of(run: RunInfo, clip_ids: set[str]) -> Iterator[tuple[str, list[bytes]]]:
+    """`(clip id, stored JPEG frames)` of `clip_ids`, found by reference in split's manifest and read from its store
+    one row group at a time: the caller holds one group's frames, however many clips it shows."""
     refs = run.select("split", ["clip_id", "frames_file", "frames_row"], "clip_id", clip_ids)
     refs = [r for r in refs if r.get("frames_file")]
-    if not refs:
-        return {}
-    table = pa.Table.from_pylist(refs)
-    loaded = parts.load_column(table, "frames", "clip_id", run.output, FRAMES_TYPE)
-    return dict(zip(loaded.column("clip_id").to_pylist(), loaded.column("frames").to_pylist()))
+    if refs:
+        yield from parts.iter_column(pa.Table.from_pylist(refs), "frames", "clip_id", run.output)
 
 
 def contact_sheet(frames: list[bytes], height: int) -> bytes:

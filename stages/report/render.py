@@ -29,6 +29,7 @@ def environment(html: bool = True):
     env.filters["num"] = views.fmt
     env.filters["pct"] = lambda v: "-" if v is None else f"{100 * v:.1f}%"
     env.filters["secs"] = lambda v: "-" if v is None else f"{v:.2f}"
+    env.filters["mb"] = lambda v: "-" if v is None else f"{v:.0f}"
     return env
 
 
@@ -121,12 +122,13 @@ def _write_sheets(run: RunInfo, clip_ids: set[str], folder: Path, height: int) -
     """One contact sheet per shown clip, from the frames split stored (read by reference, a part file at a time)."""
     from tqdm import tqdm
 
-    frames = gallery.frames_of(run, clip_ids)
     disable = True if os.environ.get("VLCURATE_PROGRESS", "1") == "0" else None
     (folder / "frames").mkdir(parents=True, exist_ok=True)
-    for clip_id in tqdm(sorted(frames), desc="report: contact sheets", unit="clip", disable=disable, leave=False):
-        if frames[clip_id]:
-            (folder / gallery.sheet_name(clip_id)).write_bytes(gallery.contact_sheet(frames[clip_id], height))
+    clips = tqdm(gallery.frames_of(run, clip_ids), total=len(clip_ids), desc="report: contact sheets", unit="clip",
+                 disable=disable, leave=False)
+    for clip_id, frames in clips:  # one clip's frames at a time
+        if frames:
+            (folder / gallery.sheet_name(clip_id)).write_bytes(gallery.contact_sheet(frames, height))
 
 
 def _swap(tmp: Path, final: Path) -> None:

@@ -82,15 +82,22 @@ def timelines(run: RunInfo, limit: int) -> list[dict[str, Any]]:
         vid = video["video_id"]
         length = max([video.get("duration_s") or 0.0] + [c["end_s"] or 0.0 for c in clips if c["video_id"] == vid])
         place = _placer(length)
-        mine_shots = sorted((s for s in shots if s["video_id"] == vid), key=lambda s: s["shot_index"])
+        mine_shots = sorted((s for s in shots if s["video_id"] == vid and s["shot_index"] is not None),
+                            key=lambda s: s["shot_index"])
         out.append({**video, "length_s": length,
                     "shots": [{**place(s["start_s"], s["end_s"]), "label": f"shot {s['shot_index']}"}
                               for s in mine_shots],
                     "clips": [{**place(c["start_s"], c["end_s"]), **fate.get(c["clip_id"], _kept(c))}
-                              for c in sorted((c for c in clips if c["video_id"] == vid), key=lambda c: c["start_s"])
-                              if c["start_s"] is not None],
+                              for c in _in_time_order(clips, vid)],
                     "dropped": [{**place(*span), "label": label} for s in mine_shots for span, label in _drops(s)]})
     return out
+
+
+def _in_time_order(clips: list[dict[str, Any]], video_id: str) -> list[dict[str, Any]]:
+    """The video's placed clips by start: rows with no span (a duplicate of another input, an error before split
+    cut anything) are left out before sorting, never compared."""
+    mine = [c for c in clips if c["video_id"] == video_id and c["start_s"] is not None]
+    return sorted(mine, key=lambda c: (c["start_s"], c["clip_id"] or ""))
 
 
 def _kept(clip: dict[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ import pyarrow.dataset as ds
 from pydantic import Field
 
 from manifests import SCORED, SHARD_INDEX
-from pipeline import parts
+from pipeline import lock, parts
 from pipeline.stage import Stage, StageConfig, StageError, error_reason, error_text
 from stages import media
 from stages.models import source_path
@@ -208,6 +208,7 @@ class PackPass(Stage):
         with ThreadPoolExecutor(max_workers=workers) as pool:
             encoded = list(pool.map(lambda r: self._encode(r, staging), rows))
         good = [r for r in encoded if not r["error"]]
+        lock.check_task(task)  # a worker that outlived its run writes no tar into the next one
         written: list[tuple[str, Path]] = []
         for k, tar_rows in enumerate(self.plan_tars(good)):
             name = task["name"] if k == 0 else f"{task['name']}-{k}"

@@ -227,3 +227,40 @@ def test_no_report_when_told_not_to(run, tmp_path):
     result = CliRunner().invoke(app, ["run", "-c", str(tmp_path / "run.yaml"), "--no-report"])
     assert result.exit_code == 0, result.output
     assert not (copy / "report").exists() and (copy / "shard" / "README.md").is_file()  # the card is the data's
+
+
+def test_report_survives_duplicates_symlinks_errors_and_videos_without_clips(tmp_path, scene_video):
+    """A folder with a copy of a video, a link to it, a corrupt file and a video too short for a clip: `run` exits
+    0 with a report, and `vlcurate report` redoes it (a sort used to meet the duplicates' missing start times)."""
+    from tests.fixtures import make_video
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(scene_video[0], folder / "a.mp4")
+    shutil.copy(scene_video[0], folder / "a_copy.mp4")
+    (folder / "a_link.mp4").symlink_to(folder / "a.mp4")
+    (folder / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 and then nothing a decoder can use")
+    make_video(folder / "short.mp4", [6])  # a quarter second: no clip
+    out = tmp_path / "run"
+    config = tmp_path / "run.yaml"
+    config.write_text("stages: [ingest, split, motion]\nsplit: {min_clip_s: 0.5, stitch: {enabled: false}}\n")
+    args = ["run", "-c", str(config), "-i", str(folder), "-o", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "report" / "index.html").is_file()
+    errors = read_manifest(out / "split").column("error").to_pylist()
+    assert any(e and e.startswith("ingest/duplicate") for e in errors), errors
+    result = CliRunner().invoke(app, ["report", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_report_that_fails_fails_the_run_with_one_line(run, tmp_path, monkeypatch):
+    import stages.report
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    monkeypatch.setattr(stages.report, "write_report", lambda *a, **k: (_ for _ in ()).throw(TypeError("boom")))
+    result = CliRunner().invoke(app, ["run", "-o", str(copy), "--stages", "shard", "--set", "report.enabled=true"])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: the report could not be written (TypeError: boom)"), result.output

@@ -56,8 +56,9 @@ bench-score: $(STAMP)
 bench-caption: $(STAMP)
 	$(BIN)/python -m bench.caption_bench $(CAPTION_ARGS)
 
-# Writes bench/scale.json: caption and score over 1k, 10k and 50k replicated clips, local and Ray (time per 1,000
-# clips, driver and worker peak RSS, bytes per clip per stage); SCALE_ARGS="--sizes 1000,10000" for a shorter run.
+# Writes bench/scale.json: every frame-reading stage of the demo profile over 512 and 2,048 replicated clips of 16
+# frames at 360p, local and Ray (driver and worker peak RSS per stage and their growth per clip, time per 1,000
+# clips, bytes per clip), and the report's peak at 80 and 320 clips; SCALE_ARGS="--executors local" to shorten it.
 bench-scale: $(STAMP)
 	$(BIN)/python -m bench.scale_bench $(SCALE_ARGS)
 

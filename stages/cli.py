@@ -112,10 +112,25 @@ def profiles() -> None:
 
 
 def main() -> None:
+    """The `vlcurate` command. A mistyped command or option, or a missing --config file, is one line and exit 2
+    (click's usage errors, without typer's boxes)."""
+    import sys
+
     from pipeline.failures import stop_on_signals
 
     stop_on_signals()  # SIGTERM and SIGHUP end a run as Ctrl-C does: workers go with it
-    app()
+    try:
+        code = typer.main.get_command(app).main(prog_name="vlcurate", standalone_mode=False)
+    except typer.Abort:
+        typer.secho("interrupted", fg="yellow", err=True)
+        code = 130
+    except typer.TyperException as exc:  # click's usage errors (typer vendors click; these are its public base)
+        ctx = getattr(exc, "ctx", None)
+        see = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        text = " ".join(exc.format_message().split()) if hasattr(exc, "format_message") else str(exc)
+        typer.secho(f"error: {text}{see}", fg="red", err=True)
+        code = getattr(exc, "exit_code", 2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

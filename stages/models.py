@@ -48,6 +48,8 @@ def local_path(source: str) -> str:
     installed package (manifests keep the `pkg:` form, so two machines with other install paths write the same)."""
     if source.startswith("pkg:"):
         module, _, rel = source[4:].partition("/")
+        if os.path.isabs(rel) or os.path.normpath(rel or ".").split(os.sep)[0] == "..":
+            raise ValueError(f"{source}: a pkg: path may not climb out of its package")
         return str(package_dir(module) / rel)
     return source
 

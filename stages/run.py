@@ -3,6 +3,7 @@ stage can also run alone."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -74,8 +75,25 @@ def run_stages(config: RunConfig, names: Iterable[str] | None = None, runner: Ru
     wanted = list(config.stages) if names is None else list(names)
     for name in wanted:
         previous_stage(name, config)
-    with output_lock(config.output, wait=wait):
-        return _run_locked(config, [n for n in config.stages if n in wanted], runner)
+    made = not Path(config.output).exists()
+    try:
+        with output_lock(config.output, wait=wait):
+            return _run_locked(config, [n for n in config.stages if n in wanted], runner)
+    except (UserError, FileNotFoundError, ValueError):
+        if made:
+            _remove_if_untouched(Path(config.output))
+        raise
+
+
+def _remove_if_untouched(output: Path) -> None:
+    """A refused command (no input, a bad list) leaves no output folder behind that it made and wrote nothing
+    into but its lock and saved config."""
+    ours = {".vlcurate.lock", "run_config.json", "_input"}
+    try:
+        if {p.name for p in output.iterdir()} <= ours and not any((output / "_input").glob("*.parquet")):
+            shutil.rmtree(output)
+    except OSError:
+        pass
 
 
 def _run_locked(config: RunConfig, names: list[str], runner: Runner | None) -> dict[str, dict[str, Any]]:

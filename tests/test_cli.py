@@ -126,3 +126,31 @@ def test_status_shows_done_interrupted_and_not_started_stages(tmp_path, video_fo
     assert lines[0].startswith("ingest") and "done: 5 in, 5 out, 3 errors" in lines[0]
     assert lines[1].startswith("split") and "interrupted: 1 of 5 parts done" in lines[1]
     assert all("not started" in line for line in lines[2:]) and len(lines) == len(DEFAULT_PIPELINE)
+
+
+@pytest.mark.parametrize("args,says", [
+    (["run", "--bogus"], "error: No such option: --bogus"),
+    (["rnu"], "error: No such command 'rnu'. Did you mean 'run'?"),
+    (["run", "-c", "/nonexistent/run.yaml"], "error: Invalid value for '--config' / '-c'"),
+])
+def test_usage_mistakes_are_one_line_exit_2(args, says):
+    """Through the real entry point (`vlcurate` is `stages.cli:main`), not typer's boxes."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "from stages.cli import main; main()", *args], capture_output=True,
+                          text=True)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(says) and lines[0].endswith("--help)"), done.stderr
+
+
+def test_a_refused_run_leaves_no_output_folder_behind(tmp_path):
+    out = tmp_path / "never"
+    result = runner.invoke(app, ["run", "-p", "demo", "-i", str(tmp_path / "missing"), "-o", str(out)])
+    assert result.exit_code == 2 and "is not a folder, a glob" in result.output
+    assert not out.exists()
+    (tmp_path / "kept").mkdir()  # a folder that was there before stays, with what it held
+    (tmp_path / "kept" / "mine.txt").write_text("x")
+    result = runner.invoke(app, ["run", "-p", "demo", "-i", str(tmp_path / "missing"), "-o", str(tmp_path / "kept")])
+    assert result.exit_code == 2 and (tmp_path / "kept" / "mine.txt").exists()

@@ -16,19 +16,15 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
-from pipeline.failures import UserError
 from pipeline.stage import error_text
-from stages.models import package_dir
+from stages.ingest import lists
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv",
                     ".3gp", ".ogv")
 AUDIO_EXTENSIONS = (".mp3", ".m4a", ".aac", ".wav", ".flac", ".ogg", ".opus", ".wma")
 SUBTITLE_EXTENSIONS = (".vtt", ".srt", ".json")
 LIST_EXTENSIONS = (".csv", ".jsonl", ".parquet")
-LIST_COLUMNS = {"path", "title", "description", "subtitles"}
 SCHEMA = pa.schema([("path", pa.string()), ("path_bytes", pa.binary()), ("title", pa.string()),
                     ("description", pa.string()), ("subtitles_path", pa.string()), ("error", pa.string())])
 
@@ -111,53 +107,18 @@ def _folder_rows(entries: list[tuple[bytes, str | None]], extensions: tuple[str,
     return rows
 
 
-def _read_list_file(path: Path) -> list[dict[str, Any]]:
-    """A list's rows; a malformed one stops the run with the file and the row named."""
-    if path.suffix == ".jsonl":
-        rows = []
-        for line_no, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except ValueError as exc:
-                raise UserError(f"{path}, line {line_no}: not JSON ({exc})") from None
-            if not isinstance(value, dict):
-                raise UserError(f"{path}, line {line_no}: expected an object with a 'path'")
-            rows.append((f"line {line_no}", value))
-    else:
-        try:
-            table = (pq.read_table(path) if path.suffix == ".parquet" else
-                     pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True)))
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise UserError(f"{path}: cannot be read as {path.suffix[1:].upper()} ({exc})") from None
-        rows = [(f"row {i + 2 if path.suffix == '.csv' else i + 1}", r) for i, r in enumerate(table.to_pylist())]
-    return _normalise_rows(rows, path)
-
-
-def _normalise_rows(rows: list[tuple[str, dict[str, Any]]], list_path: Path) -> list[dict[str, Any]]:
-    base = list_path.parent
+def _read_list_file(path: Path, config: Any) -> list[dict[str, Any]]:
+    """A list's rows (stages/ingest/lists.py: strict parsing, confined paths); a malformed one stops the run with
+    the file and the row named, a path it may not name is a row with its reason."""
+    confine = lists.Confinement(path, config.list_paths == "anywhere", config.allowed_roots)
     out = []
-
-    def resolve(p: Any) -> str | None:
-        if not p:
-            return None
-        p = str(p)
-        if p.startswith("pkg:"):  # a file shipped inside an installed package, e.g. sample videos: kept as
-            package_dir(p[4:].partition("/")[0])  # given (its package must be installed)
-            return p
-        q = Path(p).expanduser()
-        return os.path.abspath(q if q.is_absolute() else base / q)
-
-    for where, row in rows:
-        unknown = set(row) - LIST_COLUMNS
-        if unknown:
-            raise UserError(f"{list_path}, {where}: unknown columns {sorted(unknown)}; use path, title, "
-                            "description, subtitles")
-        if not row.get("path"):
-            raise UserError(f"{list_path}, {where}: no 'path'")
-        out.append({**_row(os.fsencode(resolve(row["path"]))), "title": row.get("title") or None,
-                    "description": row.get("description") or None, "subtitles_path": resolve(row.get("subtitles"))})
+    for _, row in lists.read_list(path):
+        video, error = confine.resolve(row["path"])
+        subtitles, sub_error = confine.resolve(row.get("subtitles"))
+        if sub_error and not error:
+            error = sub_error.replace(": ", ": subtitles ", 1)
+        out.append({**_row(os.fsencode(video), error), "title": row.get("title") or None,
+                    "description": row.get("description") or None, "subtitles_path": subtitles})
     return out
 
 
@@ -171,7 +132,7 @@ def discover(source: str | Path, config: Any = None) -> pa.Table:
     path = Path(text).expanduser()
     extensions = tuple(e.lower() for e in config.extensions)
     if path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
-        rows = _read_list_file(path)
+        rows = _read_list_file(path, config)
     elif path.is_dir():
         rows = _folder_rows(list(_walk(os.fsencode(os.path.abspath(path)))), extensions, config.sidecar_subtitles)
     elif any(ch in text for ch in "*?["):

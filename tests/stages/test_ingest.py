@@ -133,3 +133,68 @@ def test_every_entry_of_a_folder_is_a_row_with_a_reason(tmp_path, scene_video):
                        "e_fifo.mp4": "ingest/not_a_file", "f_socket.mp4": "ingest/not_a_file",
                        "g_speech.m4a": "ingest/audio_only", "h_notes.txt": "ingest/skipped"}
     assert "FIFO" in rows["e_fifo.mp4"]["error"] and "aac" in rows["g_speech.m4a"]["error"]
+
+
+def test_malformed_csv_and_bad_encodings_are_refused_with_file_and_row(tmp_path):
+    """An unterminated quote used to swallow the rest of the file into one title (exit 0); a ragged row, bytes that
+    are not UTF-8 (CSV and JSONL alike) are refused too, with the file and the row or line named."""
+    cases = {
+        "quote.csv": (b'path,title\nvids/a.mp4,"unterminated\nvids/b.mp4,B\n', r"quote.csv, row 2: malformed CSV "
+                                                                              r"\(a quote opened at row 2"),
+        "ragged.csv": (b"path,title\na.mp4,A\nb.mp4,B,extra\n", r"ragged.csv, row 3: 3 fields, but the header has 2"),
+        "latin1.csv": (b"path,title\na.mp4,A\nb.mp4,caf\xe9\n", r"latin1.csv, line 3: not UTF-8 \(byte 0xe9\)"),
+        "latin1.jsonl": (b'{"path": "a.mp4"}\n{"path": "b.mp4", "title": "caf\xe9"}\n',
+                         r"latin1.jsonl, line 2: not UTF-8"),
+    }
+    for name, (data, message) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError, match=message):
+            discover(tmp_path / name)
+    # quoted newlines and commas are fine, and a BOM
+    (tmp_path / "ok.csv").write_bytes('\ufeffpath,title\na.mp4,"two\nlines, one title"\n'.encode())
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    assert discover(tmp_path / "ok.csv").to_pylist()[0]["title"] == "two\nlines, one title"
+
+
+def test_list_paths_are_confined_to_the_lists_folder_unless_allowed(tmp_path, scene_video):
+    lists_dir, elsewhere = tmp_path / "lists", tmp_path / "elsewhere"
+    lists_dir.mkdir()
+    elsewhere.mkdir()
+    (lists_dir / "in.mp4").write_bytes(scene_video[0].read_bytes())
+    (elsewhere / "out.mp4").write_bytes(scene_video[0].read_bytes())
+    (lists_dir / "link.mp4").symlink_to("/proc/self/environ")
+    listing = lists_dir / "list.csv"
+    listing.write_text("path,subtitles\nin.mp4,\n../elsewhere/out.mp4,\n/etc/passwd,\n/proc/self/environ,\nlink.mp4,\n"
+                       "pkg:stages/../../etc/passwd,\nin.mp4,/etc/hostname\n")
+    rows = discover(listing).to_pylist()
+    reasons = {r["path"].rsplit("/", 1)[-1]: (r["error"] or "").split(":")[0] for r in rows}
+    assert reasons == {"in.mp4": "", "out.mp4": "ingest/outside_list_folder", "passwd": "ingest/outside_list_folder",
+                       "environ": "ingest/special_file", "link.mp4": "ingest/special_file"}, rows
+    assert len(rows) == 6  # the second in.mp4 row (outside subtitles) is the same input, listed twice
+    ingested = ingest(listing)
+    assert [r["path"].rsplit("/", 1)[-1] for r in ingested if not r["error"]] == ["in.mp4"]  # nothing else opened
+    allowed = discover(listing, IngestConfig(allowed_roots=[str(elsewhere)])).to_pylist()
+    assert {r["path"].rsplit("/", 1)[-1]: r["error"] for r in allowed}["out.mp4"] is None
+    anywhere = {r["path"]: r["error"] for r in discover(listing, IngestConfig(list_paths="anywhere")).to_pylist()}
+    assert anywhere["/etc/passwd"] is None and anywhere["/proc/self/environ"].startswith("ingest/special_file")
+
+
+def test_a_missing_subtitle_file_costs_only_the_candidates_that_read_it(tmp_path, scene_video):
+    from pipeline.executor import read_manifest
+    from stages.config import run_config_class
+    from stages.run import run_stages
+
+    (tmp_path / "v.mp4").write_bytes(scene_video[0].read_bytes())
+    (tmp_path / "list.csv").write_text("path,title,subtitles\nv.mp4,A title,gone.vtt\n")
+    config = run_config_class().model_validate({
+        "input": str(tmp_path / "list.csv"), "output": str(tmp_path / "out"), "stages": ["ingest", "split", "caption"],
+        "split": {"min_clip_s": 0.5, "stitch": {"enabled": False}},
+        "caption": {"teachers": [{"name": "title", "kind": "title"}, {"name": "subtitles", "kind": "subtitles"}]}})
+    run_stages(config)
+    rows = read_manifest(tmp_path / "out" / "caption").to_pylist()
+    assert rows and all(r["error"] is None for r in rows)
+    for row in rows:
+        by_teacher = {c["teacher"]: c for c in row["candidates"]}
+        assert by_teacher["title"]["status"] == "ok"
+        assert by_teacher["subtitles"]["status"] == "rejected"
+        assert "bad_subtitles: gone.vtt" in by_teacher["subtitles"]["reason"]

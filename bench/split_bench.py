@@ -106,7 +106,7 @@ def parallel_speedup(path_a: Path, path_b: Path, tmp: Path, rounds: int = 3) -> 
     batches = [videos.slice(i, 1) for i in range(videos.num_rows)]
     began = time.perf_counter()
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(2, mp_context=context, initializer=_init_worker, initargs=(stage,)) as pool:
+    with ProcessPoolExecutor(2, mp_context=context, initializer=_init_worker, initargs=(stage, os.getpid())) as pool:
         pids: set[int] = set()
         while len(pids) < 2:  # until both workers have started and answered
             pids |= set(pool.map(_worker_pid, [0.05, 0.05]))

@@ -137,7 +137,9 @@ def read_rows(path: Path, rows: list[int], columns: list[str]) -> pa.Table:
         starts.append(starts[-1] + parquet.metadata.row_group(g).num_rows)
     group_of = {r: bisect.bisect_right(starts, r) - 1 for r in rows}
     wanted = sorted(set(group_of.values()))
-    table = parquet.read_row_groups(wanted, columns=columns)
+    # on the calling thread: Arrow's pool keeps pages per thread, so reads spread over its threads would each keep
+    # about a batch's worth
+    table = parquet.read_row_groups(wanted, columns=columns, use_threads=False)
     offset, at = {}, 0
     for g in wanted:
         offset[g] = at

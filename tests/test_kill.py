@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.slow]
 
 CONFIG = {
     "stages": ["ingest", "split", "caption", "score", "shard"],
-    "ingest": {"part_rows": 1},
+    "ingest": {"part_rows": 1, "list_paths": "anywhere"},  # the list names the session's video folder
     "split": {"min_clip_s": 0.5, "stitch": {"enabled": False}, "part_rows": 1, "resources": {"pool_size": 1}},
     "caption": {"part_rows": 2, "teachers": [{"name": "title", "kind": "title"},
                                              {"name": "subtitles", "kind": "subtitles"}]},

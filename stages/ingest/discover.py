@@ -12,6 +12,7 @@ import glob
 import json
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -144,8 +145,12 @@ def discover(source: str | Path, config: Any = None) -> pa.Table:
     else:
         raise FileNotFoundError(f"input {text!r} is not a folder, a glob, a video or a list file")
     if not any(r["error"] is None for r in rows):
+        refused = Counter(r["error"].split(":")[0] for r in rows if not r["error"].startswith("ingest/skipped"))
+        why = "; ".join(f"{n} {reason}" for reason, n in sorted(refused.items()))
         raise FileNotFoundError(f"no videos found in {text!r} (extensions: {', '.join(extensions)})"
-                                + (f"; {len(rows)} other entries" if rows else ""))
+                                + (f"; {len(rows)} other entries" if rows else "") + (f" ({why})" if why else "")
+                                + ("; see ingest.allowed_roots and ingest.list_paths" if "outside_list_folder" in why
+                                   else ""))
     first: dict[tuple[str, bytes | None], dict[str, Any]] = {}
     for row in rows:  # a path is one input: stages after ingest key their rows (and resume) by it
         key = (row["path"], row["path_bytes"])

@@ -96,6 +96,7 @@ def test_a_stage_after_one_that_lacks_its_columns_is_refused(tmp_path, scene_vid
 
     listing = tmp_path / "list.csv"
     listing.write_text(f"path\n{scene_video[0]}\n")
-    config = load_run_config(None, None, ["stages=[ingest, motion]"], output=str(tmp_path / "o"), input=str(listing))
+    config = load_run_config(None, None, ["stages=[ingest, motion]", "ingest.list_paths=anywhere"],
+                             output=str(tmp_path / "o"), input=str(listing))
     with pytest.raises(UserError, match="motion needs the columns .*clip_id.* which ingest's output lacks"):
         run_stages(config)

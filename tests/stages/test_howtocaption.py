@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 
 from stages.caption import CaptionConfig, CaptionStage
 from stages.caption.subtitles import Cue
@@ -47,7 +49,8 @@ def test_captions_land_on_the_clips_whose_time_they_describe(tmp_path, scene_vid
         "00:00:03.000 --> 00:00:04.000\nA green field.\n\n"
         "00:00:05.000 --> 00:00:07.000\nA blue sea.\n\n"
         "00:00:08.000 --> 00:00:09.000\nA yellow wall.\n")
-    (tmp_path / "list.csv").write_text(f"path,subtitles\n{path},{tmp_path / 's.vtt'}\n")
+    shutil.copy(path, tmp_path / "scenes.mp4")  # beside the list: a list's paths stay in its folder
+    (tmp_path / "list.csv").write_text("path,subtitles\nscenes.mp4,s.vtt\n")
     from pipeline import parts
     from pipeline.executor import read_manifest, run_stage
     from pipeline.runners import LocalRunner

@@ -75,6 +75,7 @@ def run(tmp_path_factory, video_folder) -> Path:
     config = run_config_class().model_validate({
         "input": str(listing), "output": str(out),
         "stages": ["ingest", "split", "motion", "blank", "dedup", "caption", "score", "shard"],
+        "ingest": {"allowed_roots": [str(video_folder)]},  # the list names the session's video folder
         "split": {"min_clip_s": 0.5, "stitch": {"enabled": False}, "frames_per_clip": 3},
         # drops the calmer clips of the generated videos, so the filter gallery has clips on both sides
         "motion": {"min_motion": 0.033, "mode": "drop"},

@@ -2,10 +2,10 @@
 so its wall time and peak RSS are its own. Writes bench/report.json.
 
 The runs are real: generated videos are split once, split's manifest and frame store are replicated to N clips
-(bench-scale's replication), then motion (drop mode: it drops the still half), caption (model-free teachers) and
-score (tiny open_clip) run over them. The baseline, measured in the same run, is a bare scan of the columns the
-report must read at least once (the clip ids and errors of the gallery's stage); the issue's targets are under a
-minute and under 2 GB at 50k.
+(bench-scale's replication), then motion (drop mode: it drops the still test pattern's clips), caption
+(model-free teachers) and score (tiny open_clip) run over them. The baseline, measured in the same run, is a bare
+scan of the columns the report must read at least once (the clip ids and errors of the gallery's stage); the
+issue's targets are under a minute and under 2 GB at 50k.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from bench.scale_bench import make_source, replicate
 STAGES = ["ingest", "split", "motion", "caption", "score"]  # ingest and split are replicated, not run
 CONFIG = {
     "stages": STAGES,
-    "motion": {"mode": "drop"},  # the default rule (motion < 0.003) drops the still test pattern: half
+    "motion": {"mode": "drop"},  # the default rule (motion < 0.003) drops the still test pattern's clips
     "caption": {"teachers": [{"name": "title", "kind": "title"}, {"name": "subtitles", "kind": "subtitles"}],
                 "resources": {"cpus": 1.0}},
     "score": {"scorer": {"kind": "open_clip", "model": "tiny:open_clip", "batch_size": 256},

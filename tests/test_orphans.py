@@ -70,6 +70,9 @@ def test_killing_the_driver_ends_its_workers_and_a_rerun_is_clean(inputs, how, e
     """Under Ray the workers are the local Ray instance the driver started (raylet, its workers and actors)."""
     root, config = inputs
     out = root / f"killed-{how.name}-{executor}"
+    ingest = CliRunner().invoke(app, ["run", "-c", str(config), "-i", str(root / "videos"), "-o", str(out),
+                                      "--stages", "ingest"])  # here, so the killed driver starts with split
+    assert ingest.exit_code == 0, ingest.output
     driver = _start(root, config, out, "--executor", executor)
     workers = _workers_when_split_runs(driver, out)
     assert workers, "split ran without worker processes"

@@ -75,12 +75,9 @@ def _run_in_child(root: str, clips: int, batch_size: int) -> tuple[float, float,
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak RSS is read from /proc")
-def test_a_task_holds_one_batchs_frames_not_its_parts(tmp_path, monkeypatch):
+def test_a_task_holds_one_batchs_frames_not_its_parts(tmp_path):
     """Batches of 4 clips of 4 MB: a part of 64 clips peaks where a part of 8 does (the 56 more clips' 224 MB of
     frames add at most a tenth of that), because frames are read per batch from small row groups, never per part."""
-    # glibc raises its mmap threshold after the first 1 MB block is freed, and later blocks of that size then
-    # come from the heap, whose pages fragmentation keeps: a fixed threshold makes the child measure what we hold
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", str(512 * 1024))
     peaks = {}
     for clips in (8, 64):
         root = tmp_path / str(clips)

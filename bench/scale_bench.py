@@ -4,9 +4,9 @@ sizes whose parts are full (default 1 and 4 parts of 512 clips), with clips as p
 Writes bench/scale.json.
 
 The clips are real: generated videos are ingested and split once, then split's manifest and frame store are
-replicated to N clips (fresh clip ids, the same frames) as a finished split folder. Each (N, executor) runs the
-stages in a child process, so its peaks are its own: per stage, the driver's peak over the stage and the highest
-peak of a worker over one task (stats.json), and the stage's own seconds. The criterion: a stage's peak RSS grows by
+replicated to N clips (fresh clip ids, the same frames) as a finished split folder. For each (N, executor) every
+stage runs in a child process of its own (`--chained`: all in one), so its peaks are its own: the driver's peak over
+the stage and the highest peak of a worker over one task (stats.json), and the stage's own seconds. The criterion: a stage's peak RSS grows by
 at most 5% of a clip's stored frames per extra clip, from the small run to the large one. The old data-plane run
 (caption and score at 1k-50k small clips) is `--sizes 1000,10000,50000 --frames 4 --short-side 224 --stages
 caption,score --part-rows 512`.
@@ -103,11 +103,13 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def child(run: Path, executor: str, stages: list[str]) -> dict[str, Any]:
+def child(run: Path, executor: str, stages: list[str], only: list[str] | None = None) -> dict[str, Any]:
     """The stages over `run/split` in this process, each after the one before: per stage its stats' seconds and
     peaks; and the driver's peak over the whole child. Under Ray, the session's one-time costs are measured apart:
     starting Ray, and a first run of the stages over 64 clips (Ray's workers importing pyarrow, vlcurate and the
-    models), which every later stage of the session is spared."""
+    models), which every later stage of the session is spared. `only`: run just these of `stages` (the ones before
+    them finished already), with no warm-up: their peaks are then their own, not raised by what an earlier stage left
+    in the process, and under Ray their time includes the workers' start."""
     from pipeline.runners import make_runner
     from stages.config import run_config_class
     from stages.run import run_stages
@@ -118,7 +120,7 @@ def child(run: Path, executor: str, stages: list[str]) -> dict[str, Any]:
     began = time.perf_counter()
     runner = make_runner(executor)
     session: dict[str, float] = {"start_s": round(time.perf_counter() - began, 3)}
-    if executor == "ray":
+    if executor == "ray" and only is None:
         warm = run.parent / f"{run.name}-warmup"
         replicate(run.parent / "source", 64, warm)
         began_warmup = time.perf_counter()
@@ -126,6 +128,7 @@ def child(run: Path, executor: str, stages: list[str]) -> dict[str, Any]:
         session["warmup_s"] = round(time.perf_counter() - began_warmup, 3)
         shutil.rmtree(warm, ignore_errors=True)
     began = time.perf_counter()
+    stages = only or stages
     results = run_stages(config, stages, runner=runner)
     keys = ("seconds", "rows_out", "parts", "driver_peak_rss_mb", "worker_peak_rss_mb", "nodes")
     return {"driver_peak_rss_mb": peak_rss_mb(), "wall_s": round(time.perf_counter() - began, 3),
@@ -150,8 +153,18 @@ def in_child(*args: str) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(run: Path, clips: int, executor: str, stages: list[str], split_bytes: int) -> dict[str, Any]:
-    result = in_child("--child", str(run), "--executor", executor, "--stages", ",".join(stages))
+def measure(run: Path, clips: int, executor: str, stages: list[str], split_bytes: int,
+            chained: bool = False) -> dict[str, Any]:
+    """The stages in one child (`chained`), or each in a child of its own (its peaks its own)."""
+    if chained:
+        result = in_child("--child", str(run), "--executor", executor, "--stages", ",".join(stages))
+    else:
+        results = [in_child("--child", str(run), "--executor", executor, "--stages", ",".join(stages), "--only", s)
+                   for s in stages]
+        result = {"driver_peak_rss_mb": max(r["driver_peak_rss_mb"] for r in results),
+                  "wall_s": round(sum(r["wall_s"] for r in results), 3),
+                  "session": {"start_s": round(sum(r["session"]["start_s"] for r in results), 3)},
+                  "stages": {s: r["stages"][s] for s, r in zip(stages, results)}}
     for name in stages:
         stage = result["stages"][name]
         stage["seconds_per_1000_clips"] = round(stage["seconds"] * 1000 / clips, 4)
@@ -216,13 +229,16 @@ def main() -> None:
     parser.add_argument("--short-side", type=int, default=360)
     parser.add_argument("--part-rows", type=int, default=512, help="rows per part (every stage)")
     parser.add_argument("--no-report", action="store_true", help="skip the report's measurement")
+    parser.add_argument("--chained", action="store_true", help="all stages in one child process (with a Ray "
+                        "warm-up) instead of each in its own: times without start-ups, peaks raised by earlier stages")
+    parser.add_argument("--only", help=argparse.SUPPRESS)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--report-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--executor", default="local", help=argparse.SUPPRESS)
     args = parser.parse_args()
     stages = args.stages.split(",")
     if args.child:
-        print(json.dumps(child(args.child, args.executor, stages)))
+        print(json.dumps(child(args.child, args.executor, stages, [args.only] if args.only else None)))
         return
     if args.report_child:
         print(json.dumps(report_child(args.report_child)))
@@ -241,12 +257,12 @@ def main() -> None:
         for executor in args.executors.split(","):
             for name in stages:
                 shutil.rmtree(run / name, ignore_errors=True)
-            runs[f"{executor}-{n}"] = measure(run, n, executor, stages, split_bytes)
+            runs[f"{executor}-{n}"] = measure(run, n, executor, stages, split_bytes, args.chained)
             print(f"{executor} {n}: {json.dumps(runs[f'{executor}-{n}'])}", file=sys.stderr)
         shutil.rmtree(run, ignore_errors=True)
     report = None if args.no_report else measure_report(source, root, args.part_rows)
     write_result("scale", {"sizes": sizes, "frames_per_clip": args.frames, "short_side": args.short_side,
-                           "part_rows": args.part_rows, "config": {k: CONFIG[k] for k in stages}, "runs": runs,
+                           "part_rows": args.part_rows, "chained": args.chained, "config": {k: CONFIG[k] for k in stages}, "runs": runs,
                            "report": report, "summary": summarise(runs, sizes, stages, split_clip_bytes)})
 
 

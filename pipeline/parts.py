@@ -129,12 +129,18 @@ def _read_range(path: Path, offset: int, length: int | None) -> pa.Table:
     return parquet.read_row_groups(groups).slice(offset - first, length)
 
 
-def read_rows(path: Path, rows: list[int], columns: list[str]) -> pa.Table:
-    """Rows `rows` (positions) of a Parquet file, reading only the row groups that hold them."""
-    parquet = pq.ParquetFile(path, pre_buffer=False)  # no coalesced read buffer beside the rows read
+def group_starts(parquet: pq.ParquetFile) -> list[int]:
+    """The first row of each row group, and the row count last: where a row's group is, by bisection."""
     starts = [0]
     for g in range(parquet.metadata.num_row_groups):
         starts.append(starts[-1] + parquet.metadata.row_group(g).num_rows)
+    return starts
+
+
+def read_rows(path: Path, rows: list[int], columns: list[str]) -> pa.Table:
+    """Rows `rows` (positions) of a Parquet file, reading only the row groups that hold them."""
+    parquet = pq.ParquetFile(path, pre_buffer=False)  # no coalesced read buffer beside the rows read
+    starts = group_starts(parquet)
     group_of = {r: bisect.bisect_right(starts, r) - 1 for r in rows}
     wanted = sorted(set(group_of.values()))
     # on the calling thread: Arrow's pool keeps pages per thread, so reads spread over its threads would each keep
@@ -259,9 +265,7 @@ def iter_column(refs: pa.Table, column: str, key: str, root: str | Path) -> Iter
             wanted.setdefault(f, []).append((row, k))
     for f, items in sorted(wanted.items()):
         parquet = pq.ParquetFile(Path(root) / f, pre_buffer=False)
-        starts = [0]
-        for g in range(parquet.metadata.num_row_groups):
-            starts.append(starts[-1] + parquet.metadata.row_group(g).num_rows)
+        starts = group_starts(parquet)
         by_group: dict[int, list[tuple[int, Any]]] = {}
         for row, k in sorted(items, key=lambda item: item[0]):
             by_group.setdefault(bisect.bisect_right(starts, row) - 1, []).append((row, k))

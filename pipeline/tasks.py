@@ -86,8 +86,8 @@ _MALLOC_FIXED = False
 def steady_malloc() -> None:
     """Fix glibc's mmap threshold at its default (128 KiB), once per process. Left alone, glibc raises it after the
     first large block is freed, and then serves JPEGs and model buffers of that size from the heap, where they
-    fragment it: the text filter's task grew ~20 MB a batch that way (memory held, though nothing was), with a
-    fixed threshold it stays flat. Large blocks then go back to the system when freed."""
+    fragment it: the text filter's task grew batch after batch that way, though it held nothing (make bench-scale);
+    with a fixed threshold it stays flat. Large blocks then go back to the system when freed."""
     global _MALLOC_FIXED
     if _MALLOC_FIXED or not sys.platform.startswith("linux"):
         return

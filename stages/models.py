@@ -48,10 +48,15 @@ def local_path(source: str) -> str:
     installed package (manifests keep the `pkg:` form, so two machines with other install paths write the same)."""
     if source.startswith("pkg:"):
         module, _, rel = source[4:].partition("/")
-        if os.path.isabs(rel) or os.path.normpath(rel or ".").split(os.sep)[0] == "..":
+        if climbs_out(rel):
             raise ValueError(f"{source}: a pkg: path may not climb out of its package")
         return str(package_dir(module) / rel)
     return source
+
+
+def climbs_out(rel: str) -> bool:
+    """Whether a path meant to stay inside a folder (a `pkg:` path's part after the package) leaves it."""
+    return os.path.isabs(rel) or os.path.normpath(rel or ".").split(os.sep)[0] == ".."
 
 
 def source_path(row: dict) -> str:

@@ -9,7 +9,7 @@ Confined: a list's paths resolve against the list's own folder and must stay ins
 /dev, links included) are refused unless an allowed root names them. A refused path is an input row with its
 reason (`ingest/outside_list_folder`, `ingest/special_file`), never opened. `pkg:` paths stay inside their package.
 Python's `csv` module parses, not pyarrow's reader: it reports where a quote is left open (pyarrow's takes the
-rest of the file as one value) and accepts the newlines inside quoted titles that real lists have.
+rest of the file as one value: the issue's repro) and accepts the newlines inside quoted titles that real lists have.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from pipeline.failures import UserError
 from pipeline.stage import error_text
-from stages.models import package_dir
+from stages.models import climbs_out, package_dir
 
 LIST_COLUMNS = {"path", "title", "description", "subtitles"}
 SPECIAL_ROOTS = ("/proc", "/sys", "/dev")
@@ -114,7 +114,7 @@ class Confinement:
         text = str(given)
         if text.startswith("pkg:"):
             module, _, rel = text[4:].partition("/")
-            if os.path.isabs(rel) or os.path.normpath(rel or ".").split(os.sep)[0] == "..":
+            if climbs_out(rel):
                 return text, error_text("ingest", "outside_list_folder", f"{text} climbs out of package {module}")
             package_dir(module)  # a package that is not installed stops the run, with its name
             return text, None

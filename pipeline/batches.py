@@ -9,19 +9,17 @@ is the same table, so the same bytes, as one never interrupted. The folder goes 
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from pipeline import faults, io, lock, parts
+from pipeline import faults, io, lock, parts, storage
 
 
 def folder_of(task: dict[str, Any]) -> Path:
-    return Path(task["stage_dir"]) / parts.WORK / "batches" / f"pass{task['pass']}" / task["name"]
+    return storage.path(task["stage_dir"]) / parts.WORK / "batches" / f"pass{task['pass']}" / task["name"]
 
 
 class BatchSaver:
@@ -45,7 +43,7 @@ class BatchSaver:
             table_path = meta.with_suffix(".parquet")
             if data is None or not table_path.exists():
                 continue
-            runs[data["first"]] = (data["end"], pq.read_table(table_path))
+            runs[data["first"]] = (data["end"], io.read_parquet(table_path))
             add_counts(self.counts, data.get("counts") or {})
         return runs
 
@@ -72,7 +70,7 @@ class BatchSaver:
         faults.hit("batches.saved")
 
     def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        storage.rmtree(self.folder)
 
 
 def add_counts(total: dict[str, Any], counts: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline import io, parts
+from pipeline import io, parts, storage
 from pipeline.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -36,31 +36,32 @@ def fingerprint(stage: Stage, source: list[tuple[str, int]]) -> dict[str, Any]:
         return value
 
     passes = [p.config.model_dump(mode="json") for p in stage.passes() if p is not stage]
-    indexes: dict[Path, dict[str, str]] = {}
-    inputs = [[Path(f).name, rows, _checksum(Path(f), indexes)] for f, rows in source]
+    indexes: dict[str, dict[str, str]] = {}
+    inputs = [[storage.path(f).name, rows, _checksum(storage.path(f), indexes)] for f, rows in source]
     return json.loads(json.dumps(strip({"stage": stage.config.model_dump(mode="json"), "passes": passes,
                                         "input": inputs})))
 
 
-def _checksum(path: Path, indexes: dict[Path, dict[str, str]]) -> str | None:
+def _checksum(path: Path, indexes: dict[str, dict[str, str]]) -> str | None:
     """The input file's sha256 from its stage's index (read once per folder), else computed (ingest's path list)."""
-    if path.parent not in indexes:
+    folder = str(path.parent)
+    if folder not in indexes:
         try:
-            indexes[path.parent] = {Path(e["file"]).name: e["sha256"] for e in parts.read_index(path.parent)["parts"]}
+            indexes[folder] = {Path(e["file"]).name: e["sha256"] for e in parts.read_index(path.parent)["parts"]}
         except (FileNotFoundError, ValueError):
-            indexes[path.parent] = {}
-    if path.name in indexes[path.parent]:
-        return indexes[path.parent][path.name]
+            indexes[folder] = {}
+    if path.name in indexes[folder]:
+        return indexes[folder][path.name]
     return parts.file_record(path, path.parent)["sha256"]
 
 
 def begin(folder: str | Path, fingerprint_: dict[str, Any]) -> None:
-    io.atomic_write_json(Path(folder) / parts.WORK / CONFIG, fingerprint_)
+    io.atomic_write_json(storage.path(folder) / parts.WORK / CONFIG, fingerprint_)
 
 
 def usable(stage: Stage, folder: str | Path, fingerprint_: dict[str, Any]) -> bool:
     """Whether an interrupted run left finished tasks here that this stage, as configured now, may keep."""
-    path = Path(folder) / parts.WORK / CONFIG
+    path = storage.path(folder) / parts.WORK / CONFIG
     if not path.exists():
         return False
     try:
@@ -75,7 +76,7 @@ def usable(stage: Stage, folder: str | Path, fingerprint_: dict[str, Any]) -> bo
 def progress(folder: str | Path) -> dict[str, Any] | None:
     """How far an interrupted run got, from its plan and completion records (no model, no stage config): tasks of
     the pass running now, how many are done, and which pass it is. None if it never planned."""
-    folder = Path(folder)
+    folder = storage.path(folder)
     plan_path = folder / parts.WORK / "plan.json"
     if not plan_path.exists():
         return None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
 
-from pipeline import checkpoint, io, lock, parts
+from pipeline import checkpoint, io, lock, parts, storage
 from pipeline.batches import add_counts
 from pipeline.runners.base import Runner, groups
 from pipeline.stage import Stage, error_reason
@@ -28,7 +27,7 @@ PREVIOUS = "_previous"
 
 
 def stage_dir(output: str | Path, stage_name: str) -> Path:
-    return Path(output) / stage_name
+    return storage.path(output) / stage_name
 
 
 class StageView:
@@ -48,15 +47,14 @@ def _reset(stage: Stage, folder: Path) -> None:
     """Start over: the old outputs go (a stage that carries finished work keeps its last finished manifest aside)."""
     previous = folder / PREVIOUS
     if stage.keeps_previous and io.is_done(folder):
-        shutil.rmtree(previous, ignore_errors=True)
-        previous.mkdir(parents=True)
+        storage.rmtree(previous)
         for path in parts.part_files(folder):
-            path.rename(previous / path.name)
-    (folder / io.SUCCESS).unlink(missing_ok=True)
+            storage.move(path, previous / path.name)
+    storage.remove(folder / io.SUCCESS)
     if folder.exists():
         for child in folder.iterdir():
             if child.name != PREVIOUS:
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+                storage.rmtree(child) if child.is_dir() else storage.remove(child)
 
 
 def _tasks(stage: Stage, k: int, pass_: Stage, previous: list[str], source: list[tuple[str, int]], folder: Path,
@@ -70,7 +68,7 @@ def _tasks(stage: Stage, k: int, pass_: Stage, previous: list[str], source: list
                    for j, chunk in enumerate(parts.chunks(source, stage.config.part_rows))]
     elif planned is None:
         prev_out = folder / parts.WORK / f"pass{k - 1}"
-        names = names if names is not None else [Path(p).stem for p in previous]
+        names = names if names is not None else [storage.path(p).stem for p in previous]
         planned = [{"name": n, "inputs": [(str(prev_out / f"{n}.parquet"), 0, None)]} for n in names]
     previous_parts = sorted(str(p) for p in (folder / PREVIOUS).glob("*.parquet")) if stage.keeps_previous else []
     token = {"run": lock.run_token(root)} if lock.run_token(root) else {}  # checked before every write
@@ -118,7 +116,7 @@ def run_stage(stage: Stage, source: list[tuple[str, int]], output: str | Path, r
     checkpoint.begin(folder, fingerprint)
     reset_peak_rss()  # the driver's peak over this stage
     started = time.perf_counter()
-    records = _run_passes(stage, source, folder, Path(output), runner)
+    records = _run_passes(stage, source, folder, storage.path(output), runner)
     resumed = sum(r["rows_in"] for r in records[0] if r["resumed"])
     if resumed:
         log.warning("%s: resumed an interrupted run: %d of %d inputs were done (--overwrite starts over)",
@@ -188,7 +186,7 @@ def _finish(stage: Stage, folder: Path, records: list[dict[str, Any]], source: l
     io.atomic_write_json(folder / io.STATS, stats)
     io.mark_done(folder)
     parts.clear_work(folder)
-    shutil.rmtree(folder / PREVIOUS, ignore_errors=True)
+    storage.rmtree(folder / PREVIOUS)
     return stats
 
 
@@ -199,7 +197,7 @@ def run_table(stage: Stage, table: pa.Table, output: str | Path, runner: Runner 
     finished manifest comes back whole, with the frames put back."""
     from pipeline.runners.local import LocalRunner
 
-    output = Path(output)
+    output = storage.path(output)
     path = output / "_input" / f"{stage.name}.parquet"
     if "frames" in table.column_names and "clip_id" in table.column_names:
         frames = f"_input/{stage.name}-frames.parquet"
@@ -223,7 +221,7 @@ def write_stage(folder: str | Path, root: str | Path, tables: pa.Table | Iterabl
                 stats: dict[str, Any]) -> None:
     """Write tables as a finished stage folder, one part each (frames into `<stage>/frames/`), for tools that make
     a stage's output without running it (`vlcurate selector synth`, `make bench-scale`)."""
-    folder, root = Path(folder), Path(root)
+    folder, root = storage.path(folder), storage.path(root)
     if folder.exists():
         _reset(Stage(), folder)
     main: list[dict[str, Any]] = []
@@ -233,7 +231,7 @@ def write_stage(folder: str | Path, root: str | Path, tables: pa.Table | Iterabl
         name = f"{parts.part_name(j)}.parquet"
         if "frames" in table.column_names:
             frames = folder / "frames" / name
-            table, stored = parts.store_column(table, "frames", "clip_id", frames.relative_to(root).as_posix())
+            table, stored = parts.store_column(table, "frames", "clip_id", storage.relative(frames, root))
             parts.write_table(frames, stored, stored=True)
             side.setdefault("frames", []).append({**parts.file_record(frames, folder), "kind": "frames"})
         path = folder / parts.MANIFEST / name

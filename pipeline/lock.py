@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from pipeline import lease, storage
 from pipeline.failures import UserError
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,15 @@ def _acquire(path: Path, wait: bool) -> int:
         os.close(fd)
 
 
+def _key(folder: str | Path) -> str:
+    return str(storage.path(folder)) if storage.is_remote(folder) else str(Path(folder).resolve())
+
+
 def holder(folder: str | Path) -> str | None:
     """Who holds `folder`'s lock now (a live run), in words; None when no run does."""
+    if storage.is_remote(folder):
+        live = lease.live_holder(storage.path(folder))
+        return None if live is None else _describe(live)
     path = Path(folder) / NAME
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -100,7 +108,7 @@ def holder(folder: str | Path) -> str | None:
 
 def run_token(folder: str | Path) -> str | None:
     """The token of the run this process holds `folder` for (None when it holds no lock there: library use)."""
-    return _tokens.get(str(Path(folder).resolve()))
+    return _tokens.get(_key(folder))
 
 
 def owns(folder: str | Path, token: str | None) -> bool:
@@ -109,6 +117,8 @@ def owns(folder: str | Path, token: str | None) -> bool:
     task run without a lock) and no lock file at all (a node that does not see the driver's disk) are not checked."""
     if token is None:
         return True
+    if storage.is_remote(folder):
+        return lease.owns(storage.path(folder), token)
     try:
         fd = os.open(Path(folder) / NAME, os.O_RDONLY)
     except FileNotFoundError:
@@ -150,11 +160,15 @@ def prepare_output(folder: Path) -> None:
 @contextmanager
 def output_lock(folder: str | Path, *, wait: bool = False) -> Iterator[None]:
     """Hold `folder`'s lock while the block runs; a second holder in this process just goes on."""
-    folder = Path(folder)
-    key = str(folder.resolve())
+    key = _key(folder)
     if key in _held:
         yield
         return
+    if storage.is_remote(folder):
+        with _leased(storage.path(folder), key, wait):
+            yield
+        return
+    folder = Path(folder)
     prepare_output(folder)
     path = folder / NAME
     try:
@@ -165,12 +179,9 @@ def output_lock(folder: str | Path, *, wait: bool = False) -> Iterator[None]:
         if exc.errno not in (errno.EROFS, errno.EACCES):
             raise
         raise UserError(f"cannot write to output folder {folder}: {exc.strerror}") from None
-    old = _holder(fd)
-    if old.get("pid") and (old.get("pid"), old.get("host")) != (os.getpid(), socket.gethostname()):
-        log.warning("%s: took over the lock of %s, which ended without releasing it", folder, _describe(old))
-    token = uuid.uuid4().hex  # this run's identity: tasks check it before they write (`owns`)
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": round(time.time(), 3), "run": token,
-          "command": " ".join(["vlcurate", *sys.argv[1:]])[:300] if sys.argv else "vlcurate"}
+    _warn_takeover(folder, _holder(fd))
+    me = _me()
+    token = me["run"]
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(me).encode(), 0)
     _held[key], _tokens[key] = fd, token
@@ -182,3 +193,39 @@ def output_lock(folder: str | Path, *, wait: bool = False) -> Iterator[None]:
             os.ftruncate(fd, 0)  # released cleanly: nothing stale for the next run to report
         finally:
             os.close(fd)
+
+
+def _me() -> dict:
+    """This run's holder record; its token is the run's identity, which tasks check before they write (`owns`)."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": round(time.time(), 3),
+            "run": uuid.uuid4().hex, "command": " ".join(["vlcurate", *sys.argv[1:]])[:300] if sys.argv else "vlcurate"}
+
+
+def _warn_takeover(folder: str | Path, old: dict | None) -> None:
+    if old and old.get("pid") and (old.get("pid"), old.get("host")) != (os.getpid(), socket.gethostname()):
+        log.warning("%s: took over the lock of %s, which ended without releasing it", folder, _describe(old))
+
+
+@contextmanager
+def _leased(folder: Path, key: str, wait: bool) -> Iterator[None]:
+    """The lock on an object store: a lease object (pipeline/lease.py)."""
+    announced = False
+    me = _me()
+    while True:
+        held, other, expired = lease.try_take(folder, me)
+        if held is not None:
+            break
+        if not wait:
+            raise OutputLocked(f"{folder} is in use by {_describe(other or {})}; wait for it to finish, or pass "
+                               "--wait to start when it does")
+        if not announced:
+            log.warning("%s is in use by %s; waiting for it to finish", folder, _describe(other or {}))
+            announced = True
+        time.sleep(2)
+    _warn_takeover(folder, expired)
+    _held[key], _tokens[key] = -1, me["run"]
+    try:
+        yield
+    finally:
+        del _held[key], _tokens[key]
+        held.release()

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import io
+from pipeline import io, storage
 
 MANIFEST = "manifest"  # <stage>/manifest/part-NNNNN.parquet: only part files, so the folder reads as one table
 INDEX = "_index.json"
@@ -44,13 +44,16 @@ def part_name(index: int) -> str:
 
 def file_record(path: Path, root: Path) -> dict[str, Any]:
     """What the index keeps of a written file: its name relative to the stage folder, rows, bytes, sha256."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    path, digest, size = storage.path(path), hashlib.sha256(), 0
+    with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    rows = pq.read_metadata(path).num_rows if path.suffix == ".parquet" else None
-    return {"file": path.relative_to(root).as_posix(), "rows": rows, "bytes": path.stat().st_size,
-            "sha256": digest.hexdigest()}
+            size += len(block)
+    rows = None
+    if path.suffix == ".parquet":
+        with storage.parquet_file(path) as parquet:
+            rows = parquet.metadata.num_rows
+    return {"file": storage.relative(path, root), "rows": rows, "bytes": size, "sha256": digest.hexdigest()}
 
 
 def write_table(path: Path, table: pa.Table, stored: bool = False) -> None:
@@ -106,7 +109,7 @@ def chunks(inputs: list[tuple[str, int]], part_rows: int) -> list[list[tuple[str
 def read_slices(slices: list[tuple[str, int, int | None]], schema: pa.Schema | None = None) -> pa.Table:
     """The rows of a task's input slices, in order (only the row groups that hold them are read; a length of None
     is the whole file)."""
-    tables = [_read_range(Path(f), offset, length) for f, offset, length in slices]
+    tables = [_read_range(storage.path(f), offset, length) for f, offset, length in slices]
     tables = [t.cast(schema) if schema is not None else t for t in tables]
     if not tables:
         return schema.empty_table() if schema is not None else pa.table({})
@@ -114,7 +117,11 @@ def read_slices(slices: list[tuple[str, int, int | None]], schema: pa.Schema | N
 
 
 def _read_range(path: Path, offset: int, length: int | None) -> pa.Table:
-    parquet = pq.ParquetFile(path)
+    with storage.parquet_file(path) as parquet:
+        return _rows_of(parquet, offset, length)
+
+
+def _rows_of(parquet: pq.ParquetFile, offset: int, length: int | None) -> pa.Table:
     if length is None:
         return parquet.read()
     groups, first, start = [], None, 0
@@ -139,13 +146,13 @@ def group_starts(parquet: pq.ParquetFile) -> list[int]:
 
 def read_rows(path: Path, rows: list[int], columns: list[str]) -> pa.Table:
     """Rows `rows` (positions) of a Parquet file, reading only the row groups that hold them."""
-    parquet = pq.ParquetFile(path, pre_buffer=False)  # no coalesced read buffer beside the rows read
-    starts = group_starts(parquet)
-    group_of = {r: bisect.bisect_right(starts, r) - 1 for r in rows}
-    wanted = sorted(set(group_of.values()))
-    # on the calling thread: Arrow's pool keeps pages per thread, so reads spread over its threads would each keep
-    # about a batch's worth
-    table = parquet.read_row_groups(wanted, columns=columns, use_threads=False)
+    with storage.parquet_file(path, pre_buffer=False) as parquet:  # no coalesced read buffer beside the rows read
+        starts = group_starts(parquet)
+        group_of = {r: bisect.bisect_right(starts, r) - 1 for r in rows}
+        wanted = sorted(set(group_of.values()))
+        # on the calling thread: Arrow's pool keeps pages per thread, so reads spread over its threads would each
+        # keep about a batch's worth
+        table = parquet.read_row_groups(wanted, columns=columns, use_threads=False)
     offset, at = {}, 0
     for g in wanted:
         offset[g] = at
@@ -161,30 +168,32 @@ def write_index(folder: Path, schema: str, files: list[dict[str, Any]], side: di
 
 
 def read_index(folder: str | Path) -> dict[str, Any]:
-    path = Path(folder) / INDEX
-    if not path.exists():
-        raise FileNotFoundError(f"{folder} has no {INDEX}: not a finished stage folder")
-    return json.loads(path.read_text())
+    path = storage.path(folder) / INDEX
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{folder} has no {INDEX}: not a finished stage folder") from None
 
 
 def part_files(folder: str | Path, side: str | None = None) -> list[Path]:
     """A finished stage's part files in order (its manifest, or one of its side tables)."""
     index = read_index(folder)
     entries = index["parts"] if side is None else index["side"].get(side, [])
-    return [Path(folder) / e["file"] for e in entries]
+    return [storage.path(folder) / e["file"] for e in entries]
 
 
 def input_files(folder: str | Path) -> list[tuple[str, int]]:
     """`(file, rows)` of a finished stage's manifest parts: what a reading stage plans its tasks from."""
-    return [(str(Path(folder) / e["file"]), e["rows"]) for e in read_index(folder)["parts"]]
+    return [(str(storage.path(folder) / e["file"]), e["rows"]) for e in read_index(folder)["parts"]]
 
 
 def iter_parts(files: list[Path], columns: list[str] | None = None) -> Iterator[pa.Table]:
     """One part at a time, only `columns`: run-wide steps and stats never hold the whole table."""
     for path in files:
-        parquet = pq.ParquetFile(path)
-        names = parquet.schema_arrow.names
-        yield parquet.read(columns=[c for c in columns if c in names] if columns is not None else None)
+        with storage.parquet_file(path) as parquet:
+            names = parquet.schema_arrow.names
+            table = parquet.read(columns=[c for c in columns if c in names] if columns is not None else None)
+        yield table
 
 
 def read_stage(folder: str | Path, columns: list[str] | None = None, side: str | None = None) -> pa.Table:
@@ -232,7 +241,7 @@ def load_column(table: pa.Table, column: str, key: str, root: str | Path, type_:
     where: list[int | None] = [None] * table.num_rows  # row i's place in the concatenated reads
     at = 0
     for f, positions in wanted.items():
-        got = read_rows(Path(root) / f, [rows[i] for i in positions], [key, column])
+        got = read_rows(storage.path(root) / f, [rows[i] for i in positions], [key, column])
         for n, (i, stored_key) in enumerate(zip(positions, got.column(key).to_pylist())):
             if stored_key != keys[i]:
                 raise RuntimeError(f"{f} row {rows[i]} holds {stored_key}, not {keys[i]}: the store is stale")
@@ -264,44 +273,48 @@ def iter_column(refs: pa.Table, column: str, key: str, root: str | Path) -> Iter
         if f is not None and row is not None:
             wanted.setdefault(f, []).append((row, k))
     for f, items in sorted(wanted.items()):
-        parquet = pq.ParquetFile(Path(root) / f, pre_buffer=False)
-        starts = group_starts(parquet)
-        by_group: dict[int, list[tuple[int, Any]]] = {}
-        for row, k in sorted(items, key=lambda item: item[0]):
-            by_group.setdefault(bisect.bisect_right(starts, row) - 1, []).append((row, k))
-        for g, members in sorted(by_group.items()):
-            group = parquet.read_row_group(g, columns=[key, column])
-            stored_keys, values = group.column(key), group.column(column)
-            for row, k in members:
-                if stored_keys[row - starts[g]].as_py() != k:
-                    raise RuntimeError(f"{f} row {row} holds {stored_keys[row - starts[g]]}, not {k}: the store is "
-                                       "stale")
-                yield k, values[row - starts[g]].as_py()
-            del group, stored_keys, values
+        with storage.parquet_file(storage.path(root) / f, pre_buffer=False) as parquet:
+            yield from _stored_values(parquet, f, key, column, items)
+
+
+def _stored_values(parquet: pq.ParquetFile, f: str, key: str, column: str,
+                   items: list[tuple[int, Any]]) -> Iterator[tuple[Any, Any]]:
+    starts = group_starts(parquet)
+    by_group: dict[int, list[tuple[int, Any]]] = {}
+    for row, k in sorted(items, key=lambda item: item[0]):
+        by_group.setdefault(bisect.bisect_right(starts, row) - 1, []).append((row, k))
+    for g, members in sorted(by_group.items()):
+        group = parquet.read_row_group(g, columns=[key, column])
+        stored_keys, values = group.column(key), group.column(column)
+        for row, k in members:
+            if stored_keys[row - starts[g]].as_py() != k:
+                raise RuntimeError(f"{f} row {row} holds {stored_keys[row - starts[g]]}, not {k}: the store is "
+                                   "stale")
+            yield k, values[row - starts[g]].as_py()
+        del group, stored_keys, values
 
 
 def clear_work(folder: Path) -> None:
-    import shutil
-
-    shutil.rmtree(folder / WORK, ignore_errors=True)
+    storage.rmtree(storage.path(folder) / WORK)
 
 
 def record_path(folder: Path, pass_index: int, name: str) -> Path:
-    return folder / WORK / DONE / f"pass{pass_index}" / f"{name}.json"
+    return storage.path(folder) / WORK / DONE / f"pass{pass_index}" / f"{name}.json"
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
     """A task's completion record, if it finished (and every file it names is still there)."""
+    path = storage.path(path)
     try:
         record = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (FileNotFoundError, ValueError):
         return None
-    stage_folder = path.parents[3]
+    stage_folder = path.parent.parent.parent.parent
     if all((stage_folder / f["file"]).exists() for f in record.get("files", [])):
         return record
     return None
 
 
 def done_count(folder: Path, pass_index: int) -> int:
-    found = folder / WORK / DONE / f"pass{pass_index}"
+    found = storage.path(folder) / WORK / DONE / f"pass{pass_index}"
     return sum(1 for _ in found.glob("*.json")) if found.exists() else 0

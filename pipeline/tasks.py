@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import resource
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline import faults, io, lock, parts
+from pipeline import faults, io, lock, parts, storage
 from pipeline.batches import add_counts, folder_of
 from pipeline.parts import FRAMES_TYPE  # noqa: F401  (where readers of stored frames have found it)
 from pipeline.stage import Stage
@@ -31,8 +30,8 @@ def read_input(stage: Stage, task: dict[str, Any]) -> pa.Table:
 
 def write_outputs(stage: Stage, task: dict[str, Any], table: pa.Table) -> list[dict[str, Any]]:
     """The part's manifest file (stored columns split off into their side tables) and its side tables."""
-    folder, out, name = Path(task["stage_dir"]), Path(task["out"]), task["name"]
-    rel_stage = Path(task["stage_dir"]).relative_to(task["root"]).as_posix()
+    folder, out, name = storage.path(task["stage_dir"]), storage.path(task["out"]), task["name"]
+    rel_stage = storage.relative(folder, task["root"])
     written: list[tuple[str, Path, pa.Table]] = []
     for column in stage.stores if task["final"] else ():
         if column in table.column_names:
@@ -59,7 +58,7 @@ def map_part(stage: Stage, task: dict[str, Any]) -> tuple[list[dict[str, Any]], 
 
 def execute(stage: Stage, task: dict[str, Any]) -> dict[str, Any]:
     """Run one task of one pass (a no-op returning the old record if it already finished)."""
-    record_path = Path(task["record"])
+    record_path = storage.path(task["record"])
     if (record := parts.read_record(record_path)) is not None:
         return {**record, "resumed": True}
     faults.hit(f"{stage.name}.pass{task['pass']}.start")
@@ -75,7 +74,7 @@ def execute(stage: Stage, task: dict[str, Any]) -> dict[str, Any]:
     lock.check_task(task)
     io.atomic_write_json(record_path, record)  # last: the task counts as done only once its files are all there
     faults.hit(f"{stage.name}.pass{task['pass']}.done")
-    shutil.rmtree(folder_of(task), ignore_errors=True)  # its saved batches are in the part now
+    storage.rmtree(folder_of(task))  # its saved batches are in the part now
     # the worker process's peak over this task: what a part costs in memory, for stats.json
     return {**record, "resumed": False, "peak_rss_mb": peak_rss_mb(), "pid": os.getpid()}
 

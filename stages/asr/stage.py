@@ -20,7 +20,7 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from manifests import CLIPS
-from pipeline import failures, io
+from pipeline import failures, io, storage
 from pipeline.batches import add_counts
 from pipeline.stage import Resources, Stage, StageConfig
 from stages import media
@@ -80,7 +80,7 @@ class AsrStage(Stage):
         self.backend.setup(self.resources.threads)
 
     def process_part(self, table: pa.Table, task: dict[str, Any]) -> pa.Table:
-        self._folder = Path(task["stage_dir"]) / FOLDER
+        self._folder = storage.path(task["stage_dir"]) / FOLDER
         return super().process_part(table, task)
 
     def process_batch(self, batch: pa.Table) -> pa.Table:
@@ -116,7 +116,8 @@ class AsrStage(Stage):
             note = "asr/no_audio: the video has no audio stream"
         else:
             try:
-                audio = media.read_audio(source_path(row))
+                with storage.media_input(source_path(row)) as source:
+                    audio = media.read_audio(source)
             except media.AudioError as exc:
                 audio, note = None, f"asr/audio_unreadable: {exc}"
             if audio is not None:

@@ -19,7 +19,7 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from manifests import CANDIDATE, CAPTIONS, CLIPS
-from pipeline import failures
+from pipeline import failures, storage
 from pipeline.stage import Resources, Stage, StageConfig, error_text
 from stages import models
 from stages.caption.subtitles import SubtitleError, cues_text, read_subtitles, slice_cues
@@ -60,7 +60,7 @@ def subtitles_file(path: str, root: str | None) -> str:
     if path.startswith("run:"):
         if root is None:
             raise ValueError(f"{path} is relative to a run's output folder, and none was given")
-        return str(Path(root) / path[4:])
+        return str(storage.path(root) / path[4:])
     return models.local_path(path)
 
 

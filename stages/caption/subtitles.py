@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import storage
+
 _TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})")
 _TAG = re.compile(r"<[^>]+>|\{\\[^}]*\}")
 
@@ -88,7 +90,7 @@ def read_subtitles(path: str | Path) -> list[Cue]:
     """The file's cues, or SubtitleError saying what is wrong with it (the machine's failures pass through)."""
     from pipeline.failures import is_machine_failure
 
-    path = Path(path)
+    path = storage.path(path)
     try:
         data = path.read_bytes()
         if b"\x00" in data[:4096]:

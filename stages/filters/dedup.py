@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
+from pipeline import storage
 from pipeline.parts import iter_parts
 from pipeline.stage import Stage
 from stages.catalog import STAGES
@@ -217,7 +218,7 @@ class DedupPass(FilterStage):
         from pathlib import Path
 
         items = []
-        for part in iter_parts([Path(p) for p in previous], ["clip_id", HASHES, "start_s", "end_s", "error"]):
+        for part in iter_parts([storage.path(p) for p in previous], ["clip_id", HASHES, "start_s", "end_s", "error"]):
             for row in part.to_pylist():
                 if not row["error"] and row[HASHES]:
                     items.append((row["clip_id"], tuple(row[HASHES]), row["end_s"] - row["start_s"]))

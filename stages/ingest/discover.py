@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
+from pipeline import storage
 from pipeline.stage import error_text
 from stages.ingest import lists
 
@@ -74,7 +75,7 @@ def _walk(root: bytes) -> Iterator[tuple[bytes, str | None]]:
 
 
 def _folder_rows(entries: list[tuple[bytes, str | None]], extensions: tuple[str, ...],
-                 sidecars: bool) -> list[dict[str, Any]]:
+                 sidecars: bool, is_file: Any = os.path.isfile) -> list[dict[str, Any]]:
     """Rows for the entries: videos (and audio files, which the stage reports as such) are probed, subtitle files
     beside a video are its sidecar, the rest are rows that say why they were skipped."""
     names = {raw for raw, _ in entries}
@@ -88,7 +89,7 @@ def _folder_rows(entries: list[tuple[bytes, str | None]], extensions: tuple[str,
         subtitles = None
         for sub in SUBTITLE_EXTENSIONS if sidecars else ():
             candidate = stem + sub.encode()
-            if candidate in names and os.path.isfile(candidate):
+            if candidate in names and is_file(candidate):
                 text, exact = shown(candidate)
                 if exact is None:
                     subtitles = text
@@ -123,6 +124,23 @@ def _read_list_file(path: Path, config: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _store_rows(url: str, config: Any, extensions: tuple[str, ...]) -> list[dict[str, Any]]:
+    """An input on an object store: a list file, a glob, or every object under a prefix (subtitles beside their
+    videos), each named by its full URL."""
+    where = storage.path(url)
+    fs, key, scheme = where.fs, where.path, storage.protocol(url)  # type: ignore[attr-defined]
+    if where.suffix.lower() in LIST_EXTENSIONS and fs.isfile(key):
+        return _read_list_file(where, config)
+    if any(ch in url for ch in "*?["):
+        keys = sorted(fs.glob(key))
+    else:
+        keys = sorted(fs.find(key)) or ([key] if fs.isfile(key) else [])
+    if not keys:
+        raise FileNotFoundError(f"input {url!r}: no objects there")
+    entries = [(f"{scheme}://{k}".encode(), None) for k in keys if not k.endswith("/")]
+    return _folder_rows(entries, extensions, config.sidecar_subtitles, is_file=lambda _: True)
+
+
 def discover(source: str | Path, config: Any = None) -> pa.Table:
     """A folder (recursive), a glob, a single video, or a CSV/JSONL/Parquet list with path[, title, description,
     subtitles]: one row per entry, sorted by path."""
@@ -132,7 +150,9 @@ def discover(source: str | Path, config: Any = None) -> pa.Table:
     text = str(source)
     path = Path(text).expanduser()
     extensions = tuple(e.lower() for e in config.extensions)
-    if path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
+    if storage.is_remote(text):
+        rows = _store_rows(text, config, extensions)
+    elif path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
         rows = _read_list_file(path, config)
     elif path.is_dir():
         rows = _folder_rows(list(_walk(os.fsencode(os.path.abspath(path)))), extensions, config.sidecar_subtitles)

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from pipeline import io as pio
+from pipeline import storage
 from pipeline.failures import UserError
 from pipeline.stage import error_text
 from stages.models import climbs_out, package_dir
@@ -78,7 +79,7 @@ def csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     try:
-        table = pq.read_table(path)
+        table = pio.read_parquet(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise UserError(f"{path}: cannot be read as PARQUET ({exc})") from None
     for i, row in enumerate(table.to_pylist()):
@@ -103,7 +104,8 @@ class Confinement:
     """Where a list's paths may point: `resolve` gives a path's absolute form, or the reason it is refused."""
 
     def __init__(self, list_path: Path, anywhere: bool = False, allowed_roots: list[str] | None = None):
-        self.base = os.path.abspath(list_path.parent)
+        self.store = str(list_path.parent) if storage.is_remote(list_path) else None  # a list on a store
+        self.base = self.store or os.path.abspath(list_path.parent)
         self.anywhere = anywhere
         self.roots = [os.path.abspath(os.path.expanduser(r)) for r in allowed_roots or []]
 
@@ -118,6 +120,10 @@ class Confinement:
                 return text, error_text("ingest", "outside_list_folder", f"{text} climbs out of package {module}")
             package_dir(module)  # a package that is not installed stops the run, with its name
             return text, None
+        if storage.is_remote(text):  # a store object: nothing on this machine is named
+            return text, None
+        if self.store is not None:
+            return self._in_store(text)
         target = os.path.abspath(os.path.join(self.base, os.path.expanduser(text)))
         real = os.path.realpath(target)
         if any(_under(p, s) for s in SPECIAL_ROOTS for p in (target, real)) and \
@@ -129,6 +135,20 @@ class Confinement:
         return target, error_text("ingest", "outside_list_folder",
                                   f"{text} lies outside the list's folder {self.base}; name its folder in "
                                   "ingest.allowed_roots (or set ingest.list_paths: anywhere) to allow it")
+
+
+    def _in_store(self, text: str) -> tuple[str, str | None]:
+        """A path in a list on a store: relative to the list's folder there, and inside it (a local path is not
+        this list's to name unless `anywhere`)."""
+        if os.path.isabs(text) or text.startswith("~"):
+            if self.anywhere:
+                return text, None
+            return text, error_text("ingest", "outside_list_folder", f"{text} is a local path in a list on a store "
+                                    f"({self.base}); set ingest.list_paths: anywhere to allow it")
+        if climbs_out(text):
+            return text, error_text("ingest", "outside_list_folder", f"{text} climbs out of the list's folder "
+                                    f"{self.base}")
+        return f"{self.base}/{os.path.normpath(text)}", None
 
 
 def _under(path: str, root: str) -> bool:

@@ -13,7 +13,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from manifests import VIDEOS
-from pipeline import failures
+from pipeline import failures, storage
 from pipeline.parts import iter_parts
 from pipeline.stage import RowStage, Stage, StageConfig, StageError, error_text
 from stages import media
@@ -67,6 +67,12 @@ def check_entry(path: str) -> None:
         raise StageError("unreadable", exc.strerror or str(exc)) from None
 
 
+def check_object(location: str) -> None:
+    """A store object that is not there is its input's error; a store that fails to answer is the machine's."""
+    if not storage.exists(location):
+        raise StageError("missing_file", "no such object")
+
+
 @STAGES.register("ingest")
 class IngestStage(RowStage):
     name = "ingest"
@@ -83,17 +89,22 @@ class IngestStage(RowStage):
         return [self, DuplicatePass(self.config)] if self.config.drop_duplicates else [self]
 
     def process_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
-        path = Path(source_path(row))
+        source = source_path(row)
         out = {**row, "error": None}
-        check_entry(str(path))
         # a missing subtitle file costs only the candidates of the teachers that read subtitles (caption's
         # `bad_subtitles`), not the video
-        out["size_bytes"] = path.stat().st_size
-        out["video_id"] = media.content_hash(path)
-        try:
-            info = media.probe(path)
-        except StageError as exc:  # keep the hash: bad files are still identified by content
-            return [{**out, "error": error_text(self.name, exc.reason, exc.detail)}]
+        if storage.is_remote(source):
+            check_object(source)
+        else:
+            check_entry(source)
+        with storage.local_copy(source) as local:  # a store object is read once, for its hash and its probe
+            path = Path(local)
+            out["size_bytes"] = path.stat().st_size
+            out["video_id"] = media.content_hash(path)
+            try:
+                info = media.probe(path)
+            except StageError as exc:  # keep the hash: bad files are still identified by content
+                return [{**out, "error": error_text(self.name, exc.reason, exc.detail)}]
         out.update(duration_s=info.duration_s, fps=info.fps, num_frames=info.num_frames,
                    frames_stated=info.frames_stated, width=info.width,
                    height=info.height, codec=info.codec, rotation=info.rotation,
@@ -130,12 +141,12 @@ class DuplicatePass(Stage):
     def before(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
         first: dict[str, str] = {}
         dupes: set[str] = set()
-        for part in iter_parts([Path(p) for p in previous], ["video_id", "error"]):
+        for part in iter_parts([storage.path(p) for p in previous], ["video_id", "error"]):
             for video_id, error in zip(part.column("video_id").to_pylist(), part.column("error").to_pylist()):
                 if video_id and not error:
                     dupes.add(video_id) if video_id in first else first.setdefault(video_id, "")
         self.first_path = {}
-        for part in iter_parts([Path(p) for p in previous], ["path", "video_id", "error"]) if dupes else ():
+        for part in iter_parts([storage.path(p) for p in previous], ["path", "video_id", "error"]) if dupes else ():
             for row in part.to_pylist():
                 if row["video_id"] in dupes and not row["error"]:
                     self.first_path.setdefault(row["video_id"], row["path"])

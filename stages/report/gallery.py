@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline import parts
+from pipeline import parts, storage
 from stages.report.runinfo import RunInfo
 
 
@@ -53,7 +53,7 @@ def read_positions(positions: Iterable[tuple[str, int]]) -> list[dict[str, Any]]
     rows: list[dict[str, Any]] = []
     for file, wanted in sorted(by_file.items()):
         columns = pq.read_schema(file).names
-        rows.extend(parts.read_rows(Path(file), sorted(wanted), columns).to_pylist())
+        rows.extend(parts.read_rows(storage.path(file), sorted(wanted), columns).to_pylist())
     return rows
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from pipeline import storage
 from stages.report import ReportConfig, collect, gallery, plots, provenance, views
 from stages.report.runinfo import RunInfo, load_run
 
@@ -39,7 +41,9 @@ def write_report(output: str | Path, config: ReportConfig) -> Path:
     began = time.perf_counter()
     run = load_run(output)
     final = run.output / REPORT_DIR
-    tmp = run.output / f".{REPORT_DIR}.tmp-{os.getpid()}"
+    remote = storage.is_remote(final)  # built in a local folder, then uploaded file by file, index.html last
+    tmp = Path(tempfile.mkdtemp(prefix="vlcurate-report-")) if remote else \
+        run.output / f".{REPORT_DIR}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -51,7 +55,7 @@ def write_report(output: str | Path, config: ReportConfig) -> Path:
             name = "index.html" if number == 1 else page_name(number)
             template = "index.html.j2" if number == 1 else "gallery.html.j2"
             (tmp / name).write_text(env.get_template(template).render(**context, page=page), encoding="utf-8")
-        _swap(tmp, final)
+        _upload(tmp, final) if remote else _swap(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("report: %s (%d of %d clips shown, %.1fs)", final / "index.html", context["shown"],
@@ -129,6 +133,19 @@ def _write_sheets(run: RunInfo, clip_ids: set[str], folder: Path, height: int) -
     for clip_id, frames in clips:  # one clip's frames at a time
         if frames:
             (folder / gallery.sheet_name(clip_id)).write_bytes(gallery.contact_sheet(frames, height))
+
+
+def _upload(tmp: Path, final: Path) -> None:
+    """The report onto a store: every file whole, index.html last; files of an older report that this one lacks
+    go after."""
+    files = sorted((p for p in tmp.rglob("*") if p.is_file()), key=lambda p: (p.name == "index.html", str(p)))
+    for path in files:
+        storage.write_bytes(final / path.relative_to(tmp).as_posix(), path.read_bytes())
+    ours = {path.relative_to(tmp).as_posix() for path in files}
+    fs, key = final.fs, final.path  # type: ignore[attr-defined]
+    for old in fs.find(key):
+        if old[len(key.rstrip("/")) + 1:] not in ours:
+            storage.remove(storage.path(f"{storage.protocol(final)}://{old}"))
 
 
 def _swap(tmp: Path, final: Path) -> None:

@@ -10,9 +10,8 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
-from pipeline import io, parts
+from pipeline import io, parts, storage
 from pipeline.failures import UserError
 
 CLIP_SCHEMAS = ("scored", "captions", "clips")  # manifests whose rows are clips, richest first
@@ -60,18 +59,18 @@ class RunInfo:
     def select(self, stage: str, columns: list[str], key: str, values: set[str],
                side: str | None = None) -> list[dict[str, Any]]:
         """The rows whose `key` is one of `values` (a small set), scanning only what the filter needs."""
-        files = [str(p) for p in self.files(stage, side)]
-        if not files or not values:
+        if not values:
             return []
-        dataset = ds.dataset(files, format="parquet")
-        wanted = [c for c in columns if c in dataset.schema.names]
-        return dataset.to_table(columns=wanted, filter=pc.field(key).isin(sorted(values))).to_pylist()
+        wanted = sorted(values)
+        return [row for _, table in self.parts(stage, [*dict.fromkeys([*columns, key])], side)
+                for row in table.filter(pc.field(key).isin(wanted)).select(
+                    [c for c in columns if c in table.column_names]).to_pylist()]
 
 
 def load_run(output: str | Path) -> RunInfo:
     """The run in `output`; a folder with no finished stage is a user error."""
-    output = Path(output)
-    if not output.is_dir():
+    output = storage.path(output)
+    if not (output.exists() if storage.is_remote(output) else output.is_dir()):
         raise UserError(f"{output} is not a folder: pass the output folder of a run (-o)")
     config_path = output / "run_config.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}

@@ -11,6 +11,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from manifests import CAPTIONS, SCORED
+from pipeline import storage
 from pipeline.parts import iter_parts
 from pipeline.stage import Stage, StageConfig, error_text
 from stages import models
@@ -153,7 +154,7 @@ class RunWideFilter(Stage):
         self.top = None
         if fraction is None:
             return
-        files = [Path(p) for p in previous]
+        files = [storage.path(p) for p in previous]
         scores = np.array([s for part in iter_parts(files, ["caption_score", "error"])
                            for s, e in zip(part.column("caption_score").to_pylist(), part.column("error").to_pylist())
                            if not e and s is not None], np.float64)

@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import tarfile
+import tempfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,11 +28,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 from pydantic import Field
 
 from manifests import SCORED, SHARD_INDEX
-from pipeline import lock, parts
+from pipeline import lock, parts, storage
 from pipeline.stage import Stage, StageConfig, StageError, error_reason, error_text
 from stages import media
 from stages.models import source_path
@@ -135,6 +135,15 @@ class ShardStage(Stage):
         }
 
 
+def clip_staging(folder: Path, task_name: str) -> Path:
+    """Where a pack task stages its clips before they go into the tar: under the stage's `_work/` on local disk (an
+    interrupted task keeps what it encoded), in a worker-local scratch folder when the output is on a store."""
+    if not storage.is_remote(folder):
+        return folder / parts.WORK / "clips" / task_name
+    scratch = Path(os.environ.get("VLCURATE_SCRATCH") or tempfile.gettempdir())
+    return scratch / f"vlcurate-clips-{hashlib.sha256(str(folder).encode()).hexdigest()[:12]}-{os.getpid()}" / task_name
+
+
 class AssignPass(Stage):
     """Every input row gets its bucket (the tar it goes to) and its place in it."""
 
@@ -156,7 +165,7 @@ class AssignPass(Stage):
 
     def before(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
         good = sum(sum(1 for e in part.column("error").to_pylist() if not e)
-                   for part in parts.iter_parts([Path(f) for f, _ in stage_input], ["error"]))
+                   for part in parts.iter_parts([storage.path(f) for f, _ in stage_input], ["error"]))
         self.buckets = max(1, math.ceil(good / (self.config.maxcount * FILL)))
         self.total = sum(rows for _, rows in stage_input)
 
@@ -198,12 +207,13 @@ class PackPass(Stage):
                 for b in range(self.assign.buckets)]
 
     def run_task(self, task: dict[str, Any]) -> tuple[list[dict[str, Any]], int, int]:
-        folder = Path(task["stage_dir"])
+        folder = storage.path(task["stage_dir"])
         if not task["sources"]:  # nothing reached the shard stage
             return [], 0, 0
-        rows = ds.dataset(task["sources"], format="parquet").to_table(
-            filter=pc.field("bucket") == task["bucket"]).sort_by([("order", "ascending")]).to_pylist()
-        staging = folder / parts.WORK / "clips" / task["name"]
+        mine = [part.filter(pc.field("bucket") == task["bucket"])
+                for part in parts.iter_parts([storage.path(f) for f in task["sources"]])]
+        rows = pa.concat_tables(mine).sort_by([("order", "ascending")]).to_pylist()
+        staging = clip_staging(folder, task["name"])
         workers = self.config.encode_workers or os.cpu_count() or 1
         with ThreadPoolExecutor(max_workers=workers) as pool:
             encoded = list(pool.map(lambda r: self._encode(r, staging), rows))
@@ -220,6 +230,8 @@ class PackPass(Stage):
             parts.write_table(path, pa.Table.from_pylist(errors, schema=ERRORS))
             written.append(("errors", path))
         shutil.rmtree(staging, ignore_errors=True)
+        if storage.is_remote(folder):
+            shutil.rmtree(staging.parent, ignore_errors=True)
         return [{**parts.file_record(p, folder), "kind": kind} for kind, p in written], len(rows), len(good)
 
     def plan_tars(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -237,17 +249,19 @@ class PackPass(Stage):
         return tars
 
     def _write_tar(self, folder: Path, name: str, rows: list[dict[str, Any]]) -> list[tuple[str, Path]]:
-        tmp = folder / f".{name}.tar.tmp"
         index = []
-        with tarfile.open(tmp, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for position, row in enumerate(rows):
-                key = row["clip_id"]
-                _add(tar, f"{key}.mp4", Path(row["mp4_path"]).read_bytes())
-                _add(tar, f"{key}.json", sample_json(row))
-                _add(tar, f"{key}.txt", (row["caption"] + "\n").encode())
-                index.append({**{k: row[k] for k in SHARD_INDEX.schema.names if k in row}, "key": key,
-                              "shard": f"{name}.tar", "position": position})
-        os.replace(tmp, folder / f"{name}.tar")
+
+        def write(tmp: str) -> None:
+            with tarfile.open(tmp, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+                for position, row in enumerate(rows):
+                    key = row["clip_id"]
+                    _add(tar, f"{key}.mp4", Path(row["mp4_path"]).read_bytes())
+                    _add(tar, f"{key}.json", sample_json(row))
+                    _add(tar, f"{key}.txt", (row["caption"] + "\n").encode())
+                    index.append({**{k: row[k] for k in SHARD_INDEX.schema.names if k in row}, "key": key,
+                                  "shard": f"{name}.tar", "position": position})
+
+        storage.write_with(folder / f"{name}.tar", write)
         sidecar = folder / f"{name}.parquet"
         parts.write_table(sidecar, pa.Table.from_pylist(index, schema=SHARD_INDEX.schema))
         return [("tar", folder / f"{name}.tar"), ("part", sidecar)]
@@ -263,18 +277,10 @@ class PackPass(Stage):
         tmp = staging / f".{row['clip_id']}.{os.getpid()}.tmp.mp4"
         expected = row["end_frame"] - row["start_frame"]
         cfg = self.config
-        source = source_path(row)
         audio = cfg.audio and bool(row.get("has_audio"))
         try:
-            if self._may_copy(row) and media.copy_clip(source, tmp, row["start_s"], row["end_s"], expected,
-                                                       audio=audio):
-                encoding = "copy"
-            else:
-                media.encode_clip(source, tmp, row["start_s"], expected, row["fps"], crf=cfg.crf,
-                                  preset=cfg.preset, audio=audio, max_short_side=cfg.max_short_side,
-                                  crop=self._crop(row),
-                                  end_s=row["end_s"])
-                encoding = f"libx264 -preset {cfg.preset} -crf {cfg.crf}"
+            with storage.media_input(source_path(row)) as source:
+                encoding = self._cut(row, source, tmp, expected, audio)
             got = media.count_video_packets(tmp)
             if got != expected:
                 raise StageError("frame_count_mismatch", f"wrote {got} frames, the span has {expected}")
@@ -285,6 +291,15 @@ class PackPass(Stage):
             return {**row, "error": error_text(self.name, exc.reason, exc.detail)}
         return {**row, "mp4_path": str(target), "frame_count": expected, "mp4_bytes": target.stat().st_size,
                 "encoding": encoding}
+
+    def _cut(self, row: dict[str, Any], source: str, tmp: Path, expected: int, audio: bool) -> str:
+        """The clip's span of `source` into `tmp`, copied where the coded pixels may stay, else encoded."""
+        cfg = self.config
+        if self._may_copy(row) and media.copy_clip(source, tmp, row["start_s"], row["end_s"], expected, audio=audio):
+            return "copy"
+        media.encode_clip(source, tmp, row["start_s"], expected, row["fps"], crf=cfg.crf, preset=cfg.preset,
+                          audio=audio, max_short_side=cfg.max_short_side, crop=self._crop(row), end_s=row["end_s"])
+        return f"libx264 -preset {cfg.preset} -crf {cfg.crf}"
 
     def _may_copy(self, row: dict[str, Any]) -> bool:
         """Copying keeps the coded pixels as they are: only when no rotation or downscale is wanted of them."""

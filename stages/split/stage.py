@@ -14,6 +14,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from manifests import CLIPS, SHOTS, VIDEOS, with_frames
+from pipeline import storage
 from pipeline.stage import Resources, RowStage, StageConfig, StageError
 from stages import media
 from stages.catalog import STAGES
@@ -178,7 +179,8 @@ class SplitStage(RowStage):
             self.embedder.setup()
 
     # -- one decode: detection and frame sampling -------------------------------------------------------------
-    def _decode(self, row: dict[str, Any]) -> tuple[list[int], list[float], dict[int, bytes], int, list[str]]:
+    def _decode(self, row: dict[str, Any], path: str) -> tuple[list[int], list[float], dict[int, bytes], int,
+                                                                list[str]]:
         cfg = self.config
         fps = row["fps"]
         rotation = row["rotation"] or 0
@@ -188,7 +190,6 @@ class SplitStage(RowStage):
         if rotation in (90, 270):  # frames are scaled in stored orientation, rotated once encoded
             out_w, out_h = out_h, out_w
         sampled: dict[int, bytes] = {}
-        path = source_path(row)
         # JPEG-encoded by the thread that scaled the frame (less CPU than handing the planes to another core)
         scan = SCANS[cfg.decoder](path, detector.frame_size(row["width"], row["height"]),
                                   detect_format=detector.pixel_format, detect_scaler=detector.scaler,
@@ -256,9 +257,14 @@ class SplitStage(RowStage):
         self._shots.append(pa.Table.from_pylist(rows, schema=SHOTS.schema))
 
     def process_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        with storage.local_copy(source_path(row)) as path:  # a store object: fetched once, for its one decode
+            cuts, times, sampled, passes, decoder_errors = self._decode(row, path)
+            return self._clips(row, cuts, times, sampled, passes, decoder_errors, path)
+
+    def _clips(self, row: dict[str, Any], cuts: list[int], times: list[float], sampled: dict[int, bytes],
+               passes: int, decoder_errors: list[str], path: str) -> list[dict[str, Any]]:
         cfg = self.config
         fps = row["fps"]
-        cuts, times, sampled, passes, decoder_errors = self._decode(row)
         num_frames = len(times)
         damage = damage_report(row.get("frames_stated"), num_frames, decoder_errors)
         if damage and cfg.damaged == "drop":
@@ -266,7 +272,7 @@ class SplitStage(RowStage):
         bounds = [0, *cuts, num_frames]
         spans = list(zip(bounds, bounds[1:]))
         keys = list(sampled)  # filled in decode order, so already ascending
-        segments, dropped = self._segments(spans, fps, sampled, keys, times, source_path(row))
+        segments, dropped = self._segments(spans, fps, sampled, keys, times, path)
         frame_step = float(np.median(np.diff(times))) if num_frames > 1 else 1.0 / fps
         end_time = times[-1] + frame_step
         video = {**row, "num_frames": num_frames, "duration_s": round(end_time, 6), "damaged": bool(damage),

@@ -87,7 +87,20 @@ def is_machine_failure(exc: BaseException) -> bool:
             return True
         if isinstance(current, OSError) and current.errno in MACHINE_ERRNOS:
             return True
+        if isinstance(current, (ConnectionError, TimeoutError)) or is_store_failure(current):
+            return True
     return False
+
+
+# the clients of the object store and the network under it: what they raise once their own retries (backoff with
+# jitter, pipeline/storage.py) are spent is a failing store or network, not a bad input
+_STORE_MODULES = ("botocore", "aiobotocore", "aiohttp", "urllib3", "google.api_core", "google.auth", "requests")
+
+
+def is_store_failure(exc: BaseException) -> bool:
+    module = type(exc).__module__ or ""
+    return module.split(".")[0] in {m.split(".")[0] for m in _STORE_MODULES} and \
+        not isinstance(exc, (FileNotFoundError, PermissionError))
 
 
 def machine_message(text: str) -> str | None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -107,11 +109,24 @@ class Lease:
             storage.remove(self.object)
 
 
+def _died_here(holder: dict[str, Any]) -> bool:
+    """A holder on this machine whose process is gone (kill -9): its lease need not wait out the TTL."""
+    if holder.get("host") != socket.gethostname() or not holder.get("pid"):
+        return False
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
+
+
 def try_take(folder: Path, holder: dict[str, Any]) -> tuple[Lease | None, dict[str, Any] | None, dict[str, Any] | None]:
     """(the lease, None, the expired holder taken over) when this run now holds `folder`; (None, the live holder,
     None) when another run does."""
     found = current(folder)
-    if found is not None and found[3] <= TTL_S:
+    if found is not None and found[3] <= TTL_S and not _died_here(found[2]):
         return None, found[2], None
     generation = found[0] + 1 if found is not None else 1
     lease = Lease(folder, generation, holder)

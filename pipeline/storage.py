@@ -39,6 +39,11 @@ def configure(options: dict[str, dict[str, Any]] | None) -> None:
     _options.update({k: dict(v) for k, v in (options or {}).items()})
 
 
+def current() -> dict[str, dict[str, Any]]:
+    """This process's extra options, for the runner to hand its workers (in memory, never in a task or a file)."""
+    return {k: dict(v) for k, v in _options.items()}
+
+
 def protocol(location: str | os.PathLike) -> str:
     """'' for a local path, else the URL's scheme ('s3', 'gs', 'http', ...)."""
     text = location if isinstance(location, str) else str(location)

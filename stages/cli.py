@@ -59,7 +59,9 @@ def status(
 
     from stages.status import describe, stage_states
 
-    if not Path(output).is_dir():
+    from pipeline import storage
+
+    if not (storage.exists(output) if storage.is_remote(output) else Path(output).is_dir()):
         typer.secho(f"error: {output} is not a folder", fg="red", err=True)
         raise typer.Exit(2)
     states = stage_states(output)
@@ -77,6 +79,8 @@ def report_command(
                                                                               "sample beyond this; default 480)"),
     page_clips: Optional[int] = typer.Option(None, "--page-clips", help="clips per page (default 48)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="seed of the gallery's sample"),
+    to: Optional[str] = typer.Option(None, "--to", help="write the report here (a local folder, say, for a run "
+                                                        "on object storage) instead of <output>/report"),
     verbose: bool = VerboseOpt,
     wait: bool = WaitOpt,
 ) -> None:
@@ -84,20 +88,21 @@ def report_command(
     sharded): funnel, plots, a clip gallery with every candidate, filter galleries, timelines, errors."""
     import json
 
+    from pipeline import storage
     from pipeline.lock import output_lock
     from stages.cli_common import fail, setup_logging
     from stages.report import ReportConfig, write_card, write_report
 
     setup_logging(verbose)
     try:
-        saved = Path(output) / "run_config.json"
+        saved = storage.path(output) / "run_config.json"
         base = (json.loads(saved.read_text()).get("report") or {}) if saved.exists() else {}
         given = {"gallery_clips": gallery_clips, "page_clips": page_clips, "seed": seed}
         config = ReportConfig.model_validate({**base, **{k: v for k, v in given.items() if v is not None}})
         with output_lock(output, wait=wait):
-            if (Path(output) / "shard" / "_SUCCESS").exists():
+            if (storage.path(output) / "shard" / "_SUCCESS").exists():
                 typer.echo(f"dataset card: {write_card(output)}")
-            typer.echo(f"report: {write_report(output, config)}")
+            typer.echo(f"report: {write_report(output, config, to)}")
     except Exception as exc:
         raise fail(exc, output, verbose) from None
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline import checkpoint, io
+from pipeline import checkpoint, io, storage
 from pipeline.executor import stage_dir
 from stages.catalog import DEFAULT_PIPELINE
 
@@ -41,7 +41,7 @@ def stage_states(output: str | Path) -> list[dict[str, Any]]:
 
 def run_stages_of(output: str | Path) -> list[str]:
     """The stages of the run in `output`, from the config it saved (the default pipeline before it has one)."""
-    saved = Path(output) / "run_config.json"
+    saved = storage.path(output) / "run_config.json"
     try:
         return list(json.loads(saved.read_text()).get("stages") or DEFAULT_PIPELINE)
     except (OSError, ValueError):

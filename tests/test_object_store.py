@@ -5,6 +5,7 @@ lease, a missing object as its row's error, and no secret in any output."""
 from __future__ import annotations
 
 import csv
+import io
 import os
 import signal
 import subprocess
@@ -46,15 +47,11 @@ def upload_demo(s3, prefix: str) -> str:
                 fs.put_file(str(sub), s3.url(prefix, "subtitles", sub.name)[5:])
                 row["subtitles"] = f"subtitles/{sub.name}"
             out_rows.append(row)
-    lines = ["path,title,description,subtitles"]
-    import io as _io
-
-    buffer = _io.StringIO()
+    buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["path", "title", "description", "subtitles"])
     writer.writeheader()
     writer.writerows(out_rows)
     fs.pipe_file(s3.url(prefix, "demo.csv")[5:], buffer.getvalue().encode())
-    del lines
     return s3.url(prefix, "demo.csv")
 
 
@@ -95,3 +92,149 @@ def test_a_run_on_the_store_writes_the_bytes_a_local_run_writes(store_run, demo_
     rows = read_manifest(store_run + "/ingest").to_pylist()
     assert all(r["path"].startswith("s3://") and r["error"] is None for r in rows)  # as the list resolved them
     assert "report/index.html" in store_files(store_run) and "shard/README.md" in store_files(store_run)
+
+
+# a small pipeline (test_kill.py's): every stage, cheap teachers and the tiny scorer
+SMALL = {
+    "stages": ["ingest", "split", "caption", "score", "shard"],
+    "ingest": {"part_rows": 2},
+    "split": {"min_clip_s": 0.5, "stitch": {"enabled": False}, "part_rows": 1, "resources": {"pool_size": 1}},
+    "caption": {"part_rows": 2, "teachers": [{"name": "title", "kind": "title"},
+                                             {"name": "subtitles", "kind": "subtitles"}]},
+    "score": {"part_rows": 2, "scorer": {"kind": "open_clip", "model": "tiny:open_clip"}, "min_score": -1.0},
+    "shard": {"maxcount": 2, "part_rows": 2},
+}
+KILLER = """
+import os, signal, sys
+import stages.run
+from pipeline import parts
+target, after, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+state = {"stage": None, "writes": 0}
+run_stage = stages.run.run_stage
+def tracking(stage, *a, **k):
+    state["stage"] = stage.name
+    return run_stage(stage, *a, **k)
+stages.run.run_stage = tracking
+write_table = parts.write_table
+def killing(path, table, **options):
+    if state["stage"] == target:
+        state["writes"] += 1
+        if state["writes"] == after:
+            os.kill(os.getpid(), signal.SIGKILL)
+    write_table(path, table, **options)
+parts.write_table = killing
+from stages.cli import main
+sys.argv = ["vlcurate", *args]
+main()
+"""
+
+
+def vlcurate(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stages.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout, env={**os.environ, "VLCURATE_PROGRESS": "0"})
+
+
+@pytest.fixture(scope="module")
+def small(s3, video_folder, tmp_path_factory):
+    """The session's videos on the store with a list (titles; one object that is not there), a config, and a clean
+    run of it from the store to the store."""
+    import yaml
+
+    fs = store_fs()
+    lines = ["path,title"]
+    for video in sorted(video_folder.glob("*.mp4"))[:2]:
+        fs.put_file(str(video), s3.url("small-in", video.name)[5:])
+        lines.append(f"{video.name},Video {video.stem}")
+    lines.append("missing.mp4,Not there")
+    fs.pipe_file(s3.url("small-in", "videos.csv")[5:], ("\n".join(lines) + "\n").encode())
+    root = tmp_path_factory.mktemp("small")
+    config = root / "run.yaml"
+    config.write_text(yaml.safe_dump({**SMALL, "storage_options": {"s3": {"key": s3.key, "secret": s3.secret}}}))
+    out = s3.url("runs", "small-clean")
+    result = vlcurate("run", "-c", str(config), "-i", s3.url("small-in", "videos.csv"), "-o", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return config, s3.url("small-in", "videos.csv"), out, result.stdout + result.stderr
+
+
+def test_a_missing_object_is_its_rows_error_and_no_secret_is_in_any_output(s3, small):
+    config, listing, out, log = small
+    rows = {r["path"].rsplit("/", 1)[-1]: r for r in read_manifest(out + "/ingest").to_pylist()}
+    assert rows["missing.mp4"]["error"].startswith("ingest/missing_file")
+    assert all(r["error"] is None for name, r in rows.items() if name != "missing.mp4")
+    files = store_files(out)
+    assert any(k.endswith(".tar") for k in files) and "report/index.html" in files
+    for secret in (s3.secret, s3.key):
+        assert [k for k, v in files.items() if secret.encode() in v] == []
+        assert secret not in log
+
+
+def test_kill_9_on_the_store_then_the_same_command_gives_the_same_bytes(s3, small):
+    config, listing, clean, _ = small
+    out = s3.url("runs", "small-killed")
+    killed = subprocess.run([sys.executable, "-c", KILLER, "caption", "2", "run", "-c", str(config), "-i", listing,
+                             "-o", out], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert "_SUCCESS" not in store_files(out + "/caption")
+    again = vlcurate("run", "-c", str(config), "-i", listing, "-o", out)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed" in again.stderr  # the lease of the killed run was taken over, its finished parts kept
+    first, second = comparable(store_files(clean)), comparable(store_files(out))
+    assert sorted(first) == sorted(second) and [k for k in first if first[k] != second[k]] == []
+
+
+def test_a_second_run_into_the_same_store_output_is_refused_with_the_holder_named(s3, small):
+    config, listing, _, _ = small
+    out = s3.url("runs", "small-held")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pipeline.lock import output_lock\n"
+                               f"with output_lock({out!r}):\n    print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        refused = vlcurate("run", "-c", str(config), "-i", listing, "-o", out)
+        assert refused.returncode != 0
+        assert f"is in use by pid {holder.pid}" in refused.stderr and "Traceback" not in refused.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_store_going_away_mid_run_fails_the_run_as_the_machines_and_the_rerun_is_identical(s3, small):
+    config, listing, clean, _ = small
+    out = s3.url("runs", "small-restart")
+    run = subprocess.Popen([sys.executable, "-m", "stages.cli", "run", "-c", str(config), "-i", listing, "-o", out],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                           env={**os.environ, "VLCURATE_PROGRESS": "0"})
+    fs = store_fs()
+    deadline = time.monotonic() + 300
+    while not fs.exists(out[5:] + "/split/_work") and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    s3.stop()
+    time.sleep(2)
+    s3.start()
+    _, stderr = run.communicate(timeout=600)
+    if run.returncode != 0:  # not retried through: a machine failure, never an input's error
+        assert "machine" in stderr.lower() or "store" in stderr.lower() or "connect" in stderr.lower(), stderr[-3000:]
+    again = vlcurate("run", "-c", str(config), "-i", listing, "-o", out)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for stage in ("ingest", "split", "caption", "score"):
+        assert all(r["error"] is None or r["path"].endswith("missing.mp4")
+                   for r in read_manifest(f"{out}/{stage}").to_pylist())
+    first, second = comparable(store_files(clean)), comparable(store_files(out))
+    assert sorted(first) == sorted(second) and [k for k in first if first[k] != second[k]] == []
+
+
+def test_status_report_card_and_loader_read_the_store(s3, small, tmp_path):
+    from stages.shard.loader import clip_dataset
+
+    _, _, out, _ = small
+    status = vlcurate("status", "-o", out)
+    assert status.returncode == 0, status.stderr
+    assert [line.split()[1] for line in status.stdout.splitlines()] == ["done:"] * 5
+    report = vlcurate("report", "-o", out, "--to", str(tmp_path / "report"))
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert (tmp_path / "report" / "index.html").exists() and list((tmp_path / "report" / "frames").glob("*.jpg"))
+    assert "dataset card: s3://" in report.stdout  # the card is rewritten beside the shards on the store
+    index = read_manifest(out + "/shard").to_pylist()
+    samples = list(clip_dataset(out + "/shard/*.tar", num_frames=2))
+    assert sorted(s["key"] for s in samples) == sorted(r["key"] for r in index) and len(index) >= 4
+    assert all(tuple(s["video"].shape[:2]) == (2, 3) for s in samples)

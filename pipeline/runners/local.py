@@ -8,6 +8,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from tqdm.auto import tqdm
 
+from pipeline import storage
 from pipeline.runners.base import Record, Runner, Task
 from pipeline.stage import Stage
 from pipeline.tasks import execute
@@ -28,9 +29,10 @@ def die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _init_worker(stage: Stage, parent: int) -> None:
+def _init_worker(stage: Stage, parent: int, storage_options: dict) -> None:
     global _WORKER_STAGE, _SETUP_ERROR
     die_with(parent)
+    storage.configure(storage_options)
     # Ctrl-C reaches the whole process group: a worker leaves at once and quietly, the driver reports it once
     # (unless the driver was started with Ctrl-C ignored, as `nohup` or `cmd &` in a script do)
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
@@ -94,7 +96,7 @@ class LocalRunner(Runner):
             else:
                 context = multiprocessing.get_context("spawn")  # fork after torch or threads is unsafe
                 with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                         initargs=(stage, os.getpid())) as pool:
+                                         initargs=(stage, os.getpid(), storage.current())) as pool:
                     futures = {pool.submit(_run_task, task): i for i, task in enumerate(tasks)}
                     try:
                         for future in as_completed(futures):

@@ -10,6 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipeline import storage
 from pipeline.failures import MachineError, stop_on_signals
 from pipeline.runners.base import Record, Runner, Task
 from pipeline.stage import Stage
@@ -22,9 +23,10 @@ class _PassActor:
     """Holds one set-up pass per actor, so models load once per worker, not once per task; each call runs one task
     (reads its part, writes its files) and adds the task's record to the row."""
 
-    def __init__(self, stage: Stage, column: int):
+    def __init__(self, stage: Stage, column: int, storage_options: dict[str, Any]):
         import ray
 
+        storage.configure(storage_options)
         self.stage, self.column = stage, column
         self.node = ray.get_runtime_context().get_node_id()
         self.stage.ensure_setup()
@@ -35,10 +37,11 @@ class _PassActor:
         return batch.append_column(f"r{self.column}", pa.array(records, pa.string()))
 
 
-def _run_chain(passes: list[Stage], tasks: list[Task]) -> list[Record]:
+def _run_chain(passes: list[Stage], tasks: list[Task], storage_options: dict[str, Any]) -> list[Record]:
     """One part through a group of passes that keep no state (no model): a plain Ray task, no actor to start."""
     import ray
 
+    storage.configure(storage_options)
     node = ray.get_runtime_context().get_node_id()
     records = []
     for stage, task in zip(passes, tasks):
@@ -131,7 +134,8 @@ class RayRunner(Runner):
         try:
             while submitted < count or pending:
                 while submitted < count and len(pending) < 2 * pool:
-                    pending[remote.remote(stages, [tasks[submitted] for tasks in chain])] = submitted
+                    pending[remote.remote(stages, [tasks[submitted] for tasks in chain], storage.current())] = \
+                        submitted
                     submitted += 1
                 done, _ = ray.wait(list(pending), num_returns=1)
                 j = pending.pop(done[0])
@@ -153,7 +157,8 @@ class RayRunner(Runner):
             pool, cpus, gpus = plan_pool(res.cpus, res.gpus, res.pool_size, count, share(part, passes, cluster))
             log.info("%s: %d actors x %.2f CPU, %.2f GPU, %d tasks", part.label, pool, cpus, gpus, count)
             actor = type(part.label.replace(":", "_"), (_PassActor,), {})  # named per pass in Ray's progress
-            ds = ds.map_batches(actor, fn_constructor_kwargs={"stage": part, "column": k}, batch_size=1,
+            ds = ds.map_batches(actor, fn_constructor_kwargs={"stage": part, "column": k,
+                                                                       "storage_options": storage.current()}, batch_size=1,
                                 batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=pool),
                                 num_cpus=cpus, num_gpus=gpus or None)
         records: list[list[Record | None]] = [[None] * count for _ in passes]

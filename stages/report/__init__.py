@@ -26,11 +26,11 @@ class ReportConfig(BaseModel):
     frame_height: int = Field(120, ge=32, le=720, description="height in pixels of each frame in a contact sheet")
 
 
-def write_report(output, config: ReportConfig | None = None):
-    """`<output>/report/index.html` and its pages and images; returns the index's path."""
+def write_report(output, config: ReportConfig | None = None, to=None):
+    """`<output>/report/index.html` (or `to`/index.html) and its pages and images; returns the index's path."""
     from stages.report.render import write_report as write
 
-    return write(output, config or ReportConfig())
+    return write(output, config or ReportConfig(), to)
 
 
 def write_card(output):

@@ -35,15 +35,15 @@ def environment(html: bool = True):
     return env
 
 
-def write_report(output: str | Path, config: ReportConfig) -> Path:
+def write_report(output: str | Path, config: ReportConfig, to: str | Path | None = None) -> Path:
     """`<output>/report/index.html` (overview and the gallery's first page), `gallery-N.html`, `plots/`,
     `frames/`; returns the index's path."""
     began = time.perf_counter()
     run = load_run(output)
-    final = run.output / REPORT_DIR
+    final = storage.path(to) if to is not None else run.output / REPORT_DIR
     remote = storage.is_remote(final)  # built in a local folder, then uploaded file by file, index.html last
     tmp = Path(tempfile.mkdtemp(prefix="vlcurate-report-")) if remote else \
-        run.output / f".{REPORT_DIR}.tmp-{os.getpid()}"
+        final.parent / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:

@@ -2,6 +2,7 @@
 
     from stages.shard.loader import clip_dataset, collate_clips
     data = clip_dataset(sorted(glob.glob("out/run/shard/*.tar")), num_frames=8, size=224, shuffle=1000)
+    data = clip_dataset("s3://bucket/run/shard/*.tar", num_frames=8)  # tars on object storage
     loader = torch.utils.data.DataLoader(data, batch_size=8, num_workers=4, collate_fn=collate_clips)
 
 Each sample's `.mp4` bytes are decoded in memory with decord (PyAV where decord cannot: AV1, or where decord is
@@ -127,6 +128,36 @@ class DecodeClip:
             return (*decode_pyav(data, wanted, self.threads), "pyav")
 
 
+def store_urls(urls: list[str]) -> list[str]:
+    """Tars on object storage (`s3://bucket/run/shard/*.tar`): globs expanded by listing, and webdataset taught to
+    open s3:// (and gs:// without gsutil) through fsspec, with the same credentials as the pipeline. Local paths,
+    `pipe:` and http(s) URLs pass as they are."""
+    import shutil as _shutil
+
+    from webdataset.gopen import gopen_schemes
+
+    from pipeline import storage
+
+    out: list[str] = []
+    for url in urls:
+        scheme = storage.protocol(url)
+        if scheme in ("s3", "s3a") or (scheme == "gs" and _shutil.which("gsutil") is None):
+            gopen_schemes[scheme] = _gopen_store
+            if any(ch in url for ch in "*?["):
+                where = storage.path(url.split("*")[0].rsplit("/", 1)[0])
+                out += sorted(f"{scheme}://{k}" for k in where.fs.glob(url.split("://", 1)[1]))  # type: ignore
+                continue
+        out.append(url)
+    return out
+
+
+def _gopen_store(url: str, mode: str = "rb", bufsize: int = 8192, **_: Any):
+    from pipeline import storage
+
+    where = storage.path(url)
+    return where.fs.open(where.path, mode, block_size=storage.READ_BLOCK, cache_type="readahead")  # type: ignore
+
+
 def clip_dataset(urls: str | Iterable[str], *, num_frames: int | None = 8, fps: float | None = None,
                  size: int | tuple[int, int] | None = None, crop: int | tuple[int, int] | None = None,
                  shuffle: int = 0, shard_shuffle: int = 0, seed: int = 0, decoder: Decoder = "auto",
@@ -141,7 +172,7 @@ def clip_dataset(urls: str | Iterable[str], *, num_frames: int | None = 8, fps: 
     endless epochs."""
     import webdataset as wds
 
-    urls = [urls] if isinstance(urls, str) else list(urls)
+    urls = store_urls([urls] if isinstance(urls, str) else list(urls))
     data = wds.WebDataset(urls, shardshuffle=shard_shuffle or False, detshuffle=True, seed=seed,
                           nodesplitter=wds.split_by_node, workersplitter=wds.split_by_worker, resampled=resampled,
                           empty_check=False)

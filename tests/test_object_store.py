@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -163,6 +164,8 @@ def test_a_missing_object_is_its_rows_error_and_no_secret_is_in_any_output(s3, s
     assert all(r["error"] is None for name, r in rows.items() if name != "missing.mp4")
     files = store_files(out)
     assert any(k.endswith(".tar") for k in files) and "report/index.html" in files
+    scratch = (tempfile.gettempdir() + "/vlcurate-").encode()  # no worker's scratch copy is named in an output
+    assert [k for k, v in files.items() if scratch in v] == []
     for secret in (s3.secret, s3.key):
         assert [k for k, v in files.items() if secret.encode() in v] == []
         assert secret not in log

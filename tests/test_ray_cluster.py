@@ -1,5 +1,7 @@
-"""A real Ray cluster batch job: two nodes on loopback, `ray job submit` of `vlcurate run --executor ray`, and the
-shards it writes equal a local run's byte for byte. Every process the test starts is ended by its PID."""
+"""A real Ray cluster batch job with no shared disk: two nodes on loopback, each with its own temp and scratch folders
+and working directory, `ray job submit` of `vlcurate run --executor ray` with the input and the output on an S3
+server (tests/s3server.py); the shards it writes equal a local run's byte for byte, and both nodes did work; Ray
+Data reads the shards back from the store. Every process the test starts is ended by its PID."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from pipeline.executor import read_manifest
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.cluster]
 
@@ -78,14 +82,20 @@ def wait_for_nodes(address: str, env: dict[str, str], count: int, timeout: float
     raise TimeoutError(f"the cluster at {address} did not reach {count} nodes: {out.stdout} {out.stderr}")
 
 
-def test_ray_job_submit_on_two_nodes_writes_the_local_runs_shards(tmp_path, video_folder):
+def test_ray_job_submit_on_two_nodes_with_no_shared_disk_writes_the_local_runs_shards(tmp_path, video_folder, s3):
+    import s3fs
+
     from stages.config import load_run_config
     from stages.run import run_stages
 
+    fs = s3fs.S3FileSystem(use_listings_cache=False)
+    source = s3.url("cluster-in")
+    for video in sorted(video_folder.iterdir()):
+        fs.put_file(str(video), f"{source[5:]}/{video.name}")
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
     local = tmp_path / "local"
-    run_stages(load_run_config(config=config, input=str(video_folder), output=str(local)))
+    run_stages(load_run_config(config=config, input=source, output=str(local)))
 
     temp_dir = Path("/tmp") / f"vlc-ray-{secrets.token_hex(4)}"  # short: Ray's socket paths have a length limit
     port, dashboard = free_port(), free_port()
@@ -99,22 +109,30 @@ def test_ray_job_submit_on_two_nodes_writes_the_local_runs_shards(tmp_path, vide
         return [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
                 f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
 
+    def node_env(name: str) -> tuple[dict[str, str], Path]:
+        """A node's own folders: its working directory, temp and scratch, which no other node sees."""
+        home = temp_dir / name
+        (home / "tmp").mkdir(parents=True)
+        return {**env, "TMPDIR": str(home / "tmp"), "VLCURATE_SCRATCH": str(home / "scratch")}, home
+
     processes: list[subprocess.Popen] = []
     try:
+        head_env, head_home = node_env("head")
         processes.append(subprocess.Popen(
-            [str(BIN / "ray"), "start", "--head", f"--port={port}", f"--temp-dir={temp_dir}",
+            [str(BIN / "ray"), "start", "--head", f"--port={port}", f"--temp-dir={temp_dir / 'ray'}",
              f"--ray-client-server-port={free_port()}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
              f"--dashboard-port={dashboard}", *own_ports(), *common],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            env=head_env, cwd=head_home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_for_nodes(f"127.0.0.1:{port}", env, 1)
+        worker_env, worker_home = node_env("worker")
         processes.append(subprocess.Popen(
             [str(BIN / "ray"), "start", f"--address=127.0.0.1:{port}", *own_ports(), *common],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            env=worker_env, cwd=worker_home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_for_nodes(f"127.0.0.1:{port}", env, 2)
 
-        remote = tmp_path / "ray"
+        remote = s3.url("cluster-run")
         submit = [str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dashboard}", "--",
-                  str(BIN / "vlcurate"), "run", "-c", str(config), "-i", str(video_folder), "-o", str(remote),
+                  str(BIN / "vlcurate"), "run", "-c", str(config), "-i", source, "-o", remote,
                   "--executor", "ray", "--ray-address", "auto"]
         for _ in range(30):  # the head's job agent registers a few seconds after the node is up
             job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=540)
@@ -122,14 +140,29 @@ def test_ray_job_submit_on_two_nodes_writes_the_local_runs_shards(tmp_path, vide
                 break
             time.sleep(2.0)
         assert job.returncode == 0 and "succeeded" in job.stdout, job.stdout[-3000:] + job.stderr[-3000:]
+        read_back = subprocess.run([sys.executable, "-c", READ_SHARDS, f"127.0.0.1:{port}", remote + "/shard"],
+                                   env=env, capture_output=True, text=True, timeout=300)
+        assert read_back.returncode == 0, read_back.stderr[-3000:]
     finally:
         end(processes, temp_dir)
 
-    stats = json.loads((remote / "split" / "stats.json").read_text())
+    stats = json.loads(fs.cat_file(remote[5:] + "/split/stats.json"))
     assert stats["executor"] == "ray" and stats["nodes"] == 2  # both nodes split videos
-    files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.suffix in (".tar", ".parquet"))
-    assert files == sorted(p.relative_to(remote).as_posix() for p in remote.rglob("*")
-                           if p.suffix in (".tar", ".parquet"))
-    assert any(f.endswith(".tar") for f in files)
+    files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.suffix in (".tar", ".parquet")
+                   and "_input" not in p.parts)
+    stored = sorted(k[len(remote) - 4:] for k in fs.find(remote[5:]) if k.endswith((".tar", ".parquet"))
+                    and "/_input/" not in k)
+    assert files == stored and any(f.endswith(".tar") for f in files)
     for name in files:
-        assert (local / name).read_bytes() == (remote / name).read_bytes(), name
+        assert (local / name).read_bytes() == fs.cat_file(f"{remote[5:]}/{name}"), name
+    keys = sorted(row["key"] for row in read_manifest(remote + "/shard").to_pylist())
+    assert json.loads(read_back.stdout.strip().splitlines()[-1]) == keys  # Ray Data read every sample
+
+
+# Ray Data over the shards on the store (pyarrow's S3 filesystem, from the same AWS variables)
+READ_SHARDS = """
+import json, sys, ray
+ray.init(address=sys.argv[1], logging_level="ERROR")
+data = ray.data.read_webdataset(sys.argv[2], file_extensions=["tar"])
+print(json.dumps(sorted(row["__key__"] for row in data.take_all())))
+"""

@@ -104,7 +104,8 @@ class IngestStage(RowStage):
             try:
                 info = media.probe(path)
             except StageError as exc:  # keep the hash: bad files are still identified by content
-                return [{**out, "error": error_text(self.name, exc.reason, exc.detail)}]
+                detail = exc.detail.replace(local, source)  # the input as given, never a scratch copy's path
+                return [{**out, "error": error_text(self.name, exc.reason, detail)}]
         out.update(duration_s=info.duration_s, fps=info.fps, num_frames=info.num_frames,
                    frames_stated=info.frames_stated, width=info.width,
                    height=info.height, codec=info.codec, rotation=info.rotation,

@@ -257,9 +257,13 @@ class SplitStage(RowStage):
         self._shots.append(pa.Table.from_pylist(rows, schema=SHOTS.schema))
 
     def process_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
-        with storage.local_copy(source_path(row)) as path:  # a store object: fetched once, for its one decode
-            cuts, times, sampled, passes, decoder_errors = self._decode(row, path)
-            return self._clips(row, cuts, times, sampled, passes, decoder_errors, path)
+        source = source_path(row)
+        with storage.local_copy(source) as path:  # a store object: fetched once, for its one decode
+            try:
+                cuts, times, sampled, passes, decoder_errors = self._decode(row, path)
+                return self._clips(row, cuts, times, sampled, passes, decoder_errors, path)
+            except StageError as exc:  # the input as given, never a scratch copy's path
+                raise StageError(exc.reason, exc.detail.replace(path, source)) from None
 
     def _clips(self, row: dict[str, Any], cuts: list[int], times: list[float], sampled: dict[int, bytes],
                passes: int, decoder_errors: list[str], path: str) -> list[dict[str, Any]]:

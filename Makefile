@@ -34,8 +34,8 @@ faults: $(STAMP)
 clean:
 	rm -rf out .pytest_cache
 
-.PHONY: bench bench-split bench-score bench-caption bench-scale bench-filters bench-report bench-asr
-bench: bench-split bench-caption bench-score bench-scale bench-filters bench-report bench-asr
+.PHONY: bench bench-split bench-score bench-caption bench-scale bench-filters bench-report bench-asr bench-storage
+bench: bench-split bench-caption bench-score bench-scale bench-filters bench-report bench-asr bench-storage
 
 # Writes bench/split.json; SPLIT_ARGS="--long-seconds 600" for a shorter peak-RSS video than the default hour.
 SPLIT_ARGS ?=
@@ -76,3 +76,8 @@ bench-report: $(STAMP)
 # bare read_audio + transcribe loop on the same videos (target: at least 0.9 of its throughput).
 bench-asr: $(STAMP)
 	$(BIN)/python -m bench.asr_bench $(ASR_ARGS)
+
+# Writes bench/storage.json: the same work on an S3 server (SeaweedFS on loopback) and on local disk: split at 720p
+# and 360p (with its GETs per video), caption's and score's part I/O at 10,000 clips, shard's tar writes.
+bench-storage: $(STAMP)
+	$(BIN)/python -m bench.storage_bench $(STORAGE_ARGS)

@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from bench.common import WORK, ffmpeg, make_h264, write_result
 from manifests import CLIPS, with_frames
+from pipeline import storage
 from pipeline.tasks import peak_rss_mb
 
 # the demo profile's frame-reading stages, as it configures them; caption with its frame teachers (tiny, untrained)
@@ -93,13 +94,16 @@ def replicate(source: Path, clips: int, run: Path, part_rows: int = 512) -> int:
                 rows.append(row)
             yield pa.Table.from_pylist(rows, schema=schema)
 
-    shutil.rmtree(run, ignore_errors=True)
+    run = storage.path(run)  # a local folder, or a prefix on a store (make bench-storage)
+    storage.rmtree(run)
     write_stage(run / "split", run, tables(), {"stage": "split", "rows_out": clips, "replicated": True})
-    (run / "split" / "config.json").write_text("{}\n")
+    storage.write_bytes(run / "split" / "config.json", b"{}\n")
     return folder_bytes(run / "split")
 
 
 def folder_bytes(folder: Path) -> int:
+    if storage.is_remote(folder):
+        return sum(int(v["size"]) for v in folder.fs.find(folder.path, detail=True).values())  # type: ignore
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 

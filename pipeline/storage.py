@@ -17,6 +17,7 @@ credentials); `configure()` adds a run's `storage_options`, which never travel i
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import shutil
 import tempfile
@@ -55,8 +56,10 @@ def is_remote(location: str | os.PathLike) -> bool:
 
 
 def options_for(proto: str) -> dict[str, Any]:
-    merged = dict(_DEFAULTS.get("s3" if proto in ("s3", "s3a") else proto, {}))
-    extra = dict(_options.get(proto, {}))
+    # deep copies: s3fs adds to the dicts it is given, which would change the key of fsspec's instance cache, and
+    # every later path would build a new client (and new connections)
+    merged = copy.deepcopy(_DEFAULTS.get("s3" if proto in ("s3", "s3a") else proto, {}))
+    extra = copy.deepcopy(_options.get(proto, {}))
     if "config_kwargs" in extra and "config_kwargs" in merged:
         extra["config_kwargs"] = {**merged["config_kwargs"], **extra["config_kwargs"]}
     merged.update(extra)

@@ -36,9 +36,7 @@ class BatchSaver:
     def restore(self) -> dict[int, tuple[int, pa.Table]]:
         """{first input row: (end row, outputs)} of the runs saved before, with their counts."""
         runs: dict[int, tuple[int, pa.Table]] = {}
-        if not self.folder.exists():
-            return runs
-        for meta in sorted(self.folder.glob("*.json")):
+        for meta in [p for p in storage.children(self.folder) if p.name.endswith(".json")]:
             data = parts.read_record(meta)
             table_path = meta.with_suffix(".parquet")
             if data is None or not table_path.exists():

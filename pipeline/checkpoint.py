@@ -44,14 +44,16 @@ def fingerprint(stage: Stage, source: list[tuple[str, int]]) -> dict[str, Any]:
 
 def _checksum(path: Path, indexes: dict[str, dict[str, str]]) -> str | None:
     """The input file's sha256 from its stage's index (read once per folder), else computed (ingest's path list)."""
-    folder = str(path.parent)
+    stage = path.parent.parent if path.parent.name == parts.MANIFEST else path.parent  # <stage>/manifest/<part>
+    folder = str(stage)
     if folder not in indexes:
         try:
-            indexes[folder] = {Path(e["file"]).name: e["sha256"] for e in parts.read_index(path.parent)["parts"]}
+            indexes[folder] = {e["file"]: e["sha256"] for e in parts.read_index(stage)["parts"]}
         except (FileNotFoundError, ValueError):
             indexes[folder] = {}
-    if path.name in indexes[folder]:
-        return indexes[folder][path.name]
+    name = storage.relative(path, stage)
+    if name in indexes[folder]:
+        return indexes[folder][name]
     return parts.file_record(path, path.parent)["sha256"]
 
 

@@ -232,11 +232,10 @@ def write_stage(folder: str | Path, root: str | Path, tables: pa.Table | Iterabl
         if "frames" in table.column_names:
             frames = folder / "frames" / name
             table, stored = parts.store_column(table, "frames", "clip_id", storage.relative(frames, root))
-            parts.write_table(frames, stored, stored=True)
-            side.setdefault("frames", []).append({**parts.file_record(frames, folder), "kind": "frames"})
+            facts = parts.write_table(frames, stored, stored=True)
+            side.setdefault("frames", []).append({**parts.written(frames, folder, facts), "kind": "frames"})
         path = folder / parts.MANIFEST / name
-        parts.write_table(path, table)
-        main.append({**parts.file_record(path, folder), "kind": "part"})
+        main.append({**parts.written(path, folder, parts.write_table(path, table)), "kind": "part"})
         schema = (table.schema.metadata or {}).get(b"vlcurate.schema", b"").decode()
     parts.write_index(folder, schema, main, side)
     io.atomic_write_json(folder / io.STATS, stats)

@@ -24,11 +24,12 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
-def write_parquet(path: str | Path, table: pa.Table, row_group_size: int | None = None, **options: Any) -> None:
+def write_parquet(path: str | Path, table: pa.Table, row_group_size: int | None = None,
+                  **options: Any) -> dict[str, Any]:
     """Parquet written whole (a temp name renamed, or one upload); no wall-clock metadata, so equal tables give
-    equal bytes."""
-    storage.write_with(path, lambda tmp: pq.write_table(table, tmp, **{"compression": "zstd", **options},
-                                                          row_group_size=row_group_size))
+    equal bytes. Returns its `bytes` and `sha256`."""
+    return storage.write_with(path, lambda tmp: pq.write_table(table, tmp, **{"compression": "zstd", **options},
+                                                                 row_group_size=row_group_size))
 
 
 def read_parquet(path: str | Path) -> pa.Table:
@@ -36,7 +37,8 @@ def read_parquet(path: str | Path) -> pa.Table:
 
 
 def is_done(stage_dir: str | Path) -> bool:
-    return storage.path(stage_dir).joinpath(SUCCESS).exists()
+    where = storage.path(stage_dir) / SUCCESS
+    return storage.read_bytes(where) is not None if storage.is_remote(where) else where.exists()
 
 
 def mark_done(stage_dir: str | Path) -> None:
@@ -51,4 +53,7 @@ def clear_stage_dir(stage_dir: str | Path) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(storage.path(path).read_text())
+    data = storage.read_bytes(path)
+    if data is None:
+        raise FileNotFoundError(f"{path}: no such file")
+    return json.loads(data)

@@ -70,9 +70,22 @@ def live_holder(folder: Path) -> dict[str, Any] | None:
     return found[2]
 
 
+_confirmed: dict[tuple[str, str], float] = {}  # (folder, token) -> when this process last saw the token hold it
+CONFIRMED_S = 5.0  # a check within this long of a positive one is answered from memory (a lease lives TTL_S)
+
+
 def owns(folder: Path, token: str) -> bool:
+    """Whether the run `token` holds the lease: a takeover needs the lease unrenewed for TTL_S, so a positive answer
+    seen less than CONFIRMED_S ago still stands (tasks check before every write; this spares the store 3 requests
+    a check)."""
+    key = (str(folder), token)
+    if time.monotonic() - _confirmed.get(key, -1e9) < CONFIRMED_S:
+        return True
     found = current(folder)
-    return found is not None and found[2].get("run") == token and found[3] <= TTL_S
+    mine = found is not None and found[2].get("run") == token and found[3] <= TTL_S
+    if mine:
+        _confirmed[key] = time.monotonic()
+    return mine
 
 
 class Lease:

@@ -56,13 +56,21 @@ def file_record(path: Path, root: Path) -> dict[str, Any]:
     return {"file": storage.relative(path, root), "rows": rows, "bytes": size, "sha256": digest.hexdigest()}
 
 
-def write_table(path: Path, table: pa.Table, stored: bool = False) -> None:
+def write_table(path: Path, table: pa.Table, stored: bool = False) -> dict[str, Any]:
     """A part file; `stored`: a side table of stored columns (JPEG frames), neither compressed nor dictionary-encoded,
-    since JPEG does not compress and readers take a few rows at a time."""
+    since JPEG does not compress and readers take a few rows at a time. Returns its rows, bytes and sha256."""
     if not stored:
-        io.write_parquet(path, table, row_group_size=ROW_GROUP)
-        return
-    io.write_parquet(path, table, row_group_size=stored_group_rows(table), compression="none", use_dictionary=False)
+        facts = io.write_parquet(path, table, row_group_size=ROW_GROUP)
+    else:
+        facts = io.write_parquet(path, table, row_group_size=stored_group_rows(table), compression="none",
+                                 use_dictionary=False)
+    return {"rows": table.num_rows, **facts}
+
+
+def written(path: Path, root: Path, facts: dict[str, Any]) -> dict[str, Any]:
+    """The index entry of a file just written (`facts` from its writer): as `file_record` would read it back."""
+    return {"file": storage.relative(path, root), "rows": facts.get("rows"), "bytes": facts["bytes"],
+            "sha256": facts["sha256"]}
 
 
 def stored_group_rows(table: pa.Table) -> int:
@@ -168,11 +176,10 @@ def write_index(folder: Path, schema: str, files: list[dict[str, Any]], side: di
 
 
 def read_index(folder: str | Path) -> dict[str, Any]:
-    path = storage.path(folder) / INDEX
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{folder} has no {INDEX}: not a finished stage folder") from None
+    data = storage.read_bytes(storage.path(folder) / INDEX)
+    if data is None:
+        raise FileNotFoundError(f"{folder} has no {INDEX}: not a finished stage folder")
+    return json.loads(data)
 
 
 def part_files(folder: str | Path, side: str | None = None) -> list[Path]:
@@ -306,8 +313,8 @@ def read_record(path: Path) -> dict[str, Any] | None:
     """A task's completion record, if it finished (and every file it names is still there)."""
     path = storage.path(path)
     try:
-        record = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
+        record = json.loads(storage.read_bytes(path) or b"")
+    except ValueError:
         return None
     stage_folder = path.parent.parent.parent.parent
     if all((stage_folder / f["file"]).exists() for f in record.get("files", [])):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import os
 import shutil
 import tempfile
@@ -94,17 +95,35 @@ def write_bytes(location: str | Path, data: bytes) -> None:
     fs.pipe_file(key, data)
 
 
-def write_with(location: str | Path, writer: Callable[[str], None]) -> None:
+def write_with(location: str | Path, writer: Callable[[str], None]) -> dict[str, Any]:
     """`writer(local_file)` writes the content; it lands at `location` whole (renamed locally, uploaded to a store:
-    multipart uploads are aborted on any exception)."""
+    multipart uploads are aborted on any exception). Returns the content's `bytes` and `sha256`, taken from the
+    local file before it moves: an index never reads back what was just written."""
     location = path(location)
+    facts: dict[str, Any] = {}
+
+    def write_and_digest(tmp: str) -> None:
+        writer(tmp)
+        facts.update(digest(tmp))
+
     if not is_remote(location):
-        _local_atomic(location, writer)
-        return
+        _local_atomic(location, write_and_digest)
+        return facts
     fs, key = _fs(location)
     with scratch_file(location.suffix) as tmp:
-        writer(tmp)
+        write_and_digest(tmp)
         fs.put_file(tmp, key)
+    return facts
+
+
+def digest(local: str) -> dict[str, Any]:
+    """A local file's size and sha256."""
+    sha, size = hashlib.sha256(), 0
+    with open(local, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+            size += len(block)
+    return {"bytes": size, "sha256": sha.hexdigest()}
 
 
 def create_exclusive(location: str | Path, data: bytes) -> bool:
@@ -176,6 +195,21 @@ def relative(location: str | Path, root: str | Path) -> str:
     return full[len(base) + 1:]
 
 
+def read_bytes(location: str | Path) -> bytes | None:
+    """The whole content, or None when nothing is there (on a store: one GET, no HEAD or listing first)."""
+    location = path(location)
+    if not is_remote(location):
+        try:
+            return location.read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+    fs, key = _fs(location)
+    try:
+        return fs.cat_file(key, max_concurrency=1)  # one GET (s3fs asks for the size first when concurrent)
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+
+
 def rmtree(location: str | Path) -> None:
     """Remove a folder (a prefix on a store) and all under it; nothing there is not an error."""
     location = path(location)
@@ -183,8 +217,10 @@ def rmtree(location: str | Path) -> None:
         shutil.rmtree(location, ignore_errors=True)
         return
     fs, key = _fs(location)
-    with contextlib.suppress(FileNotFoundError):
-        fs.rm(key, recursive=True)
+    found = _keys(location, recursive=True)
+    if found:
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(sorted(found, key=len, reverse=True))
 
 
 def remove(location: str | Path) -> None:
@@ -217,13 +253,32 @@ def children(location: str | Path) -> list[Path]:
             return sorted(location.iterdir())
         except (FileNotFoundError, NotADirectoryError):
             return []
-    fs, key = _fs(location)
-    try:
-        names = fs.ls(key, detail=False)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+    names = _keys(location, recursive=False)
+    key = _fs(location)[1]
     base = str(location).rstrip("/")
     return sorted(path(f"{base}/{n.rstrip('/').rsplit('/', 1)[-1]}") for n in names if n.rstrip("/") != key.rstrip("/"))
+
+
+def _keys(location: Path, recursive: bool) -> list[str]:
+    """The keys under a prefix (one level down, or all), from listings only: on S3 one LIST request a thousand
+    keys (fsspec's `find` and `ls` add a HEAD and a second LIST when the prefix is empty, as it usually is)."""
+    fs, key = _fs(location)
+    if protocol(location) not in ("s3", "s3a"):
+        try:
+            return list(fs.find(key, withdirs=True) if recursive else fs.ls(key, detail=False))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+    bucket, _, prefix = key.partition("/")
+    prefix = prefix.rstrip("/") + "/"
+    args = {"Bucket": bucket, "Prefix": prefix, **({} if recursive else {"Delimiter": "/"})}
+    out: list[str] = []
+    while True:
+        page = fs.call_s3("list_objects_v2", **args)
+        out += [f"{bucket}/{o['Key']}" for o in page.get("Contents", [])]
+        out += [f"{bucket}/{p['Prefix'].rstrip('/')}" for p in page.get("CommonPrefixes", [])]
+        if not page.get("IsTruncated"):
+            return out
+        args["ContinuationToken"] = page["NextContinuationToken"]
 
 
 def exists(location: str | Path) -> bool:

@@ -41,9 +41,8 @@ def write_outputs(stage: Stage, task: dict[str, Any], table: pa.Table) -> list[d
         written += [(kind, folder / kind / f"{name}.parquet", side) for kind, side in stage.side_tables(table).items()]
     written.append(("part", out / f"{name}.parquet", table))
     lock.check_task(task)  # a worker that outlived its run writes nothing into the next one
-    for kind, path, data in written:
-        parts.write_table(path, data, stored=kind in stage.stores)
-    return [{**parts.file_record(path, folder), "kind": kind} for kind, path, _ in written]
+    return [{**parts.written(path, folder, parts.write_table(path, data, stored=kind in stage.stores)), "kind": kind}
+            for kind, path, data in written]
 
 
 def map_part(stage: Stage, task: dict[str, Any]) -> tuple[list[dict[str, Any]], int, int]:

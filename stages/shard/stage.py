@@ -219,7 +219,7 @@ class PackPass(Stage):
             encoded = list(pool.map(lambda r: self._encode(r, staging), rows))
         good = [r for r in encoded if not r["error"]]
         lock.check_task(task)  # a worker that outlived its run writes no tar into the next one
-        written: list[tuple[str, Path]] = []
+        written: list[tuple[str, Path, dict[str, Any]]] = []
         for k, tar_rows in enumerate(self.plan_tars(good)):
             name = task["name"] if k == 0 else f"{task['name']}-{k}"
             written += self._write_tar(folder, name, tar_rows)
@@ -227,12 +227,12 @@ class PackPass(Stage):
                   for r in encoded if r["error"]]
         if errors:
             path = folder / "errors" / f"{task['name']}.parquet"
-            parts.write_table(path, pa.Table.from_pylist(errors, schema=ERRORS))
-            written.append(("errors", path))
+            facts = parts.write_table(path, pa.Table.from_pylist(errors, schema=ERRORS))
+            written.append(("errors", path, facts))
         shutil.rmtree(staging, ignore_errors=True)
         if storage.is_remote(folder):
             shutil.rmtree(staging.parent, ignore_errors=True)
-        return [{**parts.file_record(p, folder), "kind": kind} for kind, p in written], len(rows), len(good)
+        return [{**parts.written(p, folder, facts), "kind": kind} for kind, p, facts in written], len(rows), len(good)
 
     def plan_tars(self, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         """The bucket's samples in order, cut into tars of at most `maxcount` samples and `maxsize` bytes."""
@@ -248,7 +248,7 @@ class PackPass(Stage):
             size += sample_size
         return tars
 
-    def _write_tar(self, folder: Path, name: str, rows: list[dict[str, Any]]) -> list[tuple[str, Path]]:
+    def _write_tar(self, folder: Path, name: str, rows: list[dict[str, Any]]) -> list[tuple[str, Path, dict]]:
         index = []
 
         def write(tmp: str) -> None:
@@ -261,10 +261,10 @@ class PackPass(Stage):
                     index.append({**{k: row[k] for k in SHARD_INDEX.schema.names if k in row}, "key": key,
                                   "shard": f"{name}.tar", "position": position})
 
-        storage.write_with(folder / f"{name}.tar", write)
+        facts = storage.write_with(folder / f"{name}.tar", write)
         sidecar = folder / f"{name}.parquet"
-        parts.write_table(sidecar, pa.Table.from_pylist(index, schema=SHARD_INDEX.schema))
-        return [("tar", folder / f"{name}.tar"), ("part", sidecar)]
+        sidecar_facts = parts.write_table(sidecar, pa.Table.from_pylist(index, schema=SHARD_INDEX.schema))
+        return [("tar", folder / f"{name}.tar", facts), ("part", sidecar, sidecar_facts)]
 
     def _encode(self, row: dict[str, Any], staging: Path) -> dict[str, Any]:
         if row.get("error"):

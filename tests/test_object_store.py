@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import signal
 import subprocess
@@ -241,3 +242,25 @@ def test_status_report_card_and_loader_read_the_store(s3, small, tmp_path):
     samples = list(clip_dataset(out + "/shard/*.tar", num_frames=2))
     assert sorted(s["key"] for s in samples) == sorted(r["key"] for r in index) and len(index) >= 4
     assert all(tuple(s["video"].shape[:2]) == (2, 3) for s in samples)
+
+
+def test_a_changed_caption_config_on_the_store_keeps_the_previous_runs_candidates(s3, small, tmp_path):
+    """caption keeps its last finished manifest aside (`_previous`: copied, then deleted, as a store has no rename)
+    and carries the candidates a changed config would write again."""
+    import yaml
+
+    config, listing, _, _ = small
+    out = s3.url("runs", "small-carry")
+    first = vlcurate("run", "-c", str(config), "-i", listing, "-o", out, "--stages", "ingest,split,caption")
+    assert first.returncode == 0, first.stderr[-3000:]
+    changed = yaml.safe_load(config.read_text())
+    changed["caption"]["teachers"].append({"name": "title_again", "kind": "title"})
+    config2 = tmp_path / "changed.yaml"
+    config2.write_text(yaml.safe_dump(changed))
+    second = vlcurate("run", "-c", str(config2), "-i", listing, "-o", out, "--stages", "caption", "--overwrite")
+    assert second.returncode == 0, second.stderr[-3000:]
+    stats = json.loads(store_fs().cat_file(out[5:] + "/caption/stats.json"))
+    rows = [r for r in read_manifest(out + "/caption").to_pylist() if not r["error"]]
+    assert stats["candidates_kept_from_previous_run"] == 2 * len(rows) > 0, second.stderr[-3000:]
+    assert all({c["teacher"] for c in r["candidates"]} == {"title", "subtitles", "title_again"} for r in rows)
+    assert not [k for k in store_files(out) if "/_previous/" in k]

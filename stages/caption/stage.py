@@ -254,12 +254,14 @@ def carry_candidates(table: pa.Table, previous: list[str], wanted: set) -> tuple
     """`table` with a `candidates` column from the previous manifest's rows of the same clips (read by clip id,
     only the columns compared), and how many candidates of the current teachers that keeps."""
     import pyarrow.compute as pc
-    import pyarrow.dataset as ds
+
+    from pipeline.parts import iter_parts
 
     columns = ["clip_id", *CLIP_INPUT_COLUMNS, "candidates"]
-    ids = [i for i in table.column("clip_id").to_pylist() if i]
-    try:
-        old = ds.dataset(previous, format="parquet").to_table(columns=columns, filter=pc.field("clip_id").isin(ids))
+    ids = pa.array([i for i in table.column("clip_id").to_pylist() if i], pa.string())
+    try:  # part by part, through the storage layer: the previous manifest may be on a store
+        old = pa.concat_tables([part.filter(pc.is_in(part.column("clip_id"), value_set=ids))
+                                for part in iter_parts([storage.path(p) for p in previous], columns)])
     except Exception as exc:  # a damaged or foreign file only costs the reuse
         log.warning("caption: cannot read the previous manifest (%s); redoing everything", exc)
         return table, 0

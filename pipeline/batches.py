@@ -32,6 +32,7 @@ class BatchSaver:
         self.first: int | None = None
         self.last_save = time.monotonic()
         self.counts: dict[str, Any] = {}  # the counts of every saved run, restored or saved now
+        self.touched = False  # whether this task's batch folder holds anything (to remove once the part is written)
 
     def restore(self) -> dict[int, tuple[int, pa.Table]]:
         """{first input row: (end row, outputs)} of the runs saved before, with their counts."""
@@ -42,6 +43,7 @@ class BatchSaver:
             if data is None or not table_path.exists():
                 continue
             runs[data["first"]] = (data["end"], io.read_parquet(table_path))
+            self.touched = True
             add_counts(self.counts, data.get("counts") or {})
         return runs
 
@@ -60,6 +62,7 @@ class BatchSaver:
 
     def save(self, end: int, counts: dict[str, Any]) -> None:
         lock.check_task(self.task)
+        self.touched = True
         name = f"{self.first:08d}-{end:08d}"
         io.write_parquet(self.folder / f"{name}.parquet", pa.concat_tables(self.pending))
         io.atomic_write_json(self.folder / f"{name}.json", {"first": self.first, "end": end, "counts": counts})

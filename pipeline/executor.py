@@ -58,7 +58,7 @@ def _reset(stage: Stage, folder: Path) -> None:
 
 
 def _tasks(stage: Stage, k: int, pass_: Stage, previous: list[str], source: list[tuple[str, int]], folder: Path,
-           root: Path, final: bool, names: list[str] | None) -> list[dict[str, Any]]:
+           root: Path, final: bool, names: list[str] | None, fresh: bool) -> list[dict[str, Any]]:
     """The descriptors of pass `k`'s tasks: its own plan, else fixed chunks of the stage input (first pass) or one
     task per part of the previous pass (`names`: those parts, when the previous pass has not run yet)."""
     out = folder / parts.MANIFEST if final else folder / parts.WORK / f"pass{k}"
@@ -72,13 +72,13 @@ def _tasks(stage: Stage, k: int, pass_: Stage, previous: list[str], source: list
         planned = [{"name": n, "inputs": [(str(prev_out / f"{n}.parquet"), 0, None)]} for n in names]
     previous_parts = sorted(str(p) for p in (folder / PREVIOUS).glob("*.parquet")) if stage.keeps_previous else []
     token = {"run": lock.run_token(root)} if lock.run_token(root) else {}  # checked before every write
-    return [{**t, **token, "pass": k, "root": str(root), "stage_dir": str(folder), "out": str(out), "final": final,
+    return [{**t, **token, **({"fresh": True} if fresh else {}), "pass": k, "root": str(root), "stage_dir": str(folder), "out": str(out), "final": final,
              "record": str(parts.record_path(folder, k, t["name"])),
              **({"previous": previous_parts} if k == 0 and previous_parts else {})} for t in planned]
 
 
 def _run_passes(stage: Stage, source: list[tuple[str, int]], folder: Path, root: Path,
-                runner: Runner) -> list[list[dict[str, Any]]]:
+                runner: Runner, fresh: bool = False) -> list[list[dict[str, Any]]]:
     passes = stage.passes()
     previous = [f for f, _ in source]
     all_records: list[list[dict[str, Any]]] = []
@@ -88,7 +88,7 @@ def _run_passes(stage: Stage, source: list[tuple[str, int]], folder: Path, root:
         for k in group:
             if k == group[0]:
                 passes[k].before(previous, source)
-            tasks = _tasks(stage, k, passes[k], previous, source, folder, root, k == len(passes) - 1, names)
+            tasks = _tasks(stage, k, passes[k], previous, source, folder, root, k == len(passes) - 1, names, fresh)
             names = [t["name"] for t in tasks]
             chain.append(tasks)
         io.atomic_write_json(folder / parts.WORK / "plan.json", {"passes": len(passes), "tasks": len(chain[-1]),
@@ -116,7 +116,7 @@ def run_stage(stage: Stage, source: list[tuple[str, int]], output: str | Path, r
     checkpoint.begin(folder, fingerprint)
     reset_peak_rss()  # the driver's peak over this stage
     started = time.perf_counter()
-    records = _run_passes(stage, source, folder, storage.path(output), runner)
+    records = _run_passes(stage, source, folder, storage.path(output), runner, fresh=not resuming)
     resumed = sum(r["rows_in"] for r in records[0] if r["resumed"])
     if resumed:
         log.warning("%s: resumed an interrupted run: %d of %d inputs were done (--overwrite starts over)",
@@ -150,6 +150,25 @@ def peak_rss(records: Iterable[dict[str, Any]]) -> dict[str, float]:
     return {"driver_peak_rss_mb": driver, **({"worker_peak_rss_mb": max(workers)} if workers else {})}
 
 
+def _errors(stage: Stage, view: StageView, records: list[dict[str, Any]]) -> tuple[Counter, int]:
+    """Errors by reason over the stage's parts, and how many came from earlier stages: from the tasks' records
+    (each counted its part), or read from the parts when a record has no count (tasks that write their own parts)."""
+    errors: Counter = Counter()
+    inherited = 0
+    if records and all("errors" in r for r in records):
+        for r in records:
+            errors.update(r["errors"]["by_reason"])
+            inherited += r["errors"]["inherited"]
+        return errors, inherited
+    for table in view.parts(["error"]):
+        if "error" in table.column_names:
+            for e in table.column("error").to_pylist():
+                if e:
+                    errors[error_reason(e)] += 1
+                    inherited += not e.startswith(stage.name + "/")
+    return errors, inherited
+
+
 def _finish(stage: Stage, folder: Path, records: list[dict[str, Any]], source: list[tuple[str, int]],
             resumed: int, elapsed: float, executor: str, counts: dict[str, int]) -> dict[str, Any]:
     view = StageView(folder, records)
@@ -158,14 +177,7 @@ def _finish(stage: Stage, folder: Path, records: list[dict[str, Any]], source: l
     for f in files:
         if f["kind"] != "part":
             side.setdefault(f["kind"], []).append(f)
-    errors: Counter = Counter()
-    inherited = 0
-    for table in view.parts(["error"]):
-        if "error" in table.column_names:
-            for e in table.column("error").to_pylist():
-                if e:
-                    errors[error_reason(e)] += 1
-                    inherited += not e.startswith(stage.name + "/")
+    errors, inherited = _errors(stage, view, records)
     total = sum(errors.values())
     stats = {
         "stage": stage.name,

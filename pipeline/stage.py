@@ -149,6 +149,7 @@ class Stage:
                 first = end
             outputs.append(output)
         self.saved_counts = saver.counts if saver else {}
+        self.batches_saved = bool(saver and saver.touched)
         outputs = [o for o in outputs if o.num_rows]
         return pa.concat_tables(outputs) if outputs else schema.empty_table()
 

@@ -41,8 +41,22 @@ def write_outputs(stage: Stage, task: dict[str, Any], table: pa.Table) -> list[d
         written += [(kind, folder / kind / f"{name}.parquet", side) for kind, side in stage.side_tables(table).items()]
     written.append(("part", out / f"{name}.parquet", table))
     lock.check_task(task)  # a worker that outlived its run writes nothing into the next one
-    return [{**parts.written(path, folder, parts.write_table(path, data, stored=kind in stage.stores)), "kind": kind}
-            for kind, path, data in written]
+    files = [{**parts.written(path, folder, parts.write_table(path, data, stored=kind in stage.stores)), "kind": kind}
+             for kind, path, data in written]
+    if task["final"]:  # the part's errors, counted here: the driver's stats need not read the parts back
+        files[-1]["_errors"] = error_counts(stage.name, table)
+    return files
+
+
+def error_counts(stage_name: str, table: pa.Table) -> dict[str, Any]:
+    """A part's errors by reason, and how many an earlier stage made (`inherited`)."""
+    from collections import Counter
+
+    from pipeline.stage import error_reason
+
+    errors = [e for e in table.column("error").to_pylist() if e] if "error" in table.column_names else []
+    return {"by_reason": dict(Counter(error_reason(e) for e in errors)),
+            "inherited": sum(1 for e in errors if not e.startswith(stage_name + "/"))}
 
 
 def map_part(stage: Stage, task: dict[str, Any]) -> tuple[list[dict[str, Any]], int, int]:
@@ -58,22 +72,26 @@ def map_part(stage: Stage, task: dict[str, Any]) -> tuple[list[dict[str, Any]], 
 def execute(stage: Stage, task: dict[str, Any]) -> dict[str, Any]:
     """Run one task of one pass (a no-op returning the old record if it already finished)."""
     record_path = storage.path(task["record"])
-    if (record := parts.read_record(record_path)) is not None:
+    # a stage that started over has no records yet: only a resumed one asks (on a store, a request a task)
+    if not task.get("fresh") and (record := parts.read_record(record_path)) is not None:
         return {**record, "resumed": True}
     faults.hit(f"{stage.name}.pass{task['pass']}.start")
     steady_malloc()
     reset_peak_rss()  # the peak this task reaches, not the worker's earlier tasks' or stages'
     began = time.perf_counter()
-    stage.saved_counts = {}
+    stage.saved_counts, stage.batches_saved = {}, False
     files, rows_in, rows_out = stage.run_task(task)
     counts = stage.saved_counts  # what the saved batches counted, then the rest
     add_counts(counts, stage.part_counts())
+    errors = [f.pop("_errors") for f in files if "_errors" in f]
     record = {"name": task["name"], "pass": task["pass"], "rows_in": rows_in, "rows_out": rows_out,
-              "files": files, "counts": counts, "seconds": round(time.perf_counter() - began, 3)}
+              "files": files, "counts": counts, "seconds": round(time.perf_counter() - began, 3),
+              **({"errors": errors[0]} if errors else {})}
     lock.check_task(task)
     io.atomic_write_json(record_path, record)  # last: the task counts as done only once its files are all there
     faults.hit(f"{stage.name}.pass{task['pass']}.done")
-    storage.rmtree(folder_of(task))  # its saved batches are in the part now
+    if stage.batches_saved:
+        storage.rmtree(folder_of(task))  # its saved batches are in the part now
     # the worker process's peak over this task: what a part costs in memory, for stats.json
     return {**record, "resumed": False, "peak_rss_mb": peak_rss_mb(), "pid": os.getpid()}
 

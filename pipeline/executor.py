@@ -72,7 +72,8 @@ def _tasks(stage: Stage, k: int, pass_: Stage, previous: list[str], source: list
         planned = [{"name": n, "inputs": [(str(prev_out / f"{n}.parquet"), 0, None)]} for n in names]
     previous_parts = sorted(str(p) for p in (folder / PREVIOUS).glob("*.parquet")) if stage.keeps_previous else []
     token = {"run": lock.run_token(root)} if lock.run_token(root) else {}  # checked before every write
-    return [{**t, **token, **({"fresh": True} if fresh else {}), "pass": k, "root": str(root), "stage_dir": str(folder), "out": str(out), "final": final,
+    return [{**t, **token, **({"fresh": True} if fresh else {}), "pass": k, "root": str(root),
+             "stage_dir": str(folder), "out": str(out), "final": final,
              "record": str(parts.record_path(folder, k, t["name"])),
              **({"previous": previous_parts} if k == 0 and previous_parts else {})} for t in planned]
 

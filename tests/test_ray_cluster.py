@@ -82,6 +82,33 @@ def wait_for_nodes(address: str, env: dict[str, str], count: int, timeout: float
     raise TimeoutError(f"the cluster at {address} did not reach {count} nodes: {out.stdout} {out.stderr}")
 
 
+def own_ports() -> list[str]:
+    """Ports Ray would otherwise take at fixed defaults (the agent's 52365 above all), which another Ray on this
+    machine, such as the test session's own, may hold: then the job agent cannot start."""
+    return [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+            f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
+
+
+def start_nodes(processes: list[subprocess.Popen], temp_dir: Path, env: dict[str, str], port: int,
+                dashboard: int) -> None:
+    """A head and a worker node on 127.0.0.1, each with its own working directory, temp and scratch folders (which
+    no other node sees), added to `processes` as they start."""
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--block", "--disable-usage-stats"]
+
+    def node(name: str, args: list[str]) -> None:
+        home = temp_dir / name
+        (home / "tmp").mkdir(parents=True)
+        node_env = {**env, "TMPDIR": str(home / "tmp"), "VLCURATE_SCRATCH": str(home / "scratch")}
+        processes.append(subprocess.Popen([str(BIN / "ray"), "start", *args, *own_ports(), *common], env=node_env,
+                                          cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    node("head", ["--head", f"--port={port}", f"--temp-dir={temp_dir / 'ray'}",
+                  f"--ray-client-server-port={free_port()}", "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}"])
+    wait_for_nodes(f"127.0.0.1:{port}", env, 1)
+    node("worker", [f"--address=127.0.0.1:{port}"])
+    wait_for_nodes(f"127.0.0.1:{port}", env, 2)
+
+
 def test_ray_job_submit_on_two_nodes_with_no_shared_disk_writes_the_local_runs_shards(tmp_path, video_folder, s3):
     import s3fs
 
@@ -101,34 +128,9 @@ def test_ray_job_submit_on_two_nodes_with_no_shared_disk_writes_the_local_runs_s
     port, dashboard = free_port(), free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
            "RAY_USAGE_STATS_ENABLED": "0", "VLCURATE_PROGRESS": "0"}
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--block", "--disable-usage-stats"]
-
-    def own_ports() -> list[str]:
-        """Ports Ray would otherwise take at fixed defaults (the agent's 52365 above all), which another Ray on this
-        machine, such as the test session's own, may hold: then the job agent cannot start."""
-        return [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-                f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
-
-    def node_env(name: str) -> tuple[dict[str, str], Path]:
-        """A node's own folders: its working directory, temp and scratch, which no other node sees."""
-        home = temp_dir / name
-        (home / "tmp").mkdir(parents=True)
-        return {**env, "TMPDIR": str(home / "tmp"), "VLCURATE_SCRATCH": str(home / "scratch")}, home
-
     processes: list[subprocess.Popen] = []
     try:
-        head_env, head_home = node_env("head")
-        processes.append(subprocess.Popen(
-            [str(BIN / "ray"), "start", "--head", f"--port={port}", f"--temp-dir={temp_dir / 'ray'}",
-             f"--ray-client-server-port={free_port()}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-             f"--dashboard-port={dashboard}", *own_ports(), *common],
-            env=head_env, cwd=head_home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_for_nodes(f"127.0.0.1:{port}", env, 1)
-        worker_env, worker_home = node_env("worker")
-        processes.append(subprocess.Popen(
-            [str(BIN / "ray"), "start", f"--address=127.0.0.1:{port}", *own_ports(), *common],
-            env=worker_env, cwd=worker_home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_for_nodes(f"127.0.0.1:{port}", env, 2)
+        start_nodes(processes, temp_dir, env, port, dashboard)
 
         remote = s3.url("cluster-run")
         submit = [str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dashboard}", "--",

@@ -158,8 +158,8 @@ class RayRunner(Runner):
             log.info("%s: %d actors x %.2f CPU, %.2f GPU, %d tasks", part.label, pool, cpus, gpus, count)
             actor = type(part.label.replace(":", "_"), (_PassActor,), {})  # named per pass in Ray's progress
             kwargs = {"stage": part, "column": k, "storage_options": storage.current()}
-            ds = ds.map_batches(actor, fn_constructor_kwargs=kwargs, batch_size=1, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=pool),
-                                num_cpus=cpus, num_gpus=gpus or None)
+            ds = ds.map_batches(actor, fn_constructor_kwargs=kwargs, batch_size=1, batch_format="pyarrow",
+                                compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=cpus, num_gpus=gpus or None)
         records: list[list[Record | None]] = [[None] * count for _ in passes]
         columns = [f"r{k}" for k in range(len(passes))]
         for batch in ds.select_columns(["j", *columns]).iter_batches(batch_size=None, batch_format="pyarrow"):

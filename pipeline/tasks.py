@@ -80,7 +80,10 @@ def execute(stage: Stage, task: dict[str, Any]) -> dict[str, Any]:
     reset_peak_rss()  # the peak this task reaches, not the worker's earlier tasks' or stages'
     began = time.perf_counter()
     stage.saved_counts, stage.batches_saved = {}, False
-    files, rows_in, rows_out = stage.run_task(task)
+    try:
+        files, rows_in, rows_out = stage.run_task(task)
+    finally:
+        storage.release()  # the frame stores it held open
     counts = stage.saved_counts  # what the saved batches counted, then the rest
     add_counts(counts, stage.part_counts())
     errors = [f.pop("_errors") for f in files if "_errors" in f]

@@ -123,7 +123,7 @@ def killing(path, table, **options):
         state["writes"] += 1
         if state["writes"] == after:
             os.kill(os.getpid(), signal.SIGKILL)
-    write_table(path, table, **options)
+    return write_table(path, table, **options)
 parts.write_table = killing
 from stages.cli import main
 sys.argv = ["vlcurate", *args]

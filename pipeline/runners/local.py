@@ -29,10 +29,11 @@ def die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _init_worker(stage: Stage, parent: int, storage_options: dict) -> None:
+def _init_worker(stage: Stage, parent: int, storage_options: dict | None = None) -> None:
     global _WORKER_STAGE, _SETUP_ERROR
     die_with(parent)
-    storage.configure(storage_options)
+    if storage_options is not None:  # the driver's, in memory: what the environment does not say
+        storage.configure(storage_options)
     # Ctrl-C reaches the whole process group: a worker leaves at once and quietly, the driver reports it once
     # (unless the driver was started with Ctrl-C ignored, as `nohup` or `cmd &` in a script do)
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:

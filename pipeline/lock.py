@@ -165,6 +165,7 @@ def output_lock(folder: str | Path, *, wait: bool = False) -> Iterator[None]:
         yield
         return
     if storage.is_remote(folder):
+        storage.check_bucket(folder)
         with _leased(storage.path(folder), key, wait):
             yield
         return

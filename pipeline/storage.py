@@ -303,6 +303,24 @@ def _keys(location: Path, recursive: bool) -> list[str]:
         args["ContinuationToken"] = page["NextContinuationToken"]
 
 
+def check_bucket(location: str | Path) -> None:
+    """One clear line, before any work, when a store location's bucket is not there or these credentials cannot
+    reach it (else the first task would fail as the machine's)."""
+    from pipeline.failures import UserError
+
+    where = path(location)
+    fs, key = _fs(where)
+    bucket = key.split("/", 1)[0]
+    try:
+        found = fs.exists(bucket)
+    except PermissionError as exc:
+        raise UserError(f"{location}: access to bucket {bucket!r} denied ({exc}); check the credentials "
+                        "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, a profile) and AWS_ENDPOINT_URL") from None
+    if not found:
+        raise UserError(f"{location}: bucket {bucket!r} does not exist, or these credentials cannot see it "
+                        "(check AWS_ENDPOINT_URL and the keys)")
+
+
 def exists(location: str | Path) -> bool:
     return path(location).exists()
 

@@ -127,6 +127,7 @@ def _read_list_file(path: Path, config: Any) -> list[dict[str, Any]]:
 def _store_rows(url: str, config: Any, extensions: tuple[str, ...]) -> list[dict[str, Any]]:
     """An input on an object store: a list file, a glob, or every object under a prefix (subtitles beside their
     videos), each named by its full URL."""
+    storage.check_bucket(url)
     where = storage.path(url)
     fs, key, scheme = where.fs, where.path, storage.protocol(url)  # type: ignore[attr-defined]
     if where.suffix.lower() in LIST_EXTENSIONS and fs.isfile(key):

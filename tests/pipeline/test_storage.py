@@ -98,3 +98,16 @@ def test_an_expired_lease_is_taken_over_with_a_warning_and_its_run_stops_writing
         assert not lock.owns(out, "old-token")
         with pytest.raises(lock.Superseded):
             lock.check_task({"root": out, "run": "old-token", "name": "part-000000"})
+
+
+def test_a_missing_bucket_or_wrong_keys_are_one_line_before_any_work(s3, monkeypatch):
+    from pipeline.failures import UserError
+
+    with pytest.raises(UserError, match="bucket 'no-such-bucket' does not exist"):
+        storage.check_bucket("s3://no-such-bucket/run")
+    storage.check_bucket(s3.url("run"))  # the test bucket is there
+    result = subprocess.run([sys.executable, "-m", "stages.cli", "run", "-p", "demo", "-i", s3.url("in"), "-o",
+                             "s3://no-such-bucket/run"], capture_output=True, text=True,
+                            env={**os.environ, "AWS_SECRET_ACCESS_KEY": "not-the-secret"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "no-such-bucket" in result.stderr

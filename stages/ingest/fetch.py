@@ -1,0 +1,208 @@
+"""Fetching a video named by an http(s) URL, with retries that tell the truth (issue 27's first part: the fetcher;
+ingest does not call it yet).
+
+What a fetch does, and why:
+  - transient failures are retried with exponential backoff and jitter: the statuses datatrove's reader retries
+    (403, 408, 429, 500, 502, 503, 504), timeouts, resets, and bodies cut short of their `Content-Length`;
+    `Retry-After` is honoured (up to `max_backoff_s`);
+  - a body cut short resumes with a Range request from the bytes already kept (a server that ignores Range
+    starts over);
+  - the status and the first bytes are checked before anything is kept: an HTML or JSON body under a `.mp4` name is
+    `not_a_video`, never a file;
+  - timeouts for connect, for each read, and for the whole transfer; a size cap (`Content-Length` up front, and the
+    bytes as they come);
+  - what cannot be fetched raises `FetchFailed` with the reason ingest records (`http_404`, `http_403`,
+    `rate_limited`, `timeout`, `too_large`, `not_a_video`, `unavailable`) and how many attempts it took; a failing
+    local disk is the machine's (the OSError passes through).
+urllib3 (already under botocore) rather than a hand-written HTTP client; the retry loop is ours, since urllib3's
+`Retry` neither resumes a cut body with Range nor tells a rate limit from a server error in the end.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+RETRY_STATUSES = frozenset({403, 408, 429, 500, 502, 503, 504})
+CHUNK = 1 << 16  # bytes a read: what a drop mid-read can cost before the resume
+TEXT_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{", b"[")
+
+
+@dataclass
+class FetchConfig:
+    retries: int = 5  # attempts after the first
+    backoff_s: float = 2.0  # the n-th retry waits backoff_s * 2**n, plus up to as much again of jitter
+    max_backoff_s: float = 60.0
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 30.0  # between two reads
+    total_timeout_s: float = 3600.0  # the whole fetch, retries included
+    max_bytes: int = 20 << 30
+    user_agent: str = "vlcurate (+https://github.com/vlcurate)"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Fetched:
+    url: str
+    final_url: str
+    status: int
+    bytes: int
+    sha256: str
+    attempts: int
+    etag: str | None = None
+    last_modified: str | None = None
+    content_type: str | None = None
+
+
+class FetchFailed(Exception):
+    """A URL that could not be fetched: `reason` is ingest's (`http_404`, `rate_limited`, ...)."""
+
+    def __init__(self, reason: str, detail: str, attempts: int):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail, self.attempts = reason, detail, attempts
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str, detail: str, wait_s: float | None = None):
+        super().__init__(detail)
+        self.reason, self.detail, self.wait_s = reason, detail, wait_s
+
+
+def fetch(url: str, target: str, config: FetchConfig | None = None, pool: Any = None,
+          sleep: Any = time.sleep) -> Fetched:
+    """Fetch `url` into the local file `target` (whole, or FetchFailed and the file holds nothing to trust)."""
+    import urllib3
+
+    config = config or FetchConfig()
+    # urllib3 follows redirects (and keeps their history for the final URL); every other retry is this loop's
+    pool = pool or urllib3.PoolManager(retries=urllib3.Retry(total=10, connect=0, read=0, status=0, other=0,
+                                                             redirect=10, respect_retry_after_header=False))
+    began = time.monotonic()
+    kept = 0
+    last: _Retry | None = None
+    with open(target, "wb") as out:
+        for attempt in range(config.retries + 1):
+            if attempt:
+                wait = _backoff(config, attempt, last.wait_s if last else None)
+                if time.monotonic() + wait - began > config.total_timeout_s:
+                    break
+                sleep(wait)
+            try:
+                result = _attempt(url, out, kept, config, pool, began)
+                return Fetched(url=url, attempts=attempt + 1, **result)
+            except _Retry as exc:
+                last = exc
+                kept = out.tell()
+            except FetchFailed as exc:
+                out.truncate(0)
+                raise FetchFailed(exc.reason, exc.detail, attempt + 1) from None
+        out.truncate(0)
+    assert last is not None
+    reason = {"http_429": "rate_limited"}.get(last.reason, last.reason)
+    raise FetchFailed(reason, f"{last.detail} (after {config.retries + 1} attempts)", config.retries + 1)
+
+
+def _backoff(config: FetchConfig, attempt: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return min(config.max_backoff_s, retry_after)
+    base = min(config.max_backoff_s, config.backoff_s * 2 ** (attempt - 1))
+    return base + random.uniform(0, base)
+
+
+def _attempt(url: str, out: Any, kept: int, config: FetchConfig, pool: Any, began: float) -> dict[str, Any]:
+    """One request: the body appended to `out` from byte `kept`; raises _Retry for what may pass, FetchFailed for
+    what will not."""
+    import urllib3
+
+    headers = {"User-Agent": config.user_agent, **config.headers, **({"Range": f"bytes={kept}-"} if kept else {})}
+    timeout = urllib3.Timeout(connect=config.connect_timeout_s, read=config.read_timeout_s)
+    try:
+        # the length is checked here, so a body cut short keeps what came (and resumes from there)
+        response = pool.request("GET", url, headers=headers, timeout=timeout, preload_content=False, redirect=True,
+                                enforce_content_length=False)
+    except urllib3.exceptions.TimeoutError as exc:
+        raise _Retry("timeout", f"no answer within the timeout ({exc})") from None
+    except urllib3.exceptions.HTTPError as exc:
+        raise _Retry("unavailable", f"connection failed ({exc})") from None
+    try:
+        return _read_body(url, response, out, kept, config, began)
+    finally:
+        response.release_conn()
+
+
+def _read_body(url: str, response: Any, out: Any, kept: int, config: FetchConfig, began: float) -> dict[str, Any]:
+    import urllib3
+
+    status = response.status
+    if status in RETRY_STATUSES:
+        raise _Retry(f"http_{status}", f"HTTP {status}", _retry_after(response.headers.get("Retry-After")))
+    if status >= 400:
+        raise FetchFailed(f"http_{status}" if status in (404, 410) else "unavailable", f"HTTP {status}", 1)
+    if kept and status == 200:  # the server ignored Range: start over
+        out.seek(0)
+        out.truncate()
+        kept = 0
+    length = response.headers.get("Content-Length")
+    expected = kept + int(length) if length is not None else None
+    if expected is not None and expected > config.max_bytes:
+        raise FetchFailed("too_large", f"{expected} bytes, over the cap of {config.max_bytes}", 1)
+    try:
+        # read1: what has come so far, up to CHUNK (a read that times out mid-chunk loses nothing already here)
+        for chunk in iter(lambda: response.read1(CHUNK), b""):
+            if out.tell() == 0 and _looks_like_text(chunk):
+                raise FetchFailed("not_a_video", f"the body is {response.headers.get('Content-Type') or 'text'}, "
+                                  f"not a video (starts {chunk[:40]!r})", 1)
+            out.write(chunk)
+            if out.tell() > config.max_bytes:
+                raise FetchFailed("too_large", f"over the cap of {config.max_bytes} bytes", 1)
+            if time.monotonic() - began > config.total_timeout_s:
+                raise FetchFailed("timeout", f"the transfer took over {config.total_timeout_s:.0f} s", 1)
+    except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
+        raise _Retry("timeout", f"no byte for {config.read_timeout_s:.0f} s at byte {out.tell()}") from None
+    except (urllib3.exceptions.ProtocolError, urllib3.exceptions.IncompleteRead, ConnectionError) as exc:
+        raise _Retry("unavailable", f"the connection dropped at byte {out.tell()} ({type(exc).__name__})") from None
+    if expected is not None and out.tell() != expected:
+        raise _Retry("unavailable", f"the body ended at byte {out.tell()} of {expected}")
+    out.flush()
+    return {"final_url": _final_url(url, response), "status": status, "bytes": out.tell(),
+            "sha256": _sha256(out.name), "etag": response.headers.get("ETag"),
+            "last_modified": response.headers.get("Last-Modified"),
+            "content_type": response.headers.get("Content-Type")}
+
+
+def _final_url(url: str, response: Any) -> str:
+    """Where the body came from: the last redirect's target, or the URL itself."""
+    from urllib.parse import urljoin
+
+    final = url
+    for step in getattr(getattr(response, "retries", None), "history", ()) or ():
+        if step.redirect_location:
+            final = urljoin(final, step.redirect_location)
+    return final
+
+
+def _looks_like_text(chunk: bytes) -> bool:
+    return chunk.lstrip()[:16].lower().startswith(TEXT_STARTS)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a `Retry-After` header (a number, or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,86 @@
+"""A loopback HTTP server with Range support (RangeHTTPServer) whose paths misbehave on purpose, for the fetcher's
+tests: each `/<behaviour>/<name>` serves the file `<name>` from its folder after the behaviour (503 twice, 429 with
+Retry-After, a connection dropped halfway, an HTML body, a slow drip, a redirect); `/missing.mp4` is a 404."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+from RangeHTTPServer import RangeRequestHandler
+
+
+class Handler(RangeRequestHandler):
+    hits: Counter = Counter()  # requests per path, across the server's life
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        Handler.hits[self.path] += 1
+        seen = Handler.hits[self.path]
+        parts = self.path.strip("/").split("/", 1)
+        behaviour, name = (parts[0], parts[1]) if len(parts) == 2 else ("", parts[0])
+        if behaviour == "flaky" and seen <= 2:
+            return self.send_error(503, "try again")
+        if behaviour == "limited" and seen == 1:
+            self.send_response(429)
+            self.send_header("Retry-After", "1")
+            self.end_headers()
+            return None
+        if behaviour == "redirect":
+            self.send_response(302)
+            self.send_header("Location", f"/{name}")
+            self.end_headers()
+            return None
+        if behaviour == "html":
+            body = b"<!DOCTYPE html><html><body>Sign in to continue</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return None
+        if behaviour in ("drop", "drip") and "Range" not in self.headers:
+            data = (Path(self.directory) / name).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Accept-Ranges", "bytes")
+            self.end_headers()
+            if behaviour == "drop":  # half the body, then the connection goes
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return None
+            for i in range(0, len(data), 1024):  # a slow drip, past any read timeout
+                self.wfile.write(data[i:i + 1024])
+                self.wfile.flush()
+                time.sleep(3)
+            return None
+        self.path = f"/{name}"
+        return super().do_GET()
+
+
+class Server:
+    """Serves `folder` on 127.0.0.1 (a free port) in a thread until `stop()`."""
+
+    def __init__(self, folder: Path):
+        def handler(*args, **kwargs):
+            return Handler(*args, directory=str(folder), **kwargs)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def url(self, path: str) -> str:
+        return f"{self.base}/{path}"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -12,7 +12,6 @@ import logging
 import time
 import traceback
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa

@@ -215,8 +215,6 @@ class DedupPass(FilterStage):
         return "dedup:mark"
 
     def before(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
-        from pathlib import Path
-
         items = []
         for part in iter_parts([storage.path(p) for p in previous], ["clip_id", HASHES, "start_s", "end_s", "error"]):
             for row in part.to_pylist():

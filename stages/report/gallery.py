@@ -8,7 +8,6 @@ import hashlib
 import heapq
 import io
 import math
-from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import pyarrow as pa

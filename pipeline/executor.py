@@ -48,8 +48,11 @@ def _reset(stage: Stage, folder: Path) -> None:
     previous = folder / PREVIOUS
     if stage.keeps_previous and io.is_done(folder):
         storage.rmtree(previous)
-        for path in parts.part_files(folder):
-            storage.move(path, previous / path.name)
+        entries = parts.read_index(folder)["parts"]
+        for entry in entries:
+            storage.move(folder / entry["file"], previous / Path(entry["file"]).name)
+        # readers of `_previous` take its parts from this index, never from a listing
+        parts.write_index(previous, "", [{**e, "file": Path(e["file"]).name} for e in entries], {})
     storage.remove(folder / io.SUCCESS)
     if folder.exists():
         for child in folder.iterdir():
@@ -70,12 +73,20 @@ def _tasks(stage: Stage, k: int, pass_: Stage, previous: list[str], source: list
         prev_out = folder / parts.WORK / f"pass{k - 1}"
         names = names if names is not None else [storage.path(p).stem for p in previous]
         planned = [{"name": n, "inputs": [(str(prev_out / f"{n}.parquet"), 0, None)]} for n in names]
-    previous_parts = sorted(str(p) for p in (folder / PREVIOUS).glob("*.parquet")) if stage.keeps_previous else []
+    previous_parts = _previous_parts(folder) if stage.keeps_previous else []
     token = {"run": lock.run_token(root)} if lock.run_token(root) else {}  # checked before every write
     return [{**t, **token, **({"fresh": True} if fresh else {}), "pass": k, "root": str(root),
              "stage_dir": str(folder), "out": str(out), "final": final,
              "record": str(parts.record_path(folder, k, t["name"])),
              **({"previous": previous_parts} if k == 0 and previous_parts else {})} for t in planned]
+
+
+def _previous_parts(folder: Path) -> list[str]:
+    """The last finished manifest a stage kept aside, from its index (a listing for folders kept before it had one)."""
+    try:
+        return [str(folder / PREVIOUS / e["file"]) for e in parts.read_index(folder / PREVIOUS)["parts"]]
+    except FileNotFoundError:
+        return sorted(str(p) for p in (folder / PREVIOUS).glob("*.parquet"))
 
 
 def _run_passes(stage: Stage, source: list[tuple[str, int]], folder: Path, root: Path,

@@ -325,14 +325,6 @@ def exists(location: str | Path) -> bool:
     return path(location).exists()
 
 
-def size(location: str | Path) -> int:
-    location = path(location)
-    if not is_remote(location):
-        return location.stat().st_size
-    fs, key = _fs(location)
-    return int(fs.size(key))
-
-
 @contextlib.contextmanager
 def scratch_file(suffix: str = "") -> Iterator[str]:
     """A worker-local temp file (under $VLCURATE_SCRATCH, else the system's temp folder), gone when the block ends."""
@@ -364,8 +356,7 @@ def local_copy(location: str | os.PathLike) -> Iterator[str]:
 @contextlib.contextmanager
 def media_input(location: str | os.PathLike) -> Iterator[str]:
     """What ffmpeg opens for a clip cut out of a video: a local path as it is; an S3 object as a presigned HTTPS URL
-    (ffmpeg seeks with ranged reads, so a cut reads about its own span, not the whole video); any other store object
-    as a local copy."""
+    (ffmpeg seeks in it with ranged reads, no download first); any other store object as a local copy."""
     if not is_remote(location):
         yield os.fspath(location)
         return

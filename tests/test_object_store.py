@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.executor import read_manifest
+from tests.test_kill import CONFIG, KILLER
 from stages.config import load_run_config
 from stages.run import run_stages
 
@@ -87,39 +88,8 @@ def test_the_demo_on_the_store_writes_the_bytes_it_writes_to_a_local_folder(s3, 
     assert "report/index.html" in store_files(store_run) and "shard/README.md" in store_files(store_run)
 
 
-# a small pipeline (test_kill.py's): every stage, cheap teachers and the tiny scorer
-SMALL = {
-    "stages": ["ingest", "split", "caption", "score", "shard"],
-    "ingest": {"part_rows": 2},
-    "split": {"min_clip_s": 0.5, "stitch": {"enabled": False}, "part_rows": 1, "resources": {"pool_size": 1}},
-    "caption": {"part_rows": 2, "teachers": [{"name": "title", "kind": "title"},
-                                             {"name": "subtitles", "kind": "subtitles"}]},
-    "score": {"part_rows": 2, "scorer": {"kind": "open_clip", "model": "tiny:open_clip"}, "min_score": -1.0},
-    "shard": {"maxcount": 2, "part_rows": 2},
-}
-KILLER = """
-import os, signal, sys
-import stages.run
-from pipeline import parts
-target, after, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-state = {"stage": None, "writes": 0}
-run_stage = stages.run.run_stage
-def tracking(stage, *a, **k):
-    state["stage"] = stage.name
-    return run_stage(stage, *a, **k)
-stages.run.run_stage = tracking
-write_table = parts.write_table
-def killing(path, table, **options):
-    if state["stage"] == target:
-        state["writes"] += 1
-        if state["writes"] == after:
-            os.kill(os.getpid(), signal.SIGKILL)
-    return write_table(path, table, **options)
-parts.write_table = killing
-from stages.cli import main
-sys.argv = ["vlcurate", *args]
-main()
-"""
+# a small pipeline (test_kill.py's): every stage, cheap teachers and the tiny scorer; its killer as well
+SMALL = {**CONFIG, "ingest": {"part_rows": 2}}
 
 
 def vlcurate(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import stat
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import pyarrow as pa
 from pydantic import Field
@@ -67,10 +68,19 @@ def check_entry(path: str) -> None:
         raise StageError("unreadable", exc.strerror or str(exc)) from None
 
 
-def check_object(location: str) -> None:
-    """A store object that is not there is its input's error; a store that fails to answer is the machine's."""
-    if not storage.exists(location):
-        raise StageError("missing_file", "no such object")
+@contextlib.contextmanager
+def _copied(source: str) -> Iterator[str]:
+    """`storage.local_copy`, with a store object that is not there as its input's error (one GET, no HEAD first);
+    a store that fails to answer stays the machine's."""
+    fetched = False
+    try:
+        with storage.local_copy(source) as local:
+            fetched = True
+            yield local
+    except FileNotFoundError:
+        if fetched or not storage.is_remote(source):
+            raise
+        raise StageError("missing_file", "no such object") from None
 
 
 @STAGES.register("ingest")
@@ -93,11 +103,9 @@ class IngestStage(RowStage):
         out = {**row, "error": None}
         # a missing subtitle file costs only the candidates of the teachers that read subtitles (caption's
         # `bad_subtitles`), not the video
-        if storage.is_remote(source):
-            check_object(source)
-        else:
+        if not storage.is_remote(source):
             check_entry(source)
-        with storage.local_copy(source) as local:  # a store object is read once, for its hash and its probe
+        with _copied(source) as local:  # a store object is read once, for its hash and its probe
             path = Path(local)
             out["size_bytes"] = path.stat().st_size
             out["video_id"] = media.content_hash(path)

@@ -9,7 +9,25 @@ from manifests.base import Manifest
 
 f = pa.field
 
-VIDEOS = Manifest("videos", 3, (
+SPAN = pa.struct([f("start_s", pa.float64()), f("end_s", pa.float64())])
+FETCH = pa.struct([  # how a video named by a URL was fetched (stages/ingest/fetch.py); null for files
+    f("final_url", pa.string()),         # after redirects, or the media URL a page resolved to
+    f("status", pa.int32()),             # the HTTP status of the body kept
+    f("etag", pa.string()),
+    f("last_modified", pa.string()),
+    f("content_type", pa.string()),
+    f("bytes", pa.int64()),
+    f("sha256", pa.string()),            # of the bytes kept, all 64 hex digits
+    f("extractor", pa.string()),         # "http" (a direct file) or yt-dlp's extractor, e.g. "generic", "youtube"
+    f("extractor_version", pa.string()), # "urllib3 <v>" or "yt-dlp <v>"
+    f("format", pa.string()),            # the yt-dlp format chosen (its id and resolution); null for direct files
+    f("page_id", pa.string()),           # the site's own id for a page (yt-dlp's `id`)
+    f("channel", pa.string()),
+    f("upload_date", pa.string()),
+    f("license", pa.string()),
+])
+
+VIDEOS = Manifest("videos", 4, (
     f("video_id", pa.string()),          # sha256 of the file's bytes, first 16 hex digits
     f("path", pa.string()),              # as given: an absolute path, or `pkg:<module>/<file>` inside a package;
                                          # a name that is not UTF-8 shows its odd bytes escaped (\xff) ...
@@ -28,6 +46,12 @@ VIDEOS = Manifest("videos", 3, (
     f("rotation", pa.int32()),           # display rotation in degrees
     f("sample_aspect_ratio", pa.float64()),
     f("has_audio", pa.bool_()),
+    # a video named by an http(s) URL (`path` is the URL as given): where its fetched bytes are kept in the run
+    # (`run:sources/<sha256(url)[:16]>.<ext>`, read by every later stage) and how they were fetched
+    f("source", pa.string()),
+    f("fetch", FETCH),
+    f("spans", pa.list_(SPAN)),          # clip spans the input list gives (Panda-70M `timestamp`, `clips`, start/end)
+    f("given_captions", pa.list_(pa.string())),  # a caption per span, from the list (Panda-70M `caption`)
     f("error", pa.string()),             # "<stage>/<reason>: <detail>", null when fine
 ))
 
@@ -44,7 +68,7 @@ FILTER_RESULT = pa.struct([
 ])
 
 CLIPS = VIDEOS.extend(
-    "clips", 5,
+    "clips", 6,
     f("clip_id", pa.string()),           # "<video_id>_<start_frame>_<end_frame>"
     f("clip_index", pa.int32()),
     f("start_frame", pa.int64()),        # decoded frame index, inclusive
@@ -70,6 +94,7 @@ CLIPS = VIDEOS.extend(
     # speech, `run:asr/transcripts/<video_id>-<digest>.json`); null when there are none
     f("subtitles_source", pa.string()),
     f("transcript_note", pa.string()),   # why ASR gave no words ("asr/no_audio: ...", "asr/silence: ..."), or null
+    f("given_caption", pa.string()),     # the input list's caption for the span this clip was cut from, or null
 )
 
 FRAMES = Manifest("frames", 1, (
@@ -92,10 +117,10 @@ CANDIDATE = pa.struct([
     f("subtitles_from", pa.string()),    # the subtitles it read: "file" or "asr" (null: it read none)
 ])
 
-CAPTIONS = CLIPS.extend("captions", 5, f("candidates", pa.list_(CANDIDATE)))
+CAPTIONS = CLIPS.extend("captions", 6, f("candidates", pa.list_(CANDIDATE)))
 
 SCORED = CAPTIONS.extend(
-    "scored", 5,
+    "scored", 6,
     f("caption", pa.string()),
     f("caption_teacher", pa.string()),
     f("caption_score", pa.float64()),
@@ -151,4 +176,4 @@ def with_frames(manifest: Manifest) -> pa.Schema:
     return pa.schema([*schema, FRAMES.schema.field("frames")], metadata=schema.metadata)
 
 
-__all__ = ["CANDIDATE", "CAPTIONS", "CLIPS", "FILTERED", "FILTER_RESULT", "FRAMES", "Manifest", "SCORED", "SHARD_INDEX", "SHOTS", "VIDEOS", "with_frames"]
+__all__ = ["CANDIDATE", "FETCH", "SPAN", "CAPTIONS", "CLIPS", "FILTERED", "FILTER_RESULT", "FRAMES", "Manifest", "SCORED", "SHARD_INDEX", "SHOTS", "VIDEOS", "with_frames"]

@@ -91,6 +91,7 @@ class Stage:
 
     def __init__(self, config: StageConfig | None = None):
         self.config = config if config is not None else self.config_class()
+        self.root: str | None = None  # the run's output folder, set per task: where `run:` references resolve
         self._ready = False
         self.saved_counts: dict[str, Any] = {}  # counts of the batches saved over the task (pipeline/batches.py)
 
@@ -126,6 +127,7 @@ class Stage:
         from pipeline.batches import BatchSaver
 
         self.ensure_setup()
+        self.root = task.get("root")
         size, schema = self.resources.batch_size, self.output_schema
         saver = None
         if self.saves_batches and task.get("stage_dir"):
@@ -227,20 +229,24 @@ class RowStage(Stage):
         self.ensure_setup()
         out: list[dict[str, Any]] = []
         for row in batch.to_pylist():
-            if row.get("error"):
-                out.append(row)
-                continue
-            try:
-                out.extend(self.process_row(row))
-            except StageError as exc:
-                out.append(self.error_row(row, error_text(self.name, exc.reason, exc.detail)))
-            except Exception as exc:  # one bad input never stops a run; a failing machine does (pipeline/failures.py)
-                if failures.is_machine_failure(exc):
-                    raise failures.as_machine_error(exc, f"{self.label}: {row.get('path') or ''}") from exc
-                detail = f"{type(exc).__name__}: {exc}"
-                out.append(self.error_row(row, error_text(self.name, "exception", detail)))
-                traceback.print_exc()
+            out.extend(self.map_row(row))
         return self.to_table(out)
+
+    def map_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        """`process_row`, with what goes wrong with the input as an error row (a stage that maps a batch's rows
+        concurrently calls this from its threads)."""
+        if row.get("error"):
+            return [row]
+        try:
+            return self.process_row(row)
+        except StageError as exc:
+            return [self.error_row(row, error_text(self.name, exc.reason, exc.detail))]
+        except Exception as exc:  # one bad input never stops a run; a failing machine does (pipeline/failures.py)
+            if failures.is_machine_failure(exc):
+                raise failures.as_machine_error(exc, f"{self.label}: {row.get('path') or ''}") from exc
+            detail = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+            return [self.error_row(row, error_text(self.name, "exception", detail))]
 
 
 class StageError(Exception):

@@ -207,6 +207,16 @@ def release() -> None:
         _kept.pop(next(iter(_kept)))[0].close()
 
 
+def in_run(reference: str, root: str | Path | None) -> Path:
+    """A `run:<key>` reference (what manifests keep for files a run made: transcripts, fetched sources) as a
+    location under the run's output `root`; manifests never name the folder itself."""
+    if not reference.startswith("run:"):
+        raise ValueError(f"{reference} is not a run: reference")
+    if root is None:
+        raise ValueError(f"{reference} is relative to a run's output folder, and none was given")
+    return path(root) / reference[4:]
+
+
 def relative(location: str | Path, root: str | Path) -> str:
     """`location`'s key under `root`, '/'-separated (what indexes and references keep: never a machine's path)."""
     full, base = str(path(location)), str(path(root)).rstrip("/")

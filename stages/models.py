@@ -59,8 +59,13 @@ def climbs_out(rel: str) -> bool:
     return os.path.isabs(rel) or os.path.normpath(rel or ".").split(os.sep)[0] == ".."
 
 
-def source_path(row: dict) -> str:
-    """Where a manifest row's video lies on this machine: its exact bytes when its name is not UTF-8."""
+def source_path(row: dict, root: str | None = None) -> str:
+    """Where a manifest row's video lies: a fetched URL's copy kept in the run (`source: run:sources/...`, under the
+    run's output `root`), the exact bytes of a name that is not UTF-8, or the path as given."""
+    if row.get("source"):
+        from pipeline import storage
+
+        return str(storage.in_run(row["source"], root))
     raw = row.get("path_bytes")
     return os.fsdecode(raw) if raw else local_path(row["path"])
 

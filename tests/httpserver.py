@@ -1,6 +1,7 @@
 """A loopback HTTP server with Range support (RangeHTTPServer) whose paths misbehave on purpose, for the fetcher's
 tests: each `/<behaviour>/<name>` serves the file `<name>` from its folder after the behaviour (503 twice, 429 with
-Retry-After, a connection dropped halfway, an HTML body, a slow drip, a redirect); `/missing.mp4` is a 404."""
+Retry-After, a connection dropped halfway, an HTML body, a slow drip past any timeout, a slow but steady body, a
+redirect, a page with a `<video>` of it); `/missing.mp4` is a 404. Every request's arrival time is kept."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ from RangeHTTPServer import RangeRequestHandler
 
 class Handler(RangeRequestHandler):
     hits: Counter = Counter()  # requests per path, across the server's life
+    arrivals: list[tuple[float, str]] = []  # (monotonic time, path) of every request
 
     def log_message(self, *args) -> None:  # quiet
         pass
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         Handler.hits[self.path] += 1
+        Handler.arrivals.append((time.monotonic(), self.path))
         seen = Handler.hits[self.path]
         parts = self.path.strip("/").split("/", 1)
         behaviour, name = (parts[0], parts[1]) if len(parts) == 2 else ("", parts[0])
@@ -35,6 +38,26 @@ class Handler(RangeRequestHandler):
             self.send_response(302)
             self.send_header("Location", f"/{name}")
             self.end_headers()
+            return None
+        if behaviour == "page":  # a page with a <video>, for yt-dlp's generic extractor
+            body = (f"<!DOCTYPE html><html><head><title>A page about {name}</title></head><body>"
+                    f'<video controls src="/{name}"></video></body></html>').encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return None
+        if behaviour == "slow" and "Range" not in self.headers:  # 64 KiB every 0.1 s: a fetch a kill can land in
+            data = (Path(self.directory) / name).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            for i in range(0, len(data), 1 << 16):
+                self.wfile.write(data[i:i + (1 << 16)])
+                self.wfile.flush()
+                time.sleep(0.1)
             return None
         if behaviour == "html":
             body = b"<!DOCTYPE html><html><body>Sign in to continue</body></html>"

@@ -116,7 +116,7 @@ class AsrStage(Stage):
             note = "asr/no_audio: the video has no audio stream"
         else:
             try:
-                with storage.media_input(source_path(row)) as source:
+                with storage.media_input(source_path(row, self.root)) as source:
                     audio = media.read_audio(source)
             except media.AudioError as exc:
                 audio, note = None, f"asr/audio_unreadable: {exc}"

@@ -57,9 +57,7 @@ def subtitles_file(path: str, root: str | None) -> str:
     """Where a clip's subtitles lie: a given file (`pkg:` or a path), or the asr stage's transcript, whose path is
     relative to the run's output folder (`run:asr/transcripts/...`), so manifests do not name the folder."""
     if path.startswith("run:"):
-        if root is None:
-            raise ValueError(f"{path} is relative to a run's output folder, and none was given")
-        return str(storage.path(root) / path[4:])
+        return str(storage.in_run(path, root))
     return models.local_path(path)
 
 

@@ -20,7 +20,8 @@ import pyarrow as pa
 
 from pipeline import storage
 from pipeline.stage import error_text
-from stages.ingest import lists
+from manifests import SPAN
+from stages.ingest import columns, lists
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv",
                     ".3gp", ".ogv")
@@ -28,7 +29,8 @@ AUDIO_EXTENSIONS = (".mp3", ".m4a", ".aac", ".wav", ".flac", ".ogg", ".opus", ".
 SUBTITLE_EXTENSIONS = (".vtt", ".srt", ".json")
 LIST_EXTENSIONS = (".csv", ".jsonl", ".parquet")
 SCHEMA = pa.schema([("path", pa.string()), ("path_bytes", pa.binary()), ("title", pa.string()),
-                    ("description", pa.string()), ("subtitles_path", pa.string()), ("error", pa.string())])
+                    ("description", pa.string()), ("subtitles_path", pa.string()), ("spans", pa.list_(SPAN)),
+                    ("given_captions", pa.list_(pa.string())), ("info_json", pa.string()), ("error", pa.string())])
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ def shown(raw: bytes) -> tuple[str, bytes | None]:
 def _row(raw: bytes, error: str | None = None, subtitles: str | None = None) -> dict[str, Any]:
     path, exact = shown(raw)
     return {"path": path, "path_bytes": exact, "title": None, "description": None, "subtitles_path": subtitles,
-            "error": error}
+            "spans": None, "given_captions": None, "info_json": None, "error": error}
 
 
 def _walk(root: bytes) -> Iterator[tuple[bytes, str | None]]:
@@ -114,13 +116,17 @@ def _read_list_file(path: Path, config: Any) -> list[dict[str, Any]]:
     the file and the row named, a path it may not name is a row with its reason."""
     confine = lists.Confinement(path, config.list_paths == "anywhere", config.allowed_roots)
     out = []
-    for _, row in lists.read_list(path):
-        video, error = confine.resolve(row["path"])
+    for where, row in lists.read_list(path):
+        video, error = confine.resolve(columns.video_of(row))
         subtitles, sub_error = confine.resolve(row.get("subtitles"))
-        if sub_error and not error:
-            error = sub_error.replace(": ", ": subtitles ", 1)
+        info_json, info_error = confine.resolve(row.get("info_json"))
+        for what, extra in (("subtitles", sub_error), ("info_json", info_error)):
+            if extra and not error:
+                error = extra.replace(": ", f": {what} ", 1)
+        spans = columns.spans_of(row, f"{path}, {where}")
         out.append({**_row(os.fsencode(video), error), "title": row.get("title") or None,
-                    "description": row.get("description") or None, "subtitles_path": subtitles})
+                    "description": row.get("description") or None, "subtitles_path": subtitles, "spans": spans,
+                    "given_captions": columns.captions_of(row, spans, f"{path}, {where}"), "info_json": info_json})
     return out
 
 
@@ -151,7 +157,9 @@ def discover(source: str | Path, config: Any = None) -> pa.Table:
     text = str(source)
     path = Path(text).expanduser()
     extensions = tuple(e.lower() for e in config.extensions)
-    if storage.is_remote(text):
+    if storage.protocol(text) in ("http", "https") and not text.lower().endswith(LIST_EXTENSIONS):
+        rows = [_row(text.encode())]  # one video (or page) named by its URL: fetched by the ingest stage
+    elif storage.is_remote(text):
         rows = _store_rows(text, config, extensions)
     elif path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
         rows = _read_list_file(path, config)

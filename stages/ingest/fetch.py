@@ -1,5 +1,4 @@
-"""Fetching a video named by an http(s) URL, with retries that tell the truth (issue 27's first part: the fetcher;
-ingest does not call it yet).
+"""Fetching a video named by an http(s) URL, with retries that tell the truth.
 
 What a fetch does, and why:
   - transient failures are retried with exponential backoff and jitter: the statuses datatrove's reader retries
@@ -24,25 +23,55 @@ import email.utils
 import hashlib
 import random
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stages.ingest.limits import UNLIMITED, Limiter
 
 RETRY_STATUSES = frozenset({403, 408, 429, 500, 502, 503, 504})
 CHUNK = 1 << 16  # bytes a read: what a drop mid-read can cost before the resume
 TEXT_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{", b"[")
 
 
-@dataclass
-class FetchConfig:
-    retries: int = 5  # attempts after the first
-    backoff_s: float = 2.0  # the n-th retry waits backoff_s * 2**n, plus up to as much again of jitter
-    max_backoff_s: float = 60.0
-    connect_timeout_s: float = 10.0
-    read_timeout_s: float = 30.0  # between two reads
-    total_timeout_s: float = 3600.0  # the whole fetch, retries included
-    max_bytes: int = 20 << 30
+class FetchConfig(BaseModel):
+    """How ingest fetches videos named by URLs. Cookies, proxies and headers are used, never written anywhere: they
+    are left out of every dump of the config (and so of outputs and logs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retries: int = Field(5, ge=0, description="attempts after the first, for transient failures")
+    backoff_s: float = Field(2.0, ge=0, description="the n-th retry waits backoff_s * 2**(n-1), plus up to as much "
+                                                    "again of jitter (a Retry-After header wins)")
+    max_backoff_s: float = Field(60.0, ge=0, description="longest wait between two attempts")
+    connect_timeout_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(30.0, gt=0, description="longest wait for the next bytes")
+    total_timeout_s: float = Field(3600.0, gt=0, description="the whole fetch of one URL, retries included")
+    max_bytes: int = Field(20 << 30, ge=1, description="a larger video is `ingest/too_large`")
     user_agent: str = "vlcurate (+https://github.com/vlcurate)"
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False,
+                                    description="extra request headers (never written to an output)")
+    cookies_file: str | None = Field(None, exclude=True, repr=False,
+                                     description="a Netscape cookies.txt for sites that want a session")
+    proxy: str | None = Field(None, exclude=True, repr=False, description="http(s)://[user:pass@]host:port")
+    concurrency: int = Field(4, ge=1, description="URLs an ingest worker fetches at once")
+    per_host_rps: float | None = Field(None, gt=0, description="requests per second to one host, per worker")
+    per_host_connections: int | None = Field(None, ge=1, description="open connections to one host, per worker")
+    max_connections: int | None = Field(None, ge=1, description="open connections over all hosts, per worker")
+    max_bytes_per_s: float | None = Field(None, gt=0, description="bandwidth over all hosts, per worker")
+    resolver: Literal["auto", "direct", "yt-dlp"] = Field(
+        "auto", description="how a URL becomes media: `direct` fetches it as a file; `yt-dlp` resolves it as a page "
+                            "first; `auto`: a URL whose path ends in a video extension is direct, others are pages")
+    format: str = Field("best[height<=720][vcodec!=none][acodec!=none]/best[height<=720]/best",
+                        description="yt-dlp's format selector for pages (one file: video and audio together)")
+    subtitle_langs: list[str] = Field(default_factory=lambda: ["en"],
+                                      description="subtitle languages taken from pages, first found wins")
+    automatic_captions: bool = Field(True, description="take a site's automatic captions when it has no subtitles")
+    respect_robots: bool = Field(False, description="check robots.txt before fetching (a disallowed URL is "
+                                                    "`ingest/unavailable`)")
+    keep_sources: bool = Field(True, description="keep fetched videos in <output>/sources/ when the run is done "
+                                                 "(false: deleted once the run finishes; a later rerun fetches again)")
 
 
 @dataclass
@@ -72,15 +101,26 @@ class _Retry(Exception):
         self.reason, self.detail, self.wait_s = reason, detail, wait_s
 
 
-def fetch(url: str, target: str, config: FetchConfig | None = None, pool: Any = None,
-          sleep: Any = time.sleep) -> Fetched:
-    """Fetch `url` into the local file `target` (whole, or FetchFailed and the file holds nothing to trust)."""
+def make_pool(config: FetchConfig, connections: int = 4) -> Any:
+    """A urllib3 pool (through `config.proxy` if set): it follows redirects and keeps their history for the final
+    URL; every other retry is `fetch`'s."""
     import urllib3
 
+    retries = urllib3.Retry(total=10, connect=0, read=0, status=0, other=0, redirect=10,
+                            respect_retry_after_header=False)
+    if config.proxy:
+        return urllib3.ProxyManager(config.proxy, retries=retries, maxsize=connections)
+    return urllib3.PoolManager(retries=retries, maxsize=connections)
+
+
+def fetch(url: str, target: str, config: FetchConfig | None = None, pool: Any = None,
+          sleep: Any = time.sleep, limiter: Limiter = UNLIMITED, headers: dict[str, str] | None = None,
+          media: bool = True) -> Fetched:
+    """Fetch `url` into the local file `target` (whole, or FetchFailed and the file holds nothing to trust);
+    `headers` are this URL's own (a page's media may ask for some), over the config's; `media=False` for text
+    (subtitles, robots.txt), which is not refused as `not_a_video`."""
     config = config or FetchConfig()
-    # urllib3 follows redirects (and keeps their history for the final URL); every other retry is this loop's
-    pool = pool or urllib3.PoolManager(retries=urllib3.Retry(total=10, connect=0, read=0, status=0, other=0,
-                                                             redirect=10, respect_retry_after_header=False))
+    pool = pool or make_pool(config)
     began = time.monotonic()
     kept = 0
     last: _Retry | None = None
@@ -92,7 +132,8 @@ def fetch(url: str, target: str, config: FetchConfig | None = None, pool: Any = 
                     break
                 sleep(wait)
             try:
-                result = _attempt(url, out, kept, config, pool, began)
+                with limiter.request(url):
+                    result = _attempt(url, out, kept, config, pool, began, limiter, headers or {}, media)
                 return Fetched(url=url, attempts=attempt + 1, **result)
             except _Retry as exc:
                 last = exc
@@ -102,7 +143,8 @@ def fetch(url: str, target: str, config: FetchConfig | None = None, pool: Any = 
                 raise FetchFailed(exc.reason, exc.detail, attempt + 1) from None
         out.truncate(0)
     assert last is not None
-    reason = {"http_429": "rate_limited"}.get(last.reason, last.reason)
+    reason = last.reason if last.reason in ("http_403", "timeout") else \
+        "rate_limited" if last.reason == "http_429" else "unavailable"
     raise FetchFailed(reason, f"{last.detail} (after {config.retries + 1} attempts)", config.retries + 1)
 
 
@@ -113,12 +155,14 @@ def _backoff(config: FetchConfig, attempt: int, retry_after: float | None) -> fl
     return base + random.uniform(0, base)
 
 
-def _attempt(url: str, out: Any, kept: int, config: FetchConfig, pool: Any, began: float) -> dict[str, Any]:
+def _attempt(url: str, out: Any, kept: int, config: FetchConfig, pool: Any, began: float, limiter: Limiter,
+             own: dict[str, str], media: bool) -> dict[str, Any]:
     """One request: the body appended to `out` from byte `kept`; raises _Retry for what may pass, FetchFailed for
     what will not."""
     import urllib3
 
-    headers = {"User-Agent": config.user_agent, **config.headers, **({"Range": f"bytes={kept}-"} if kept else {})}
+    headers = {"User-Agent": config.user_agent, **config.headers, **own, **_cookies(url, config.cookies_file),
+               **({"Range": f"bytes={kept}-"} if kept else {})}
     timeout = urllib3.Timeout(connect=config.connect_timeout_s, read=config.read_timeout_s)
     try:
         # the length is checked here, so a body cut short keeps what came (and resumes from there)
@@ -129,12 +173,13 @@ def _attempt(url: str, out: Any, kept: int, config: FetchConfig, pool: Any, bega
     except urllib3.exceptions.HTTPError as exc:
         raise _Retry("unavailable", f"connection failed ({exc})") from None
     try:
-        return _read_body(url, response, out, kept, config, began)
+        return _read_body(url, response, out, kept, config, began, limiter, media)
     finally:
         response.release_conn()
 
 
-def _read_body(url: str, response: Any, out: Any, kept: int, config: FetchConfig, began: float) -> dict[str, Any]:
+def _read_body(url: str, response: Any, out: Any, kept: int, config: FetchConfig, began: float,
+               limiter: Limiter, media: bool) -> dict[str, Any]:
     import urllib3
 
     status = response.status
@@ -153,10 +198,11 @@ def _read_body(url: str, response: Any, out: Any, kept: int, config: FetchConfig
     try:
         # read1: what has come so far, up to CHUNK (a read that times out mid-chunk loses nothing already here)
         for chunk in iter(lambda: response.read1(CHUNK), b""):
-            if out.tell() == 0 and _looks_like_text(chunk):
+            if media and out.tell() == 0 and _looks_like_text(chunk):
                 raise FetchFailed("not_a_video", f"the body is {response.headers.get('Content-Type') or 'text'}, "
                                   f"not a video (starts {chunk[:40]!r})", 1)
             out.write(chunk)
+            limiter.transferred(len(chunk))
             if out.tell() > config.max_bytes:
                 raise FetchFailed("too_large", f"over the cap of {config.max_bytes} bytes", 1)
             if time.monotonic() - began > config.total_timeout_s:
@@ -183,6 +229,21 @@ def _final_url(url: str, response: Any) -> str:
         if step.redirect_location:
             final = urljoin(final, step.redirect_location)
     return final
+
+
+def _cookies(url: str, cookies_file: str | None) -> dict[str, str]:
+    """The Cookie header a Netscape cookies.txt gives `url` (none without a file)."""
+    if not cookies_file:
+        return {}
+    import http.cookiejar
+    import urllib.request
+
+    jar = http.cookiejar.MozillaCookieJar()
+    jar.load(cookies_file, ignore_discard=True, ignore_expires=True)
+    request = urllib.request.Request(url)
+    jar.add_cookie_header(request)
+    cookie = request.get_header("Cookie")
+    return {"Cookie": cookie} if cookie else {}
 
 
 def _looks_like_text(chunk: bytes) -> bool:

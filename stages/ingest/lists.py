@@ -27,9 +27,9 @@ from pipeline import io as pio
 from pipeline import storage
 from pipeline.failures import UserError
 from pipeline.stage import error_text
+from stages.ingest import columns
 from stages.models import climbs_out, package_dir
 
-LIST_COLUMNS = {"path", "title", "description", "subtitles"}
 SPECIAL_ROOTS = ("/proc", "/sys", "/dev")
 
 
@@ -87,16 +87,16 @@ def parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def read_list(path: Path) -> list[tuple[str, dict[str, Any]]]:
-    """The list's rows, `(where, row)`, checked: known columns, a path in each."""
+    """The list's rows, `(where, row)`, checked: known columns (stages/ingest/columns.py), a video in each."""
     reader = {".jsonl": jsonl_rows, ".csv": csv_rows, ".parquet": parquet_rows}[path.suffix.lower()]
     rows = list(reader(path))
     for where, row in rows:
-        unknown = set(row) - LIST_COLUMNS
+        unknown = set(row) - columns.KNOWN
         if unknown:
-            raise UserError(f"{path}, {where}: unknown columns {sorted(unknown)}; use path, title, description, "
-                            "subtitles")
-        if not row.get("path"):
-            raise UserError(f"{path}, {where}: no 'path'")
+            raise UserError(f"{path}, {where}: unknown columns {sorted(unknown)}; a list names its video by "
+                            f"{', '.join(columns.VIDEO)} and may give {', '.join(columns.SPANS + columns.CAPTIONS + columns.METADATA)}")
+        if not columns.video_of(row):
+            raise UserError(f"{path}, {where}: no 'path' (nor {', '.join(columns.VIDEO[1:])}) naming the video")
     return rows
 
 
@@ -120,7 +120,7 @@ class Confinement:
                 return text, error_text("ingest", "outside_list_folder", f"{text} climbs out of package {module}")
             package_dir(module)  # a package that is not installed stops the run, with its name
             return text, None
-        if storage.is_remote(text):  # a store object: nothing on this machine is named
+        if storage.is_remote(text):  # a store object or a web URL: nothing on this machine is named
             return text, None
         if self.store is not None:
             return self._in_store(text)

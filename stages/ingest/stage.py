@@ -7,6 +7,8 @@ import errno
 import logging
 import os
 import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
@@ -19,6 +21,8 @@ from pipeline.parts import iter_parts
 from pipeline.stage import RowStage, Stage, StageConfig, StageError, error_text
 from stages import media
 from stages.ingest.discover import VIDEO_EXTENSIONS, discover
+from stages.ingest.fetch import FetchConfig
+from stages.ingest.sources import Kept, Sources, is_url
 from stages.models import source_path
 from stages.catalog import STAGES
 
@@ -35,6 +39,8 @@ class IngestConfig(StageConfig):
                                 "allowed_roots), or any path; /proc, /sys and /dev only if allowed_roots names them")
     allowed_roots: list[str] = Field(default_factory=list, description="folders a list file's paths may name "
                                                                       "besides the list's own")
+    fetch: FetchConfig = Field(default_factory=FetchConfig, description="videos named by http(s) URLs: retries, "
+                               "timeouts, limits, pages (yt-dlp), what is kept (stages/ingest/fetch.py)")
 
 
 def check_entry(path: str) -> None:
@@ -98,22 +104,82 @@ class IngestStage(RowStage):
         """Probing, then (a run-wide step) marking later copies of the same content."""
         return [self, DuplicatePass(self.config)] if self.config.drop_duplicates else [self]
 
+    def setup(self) -> None:
+        self._fetcher: Sources | None = None  # built on the first URL, in the worker: pools and locks stay there
+        self._lock = threading.Lock()
+        self._fetched: dict[str, Any] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_fetcher", "_lock")} | {"_ready": False}
+
+    def process_batch(self, batch: pa.Table) -> pa.Table:
+        """A batch's URLs are fetched `fetch.concurrency` at a time (rows keep their order); files one by one."""
+        self.ensure_setup()
+        rows = batch.to_pylist()
+        urls = sum(1 for r in rows if is_url(r["path"]) and not r.get("error"))
+        if urls < 2 or self.config.fetch.concurrency < 2:
+            return super().process_batch(batch)
+        with ThreadPoolExecutor(min(urls, self.config.fetch.concurrency), thread_name_prefix="fetch") as pool:
+            mapped = list(pool.map(self.map_row, rows))
+        return self.to_table([r for out in mapped for r in out])
+
     def process_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
-        source = source_path(row)
         out = {**row, "error": None}
+        if is_url(row["path"]):
+            return self._from_url(row["path"], row.get("info_json"), out)
+        source = source_path(row)
         # a missing subtitle file costs only the candidates of the teachers that read subtitles (caption's
         # `bad_subtitles`), not the video
         if not storage.is_remote(source):
             check_entry(source)
         with _copied(source) as local:  # a store object is read once, for its hash and its probe
-            path = Path(local)
-            out["size_bytes"] = path.stat().st_size
-            out["video_id"] = media.content_hash(path)
-            try:
-                info = media.probe(path)
-            except StageError as exc:  # keep the hash: bad files are still identified by content
-                detail = exc.detail.replace(local, source)  # the input as given, never a scratch copy's path
-                return [{**out, "error": error_text(self.name, exc.reason, detail)}]
+            return self._probed(out, local, source, media.content_hash(local))
+
+    def _from_url(self, url: str, info_json: str | None, out: dict[str, Any]) -> list[dict[str, Any]]:
+        """A URL's video: fetched into the run's store once (stages/ingest/sources.py), then probed like a file."""
+        info = None
+        if info_json:
+            data = storage.read_bytes(info_json)
+            if data is None:
+                raise StageError("missing_file", f"no info JSON at {info_json}")
+            info = data.decode("utf-8", "replace")
+        with self._lock:
+            if self._fetcher is None:
+                self._fetcher = Sources(self.config.fetch, f"urllib3 {_version('urllib3')}")
+        with self._fetcher.get(url, self.root or ".", info) as (local, kept):
+            self._count(kept)
+            out.update(source=kept.source, fetch=kept.fetch, title=out["title"] or kept.metadata.get("title"),
+                       description=out["description"] or kept.metadata.get("description"),
+                       subtitles_path=out["subtitles_path"] or kept.subtitles)
+            return self._probed(out, local, url, kept.fetch["sha256"][:16])
+
+    def _count(self, kept: Kept) -> None:
+        with self._lock:
+            counts = self._fetched
+            if kept.reused:
+                counts["reused"] = counts.get("reused", 0) + 1
+                return
+            counts["fetched"] = counts.get("fetched", 0) + 1
+            counts["after_retries"] = counts.get("after_retries", 0) + int(kept.attempts > 1)
+            counts["attempts"] = counts.get("attempts", 0) + kept.attempts
+            counts["bytes"] = counts.get("bytes", 0) + kept.fetch["bytes"]
+            counts["seconds"] = round(counts.get("seconds", 0.0) + kept.seconds, 3)
+
+    def part_counts(self) -> dict[str, Any]:
+        """URLs fetched (and how many only after retries), found kept by an earlier run, bytes and seconds."""
+        with self._lock:
+            counts, self._fetched = self._fetched, {}
+        return {"fetch": counts} if counts else {}
+
+    def _probed(self, out: dict[str, Any], local: str, source: str, video_id: str) -> list[dict[str, Any]]:
+        path = Path(local)
+        out["size_bytes"] = path.stat().st_size
+        out["video_id"] = video_id
+        try:
+            info = media.probe(path)
+        except StageError as exc:  # keep the hash: bad files are still identified by content
+            detail = exc.detail.replace(local, source)  # the input as given, never a scratch copy's path
+            return [{**out, "error": error_text(self.name, exc.reason, detail)}]
         out.update(duration_s=info.duration_s, fps=info.fps, num_frames=info.num_frames,
                    frames_stated=info.frames_stated, width=info.width,
                    height=info.height, codec=info.codec, rotation=info.rotation,
@@ -128,6 +194,12 @@ class IngestStage(RowStage):
                     ok += 1
                     seconds += duration or 0
         return {"videos_ok": ok, "hours": round(seconds / 3600, 4)}
+
+
+def _version(module: str) -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version(module)
 
 
 class DuplicatePass(Stage):

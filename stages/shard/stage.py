@@ -207,7 +207,7 @@ class PackPass(Stage):
                 for b in range(self.assign.buckets)]
 
     def run_task(self, task: dict[str, Any]) -> tuple[list[dict[str, Any]], int, int]:
-        folder = storage.path(task["stage_dir"])
+        folder, self.root = storage.path(task["stage_dir"]), task.get("root")
         if not task["sources"]:  # nothing reached the shard stage
             return [], 0, 0
         mine = [part.filter(pc.field("bucket") == task["bucket"])
@@ -279,7 +279,7 @@ class PackPass(Stage):
         cfg = self.config
         audio = cfg.audio and bool(row.get("has_audio"))
         try:
-            with storage.media_input(source_path(row)) as source:
+            with storage.media_input(source_path(row, self.root)) as source:
                 encoding = self._cut(row, source, tmp, expected, audio)
             got = media.count_video_packets(tmp)
             if got != expected:

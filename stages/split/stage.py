@@ -257,7 +257,7 @@ class SplitStage(RowStage):
         self._shots.append(pa.Table.from_pylist(rows, schema=SHOTS.schema))
 
     def process_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
-        source = source_path(row)
+        source = source_path(row, self.root)
         with storage.local_copy(source) as path:  # a store object: fetched once, for its one decode
             try:
                 cuts, times, sampled, passes, decoder_errors = self._decode(row, path)

@@ -10,7 +10,7 @@ from manifests.base import Manifest
 def test_each_manifest_keeps_the_previous_columns():
     for earlier, later in [(VIDEOS, CLIPS), (CLIPS, CAPTIONS), (CAPTIONS, SCORED)]:
         assert set(earlier.schema.names) <= set(later.schema.names)
-    assert CLIPS.schema.metadata[b"vlcurate.schema"] == b"clips/5"
+    assert CLIPS.schema.metadata[b"vlcurate.schema"] == b"clips/6"
     assert "frames" not in CLIPS.schema.names and {"frames_file", "frames_row"} <= set(CLIPS.schema.names)
 
 
@@ -25,16 +25,16 @@ def test_roundtrip_and_version_check(tmp_path):
     table = VIDEOS.schema.empty_table()
     VIDEOS.write(tmp_path / "v.parquet", table)
     assert VIDEOS.read(tmp_path / "v.parquet").schema.equals(VIDEOS.schema)
-    newer = Manifest("videos", 4, VIDEOS.fields)
-    newer.write(tmp_path / "v4.parquet", newer.schema.empty_table())
-    with pytest.raises(ValueError, match="videos/4"):
-        VIDEOS.read(tmp_path / "v4.parquet")
+    newer = Manifest("videos", VIDEOS.version + 1, VIDEOS.fields)
+    newer.write(tmp_path / "v_next.parquet", newer.schema.empty_table())
+    with pytest.raises(ValueError, match=f"videos/{VIDEOS.version + 1}"):
+        VIDEOS.read(tmp_path / "v_next.parquet")
 
 
 def test_a_stage_folder_of_another_schema_version_is_refused(tmp_path):
     from pipeline.executor import write_stage
 
     write_stage(tmp_path / "split", tmp_path, Manifest("clips", 1, CLIPS.fields).schema.empty_table(), {})
-    with pytest.raises(ValueError, match="clips/1, this version of vlcurate reads clips/5"):
+    with pytest.raises(ValueError, match="clips/1, this version of vlcurate reads clips/6"):
         CLIPS.check_stage(tmp_path / "split")
     CLIPS.check_stage(write_stage(tmp_path / "ok", tmp_path, CLIPS.schema.empty_table(), {}) or tmp_path / "ok")

@@ -45,7 +45,8 @@ def test_list_files_resolve_relative_paths_and_carry_metadata(tmp_path, scene_vi
     (tmp_path / "list.jsonl").write_text(json.dumps({"path": str(video), "title": "T"}) + "\n")
     csv_row = discover(tmp_path / "list.csv").to_pylist()[0]
     assert csv_row == {"path": str(video), "path_bytes": None, "title": "A title", "description": "A, description",
-                       "subtitles_path": str(tmp_path / "v.srt"), "error": None}
+                       "subtitles_path": str(tmp_path / "v.srt"), "spans": None, "given_captions": None,
+                       "info_json": None, "error": None}
     assert discover(tmp_path / "list.jsonl").to_pylist()[0]["title"] == "T"
     assert [r["path"] for r in discover(str(tmp_path / "*.mp4")).to_pylist()] == [str(video)]
 

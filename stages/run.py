@@ -18,6 +18,7 @@ from pipeline.stage import Stage
 from stages.catalog import STAGES
 from stages.config import RunConfig
 from stages.ingest import discover
+from stages.ingest.sources import remove_kept
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -119,6 +120,8 @@ def _run_locked(config: RunConfig, names: list[str], runner: Runner | None) -> d
         runner.close()
     if names and names[-1] == config.stages[-1]:
         write_summaries(config)
+        if "ingest" in config.stages and not config.stage_config("ingest").fetch.keep_sources:
+            remove_kept(config.output)  # fetched videos, once nothing after needs them
     return results
 
 

@@ -1,7 +1,7 @@
 """A loopback HTTP server with Range support (RangeHTTPServer) whose paths misbehave on purpose, for the fetcher's
 tests: each `/<behaviour>/<name>` serves the file `<name>` from its folder after the behaviour (503 twice, 429 with
-Retry-After, a connection dropped halfway, an HTML body, a slow drip past any timeout, a slow but steady body, a
-redirect, a page with a `<video>` of it); `/missing.mp4` is a 404. Every request's arrival time is kept."""
+Retry-After, a connection dropped halfway, an HTML body, a slow drip past any timeout (resumable), a stall (not), a slow but steady body, a
+redirect, a page with a `<video>` of it, 403 or 429 every time); `/missing.mp4` is a 404. Every request's arrival time is kept."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from RangeHTTPServer import RangeRequestHandler
 class Handler(RangeRequestHandler):
     hits: Counter = Counter()  # requests per path, across the server's life
     arrivals: list[tuple[float, str]] = []  # (monotonic time, path) of every request
+    headers_seen: list[dict[str, str]] = []
 
     def log_message(self, *args) -> None:  # quiet
         pass
@@ -27,6 +28,14 @@ class Handler(RangeRequestHandler):
         seen = Handler.hits[self.path]
         parts = self.path.strip("/").split("/", 1)
         behaviour, name = (parts[0], parts[1]) if len(parts) == 2 else ("", parts[0])
+        Handler.headers_seen.append(dict(self.headers))
+        if behaviour == "forbidden":  # every time
+            return self.send_error(403, "forbidden")
+        if behaviour == "busy":  # 429 every time
+            self.send_response(429)
+            self.send_header("Retry-After", "0")
+            self.end_headers()
+            return None
         if behaviour == "flaky" and seen <= 2:
             return self.send_error(503, "try again")
         if behaviour == "limited" and seen == 1:
@@ -48,16 +57,25 @@ class Handler(RangeRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return None
-        if behaviour == "slow" and "Range" not in self.headers:  # 64 KiB every 0.1 s: a fetch a kill can land in
+        if behaviour == "slow" and "Range" not in self.headers:  # 1 KiB every 0.1 s: a fetch a kill can land in
             data = (Path(self.directory) / name).read_bytes()
             self.send_response(200)
             self.send_header("Content-Type", "video/mp4")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            for i in range(0, len(data), 1 << 16):
-                self.wfile.write(data[i:i + (1 << 16)])
+            for i in range(0, len(data), 1024):
+                self.wfile.write(data[i:i + 1024])
                 self.wfile.flush()
                 time.sleep(0.1)
+            return None
+        if behaviour == "stall":  # headers, a first chunk, then silence, every time (Range or not)
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", "1000000")
+            self.end_headers()
+            self.wfile.write(b"\x00\x00\x00\x18ftypmp42" + bytes(1000))
+            self.wfile.flush()
+            time.sleep(5)
             return None
         if behaviour == "html":
             body = b"<!DOCTYPE html><html><body>Sign in to continue</body></html>"

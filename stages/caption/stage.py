@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 CANDIDATES = pa.list_(CANDIDATE)
 # What a clip's candidates depend on besides the teacher: a rerun keeps a candidate only if these are unchanged.
-CLIP_INPUT_COLUMNS = ("frames_digest", "title", "description", "subtitles_path", "start_s", "end_s")
+CLIP_INPUT_COLUMNS = ("frames_digest", "title", "description", "subtitles_path", "start_s", "end_s", "given_caption")
 COPY_SOURCES = ("subtitles", "title")  # texts a model teacher must not merely repeat (their baselines do that)
 
 
@@ -71,7 +71,7 @@ def clip_input(row: dict[str, Any], subtitles_too: bool = True, root: str | None
     return ClipInput(clip_id=row["clip_id"], frames=list(row.get("frames") or []), title=row.get("title"),
                      description=row.get("description"), subtitles=subtitles, start_s=row["start_s"],
                      end_s=row["end_s"], transcript=transcript, transcript_key=row.get("subtitles_path"),
-                     transcript_note=row.get("transcript_note"))
+                     transcript_note=row.get("transcript_note"), given=row.get("given_caption"))
 
 
 def candidate_identity(candidate: dict[str, Any]) -> tuple[str, str, str]:
@@ -199,7 +199,7 @@ class TeacherPass(Stage):
                 todo.append(i)
         if todo:
             needed = ["clip_id", "start_s", "end_s", "title", "description", "subtitles_path", "subtitles_source",
-                      "transcript_note"]
+                      "transcript_note", "given_caption"]
             if "frames" in self.teacher.inputs:
                 needed.append("frames")
             rows = batch.select([c for c in needed if c in batch.column_names]).take(pa.array(todo)).to_pylist()

@@ -21,6 +21,7 @@ from stages.catalog import STAGES
 from stages.models import source_path
 from stages.split.detectors import DETECTORS
 from stages.split.embedders import EMBEDDERS, Embedder, EmbedderConfig
+from stages.split.given import caption_for, given_segments
 from stages.split.stitching import (Dropped, Segment, apply_length_limits, drop_redundant, filter_segments,
                                     forced_cuts, stitch)
 
@@ -67,6 +68,9 @@ class SplitConfig(StageConfig):
                                 "own: 2 cost 2-11% more CPU a frame than 1 in the last two bench runs (README)")
     decoder: Literal["pyav", "ffmpeg"] = Field("pyav", description="where the one decode runs: `pyav` in the "
                                                "worker (less CPU a frame), `ffmpeg` in an ffmpeg process")
+    given_spans: Literal["exact", "detect"] = Field(
+        "exact", description="clip spans the input list gives (Panda-70M `timestamp`): cut `exact`ly as given, or "
+                             "`detect` shots and apply the stitching and length rules inside each span")
     damaged: Literal["keep", "drop"] = Field("keep", description="a source that decodes short of the frames its "
                                              "container states, or with decoder errors: keep its clips, flagged "
                                              "`damaged` (default), or make it a `split/damaged` error")
@@ -276,7 +280,13 @@ class SplitStage(RowStage):
         bounds = [0, *cuts, num_frames]
         spans = list(zip(bounds, bounds[1:]))
         keys = list(sampled)  # filled in decode order, so already ascending
-        segments, dropped = self._segments(spans, fps, sampled, keys, times, path)
+        if row.get("spans"):  # the list's spans, frame-exact (stages/split/given.py)
+            pairs, dropped = given_segments(row["spans"], spans, times, cfg.given_spans,
+                                            lambda p: self._segments(p, fps, sampled, keys, times, path))
+            segments, from_span = [p[0] for p in pairs], [p[1] for p in pairs]
+        else:
+            segments, dropped = self._segments(spans, fps, sampled, keys, times, path)
+            from_span = [None] * len(segments)
         frame_step = float(np.median(np.diff(times))) if num_frames > 1 else 1.0 / fps
         end_time = times[-1] + frame_step
         video = {**row, "num_frames": num_frames, "duration_s": round(end_time, 6), "damaged": bool(damage),
@@ -301,6 +311,7 @@ class SplitStage(RowStage):
                 "frames_digest": frames_digest([sampled[i] for i in chosen]),
                 "subtitles_source": "file" if row.get("subtitles_path") else None,
                 "transcript_note": None,
+                "given_caption": caption_for(row.get("given_captions"), row.get("spans"), from_span[index]),
                 "error": None,
             })
         self._write_shots(row, spans, times, end_time, clips, dropped)

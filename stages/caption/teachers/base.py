@@ -16,7 +16,7 @@ from pipeline.stage import Resources
 from stages.models import torch_device
 from stages import models
 
-Input = Literal["frames", "title", "description", "subtitles"]
+Input = Literal["frames", "title", "description", "subtitles", "given"]
 
 
 class TeacherConfig(BaseModel):
@@ -58,6 +58,7 @@ class ClipInput:
     transcript: list = field(default_factory=list)      # the whole video's cues, for teachers that see context
     transcript_key: str | None = None                   # identifies the transcript (its path) for caching
     transcript_note: str | None = None                  # why ASR found no words for the video (no audio, silence)
+    given: str | None = None                            # the input list's caption for the clip's span (Panda-70M)
 
     def images(self, count: int):
         """`count` of the stored frames, evenly spread (the centre of each of `count` equal parts, so the middle one

@@ -31,3 +31,16 @@ class TitleTeacher(Teacher):
 
     def caption(self, clips: Sequence[ClipInput]) -> list[str]:
         return [c.title or "" for c in clips]
+
+
+@TEACHERS.register("given")
+class GivenTeacher(Teacher):
+    """The caption the input list gives the clip's span (Panda-70M's `caption`), scored beside the others."""
+
+    kind = "given"
+    default_inputs = ("given",)
+    rejects_copies = False
+    uses_accelerator = False
+
+    def caption(self, clips: Sequence[ClipInput]) -> list[str]:
+        return [c.given or "" for c in clips]

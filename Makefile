@@ -34,8 +34,8 @@ faults: $(STAMP)
 clean:
 	rm -rf out .pytest_cache
 
-.PHONY: bench bench-split bench-score bench-caption bench-scale bench-filters bench-report bench-asr bench-storage
-bench: bench-split bench-caption bench-score bench-scale bench-filters bench-report bench-asr bench-storage
+.PHONY: bench bench-split bench-score bench-caption bench-scale bench-filters bench-report bench-asr bench-storage bench-fetch
+bench: bench-split bench-caption bench-score bench-scale bench-filters bench-report bench-asr bench-storage bench-fetch
 
 # Writes bench/split.json; SPLIT_ARGS="--long-seconds 600" for a shorter peak-RSS video than the default hour.
 SPLIT_ARGS ?=
@@ -81,3 +81,8 @@ bench-asr: $(STAMP)
 # and 360p (with its GETs per video), caption's and score's part I/O at 10,000 clips, shard's tar writes.
 bench-storage: $(STAMP)
 	$(BIN)/python -m bench.storage_bench $(STORAGE_ARGS)
+
+# Writes bench/fetch.json: ingest's fetch path over 32 URLs of a rate-limited loopback server (429 over 10 requests
+# a second, 12 MB/s a connection), 1 and 8 fetches at once, against a 32 MB/s bandwidth limit; FETCH_ARGS to change.
+bench-fetch: $(STAMP)
+	$(BIN)/python -m bench.fetch_bench $(FETCH_ARGS)

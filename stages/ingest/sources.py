@@ -183,11 +183,9 @@ def _video_suffix(url: str) -> str | None:
 
 def _merge(files: list[str], target: str) -> None:
     """Video and audio fetched apart, into one Matroska file with their packets untouched."""
-    from stages.media import ffmpeg_exe
+    from stages.media import commands
 
-    command = [ffmpeg_exe(), "-v", "error", "-y", "-i", files[0], "-i", files[1], "-map", "0:v:0", "-map", "1:a:0",
-               "-c", "copy", "-fflags", "+bitexact", "-f", "matroska", target]
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(commands.merge_streams_args(files[0], files[1], target), capture_output=True, text=True)
     if done.returncode != 0:
         raise StageError("not_a_video", f"video and audio could not be put together: {done.stderr.strip()[:300]}")
 

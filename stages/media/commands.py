@@ -142,6 +142,14 @@ def mux_audio_args(video_only: str, src: str, dst: str, *, start_s: float, durat
     return paths.restore(compile_args(ffmpeg.output(*streams, paths(dst), **options), overwrite=True))
 
 
+def merge_streams_args(video: str, audio: str, dst: str) -> list[str]:
+    """A page's video and audio, fetched apart, into one Matroska file with their packets untouched."""
+    paths = _Paths()
+    streams = [ffmpeg.input(paths(video))["v:0"], ffmpeg.input(paths(audio))["a:0"]]
+    options = {"c": "copy", "fflags": "+bitexact", "f": "matroska"}
+    return paths.restore(compile_args(ffmpeg.output(*streams, paths(dst), **options), overwrite=True))
+
+
 def read_audio_args(path: str, rate: int) -> list[str]:
     """The first audio stream, decoded alone (no video demuxed into decoding), as mono float32 at `rate` Hz."""
     paths = _Paths()

@@ -207,3 +207,22 @@ def test_a_panda70m_csv_goes_in_as_published_and_its_spans_are_cut_as_given(web,
     given = [next(c for c in r["candidates"] if c["teacher"] == "given") for r in scored]
     assert [g["text"] for g in given] == ["A red square.", "A green square."]
     assert all(g["status"] == "ok" and g["score"] is not None for g in given)  # scored beside the title's
+
+
+def test_fetched_sources_kept_on_an_object_store_give_the_bytes_of_local_disk(web, s3, tmp_path):
+    """URLs in, the run's output (and so the kept sources) on S3: split reads them from there, and writes what it
+    writes on local disk."""
+    from tests.test_object_store import comparable, local_files, store_files
+
+    server, _ = web
+    listing = tmp_path / "urls.csv"
+    listing.write_text(f"url,title\n{server.url('v0.mp4')},A\n{server.url('page/v5.mp4')},B\n")
+    config = url_config(stages=["ingest", "split"])
+    store_out = s3.url("runs", "urls")
+    run(tmp_path, config, listing, tmp_path / "local")
+    (tmp_path / "store.yaml").write_text(yaml.safe_dump(config))
+    run_stages(load_run_config(config=tmp_path / "store.yaml", output=store_out, input=str(listing)))
+    remote, here = store_files(store_out), local_files(tmp_path / "local")
+    assert sorted(k for k in remote if k.startswith("sources/")) == sorted(k for k in here if k.startswith("sources/"))
+    remote, here = comparable(remote), comparable(here)
+    assert sorted(remote) == sorted(here) and [k for k in here if here[k] != remote[k]] == []

@@ -28,7 +28,7 @@ def stage_states(output: str | Path) -> list[dict[str, Any]]:
                          errors=stats.get("errors_total"), seconds=stats.get("seconds"),
                          resumed_inputs=stats.get("resumed_inputs", 0),
                          driver_peak_rss_mb=stats.get("driver_peak_rss_mb"),
-                         worker_peak_rss_mb=stats.get("worker_peak_rss_mb"))
+                         worker_peak_rss_mb=stats.get("worker_peak_rss_mb"), fetch=stats.get("fetch"))
         elif (saved := checkpoint.progress(folder)) is not None:
             entry.update(state="interrupted", **saved)
         else:
@@ -56,11 +56,21 @@ def memory(stats: dict[str, Any]) -> str:
     return f", peak RSS: {', '.join(found)}" if found else ""
 
 
+def fetched(counts: dict[str, Any] | None) -> str:
+    """", 8 URLs fetched (3 only after retries, 2 kept from before)": ingest's fetches, where there were any."""
+    if not counts:
+        return ""
+    new, reused = counts.get("fetched", 0), counts.get("reused", 0)
+    notes = [f"{counts['after_retries']} only after retries"] if counts.get("after_retries") else []
+    notes += [f"{reused} kept from before"] if reused else []
+    return f", {new} URLs fetched" + (f" ({', '.join(notes)})" if notes else "")
+
+
 def describe(entry: dict[str, Any]) -> str:
     state = entry["state"]
     if state == "done":
         text = f"done: {entry['rows_in']} in, {entry['rows_out']} out, {entry['errors']} errors, {entry['seconds']}s"
-        text += memory(entry)
+        text += memory(entry) + fetched(entry.get("fetch"))
         return text + (f" ({entry['resumed_inputs']} inputs from an interrupted run)" if entry["resumed_inputs"]
                        else "")
     if state == "interrupted":

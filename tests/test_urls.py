@@ -101,6 +101,9 @@ def test_every_url_is_a_row_with_its_reason_and_the_reachable_ones_are_sharded(w
     fetch = results["ingest"]["fetch"]
     assert fetch["fetched"] == 8 and fetch["after_retries"] == 4  # flaky, limited, drop, drip
     assert results["ingest"]["errors_by_reason"]["ingest/http_404"] == 1
+    from stages.status import describe, stage_states
+
+    assert describe(stage_states(root / "out")[0]).endswith(", 8 URLs fetched (4 only after retries)")
 
 
 def test_provenance_is_kept_and_no_header_lands_in_an_output(web, fetched):

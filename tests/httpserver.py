@@ -106,6 +106,13 @@ class Handler(RangeRequestHandler):
         return super().do_GET()
 
 
+class _Quiet(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:  # a client that hung up (a timeout, a kill): expected
+        pass
+
+
 class Server:
     """Serves `folder` on 127.0.0.1 (a free port) in a thread until `stop()`."""
 
@@ -113,8 +120,7 @@ class Server:
         def handler(*args, **kwargs):
             return Handler(*args, directory=str(folder), **kwargs)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Quiet(("127.0.0.1", 0), handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"

@@ -49,7 +49,8 @@ class FetchConfig(BaseModel):
     read_timeout_s: float = Field(30.0, gt=0, description="longest wait for the next bytes")
     total_timeout_s: float = Field(3600.0, gt=0, description="the whole fetch of one URL, retries included")
     max_bytes: int = Field(20 << 30, ge=1, description="a larger video is `ingest/too_large`")
-    user_agent: str = "vlcurate (+https://github.com/vlcurate)"
+    user_agent: str = Field("vlcurate (video-text dataset curation)",
+                            description="sent with every request; add a contact a site can reach")
     headers: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False,
                                     description="extra request headers (never written to an output)")
     cookies_file: str | None = Field(None, exclude=True, repr=False,

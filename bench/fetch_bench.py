@@ -111,7 +111,7 @@ def fetch_all(site: Site, count: int, concurrency: int, limits: dict[str, Any], 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=int, default=32)
-    parser.add_argument("--video-mb", type=float, default=4.0)
+    parser.add_argument("--video-mb", type=float, default=8.0)
     parser.add_argument("--limit-mb", type=float, default=32.0, help="ingest.fetch.max_bytes_per_s, in MB/s")
     parser.add_argument("--rps", type=float, default=10.0, help="the server's (and ingest's) requests per second")
     parser.add_argument("--per-connection-mb", type=float, default=12.0, help="the server's cap per connection")

@@ -82,7 +82,7 @@ bench-asr: $(STAMP)
 bench-storage: $(STAMP)
 	$(BIN)/python -m bench.storage_bench $(STORAGE_ARGS)
 
-# Writes bench/fetch.json: ingest's fetch path over 32 URLs (8 MB each) of a rate-limited loopback server (429 over 10 requests
-# a second, 12 MB/s a connection), 1 and 8 fetches at once, against a 32 MB/s bandwidth limit; FETCH_ARGS to change.
+# Writes bench/fetch.json: ingest's fetch path over 32 URLs (8 MB each) of a rate-limited loopback server (429 over
+# 10 requests a second, 12 MB/s a connection), 1 and 8 fetches at once, under a 32 MB/s limit; FETCH_ARGS to change.
 bench-fetch: $(STAMP)
 	$(BIN)/python -m bench.fetch_bench $(FETCH_ARGS)

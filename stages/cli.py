@@ -10,6 +10,7 @@ import typer
 
 from stages.caption.teacher_cli import app as teachers_app
 from stages.catalog import DEFAULT_PIPELINE, load
+from stages.config_cli import app as config_app
 from stages.cli_common import (ConfigOpt, ExecutorOpt, InputOpt, OutputOpt, OverwriteOpt, ProfileOpt, RayAddressOpt,
                                SetOpt, VerboseOpt, WaitOpt, run_command, stage_app)
 from stages.score.selector_cli import app as selector_app
@@ -23,6 +24,7 @@ for _name in sorted(load().names(), key=lambda n: (DEFAULT_PIPELINE.index(n) if 
     app.add_typer(stage_app(_name, load().get(_name).summary), name=_name)
 app.add_typer(teachers_app, name="teachers")
 app.add_typer(selector_app, name="selector")
+app.add_typer(config_app, name="config")
 
 
 @app.command()

@@ -52,7 +52,7 @@ class FetchConfig(BaseModel):
     user_agent: str = Field("vlcurate (video-text dataset curation)",
                             description="sent with every request; add a contact a site can reach")
     headers: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False,
-                                    description="extra request headers (never written to an output)")
+                                    description="extra request headers")
     cookies_file: str | None = Field(None, exclude=True, repr=False,
                                      description="a Netscape cookies.txt for sites that want a session")
     proxy: str | None = Field(None, exclude=True, repr=False, description="http(s)://[user:pass@]host:port")

@@ -23,8 +23,12 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/vlcurate run --profile demo --output $(OUTPUT) $(if $(INPUT),--input $(INPUT),)
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff (pyproject.toml [tool.ruff]): pyflakes and pycodestyle at 120 columns; `make test` runs it first
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 # The fault suite's slow cases (tests/faults/, marked `faults`): 10 racing runs into one folder, a real full disk
 # (a small tmpfs, when run as root), a transient full disk retried under Ray. `make test` runs its fast cases.

@@ -50,7 +50,8 @@ def rtf(backend: str, model: str, compute_type: str, audio, rounds: int) -> dict
         best = min(best, time.perf_counter() - began)
     seconds = len(audio) / 16000
     return {"backend": backend, "model": model, "weights": stage.backend.weights, "compute_type": compute_type,
-            "audio_seconds": round(seconds, 3), "transcribe_s": round(best, 4), "real_time_factor": round(best / seconds, 4)}
+            "audio_seconds": round(seconds, 3), "transcribe_s": round(best, 4),
+            "real_time_factor": round(best / seconds, 4)}
 
 
 def bare_loop(videos: list[Path]) -> float:
@@ -119,7 +120,8 @@ def main() -> None:
     result = {"backends": backends, "videos": len(videos), "audio_seconds": round(audio_s, 3),
               "stage_s": stage_times, "bare_loop_s": bare_times,
               "stage_throughput_over_bare": round(bare_best / stage_best, 3),
-              "stage_audio_s_per_s": round(audio_s / stage_best, 3), "bare_audio_s_per_s": round(audio_s / bare_best, 3)}
+              "stage_audio_s_per_s": round(audio_s / stage_best, 3),
+              "bare_audio_s_per_s": round(audio_s / bare_best, 3)}
     write_result("asr", result)
 
 

@@ -6,7 +6,8 @@ Writes bench/scale.json.
 The clips are real: generated videos are ingested and split once, then split's manifest and frame store are
 replicated to N clips (fresh clip ids, the same frames) as a finished split folder. For each (N, executor) every
 stage runs in a child process of its own (`--chained`: all in one), so its peaks are its own: the driver's peak over
-the stage and the highest peak of a worker over one task (stats.json), and the stage's own seconds. The criterion: a stage's peak RSS grows by
+the stage and the highest peak of a worker over one task (stats.json), and the stage's own seconds. The criterion: a
+stage's peak RSS grows by
 at most 5% of a clip's stored frames per extra clip, from the small run to the large one. The old data-plane run
 (caption and score at 1k-50k small clips) is `--sizes 1000,10000,50000 --frames 4 --short-side 224 --stages
 caption,score --part-rows 512`.
@@ -280,7 +281,8 @@ def main() -> None:
         shutil.rmtree(run, ignore_errors=True)
     report = None if args.no_report else measure_report(source, root, args.part_rows)
     write_result("scale", {"sizes": sizes, "frames_per_clip": args.frames, "short_side": args.short_side,
-                           "part_rows": args.part_rows, "chained": args.chained, "config": {k: CONFIG[k] for k in stages}, "runs": runs,
+                           "part_rows": args.part_rows, "chained": args.chained,
+                           "config": {k: CONFIG[k] for k in stages}, "runs": runs,
                            "report": report, "summary": summarise(runs, sizes, stages, split_clip_bytes)})
 
 

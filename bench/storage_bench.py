@@ -1,7 +1,8 @@
 """make bench-storage: the same work reading and writing an S3 server (SeaweedFS on loopback, tests/s3server.py)
 against local disk, each pair measured in the same run. Writes bench/storage.json.
 
-- split: ingest and split of one video (120 s of Big Buck Bunny) at 720p and at 360p (the input and the output on the store, or both on
+- split: ingest and split of one video (120 s of Big Buck Bunny) at 720p and at 360p (the input and the output on the
+store, or both on
   disk), split's own seconds (best of `--repeat`), and the GET requests and bytes it read per video;
 - caption and score part I/O: `--clips` replicated clips (default 10,000; 4 frames at 224 px, so the model's share is
   small: the title teacher, the tiny open_clip scorer), seconds per 1,000 clips of each stage;

@@ -176,4 +176,5 @@ def with_frames(manifest: Manifest) -> pa.Schema:
     return pa.schema([*schema, FRAMES.schema.field("frames")], metadata=schema.metadata)
 
 
-__all__ = ["CANDIDATE", "FETCH", "SPAN", "CAPTIONS", "CLIPS", "FILTERED", "FILTER_RESULT", "FRAMES", "Manifest", "SCORED", "SHARD_INDEX", "SHOTS", "VIDEOS", "with_frames"]
+__all__ = ["CANDIDATE", "FETCH", "SPAN", "CAPTIONS", "CLIPS", "FILTERED", "FILTER_RESULT", "FRAMES", "Manifest",
+           "SCORED", "SHARD_INDEX", "SHOTS", "VIDEOS", "with_frames"]

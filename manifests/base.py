@@ -33,7 +33,8 @@ class Manifest:
             if field.name not in table.column_names:
                 problems.append(f"missing column {field.name!r}")
             elif not table.schema.field(field.name).type.equals(field.type):
-                problems.append(f"column {field.name!r} is {table.schema.field(field.name).type}, expected {field.type}")
+                found = table.schema.field(field.name).type
+                problems.append(f"column {field.name!r} is {found}, expected {field.type}")
         if problems:
             raise ValueError(f"not a valid {self.name}/{self.version} manifest: " + "; ".join(problems))
 

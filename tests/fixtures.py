@@ -4,8 +4,12 @@ check both shot detection and frame-exact cutting without any downloaded file.""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 BITS = 10            # frame indices up to 1023
 CODE_ROWS = 16       # height of the code band at the top of the frame

@@ -1,7 +1,9 @@
 """A loopback HTTP server with Range support (RangeHTTPServer) whose paths misbehave on purpose, for the fetcher's
 tests: each `/<behaviour>/<name>` serves the file `<name>` from its folder after the behaviour (503 twice, 429 with
-Retry-After, a connection dropped halfway, an HTML body, a slow drip past any timeout (resumable), a stall (not), a slow but steady body, a
-redirect, a page with a `<video>` of it, 403 or 429 every time); `/missing.mp4` is a 404. Every request's arrival time is kept."""
+Retry-After, a connection dropped halfway, an HTML body, a slow drip past any timeout (resumable), a stall (not), a
+slow but steady body, a
+redirect, a page with a `<video>` of it, 403 or 429 every time); `/missing.mp4` is a 404. Every request's arrival time
+is kept."""
 
 from __future__ import annotations
 

@@ -103,7 +103,8 @@ def start_nodes(processes: list[subprocess.Popen], temp_dir: Path, env: dict[str
                                           cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     node("head", ["--head", f"--port={port}", f"--temp-dir={temp_dir / 'ray'}",
-                  f"--ray-client-server-port={free_port()}", "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}"])
+                  f"--ray-client-server-port={free_port()}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                  f"--dashboard-port={dashboard}"])
     wait_for_nodes(f"127.0.0.1:{port}", env, 1)
     node("worker", [f"--address=127.0.0.1:{port}"])
     wait_for_nodes(f"127.0.0.1:{port}", env, 2)

@@ -30,7 +30,8 @@ FAST = {"retries": 2, "backoff_s": 0.01, "max_backoff_s": 1.0, "read_timeout_s":
 # the list's URLs (path under the server), and the reason each ends with (None: fetched, and sharded)
 URLS = {"v0.mp4": None, "flaky/v1.mp4": None, "limited/v2.mp4": None, "drop/v3.mp4": None, "redirect/v4.mp4": None,
         "page/v5.mp4": None, "missing.mp4": "ingest/http_404", "html/v0.mp4": "ingest/not_a_video",
-        "stall/v7.mp4": "ingest/timeout", "drip/v7.mp4": None, "forbidden/v0.mp4": "ingest/http_403", "busy/v0.mp4": "ingest/rate_limited"}
+        "stall/v7.mp4": "ingest/timeout", "drip/v7.mp4": None, "forbidden/v0.mp4": "ingest/http_403",
+        "busy/v0.mp4": "ingest/rate_limited"}
 WATCH = "https://www.youtube.com/watch?v=abc123def45"  # resolved offline from its saved info JSON (v6)
 
 
@@ -133,7 +134,8 @@ def test_a_rerun_fetches_nothing_again_and_ray_writes_the_same_bytes(web, fetche
     media = {p for _, p in arrivals if p.endswith(".mp4")}
     before = len(Handler.arrivals)
     again = run(root, url_config(), lists / "urls.jsonl", root / "out")
-    assert again["ingest"]["rows_out"] == len(URLS) + 1 and not any(p.endswith(".mp4") for _, p in Handler.arrivals[before:])
+    assert again["ingest"]["rows_out"] == len(URLS) + 1
+    assert not any(p.endswith(".mp4") for _, p in Handler.arrivals[before:])
     # an ingest started over on an output holding the kept sources fetches none of them again
     shutil.copytree(root / "out" / "sources", root / "redo" / "sources")
     redo = run(root, url_config(stages=["ingest"]), lists / "urls.jsonl", root / "redo")
@@ -189,9 +191,9 @@ def test_kill_9_during_a_fetch_leaves_nothing_a_rerun_takes_for_a_whole_file(web
     assert sorted(here) == sorted(there) and [k for k in here if here[k] != there[k]] == []
 
 
-PANDA = '''videoID,url,timestamp,caption,matching_score
-v3,{url},"[['0:00:00.000', '0:00:01.200'], ['0:00:01.200', '0:00:02.000']]","['A red square.', 'A green square.']","[0.41, 0.38]"
-'''
+PANDA = ("videoID,url,timestamp,caption,matching_score\n"
+         "v3,{url},\"[['0:00:00.000', '0:00:01.200'], ['0:00:01.200', '0:00:02.000']]\","
+         "\"['A red square.', 'A green square.']\",\"[0.41, 0.38]\"\n")
 
 
 def test_a_panda70m_csv_goes_in_as_published_and_its_spans_are_cut_as_given(web, tmp_path):

@@ -15,7 +15,8 @@ def select(
     labels: Path = typer.Argument(..., exists=True, dir_okay=False,
                                   help="CSV or Parquet with clip_id, teacher, good (true/false)"),
     k: Optional[int] = typer.Option(None, "--k", "-k", help="teachers to pick (default: until nothing is added)"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write the coverage curve (.csv/.parquet/.json)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="write the coverage curve (.csv/.parquet/.json)"),
 ) -> None:
     """Greedy set cover: the teachers that together give the most clips a good caption, with the coverage curve."""
     import json
@@ -31,7 +32,8 @@ def select(
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
     steps = greedy_cover(good, k)
-    typer.echo(f"{len(good)} labelled clips, {len({t for ts in good.values() for t in ts})} teachers with a good caption")
+    teachers = len({t for ts in good.values() for t in ts})
+    typer.echo(f"{len(good)} labelled clips, {teachers} teachers with a good caption")
     typer.echo(f"{'k':>3}  {'teacher':<30} {'+clips':>7} {'covered':>8} {'coverage':>9}")
     for s in steps:
         typer.echo(f"{s.k:>3}  {s.teacher:<30} {s.newly_covered:>7} {s.covered:>8} {100 * s.coverage:>8.1f}%")

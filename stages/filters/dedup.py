@@ -107,7 +107,8 @@ def survivor_key(item: tuple[str, tuple[int, ...], float]) -> tuple[float, str]:
 
 
 def duplicates(items: list[tuple[str, tuple[int, ...], float]], bands: int,
-               close: Callable[[str, str], bool], distance: Callable[[str, str], float]) -> dict[str, tuple[str, float]]:
+               close: Callable[[str, str], bool], distance: Callable[[str, str], float]
+               ) -> dict[str, tuple[str, float]]:
     """{clip id: (its survivor, distance)} for every clip that is not its group's survivor. `items`: (clip id,
     64-bit signatures, duration); two clips are candidates when their middle signature agrees on one of `bands`
     bit bands (or on all of them), and a pair of candidates that is `close` joins their groups."""

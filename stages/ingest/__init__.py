@@ -1,3 +1,4 @@
-from stages.ingest.stage import IngestConfig, IngestStage, discover
+from stages.ingest.discover import discover
+from stages.ingest.stage import IngestConfig, IngestStage
 
 __all__ = ["IngestConfig", "IngestStage", "discover"]

@@ -9,7 +9,6 @@ bytes escaped in `path`, so one strange name never stops a scan or goes missing.
 from __future__ import annotations
 
 import glob
-import json
 import logging
 import os
 from collections import Counter

@@ -94,7 +94,8 @@ def read_list(path: Path) -> list[tuple[str, dict[str, Any]]]:
         unknown = set(row) - columns.KNOWN
         if unknown:
             raise UserError(f"{path}, {where}: unknown columns {sorted(unknown)}; a list names its video by "
-                            f"{', '.join(columns.VIDEO)} and may give {', '.join(columns.SPANS + columns.CAPTIONS + columns.METADATA)}")
+                            f"{', '.join(columns.VIDEO)} and may give "
+                            f"{', '.join(columns.SPANS + columns.CAPTIONS + columns.METADATA)}")
         if not columns.video_of(row):
             raise UserError(f"{path}, {where}: no 'path' (nor {', '.join(columns.VIDEO[1:])}) naming the video")
     return rows

@@ -20,7 +20,7 @@ from pipeline import failures, storage
 from pipeline.parts import iter_parts
 from pipeline.stage import RowStage, Stage, StageConfig, StageError, error_text
 from stages import media
-from stages.ingest.discover import VIDEO_EXTENSIONS, discover
+from stages.ingest.discover import VIDEO_EXTENSIONS
 from stages.ingest.fetch import FetchConfig
 from stages.ingest.sources import Kept, Sources, is_url
 from stages.models import source_path

@@ -12,7 +12,7 @@ from stages.media.probe import (DECODE_PASSES, DecodedFrame, Probe, content_hash
 from stages.media.pyavscan import PyAVScan
 from stages.media.scan import FrameScan
 
-__all__ = ["commands", "simd", "PyAVScan", "AudioError", "SAMPLE_RATE", "read_audio", "DECODE_PASSES", "SAME_TIME_S", "DecodedFrame", "FrameScan", "Probe", "content_hash", "copy_clip",
-           "copyable_packets", "count_video_packets", "decode_frames", "decode_jpeg", "display_size", "encode_clip",
-           "encode_jpeg", "ffmpeg_exe", "fraction", "frame_images", "keyframe_times", "probe", "sample_frames",
-           "seek_point"]
+__all__ = ["commands", "simd", "PyAVScan", "AudioError", "SAMPLE_RATE", "read_audio", "DECODE_PASSES", "SAME_TIME_S",
+           "DecodedFrame", "FrameScan", "Probe", "content_hash", "copy_clip", "copyable_packets",
+           "count_video_packets", "decode_frames", "decode_jpeg", "display_size", "encode_clip", "encode_jpeg",
+           "ffmpeg_exe", "fraction", "frame_images", "keyframe_times", "probe", "sample_frames", "seek_point"]

@@ -137,7 +137,8 @@ def mux_audio_args(video_only: str, src: str, dst: str, *, start_s: float, durat
     streams = [ffmpeg.input(paths(video_only))["v:0"]]
     options = {"c:v": "copy", **MP4_OUT}
     if duration_s is not None:
-        streams.append(ffmpeg.input(paths(src), ss=f"{start_s:.6f}")["a:0"].filter("atrim", duration=f"{duration_s:.6f}"))
+        audio = ffmpeg.input(paths(src), ss=f"{start_s:.6f}")["a:0"]
+        streams.append(audio.filter("atrim", duration=f"{duration_s:.6f}"))
         options.update(AAC)
     return paths.restore(compile_args(ffmpeg.output(*streams, paths(dst), **options), overwrite=True))
 

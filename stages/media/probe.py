@@ -66,7 +66,8 @@ def _open(path: str | Path):
         return av.open(str(path))
     except av.error.InvalidDataError as exc:
         if _looks_like_video(path):
-            raise StageError("corrupt", f"a video container that cannot be parsed (truncated or damaged?): {exc}") from exc
+            raise StageError("corrupt", "a video container that cannot be parsed (truncated or damaged?): "
+                                        f"{exc}") from exc
         raise StageError("not_a_video", f"no video container could be read ({exc})") from exc
     except av.error.FFmpegError as exc:
         raise StageError("unreadable", str(exc)) from exc

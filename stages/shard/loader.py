@@ -32,7 +32,8 @@ def frame_indices(frame_count: int, num_frames: int | None, fps: float | None = 
         return []
     if fps:
         step = (source_fps or fps) / fps
-        picks = [min(frame_count - 1, int(round(i * step))) for i in range(max(1, math.ceil(frame_count / step - 1e-9)))]
+        count = max(1, math.ceil(frame_count / step - 1e-9))
+        picks = [min(frame_count - 1, int(round(i * step))) for i in range(count)]
         return picks[:num_frames] if num_frames else picks
     if not num_frames:
         return list(range(frame_count))

@@ -54,8 +54,8 @@ class ShardConfig(StageConfig):
     maxcount: int = Field(1000, ge=1, description="samples per tar at most (tars are filled to about 90% of it)")
     maxsize: int = Field(1 << 30, ge=1, description="bytes per tar at most (a single larger sample gets its own)")
     shuffle_seed: int | None = Field(0, description="seeded shuffle across videos; null keeps clip order")
-    stream_copy: bool = Field(True, description="copy a clip's packets instead of re-encoding it where that is frame-exact "
-                                         "(lossless, and a fraction of an encode's CPU)")
+    stream_copy: bool = Field(True, description="copy a clip's packets instead of re-encoding it where that is "
+                                                "frame-exact (lossless, and a fraction of an encode's CPU)")
     copy_codecs: list[str] = Field(["h264"], description="source codecs that may be copied; others are re-encoded "
                                                          "(AV1, for one, which decord cannot read)")
     crf: int = Field(23, ge=0, le=51, description="libx264 quality for re-encoded clips")
@@ -273,7 +273,8 @@ class PackPass(Stage):
         target = staging / f"{row['clip_id']}.mp4"
         if target.exists():  # staged by an interrupted run: complete, since it was renamed into place
             return {**row, "mp4_path": str(target), "frame_count": row["end_frame"] - row["start_frame"],
-                    "mp4_bytes": target.stat().st_size, "encoding": (staging / f"{row['clip_id']}.encoding").read_text()}
+                    "mp4_bytes": target.stat().st_size,
+                    "encoding": (staging / f"{row['clip_id']}.encoding").read_text()}
         tmp = staging / f".{row['clip_id']}.{os.getpid()}.tmp.mp4"
         expected = row["end_frame"] - row["start_frame"]
         cfg = self.config

@@ -53,7 +53,8 @@ class SplitConfig(StageConfig):
     forced_cut_above_s: float | None = Field(7.0, description="while a piece is longer than this, cut it ...")
     forced_cut_every_s: float = Field(5.0, gt=0, description="... into pieces this long (Panda: 7 and 5)")
     forced_cut_snap_s: float = Field(0.0, ge=0, description="move each forced cut to the nearest keyframe this close, "
-                                     "so the shard stage can copy its clips instead of re-encoding (0: Panda's exact cuts)")
+                                     "so the shard stage can copy its clips instead of re-encoding (0: Panda's exact "
+                                     "cuts)")
     stitch: StitchConfig = Field(default_factory=StitchConfig)
     min_clip_s: float = Field(2.0, ge=0, description="shorter clips are dropped")
     max_clip_s: float = Field(60.0, gt=0, description="longer clips are cut into equal parts")

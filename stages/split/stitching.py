@@ -77,7 +77,8 @@ def filter_segments(segments: list[Segment], transition_l2: float | None,
             continue
         d = l2(seg.first, seg.last)
         if transition_l2 is not None and d > transition_l2:
-            dropped.append(Dropped(seg.start, seg.end, seg.shots, f"transition: start-end L2 {d:.3f} > {transition_l2}"))
+            why = f"transition: start-end L2 {d:.3f} > {transition_l2}"
+            dropped.append(Dropped(seg.start, seg.end, seg.shots, why))
         elif still_l2 is not None and d < still_l2:
             dropped.append(Dropped(seg.start, seg.end, seg.shots, f"still: start-end L2 {d:.3f} < {still_l2}"))
         else:

@@ -10,7 +10,6 @@ import pytest
 
 from pipeline import io, parts
 from pipeline.executor import run_table
-from pipeline.runners import LocalRunner
 from pipeline.stage import Stage, StageConfig
 
 SCHEMA = pa.schema([("x", pa.int64()), ("trace", pa.list_(pa.int64())), ("error", pa.string())])

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.executor import run_table
-from pipeline.runners import LocalRunner, groups
+from pipeline.runners import groups
 from pipeline.runners.ray import plan_pool, share
 from pipeline.stage import RowStage, Stage, StageConfig
 

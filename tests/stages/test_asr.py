@@ -144,7 +144,8 @@ def test_ray_writes_the_same_transcripts(asr_run, videos, tmp_path, ray_runner):
     local = sorted(p.name for p in (asr_run / "asr" / "transcripts").iterdir())
     assert local == sorted(p.name for p in (out / "asr" / "transcripts").iterdir())
     for name in local:
-        assert (asr_run / "asr" / "transcripts" / name).read_bytes() == (out / "asr" / "transcripts" / name).read_bytes()
+        here, there = asr_run / "asr" / "transcripts" / name, out / "asr" / "transcripts" / name
+        assert here.read_bytes() == there.read_bytes()
 
 
 def test_transformers_backend_on_tiny_whisper():

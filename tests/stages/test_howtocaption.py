@@ -43,7 +43,8 @@ class EchoHowToCaption(HowToCaptionTeacher):
 
 
 def test_captions_land_on_the_clips_whose_time_they_describe(tmp_path, scene_video):
-    path, cuts = scene_video  # 25 fps, shots [0, 60) [60, 105) [105, 180) [180, 230): 0-2.4 s, 2.4-4.2, 4.2-7.2, 7.2-9.2
+    # 25 fps, shots [0, 60) [60, 105) [105, 180) [180, 230): 0-2.4 s, 2.4-4.2, 4.2-7.2, 7.2-9.2
+    path, cuts = scene_video
     (tmp_path / "s.vtt").write_text(
         "WEBVTT\n\n00:00:00.500 --> 00:00:02.000\nA red room.\n\n"
         "00:00:03.000 --> 00:00:04.000\nA green field.\n\n"

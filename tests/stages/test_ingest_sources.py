@@ -58,6 +58,7 @@ def test_kept_sources_go_when_the_run_is_done_if_asked(server, tmp_path):
     listing.write_text(f"url\n{server.url('v.mp4')}\n")
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({"stages": ["ingest", "split"], "report": {"enabled": False},
-                                      "ingest": {"fetch": {"keep_sources": False}}, "split": {"min_clip_s": 0.5, "stitch": {"enabled": False}}}))
+                                      "ingest": {"fetch": {"keep_sources": False}},
+                                      "split": {"min_clip_s": 0.5, "stitch": {"enabled": False}}}))
     results = run_stages(load_run_config(config=config, output=str(tmp_path / "out"), input=str(listing)))
     assert results["split"]["rows_out"] >= 1 and not (tmp_path / "out" / "sources").exists()

@@ -193,7 +193,8 @@ def test_an_interrupted_split_resumes_and_writes_the_same_bytes(tmp_path, video_
     assert decodes >= 2  # by the clean run and by the interrupted one
     run_table(SplitStage(SplitConfig(**config)), videos, tmp_path / "out")
     assert media.DECODE_PASSES[first] == decodes  # the video finished before the crash is not decoded again
-    files = sorted(p.relative_to(tmp_path / "clean").as_posix() for p in (tmp_path / "clean").rglob("split/*/*.parquet"))
+    clean = tmp_path / "clean"
+    files = sorted(p.relative_to(clean).as_posix() for p in clean.rglob("split/*/*.parquet"))
     assert len(files) == 15  # 5 parts of one video each: manifest, frames, shots
     for name in files:
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import typing
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Sequence
 
@@ -100,6 +101,27 @@ class DecodeClip:
     threads: int = 1
     layout: Literal["TCHW", "THWC"] = "TCHW"
 
+    def __post_init__(self) -> None:
+        """Nonsense is refused here, in one line, before any tar is opened (`crop=True` is not a crop of 1 px)."""
+        _count("num_frames", self.num_frames, optional=True)
+        if self.fps is not None and (isinstance(self.fps, bool) or not isinstance(self.fps, (int, float))
+                                     or self.fps <= 0):
+            raise ValueError(f"fps must be a positive number of frames per second or None, not {self.fps!r}")
+        for name in ("size", "crop"):
+            value = getattr(self, name)
+            if isinstance(value, (tuple, list)):
+                if len(value) != 2:
+                    raise ValueError(f"{name} must be one side or (height, width), not {value!r}")
+                for side in value:
+                    _count(name, side)
+            else:
+                _count(name, value, optional=True)
+        _count("threads", self.threads)
+        if self.decoder not in typing.get_args(Decoder):
+            raise ValueError(f"decoder must be one of {', '.join(typing.get_args(Decoder))}, not {self.decoder!r}")
+        if self.layout not in ("TCHW", "THWC"):
+            raise ValueError(f"layout must be TCHW or THWC, not {self.layout!r}")
+
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         import torch
 
@@ -173,13 +195,25 @@ def clip_dataset(urls: str | Iterable[str], *, num_frames: int | None = 8, fps: 
     endless epochs."""
     import webdataset as wds
 
+    _count("shuffle", shuffle, least=0)
+    _count("shard_shuffle", shard_shuffle, least=0)
+    decode = DecodeClip(num_frames, fps, size, crop, decoder, threads, layout)  # checks its arguments first
     urls = store_urls([urls] if isinstance(urls, str) else list(urls))
     data = wds.WebDataset(urls, shardshuffle=shard_shuffle or False, detshuffle=True, seed=seed,
                           nodesplitter=wds.split_by_node, workersplitter=wds.split_by_worker, resampled=resampled,
                           empty_check=False)
     if shuffle:
         data = data.shuffle(shuffle, seed=seed)
-    return data.map(DecodeClip(num_frames, fps, size, crop, decoder, threads, layout))
+    return data.map(decode)
+
+
+def _count(name: str, value: Any, optional: bool = False, least: int = 1) -> None:
+    """A whole number of at least `least` (None where `optional`); booleans are not numbers here."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        allowed = f"a whole number >= {least}" + (" or None" if optional else "")
+        raise ValueError(f"{name} must be {allowed}, not {value!r}")
 
 
 def collate_clips(samples: list[dict[str, Any]]) -> dict[str, Any]:

@@ -105,3 +105,20 @@ def test_av1_falls_back_to_pyav(tmp_path):
     assert sample["decoder"] == "pyav" and tuple(sample["video"].shape) == (3, 3, 120, 160)
     with pytest.raises(Exception):
         next(iter(clip_dataset([url], num_frames=3, decoder="decord")))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"crop": True}, "crop must be a whole number >= 1 or None, not True"),
+    ({"size": (224,)}, "size must be one side or \\(height, width\\), not \\(224,\\)"),
+    ({"size": (224, 0)}, "size must be a whole number >= 1, not 0"),
+    ({"num_frames": 0}, "num_frames must be a whole number >= 1 or None, not 0"),
+    ({"fps": -2}, "fps must be a positive number"),
+    ({"decoder": "ffmpeg"}, "decoder must be one of auto, decord, pyav, not 'ffmpeg'"),
+    ({"layout": "NCHW"}, "layout must be TCHW or THWC"),
+    ({"shuffle": -1}, "shuffle must be a whole number >= 0, not -1"),
+])
+def test_clip_dataset_refuses_nonsense_in_one_line(kwargs, message):
+    from stages.shard.loader import clip_dataset
+
+    with pytest.raises(ValueError, match=message):
+        clip_dataset("nowhere/shard-*.tar", **kwargs)

@@ -16,14 +16,24 @@ class UnknownName(KeyError, ValueError):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    """Named entries; with `attribute`, a registered class also gets its key as that class attribute (a stage's
+    `name`, a teacher's `kind`), so the key is written once, in the decorator."""
+
+    def __init__(self, kind: str, attribute: str | None = None):
         self.kind = kind
+        self.attribute = attribute
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(item: T) -> T:
             if name in self._items and self._items[name] is not item:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
+            if self.attribute:
+                own = vars(item).get(self.attribute, name)
+                if own != name:
+                    raise ValueError(f"{self.kind} {name!r} says its {self.attribute} is {own!r}: the key is its "
+                                     f"{self.attribute}, leave the attribute out")
+                setattr(item, self.attribute, name)
             self._items[name] = item
             return item
 

@@ -12,7 +12,7 @@ import importlib
 from pipeline.registry import Registry
 from pipeline.stage import Stage
 
-STAGES: Registry[type[Stage]] = Registry("stage")
+STAGES: Registry[type[Stage]] = Registry("stage", attribute="name")
 
 # modules whose import registers stages; a new stage or filter is one file plus one line here
 BUILTIN = (

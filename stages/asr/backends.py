@@ -12,7 +12,7 @@ import numpy as np
 from pipeline.registry import Registry
 
 
-BACKENDS: Registry[type["Backend"]] = Registry("asr backend")
+BACKENDS: Registry[type["Backend"]] = Registry("asr backend", attribute="name")
 
 
 @dataclass
@@ -40,7 +40,6 @@ class Backend:
 
 @BACKENDS.register("faster_whisper")
 class FasterWhisper(Backend):
-    name = "faster_whisper"
 
     def setup(self, threads: int | None) -> None:
         from faster_whisper import WhisperModel
@@ -83,7 +82,6 @@ class TransformersWhisper(Backend):
     """The ASR pipeline with chunking (`chunk_length_s`), segment timestamps, and the language detected by the
     model's own language tokens (their softmax is the probability)."""
 
-    name = "transformers"
 
     def setup(self, threads: int | None) -> None:
         import torch

@@ -57,7 +57,6 @@ class AsrConfig(StageConfig):
 
 @STAGES.register("asr")
 class AsrStage(Stage):
-    name = "asr"
     config_class = AsrConfig
     reads = CLIPS
     summary = "Speech to timestamped transcripts (Whisper) for videos without a subtitle file; teachers read them."

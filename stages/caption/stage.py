@@ -278,7 +278,6 @@ def carry_candidates(table: pa.Table, previous: list[str], wanted: set) -> tuple
 
 @STAGES.register("caption")
 class CaptionStage(Stage):
-    name = "caption"
     config_class = CaptionConfig
     reads = CLIPS
     summary = "Run every configured teacher on every clip; each writes one candidate caption."

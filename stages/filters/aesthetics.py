@@ -45,7 +45,6 @@ def head_layers(dim: int):
 
 @STAGES.register("aesthetics")
 class AestheticsFilter(FilterStage):
-    name = "aesthetics"
     config_class = AestheticsConfig
     method = "laion_aesthetic_mlp"
     summary = "Filter: LAION's aesthetic predictor on CLIP image embeddings; drop clips below a score."

@@ -44,7 +44,6 @@ def bars(image: np.ndarray, luma: float) -> tuple[int, int, int, int]:
 
 @STAGES.register("blank")
 class BlankFilter(FilterStage):
-    name = "blank"
     config_class = BlankConfig
     method = "luma"
     summary = "Filter: black and frozen clips (dropped) and letterbox or pillarbox bars (recorded), from the frames."

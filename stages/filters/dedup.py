@@ -259,7 +259,6 @@ class DedupPass(FilterStage):
 
 @STAGES.register("dedup")
 class DedupFilter(Stage):
-    name = "dedup"
     config_class = DedupConfig
     reads = FilterStage.reads
     summary = "Filter: near-duplicate clips by perceptual hashes of their frames, run-wide; one survivor per group."

@@ -26,7 +26,6 @@ class MotionConfig(FilterConfig):
 
 @STAGES.register("motion")
 class MotionFilter(FilterStage):
-    name = "motion"
     config_class = MotionConfig
     summary = "Filter: score each clip's motion from its stored frames; drop static clips (and shaking ones)."
     primary = "motion"

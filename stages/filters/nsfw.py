@@ -25,7 +25,6 @@ class NsfwConfig(FilterConfig):
 
 @STAGES.register("nsfw")
 class NsfwFilter(FilterStage):
-    name = "nsfw"
     config_class = NsfwConfig
     method = "nudenet"
     summary = "Filter: nudity with NudeNet's 320n detector on the stored frames; drop clips above a confidence."

@@ -39,7 +39,6 @@ def _corner(box: np.ndarray, w: int, h: int, share: float) -> tuple[int, int] | 
 
 @STAGES.register("text")
 class TextFilter(FilterStage):
-    name = "text"
     config_class = TextConfig
     method = "ocr"
     summary = "Filter: on-screen text with PP-OCRv4 (rapidocr-onnxruntime); drop clips with too much of it."

@@ -91,7 +91,6 @@ def _copied(source: str) -> Iterator[str]:
 
 @STAGES.register("ingest")
 class IngestStage(RowStage):
-    name = "ingest"
     config_class = IngestConfig
     reads_input = True
     summary = "Find videos (folder, glob or list file), hash and probe them -> <output>/ingest/."

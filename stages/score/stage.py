@@ -40,7 +40,6 @@ def choose(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 @STAGES.register("score")
 class ScoreStage(Stage):
-    name = "score"
     config_class = ScoreConfig
     reads = CAPTIONS
     summary = "Score every candidate caption with a video-text retrieval model and choose the best."

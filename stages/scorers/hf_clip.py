@@ -13,7 +13,6 @@ from stages.scorers.base import SCORERS, Scorer, pooled
 
 @SCORERS.register("hf_clip")
 class HFClipScorer(Scorer):
-    kind = "hf_clip"
 
     def setup(self) -> None:
         import torch

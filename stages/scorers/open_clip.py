@@ -17,7 +17,6 @@ from stages.scorers.base import SCORERS, Scorer
 class OpenClipScorer(Scorer):
     """A clip's embedding is the normalised mean of its frames' embeddings."""
 
-    kind = "open_clip"
 
     def setup(self) -> None:
         import open_clip

@@ -24,7 +24,6 @@ from stages.scorers.base import SCORERS, Scorer, pooled
 class XClipScorer(Scorer):
     """`batch_size` counts frames, as for the image scorers: a model call sees batch_size // num_frames clips."""
 
-    kind = "xclip"
 
     def setup(self) -> None:
         import torch

@@ -92,7 +92,6 @@ def sample_order(seed: int | None, clip_id: str | None, position: int) -> str:
 
 @STAGES.register("shard")
 class ShardStage(Stage):
-    name = "shard"
     config_class = ShardConfig
     reads = SCORED
     summary = "Write WebDataset tars (.mp4 clip, .json metadata, .txt caption) with Parquet sidecars."

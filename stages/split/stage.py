@@ -151,7 +151,6 @@ def damage_report(stated: int | None, decoded: int, decoder_errors: list[str]) -
 
 @STAGES.register("split")
 class SplitStage(RowStage):
-    name = "split"
     config_class = SplitConfig
     reads = VIDEOS
     summary = "Cut each ingested video into scene-consistent clips and sample their frames, in one decode."

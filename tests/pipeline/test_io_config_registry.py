@@ -65,6 +65,18 @@ def test_registry():
         reg.register("one")(2)
 
 
+def test_a_registered_class_gets_its_key_once():
+    things: Registry[type] = Registry("thing", attribute="name")
+
+    @things.register("alpha")
+    class Alpha:
+        pass
+
+    assert Alpha.name == "alpha" and things.get("alpha") is Alpha
+    with pytest.raises(ValueError, match="thing 'beta' says its name is 'gamma'"):
+        things.register("beta")(type("Beta", (), {"name": "gamma"}))
+
+
 @pytest.mark.parametrize("profile", ["demo", "pretrained"])
 def test_shipped_profiles_validate(profile):
     from stages.config import load_run_config

@@ -11,7 +11,6 @@ from stages.caption.teachers.base import TEACHERS, ClipInput, Teacher
 class SubtitlesTeacher(Teacher):
     """The clip's own slice of the transcript."""
 
-    kind = "subtitles"
     default_inputs = ("subtitles",)
     rejects_copies = False  # repeating it is the point
     uses_accelerator = False
@@ -24,7 +23,6 @@ class SubtitlesTeacher(Teacher):
 class TitleTeacher(Teacher):
     """The video's title, the same for every clip of it."""
 
-    kind = "title"
     default_inputs = ("title",)
     rejects_copies = False  # repeating it is the point
     uses_accelerator = False
@@ -37,7 +35,6 @@ class TitleTeacher(Teacher):
 class GivenTeacher(Teacher):
     """The caption the input list gives the clip's span (Panda-70M's `caption`), scored beside the others."""
 
-    kind = "given"
     default_inputs = ("given",)
     rejects_copies = False
     uses_accelerator = False

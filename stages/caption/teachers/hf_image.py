@@ -10,7 +10,6 @@ from stages.models import torch_dtype
 
 @TEACHERS.register("hf_image_captioner")
 class HFImageCaptioner(Teacher):
-    kind = "hf_image_captioner"
     default_inputs = ("frames",)
 
     def setup(self) -> None:

@@ -74,7 +74,6 @@ def assign(sentences: Sequence[tuple[float, str]], start_s: float, end_s: float,
 
 @TEACHERS.register("howtocaption")
 class HowToCaptionTeacher(LLMTeacher):
-    kind = "howtocaption"
     default_inputs = ("subtitles",)
 
     def setup(self) -> None:

@@ -47,7 +47,6 @@ def _load(location: str, file: str | None, device: str, dtype: str) -> tuple:
 
 @TEACHERS.register("llm")
 class LLMTeacher(Teacher):
-    kind = "llm"
     default_inputs = ("title", "description", "subtitles")
 
     def setup(self) -> None:

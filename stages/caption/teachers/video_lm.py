@@ -29,7 +29,6 @@ class VideoLMTeacher(Teacher):
     """Options: `visual: video` (default; one video entry of the N frames) or `images` (N image entries, for
     models that only take images); `system`: a system message, if the model wants one."""
 
-    kind = "video_lm"
     default_inputs = ("frames",)
     default_num_frames = 8
 

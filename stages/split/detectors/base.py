@@ -39,4 +39,4 @@ class Detector:
         raise NotImplementedError
 
 
-DETECTORS: Registry[type[Detector]] = Registry("detector")
+DETECTORS: Registry[type[Detector]] = Registry("detector", attribute="name")

@@ -128,7 +128,6 @@ class _SceneDetect(Detector):
 class AdaptiveDetector(_SceneDetect):
     """PySceneDetect's AdaptiveDetector: a cut must stand out from its neighbours; fewer false cuts on texture."""
 
-    name = "adaptive"
     detector_class_name = "AdaptiveDetector"
 
     def __init__(self, fps: float, detect_width: int = 256, vectorised: bool = True, **params: Any):
@@ -170,7 +169,6 @@ class AdaptiveDetector(_SceneDetect):
 class ContentDetector(_SceneDetect):
     """PySceneDetect's ContentDetector: a fixed threshold on HSV change between frames."""
 
-    name = "content"
     detector_class_name = "ContentDetector"
 
     def take_scores(self, first_index: int, scores: np.ndarray) -> None:

@@ -14,7 +14,6 @@ WINDOW, STEP, CONTEXT = 100, 50, 25
 
 @DETECTORS.register("transnetv2")
 class TransNetV2Detector(Detector):
-    name = "transnetv2"
     pixel_format = "rgb24"
     scaler = "bicubic"  # what the reference's `ffmpeg -s 48x27` uses
 

@@ -66,7 +66,7 @@ class SplitConfig(StageConfig):
     decode_threads: int = Field(1, ge=1, description="decoder threads per video: above 1, H.264 and HEVC are "
                                 "decoded in segments between IDR frames, one per thread (the same frames); other "
                                 "codecs use libavcodec's frame threads. Keep 1 when every core has a video of its "
-                                "own: 2 cost 2-11% more CPU a frame than 1 in the last two bench runs (README)")
+                                "own: more threads cost more CPU a frame (docs/benchmarks.md, make bench-split)")
     decoder: Literal["pyav", "ffmpeg"] = Field("pyav", description="where the one decode runs: `pyav` in the "
                                                "worker (less CPU a frame), `ffmpeg` in an ffmpeg process")
     given_spans: Literal["exact", "detect"] = Field(

@@ -7,7 +7,7 @@ INPUT ?=
 OUTPUT ?= $(if $(INPUT),out/demo-$(notdir $(patsubst %/,%,$(INPUT))),out/demo)
 PYTEST_ARGS ?=
 
-.PHONY: demo test faults install clean lint
+.PHONY: demo test test-fast faults install clean lint
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ demo: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The inner loop: no end-to-end run, no Ray (tests marked slow, ray or cluster); make test runs them all
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow and not ray and not cluster and not faults" $(PYTEST_ARGS)
 
 # ruff (pyproject.toml [tool.ruff]): pyflakes and pycodestyle at 120 columns; `make test` runs it first
 lint: $(STAMP)

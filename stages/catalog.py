@@ -1,8 +1,11 @@
 """Stages by name: what a run config's `stages` list, the CLI and `vlcurate status` are made from.
 
-A stage registers itself where it is defined (`@STAGES.register("name")`); its module is listed in `BUILTIN` (or
-in a run config's `plugins`), which is its registration here. Nothing else names a stage: the run config's
-sections, the CLI's sub-commands and each stage's input (the stage before it in the list) follow from the list.
+A stage registers itself where it is defined (`@STAGES.register("name")`); its module is listed in `BUILTIN`, in
+a run config's `plugins`, or in an installed distribution's entry points (groups `vlcurate.stages`,
+`vlcurate.filters`, `vlcurate.teachers`, `vlcurate.scorers`, `vlcurate.detectors`: `name = "module"`), which is its
+registration here; the same goes for teachers, scorers and detectors, which register in their own registries.
+Nothing else names a stage: the run config's sections, the CLI's sub-commands and each stage's input (the stage
+before it in the list) follow from the list.
 """
 
 from __future__ import annotations
@@ -21,14 +24,17 @@ BUILTIN = (
     "stages.filters.nsfw", "stages.filters.aesthetics",
 )
 DEFAULT_PIPELINE = ("ingest", "split", "asr", "caption", "score", "shard")
+ENTRY_POINT_GROUPS = ("vlcurate.stages", "vlcurate.filters", "vlcurate.teachers", "vlcurate.scorers",
+                      "vlcurate.detectors")
 _loaded: set[str] = set()
 
 
 def load(plugins: tuple[str, ...] | list[str] = ()) -> Registry[type[Stage]]:
-    """The registry with the built-in stages and `plugins` (modules that register more) imported."""
+    """The registry with the built-in stages, the installed plug-ins (entry points) and `plugins` (modules that
+    register more) imported."""
     from pipeline.failures import UserError
 
-    for module in (*BUILTIN, *plugins):
+    for module in (*BUILTIN, *entry_point_modules(), *plugins):
         if module not in _loaded:
             try:
                 importlib.import_module(module)
@@ -36,3 +42,10 @@ def load(plugins: tuple[str, ...] | list[str] = ()) -> Registry[type[Stage]]:
                 raise UserError(f"plugin {module!r} cannot be imported: {exc}") from None
             _loaded.add(module)
     return STAGES
+
+
+def entry_point_modules() -> list[str]:
+    """Modules that installed distributions name as vlcurate plug-ins, in a fixed order."""
+    from importlib.metadata import entry_points
+
+    return sorted({ep.module for group in ENTRY_POINT_GROUPS for ep in entry_points(group=group)})

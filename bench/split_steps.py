@@ -92,7 +92,7 @@ def cpu_by_step(path: Path, stage: Any, videos: Any, rounds: int = 5) -> dict[st
     sample_size = media.display_size(row["width"], row["height"], row["sample_aspect_ratio"] or 1.0,
                                      row["rotation"] or 0, cfg.frame_short_side)
     every = max(1, int(round(row["fps"] / cfg.sample_fps)))
-    scan_class = SCANS[cfg.decoder]
+    scan_class = SCANS.get(cfg.decoder)
     runs: dict[str, list[float]] = {}
 
     def note(key: str, fn: Callable[[], Any]) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.registry import Registry
 from stages.media import decode_jpeg
 from stages.scorers.base import ScorerConfig
 from stages.scorers.finetuned import FORMAT, SELECTOR_JSON
@@ -312,7 +313,9 @@ class HFClipTrainable(Trainable):
         self.scorer.image_processor.save_pretrained(folder)
 
 
-TRAINABLES: dict[str, type[Trainable]] = {"open_clip": OpenClipTrainable, "hf_clip": HFClipTrainable}
+TRAINABLES: Registry[type[Trainable]] = Registry("trainable scorer")
+TRAINABLES.register("open_clip")(OpenClipTrainable)
+TRAINABLES.register("hf_clip")(HFClipTrainable)
 
 
 # ------------------------------------------------------------------------------------------------------- training
@@ -379,7 +382,7 @@ def load_scorer(scorer_config: ScorerConfig) -> "Scorer":
     from stages.scorers import SCORERS
 
     if scorer_config.kind not in TRAINABLES:
-        raise ValueError(f"a selector can be trained from {', '.join(sorted(TRAINABLES))} scorers, not "
+        raise ValueError(f"a selector can be trained from {', '.join(TRAINABLES.names())} scorers, not "
                          f"{scorer_config.kind!r}")
     scorer = SCORERS.get(scorer_config.kind)(scorer_config.model_copy(update={"dtype": "float32"}))
     scorer.setup()
@@ -409,7 +412,7 @@ def train_selector(examples: Sequence[Example], scorer_config: ScorerConfig, out
     models.set_torch_threads(config.threads)
     torch.manual_seed(config.seed)
     scorer = load_scorer(scorer_config.model_copy(update={"device": config.device}))
-    trainable = TRAINABLES[scorer_config.kind](scorer)
+    trainable = TRAINABLES.get(scorer_config.kind)(scorer)
     chance = round(float(np.mean([1 / len(e.texts) for e in held])), 6) if held else None
     holdout_before = selection_accuracy(scorer, held)
     train_before = selection_accuracy(scorer, train)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from manifests import CLIPS, SHOTS, VIDEOS, with_frames
 from pipeline import storage
+from pipeline.registry import Registry
 from pipeline.stage import Resources, RowStage, StageConfig, StageError
 from stages import media
 from stages.catalog import STAGES
@@ -77,7 +78,10 @@ class SplitConfig(StageConfig):
                                              "`damaged` (default), or make it a `split/damaged` error")
 
 
-SCANS = {"pyav": media.PyAVScan, "ffmpeg": media.FrameScan}  # SplitConfig.decoder: the same frame count, times and cuts
+# SplitConfig.decoder: the same frame count, times and cuts either way
+SCANS: Registry = Registry("decoder")
+SCANS.register("pyav")(media.PyAVScan)
+SCANS.register("ffmpeg")(media.FrameScan)
 
 
 @contextlib.contextmanager
@@ -195,7 +199,7 @@ class SplitStage(RowStage):
             out_w, out_h = out_h, out_w
         sampled: dict[int, bytes] = {}
         # JPEG-encoded by the thread that scaled the frame (less CPU than handing the planes to another core)
-        scan = SCANS[cfg.decoder](path, detector.frame_size(row["width"], row["height"]),
+        scan = SCANS.get(cfg.decoder)(path, detector.frame_size(row["width"], row["height"]),
                                   detect_format=detector.pixel_format, detect_scaler=detector.scaler,
                                   sample_every=max(1, int(round(fps / cfg.sample_fps))), sample_size=(out_w, out_h),
                                   on_sample=sampled.__setitem__, threads=cfg.decode_threads,

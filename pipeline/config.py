@@ -8,18 +8,16 @@ from typing import Any
 
 import yaml
 
-PROFILE_PACKAGE = "stages.profiles"
-
-
-def list_profiles() -> list[str]:
-    root = importlib_resources.files(PROFILE_PACKAGE)
+def list_profiles(package: str) -> list[str]:
+    """The profiles (`<name>.yaml`) an application ships in `package`."""
+    root = importlib_resources.files(package)
     return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_profile(name: str) -> dict[str, Any]:
-    resource = importlib_resources.files(PROFILE_PACKAGE) / f"{name}.yaml"
+def load_profile(name: str, package: str) -> dict[str, Any]:
+    resource = importlib_resources.files(package) / f"{name}.yaml"
     if not resource.is_file():
-        raise ValueError(f"unknown profile {name!r}; shipped profiles: {', '.join(list_profiles())}")
+        raise ValueError(f"unknown profile {name!r}; shipped profiles: {', '.join(list_profiles(package))}")
     return parse_yaml(resource.read_text(), f"profile {name}") or {}
 
 
@@ -72,12 +70,16 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def load_config_data(
-    profile: str | None = None, config: str | Path | None = None, overrides: list[str] | None = None
+    profile: str | None = None, config: str | Path | None = None, overrides: list[str] | None = None,
+    profiles: str | None = None,
 ) -> dict[str, Any]:
-    """Profile first, then a YAML file on top, then command-line overrides on top of both."""
+    """Profile first (from the application's package `profiles`), then a YAML file on top, then command-line
+    overrides on top of both."""
     data: dict[str, Any] = {}
     if profile:
-        data = load_profile(profile)
+        if profiles is None:
+            raise ValueError(f"profile {profile!r} asked for, and no package of profiles given")
+        data = load_profile(profile, profiles)
     if config:
         data = deep_merge(data, load_yaml(config))
     return apply_overrides(data, overrides or [])

@@ -113,8 +113,9 @@ def report_command(
 def profiles() -> None:
     """List the profiles shipped with vlcurate."""
     from pipeline.config import list_profiles
+    from stages.config import PROFILES
 
-    for name in list_profiles():
+    for name in list_profiles(PROFILES):
         typer.echo(name)
 
 

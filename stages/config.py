@@ -14,6 +14,8 @@ from pipeline.config import load_config_data
 from stages.catalog import DEFAULT_PIPELINE, STAGES, load
 from stages.report import ReportConfig
 
+PROFILES = "stages.profiles"  # the package whose <name>.yaml files are the shipped profiles
+
 
 class RunConfig(BaseModel):
     """The run's own fields; `run_config_class` adds one section per registered stage."""
@@ -80,7 +82,7 @@ def run_config_class(plugins: tuple[str, ...] = ()) -> type[RunConfig]:
 
 def load_run_config(profile: str | None = None, config: str | Path | None = None,
                     overrides: list[str] | None = None, **explicit: Any) -> RunConfig:
-    data = load_config_data(profile, config, overrides)
+    data = load_config_data(profile, config, overrides, profiles=PROFILES)
     data.update({k: v for k, v in explicit.items() if v is not None})
     plugins = data.get("plugins") or []
     return run_config_class(tuple(plugins) if isinstance(plugins, list) else ()).model_validate(data)

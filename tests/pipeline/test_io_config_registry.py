@@ -44,15 +44,15 @@ def test_overrides_parse_yaml_values_and_nest():
 
 
 def test_profiles_and_merge(tmp_path):
-    assert {"demo", "pretrained"} <= set(list_profiles())
+    assert {"demo", "pretrained"} <= set(list_profiles("stages.profiles"))
     extra = tmp_path / "c.yaml"
     extra.write_text("split:\n  min_clip_s: 9\n")
-    data = load_config_data("demo", extra, ["shard.maxcount=2"])
+    data = load_config_data("demo", extra, ["shard.maxcount=2"], profiles="stages.profiles")
     assert data["split"]["min_clip_s"] == 9 and data["split"]["detector"] == "adaptive"
     assert data["shard"]["maxcount"] == 2
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
     with pytest.raises(ValueError, match="unknown profile"):
-        load_config_data("nope")
+        load_config_data("nope", profiles="stages.profiles")
 
 
 def test_registry():

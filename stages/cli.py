@@ -11,8 +11,8 @@ import typer
 from stages.caption.teacher_cli import app as teachers_app
 from stages.catalog import DEFAULT_PIPELINE, load
 from stages.config_cli import app as config_app
-from stages.cli_common import (ConfigOpt, ExecutorOpt, InputOpt, OutputOpt, OverwriteOpt, ProfileOpt, RayAddressOpt,
-                               SetOpt, VerboseOpt, WaitOpt, run_command, stage_app)
+from stages.cli_common import (ConfigOpt, Executor, ExecutorOpt, InputOpt, OutputOpt, OverwriteOpt, ProfileOpt,
+                               RayAddressOpt, SetOpt, VerboseOpt, WaitOpt, add_stage_command, run_command)
 from stages.score.selector_cli import app as selector_app
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -21,7 +21,7 @@ app = typer.Typer(help="vlcurate: raw videos -> captioned video-text WebDataset 
                        "score, shard).", no_args_is_help=True, add_completion=False)
 # one sub-command per registered stage, the default pipeline's first (plugins: `vlcurate run` with `plugins:`)
 for _name in sorted(load().names(), key=lambda n: (DEFAULT_PIPELINE.index(n) if n in DEFAULT_PIPELINE else 99, n)):
-    app.add_typer(stage_app(_name, load().get(_name).summary), name=_name)
+    add_stage_command(app, _name, load().get(_name).summary, load().get(_name).reads_input)
 app.add_typer(teachers_app, name="teachers")
 app.add_typer(selector_app, name="selector")
 app.add_typer(config_app, name="config")
@@ -34,7 +34,7 @@ def run(
     profile: Optional[str] = ProfileOpt,
     config: Optional[Path] = ConfigOpt,
     overrides: Optional[list[str]] = SetOpt,
-    executor: Optional[str] = ExecutorOpt,
+    executor: Optional[Executor] = ExecutorOpt,
     ray_address: Optional[str] = RayAddressOpt,
     overwrite: bool = OverwriteOpt,
     stages: Optional[str] = typer.Option(None, "--stages", help="comma-separated subset of the config's stages, "
@@ -48,7 +48,8 @@ def run(
     names = tuple(s.strip() for s in stages.split(",") if s.strip()) if stages else None
     overrides = [*(overrides or []), "report.enabled=false"] if no_report else overrides
     run_command(names, profile=profile, config=config, overrides=overrides, output=output, input_=input_,
-                executor=executor, ray_address=ray_address, overwrite=overwrite, verbose=verbose, wait=wait)
+                executor=executor.value if executor else None, ray_address=ray_address, overwrite=overwrite,
+                verbose=verbose, wait=wait)
 
 
 @app.command()

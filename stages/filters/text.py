@@ -51,11 +51,11 @@ class TextFilter(FilterStage):
     def setup(self) -> None:
         from rapidocr_onnxruntime import RapidOCR
 
-        from stages.models import _dist_version
+        from stages.models import dist_version
 
         self.engine = RapidOCR()
         self.model = "PP-OCRv4 det + rec, mobile v2.0 cls (rapidocr-onnxruntime)"
-        self.weights = f"pypi:rapidocr-onnxruntime=={_dist_version('rapidocr_onnxruntime')}"
+        self.weights = f"pypi:rapidocr-onnxruntime=={dist_version('rapidocr_onnxruntime')}"
 
     def read(self, image: np.ndarray) -> list[tuple[np.ndarray, str, float]]:
         """(box corners, text, confidence) of the text in a BGR image."""

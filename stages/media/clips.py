@@ -8,7 +8,7 @@ from pathlib import Path
 from pipeline import failures, faults
 from pipeline.stage import StageError
 from stages.media import commands
-from stages.media.probe import _holds_frame, _open, _video_clock
+from stages.media.probe import holds_frame, open_container, video_clock
 
 
 
@@ -22,8 +22,8 @@ def seek_point(src: str | Path, start_s: float, fps: float) -> float:
     fallback = max(0.0, start_s - 0.5 / fps)
 
     def times_from(back: float | None) -> list[float]:
-        with _open(src) as container:
-            stream, tb, origin = _video_clock(container)
+        with open_container(src) as container:
+            stream, tb, origin = video_clock(container)
             target = start_s + origin
             if back is not None:
                 if target - back <= origin:
@@ -31,7 +31,7 @@ def seek_point(src: str | Path, start_s: float, fps: float) -> float:
                 container.seek(int((target - back) / tb), stream=stream, backward=True)
             times = []
             for packet in container.demux(stream):
-                if packet.pts is not None and _holds_frame(packet):
+                if packet.pts is not None and holds_frame(packet):
                     times.append(float(packet.pts * tb) - origin)
                 if packet.dts is not None and float(packet.dts * tb) > target + 1e-3:
                     break  # every later packet is shown after the start frame (pts >= dts)
@@ -79,7 +79,7 @@ def _output(dst: str | Path) -> str:
 
 
 def _has_audio(src: str | Path) -> bool:
-    with _open(src) as container:
+    with open_container(src) as container:
         return bool(container.streams.audio)
 
 
@@ -107,13 +107,13 @@ def copyable_packets(container, start_s: float, end_s: float, frame_count: int) 
     tolerance = SAME_TIME_S
     if not any(name in _COPY_CONTAINERS for name in container.format.name.split(",")):
         return None
-    stream, tb, origin = _video_clock(container)
+    stream, tb, origin = video_clock(container)
     if tb is None:
         return None
     container.seek(int((start_s + origin) / tb) + 1, stream=stream, backward=True)
     packets: list = []
     for packet in container.demux(stream):
-        if not _holds_frame(packet):
+        if not holds_frame(packet):
             continue
         if packet.pts is None:
             return None
@@ -144,7 +144,7 @@ def copy_clip(src: str | Path, dst: str | Path, start_s: float, end_s: float, fr
 
     dst = Path(dst)
     video_only = dst.with_name(dst.name + ".video.mp4") if audio else dst
-    with _open(src) as container:
+    with open_container(src) as container:
         packets = copyable_packets(container, start_s, end_s, frame_count)
         if packets is None:
             return False

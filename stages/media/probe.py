@@ -59,7 +59,7 @@ def _looks_like_video(path: str | Path) -> bool:
         len(head) > 0 and head[:1] == b"G" and Path(path).suffix.lower() == ".ts")
 
 
-def _open(path: str | Path):
+def open_container(path: str | Path):
     import av
 
     try:
@@ -73,7 +73,7 @@ def _open(path: str | Path):
         raise StageError("unreadable", str(exc)) from exc
 
 
-def _video_clock(container) -> tuple:
+def video_clock(container) -> tuple:
     """(first video stream, its time base, the container's start in seconds): packet times minus that start are
     times from the container's start, as manifests and `ffmpeg -ss` count them."""
     import av
@@ -82,7 +82,7 @@ def _video_clock(container) -> tuple:
     return stream, stream.time_base, (container.start_time or 0) / av.time_base
 
 
-def _holds_frame(packet) -> bool:
+def holds_frame(packet) -> bool:
     """A packet with a frame to show: not empty (a flush packet) and not marked for discarding."""
     return bool(packet.size) and not getattr(packet, "is_discard", False)
 
@@ -94,7 +94,7 @@ def probe(path: str | Path) -> Probe:
     path = Path(path)
     if path.stat().st_size == 0:
         raise StageError("empty_file", "the file has 0 bytes")
-    with _open(path) as container:
+    with open_container(path) as container:
         if not container.streams.video:
             if container.streams.audio:
                 codec = container.streams.audio[0].codec_context.name
@@ -158,8 +158,8 @@ def decode_frames(path: str | Path, threads: int = 1) -> Iterator[DecodedFrame]:
     import av
 
     DECODE_PASSES[str(path)] += 1
-    with _open(path) as container:
-        stream, tb, start = _video_clock(container)
+    with open_container(path) as container:
+        stream, tb, start = video_clock(container)
         stream.thread_count = threads
         stream.thread_type = "AUTO" if threads > 1 else "SLICE"
         index = 0
@@ -178,10 +178,10 @@ def decode_frames(path: str | Path, threads: int = 1) -> Iterator[DecodedFrame]:
 def keyframe_times(src: str | Path) -> list[float]:
     """Presentation times of the video's keyframes, from the container's start, read from packet flags: no
     decoding."""
-    with _open(src) as container:
-        stream, tb, origin = _video_clock(container)
+    with open_container(src) as container:
+        stream, tb, origin = video_clock(container)
         return sorted(float(p.pts * tb) - origin for p in container.demux(stream)
-                      if _holds_frame(p) and p.is_keyframe and p.pts is not None)
+                      if holds_frame(p) and p.is_keyframe and p.pts is not None)
 
 
 def count_video_packets(path: str | Path) -> int:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 from pipeline import failures
 from pipeline.stage import StageError
 from stages.media import gopscan, simd
-from stages.media.probe import DECODE_PASSES, _open
+from stages.media.probe import DECODE_PASSES, open_container
 from stages.media.scanbase import CHANNELS, FrameTimes, ScanBase, demux_stopped, put_until
 
 _DONE = object()
@@ -72,7 +72,8 @@ class PyAVScan(ScanBase):
         DECODE_PASSES[self.path] += 1
         simd.prefer_gather_free()  # before any scaler of this pass is set up: the same frames, less CPU (simd.py)
         self._stop = threading.Event()  # set once the caller is done: every thread of this pass then ends
-        containers = [_open(self.path)]  # opened before the log is captured: probing's complaints are not decoding's
+        # opened before the log is captured: probing's complaints are not decoding's
+        containers = [open_container(self.path)]
         try:
             threads, batches = self._decoders(containers)
             previous_level, previous_skip = av.logging.get_level(), av.logging.get_skip_repeated()
@@ -107,7 +108,7 @@ class PyAVScan(ScanBase):
         nals = gopscan.Nals.of(stream) if self.threads > 1 else None
         self.segmented = nals is not None
         if self.segmented:
-            containers += [_open(self.path) for _ in range(self.threads - 1)]
+            containers += [open_container(self.path) for _ in range(self.threads - 1)]
             segments = gopscan.Segments(self.threads, self._stop)
             return ([threading.Thread(target=self._guarded, args=(gopscan.decode_segments, c, segments, nals),
                                       daemon=True, name=f"vlcurate-decode-{i}") for i, c in enumerate(containers)],

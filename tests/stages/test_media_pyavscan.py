@@ -127,10 +127,10 @@ def test_a_demuxer_error_flags_the_source_and_a_failing_disk_is_the_machines(mad
     from stages.media import pyavscan
 
     path = made["mpegts.ts"]  # with two threads: segments
-    opened = pyavscan._open
+    opened = pyavscan.open_container
 
     def failing(error):
-        monkeypatch.setattr(pyavscan, "_open", lambda p: _DemuxFailsAfter(opened(p), error, 40))
+        monkeypatch.setattr(pyavscan, "open_container", lambda p: _DemuxFailsAfter(opened(p), error, 40))
 
     failing(av.error.InvalidDataError(errno.EINVAL, "Invalid data found when processing input"))
     scan = media.PyAVScan(path, (64, 48), threads=threads)

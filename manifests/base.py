@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline import io
+from pipeline import atomic
 
 SCHEMA_KEY = b"vlcurate.schema"
 
@@ -39,7 +39,7 @@ class Manifest:
             raise ValueError(f"not a valid {self.name}/{self.version} manifest: " + "; ".join(problems))
 
     def read(self, path: str | Path) -> pa.Table:
-        table = io.read_parquet(path)
+        table = atomic.read_parquet(path)
         found = (table.schema.metadata or {}).get(SCHEMA_KEY, b"").decode()
         if found and found.split("/")[0] == self.name and found != f"{self.name}/{self.version}":
             raise ValueError(f"{path}: schema {found}, this version of vlcurate reads {self.name}/{self.version}")
@@ -57,4 +57,4 @@ class Manifest:
 
     def write(self, path: str | Path, table: pa.Table) -> None:
         self.validate(table)
-        io.write_parquet(path, table.cast(self.schema))
+        atomic.write_parquet(path, table.cast(self.schema))

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline import faults, io, lock, parts, storage
+from pipeline import atomic, faults, lock, parts, storage
 
 
 def folder_of(task: dict[str, Any]) -> Path:
@@ -44,7 +44,7 @@ class BatchSaver:
             table_path = meta.with_suffix(".parquet")
             if data is None or not table_path.exists():
                 continue
-            runs[data["first"]] = (data["end"], io.read_parquet(table_path))
+            runs[data["first"]] = (data["end"], atomic.read_parquet(table_path))
             self.touched = True
             add_counts(self.counts, data.get("counts") or {})
         return runs
@@ -66,8 +66,8 @@ class BatchSaver:
         lock.check_task(self.task)
         self.touched = True
         name = f"{self.first:08d}-{end:08d}"
-        io.write_parquet(self.folder / f"{name}.parquet", pa.concat_tables(self.pending))
-        io.atomic_write_json(self.folder / f"{name}.json", {"first": self.first, "end": end, "counts": counts})
+        atomic.write_parquet(self.folder / f"{name}.parquet", pa.concat_tables(self.pending))
+        atomic.atomic_write_json(self.folder / f"{name}.json", {"first": self.first, "end": end, "counts": counts})
         add_counts(self.counts, counts)
         self.pending, self.first, self.last_save = [], None, time.monotonic()
         faults.hit("batches.saved")

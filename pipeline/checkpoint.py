@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline import io, parts, storage
+from pipeline import atomic, parts, storage
 from pipeline.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def _checksum(path: Path, indexes: dict[str, dict[str, str]]) -> str | None:
 
 
 def begin(folder: str | Path, fingerprint_: dict[str, Any]) -> None:
-    io.atomic_write_json(storage.path(folder) / parts.WORK / CONFIG, fingerprint_)
+    atomic.atomic_write_json(storage.path(folder) / parts.WORK / CONFIG, fingerprint_)
 
 
 def usable(stage: Stage, folder: str | Path, fingerprint_: dict[str, Any]) -> bool:

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
 
-from pipeline import checkpoint, io, lock, parts, storage
+from pipeline import atomic, checkpoint, lock, parts, storage
 from pipeline.batches import add_counts
 from pipeline.runners.base import Runner, groups
 from pipeline.stage import Stage, error_reason
@@ -46,14 +46,14 @@ class StageView:
 def _reset(stage: Stage, folder: Path) -> None:
     """Start over: the old outputs go (a stage that carries finished work keeps its last finished manifest aside)."""
     previous = folder / PREVIOUS
-    if stage.keeps_previous and io.is_done(folder):
+    if stage.keeps_previous and atomic.is_done(folder):
         storage.rmtree(previous)
         entries = parts.read_index(folder)["parts"]
         for entry in entries:
             storage.move(folder / entry["file"], previous / Path(entry["file"]).name)
         # readers of `_previous` take its parts from this index, never from a listing
         parts.write_index(previous, "", [{**e, "file": Path(e["file"]).name} for e in entries], {})
-    storage.remove(folder / io.SUCCESS)
+    storage.remove(folder / atomic.SUCCESS)
     if folder.exists():
         for child in folder.iterdir():
             if child.name != PREVIOUS:
@@ -103,7 +103,7 @@ def _run_passes(stage: Stage, source: list[tuple[str, int]], folder: Path, root:
             tasks = _tasks(stage, k, passes[k], previous, source, folder, root, k == len(passes) - 1, names, fresh)
             names = [t["name"] for t in tasks]
             chain.append(tasks)
-        io.atomic_write_json(folder / parts.WORK / "plan.json", {"passes": len(passes), "tasks": len(chain[-1]),
+        atomic.atomic_write_json(folder / parts.WORK / "plan.json", {"passes": len(passes), "tasks": len(chain[-1]),
                                                                  "last_pass": group[-1]})
         records = runner.run([passes[k] for k in group], chain)
         all_records.extend(records)
@@ -115,16 +115,16 @@ def run_stage(stage: Stage, source: list[tuple[str, int]], output: str | Path, r
               overwrite: bool = False, run_config: dict[str, Any] | None = None) -> dict[str, Any]:
     """`source`: the stage's input, `(parquet file, rows)` in order. Returns the stage's stats."""
     folder = stage_dir(output, stage.name)
-    if io.is_done(folder) and not overwrite:
+    if atomic.is_done(folder) and not overwrite:
         log.warning("%s: %s is complete, skipping (use --overwrite to redo it)", stage.name, folder)
-        return io.read_json(folder / io.STATS)
+        return atomic.read_json(folder / atomic.STATS)
     fingerprint = checkpoint.fingerprint(stage, source)
     resuming = not overwrite and checkpoint.usable(stage, folder, fingerprint)
     if not resuming:
         _reset(stage, folder)
     folder.mkdir(parents=True, exist_ok=True)
     if run_config is not None:
-        io.atomic_write_json(folder / "config.json", run_config)
+        atomic.atomic_write_json(folder / "config.json", run_config)
     checkpoint.begin(folder, fingerprint)
     reset_peak_rss()  # the driver's peak over this stage
     started = time.perf_counter()
@@ -207,8 +207,8 @@ def _finish(stage: Stage, folder: Path, records: list[dict[str, Any]], source: l
     }
     schema = (stage.output_schema.metadata or {}).get(b"vlcurate.schema", b"").decode()
     parts.write_index(folder, schema, [f for f in files if f["kind"] == "part"], side)
-    io.atomic_write_json(folder / io.STATS, stats)
-    io.mark_done(folder)
+    atomic.atomic_write_json(folder / atomic.STATS, stats)
+    atomic.mark_done(folder)
     parts.clear_work(folder)
     storage.rmtree(folder / PREVIOUS)
     return stats
@@ -262,5 +262,5 @@ def write_stage(folder: str | Path, root: str | Path, tables: pa.Table | Iterabl
         main.append({**parts.written(path, folder, parts.write_table(path, table)), "kind": "part"})
         schema = (table.schema.metadata or {}).get(b"vlcurate.schema", b"").decode()
     parts.write_index(folder, schema, main, side)
-    io.atomic_write_json(folder / io.STATS, stats)
-    io.mark_done(folder)
+    atomic.atomic_write_json(folder / atomic.STATS, stats)
+    atomic.mark_done(folder)

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import io, storage
+from pipeline import atomic, storage
 
 MANIFEST = "manifest"  # <stage>/manifest/part-NNNNN.parquet: only part files, so the folder reads as one table
 INDEX = "_index.json"
@@ -60,9 +60,9 @@ def write_table(path: Path, table: pa.Table, stored: bool = False) -> dict[str, 
     """A part file; `stored`: a side table of stored columns (JPEG frames), neither compressed nor dictionary-encoded,
     since JPEG does not compress and readers take a few rows at a time. Returns its rows, bytes and sha256."""
     if not stored:
-        facts = io.write_parquet(path, table, row_group_size=ROW_GROUP)
+        facts = atomic.write_parquet(path, table, row_group_size=ROW_GROUP)
     else:
-        facts = io.write_parquet(path, table, row_group_size=stored_group_rows(table), compression="none",
+        facts = atomic.write_parquet(path, table, row_group_size=stored_group_rows(table), compression="none",
                                  use_dictionary=False)
     return {"rows": table.num_rows, **facts}
 
@@ -172,7 +172,7 @@ def read_rows(path: Path, rows: list[int], columns: list[str]) -> pa.Table:
 
 # -- a finished stage's folder ----------------------------------------------------------------------------------
 def write_index(folder: Path, schema: str, files: list[dict[str, Any]], side: dict[str, list[dict[str, Any]]]) -> None:
-    io.atomic_write_json(folder / INDEX, {"schema": schema, "rows": sum(f["rows"] or 0 for f in files),
+    atomic.atomic_write_json(folder / INDEX, {"schema": schema, "rows": sum(f["rows"] or 0 for f in files),
                                           "parts": files, "side": side})
 
 

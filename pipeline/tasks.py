@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline import faults, io, lock, parts, storage
+from pipeline import atomic, faults, lock, parts, storage
 from pipeline.batches import add_counts, folder_of
 from pipeline.parts import FRAMES_TYPE  # noqa: F401  (where readers of stored frames have found it)
 from pipeline.stage import Stage
@@ -91,7 +91,7 @@ def execute(stage: Stage, task: dict[str, Any]) -> dict[str, Any]:
               "files": files, "counts": counts, "seconds": round(time.perf_counter() - began, 3),
               **({"errors": errors[0]} if errors else {})}
     lock.check_task(task)
-    io.atomic_write_json(record_path, record)  # last: the task counts as done only once its files are all there
+    atomic.atomic_write_json(record_path, record)  # last: the task counts as done only once its files are all there
     faults.hit(f"{stage.name}.pass{task['pass']}.done")
     if stage.batches_saved:
         storage.rmtree(folder_of(task))  # its saved batches are in the part now

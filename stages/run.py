@@ -9,7 +9,7 @@ from typing import Any, Iterable
 
 import logging
 
-from pipeline import io, parts, storage
+from pipeline import atomic, parts, storage
 from pipeline.executor import run_stage, stage_dir
 from pipeline.failures import UserError
 from pipeline.lock import output_lock
@@ -47,11 +47,11 @@ def stage_input(stage: Stage, config: RunConfig) -> list[tuple[str, int]]:
             raise ValueError("no input: pass --input (a folder, a glob or a list file) or set `input` in the config")
         table = discover(source, config.stage_config(stage.name))
         path = storage.path(config.output) / INPUT_LIST
-        io.write_parquet(path, table, row_group_size=parts.ROW_GROUP)
+        atomic.write_parquet(path, table, row_group_size=parts.ROW_GROUP)
         stage.bind(table.schema)
         return [(str(path), table.num_rows)]
     folder = stage_dir(config.output, previous)
-    if not io.is_done(folder):
+    if not atomic.is_done(folder):
         raise FileNotFoundError(f"{stage.name} reads {folder}, but the {previous} stage has not finished there; "
                                 "run it first")
     files = parts.input_files(folder)
@@ -104,7 +104,7 @@ def _remove_if_untouched(output: Path) -> None:
 def _run_locked(config: RunConfig, names: list[str], runner: Runner | None) -> dict[str, dict[str, Any]]:
     runner = runner or make_runner(config.executor, config.ray_address)
     dump = config.model_dump(mode="json")
-    io.atomic_write_json(storage.path(config.output) / "run_config.json", dump)
+    atomic.atomic_write_json(storage.path(config.output) / "run_config.json", dump)
     results = {}
     upstream_rerun = False
     try:
@@ -112,7 +112,7 @@ def _run_locked(config: RunConfig, names: list[str], runner: Runner | None) -> d
             stage = build_stage(name, config)
             # once a stage is redone, everything after it is stale and is redone too
             redo = config.overwrite or upstream_rerun
-            will_run = redo or not io.is_done(stage_dir(config.output, name))
+            will_run = redo or not atomic.is_done(stage_dir(config.output, name))
             upstream_rerun = upstream_rerun or will_run
             results[name] = run_stage(stage, stage_input(stage, config), config.output, runner,
                                       overwrite=redo, run_config=dump)
@@ -133,7 +133,7 @@ def write_summaries(config: RunConfig) -> None:
 
     output = storage.path(config.output)
     try:
-        if io.is_done(output / "shard"):
+        if atomic.is_done(output / "shard"):
             write_card(output)
         if config.report.enabled:
             write_report(output, config.report)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline import checkpoint, io, storage
+from pipeline import atomic, checkpoint, storage
 from pipeline.executor import stage_dir
 from stages.catalog import DEFAULT_PIPELINE
 
@@ -22,8 +22,8 @@ def stage_states(output: str | Path) -> list[dict[str, Any]]:
     for name in run_stages_of(output):
         folder = stage_dir(output, name)
         entry: dict[str, Any] = {"stage": name}
-        if io.is_done(folder):
-            stats = json.loads((folder / io.STATS).read_text()) if (folder / io.STATS).exists() else {}
+        if atomic.is_done(folder):
+            stats = json.loads((folder / atomic.STATS).read_text()) if (folder / atomic.STATS).exists() else {}
             entry.update(state="done", rows_in=stats.get("rows_in"), rows_out=stats.get("rows_out"),
                          errors=stats.get("errors_total"), seconds=stats.get("seconds"),
                          resumed_inputs=stats.get("resumed_inputs", 0),

@@ -20,7 +20,7 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from manifests import CLIPS
-from pipeline import failures, io, storage
+from pipeline import atomic, failures, storage
 from pipeline.batches import add_counts
 from pipeline.stage import Resources, Stage, StageConfig
 from stages import media
@@ -150,7 +150,7 @@ class AsrStage(Stage):
         assert self._folder is not None, "asr writes transcripts from inside a task"
         target = self._folder / name
         if not target.exists():
-            io.atomic_write_bytes(target, data)
+            atomic.atomic_write_bytes(target, data)
         return f"run:{self.name}/{FOLDER}/{name}"
 
     def part_counts(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from pipeline import io as pio
+from pipeline import atomic
 from pipeline import storage
 from pipeline.failures import UserError
 from pipeline.stage import error_text
@@ -79,7 +79,7 @@ def csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     try:
-        table = pio.read_parquet(path)
+        table = atomic.read_parquet(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise UserError(f"{path}: cannot be read as PARQUET ({exc})") from None
     for i, row in enumerate(table.to_pylist()):

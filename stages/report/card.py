@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow.compute as pc
 import yaml
 
-from pipeline import io
+from pipeline import atomic
 from stages.report import collect, provenance
 from stages.report.runinfo import RunInfo, load_run
 
@@ -72,5 +72,5 @@ def write_card(output: str | Path) -> Path:
         teachers=collect.teacher_table(run), packages=provenance.package_versions(),
         prefix=run.section("shard").get("prefix") or "shard")
     path = run.folder("shard") / CARD
-    io.atomic_write_bytes(path, (front_matter(run, totals) + body).encode())
+    atomic.atomic_write_bytes(path, (front_matter(run, totals) + body).encode())
     return path

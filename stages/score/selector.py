@@ -514,11 +514,11 @@ def train_from_files(labels_path: str | Path, captions_path: str | Path, scorer_
 
 def resolve_captions(path: str | Path) -> Path:
     """A caption (or score) stage folder, a run's output folder (its caption/ stage), or a .parquet file."""
-    from pipeline import io
+    from pipeline import atomic
 
     path = Path(path)
     for candidate in (path, path / "caption"):
-        if candidate.is_dir() and io.is_done(candidate):
+        if candidate.is_dir() and atomic.is_done(candidate):
             return candidate
     if path.is_file():
         return path
@@ -528,9 +528,9 @@ def resolve_captions(path: str | Path) -> Path:
 
 def read_captions(path: Path):
     """The captions manifest with each clip's frames (a stage folder's read from the run's frame store)."""
-    from pipeline import io as pio
+    from pipeline import atomic
     from pipeline.executor import read_manifest
 
     if path.is_dir():
         return read_manifest(path, frames_root=path.parent)
-    return pio.read_parquet(path)
+    return atomic.read_parquet(path)

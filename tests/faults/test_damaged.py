@@ -55,7 +55,7 @@ def test_truncated_and_corrupted_sources_are_flagged_with_their_numbers(damaged,
 
 
 def test_drop_makes_damaged_sources_errors_and_stats_count_them(damaged, tmp_path):
-    from pipeline import io
+    from pipeline import atomic
     from pipeline.executor import run_table
     from stages.split import SplitConfig, SplitStage
 
@@ -66,6 +66,6 @@ def test_drop_makes_damaged_sources_errors_and_stats_count_them(damaged, tmp_pat
     errors = {r["path"].rsplit("/", 1)[1]: r["error"] for r in rows if r["error"]}
     assert sorted(errors) == ["b_truncated.mp4", "c_corrupted.mp4"]
     assert all(e.startswith("split/damaged: ") for e in errors.values())
-    stats = io.read_json(tmp_path / "split" / "stats.json")
+    stats = atomic.read_json(tmp_path / "split" / "stats.json")
     assert stats["damaged_videos"] == 2 and stats["damaged_clips"] == 0
     assert stats["errors_by_reason"]["split/damaged"] == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipeline import io, parts
+from pipeline import atomic, parts
 from pipeline.executor import run_table
 from pipeline.stage import Stage, StageConfig
 
@@ -72,7 +72,7 @@ def test_an_interrupted_stage_resumes_part_by_part_to_the_same_bytes(tmp_path):
     with pytest.raises(Interrupted):
         run_table(Steps(log=log, stop_at=14), table(20), tmp_path / "out")
     stage_dir = tmp_path / "out" / "steps"
-    assert not io.is_done(stage_dir)
+    assert not atomic.is_done(stage_dir)
     assert parts.done_count(stage_dir, 1) == 2  # parts 0 and 1 (rows 0-11) finished both passes
 
     log.clear()
@@ -83,7 +83,7 @@ def test_an_interrupted_stage_resumes_part_by_part_to_the_same_bytes(tmp_path):
     assert resumed.equals(clean)
     assert folder_bytes(stage_dir) == folder_bytes(tmp_path / "clean" / "steps")
     assert not (stage_dir / parts.WORK).exists()
-    stats = json.loads((stage_dir / io.STATS).read_text())
+    stats = json.loads((stage_dir / atomic.STATS).read_text())
     assert stats["resumed_inputs"] == 20 and stats["rows_out"] == 20 and stats["parts"] == 4
 
 

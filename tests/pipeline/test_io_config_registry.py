@@ -5,33 +5,33 @@ import json
 import pyarrow as pa
 import pytest
 
-from pipeline import io
+from pipeline import atomic
 from pipeline.config import apply_overrides, deep_merge, list_profiles, load_config_data
 from pipeline.registry import Registry
 
 
 def test_atomic_writes_leave_no_temp_files(tmp_path):
-    io.atomic_write_json(tmp_path / "a" / "s.json", {"b": 1, "a": [1, 2]})
-    io.write_parquet(tmp_path / "a" / "m.parquet", pa.table({"x": [1, 2]}))
+    atomic.atomic_write_json(tmp_path / "a" / "s.json", {"b": 1, "a": [1, 2]})
+    atomic.write_parquet(tmp_path / "a" / "m.parquet", pa.table({"x": [1, 2]}))
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["m.parquet", "s.json"]
     assert json.loads((tmp_path / "a" / "s.json").read_text()) == {"a": [1, 2], "b": 1}
-    assert io.read_parquet(tmp_path / "a" / "m.parquet").column("x").to_pylist() == [1, 2]
+    assert atomic.read_parquet(tmp_path / "a" / "m.parquet").column("x").to_pylist() == [1, 2]
 
 
 def test_equal_tables_give_equal_parquet_bytes(tmp_path):
     t = pa.table({"x": [1, 2, 3], "s": ["a", None, "c"]})
-    io.write_parquet(tmp_path / "1.parquet", t)
-    io.write_parquet(tmp_path / "2.parquet", t)
+    atomic.write_parquet(tmp_path / "1.parquet", t)
+    atomic.write_parquet(tmp_path / "2.parquet", t)
     assert (tmp_path / "1.parquet").read_bytes() == (tmp_path / "2.parquet").read_bytes()
 
 
 def test_markers(tmp_path):
     d = tmp_path / "stage"
-    assert not io.is_done(d)
+    assert not atomic.is_done(d)
     d.mkdir()
-    io.mark_done(d)
-    assert io.is_done(d)
-    io.clear_stage_dir(d)
+    atomic.mark_done(d)
+    assert atomic.is_done(d)
+    atomic.clear_stage_dir(d)
     assert not d.exists()
 
 

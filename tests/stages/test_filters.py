@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from manifests import CLIPS, with_frames
-from pipeline import io
+from pipeline import atomic
 from pipeline.executor import run_table
 from stages.filters.blank import BlankConfig, BlankFilter
 from stages.filters.dedup import DedupConfig, DedupFilter
@@ -88,7 +88,7 @@ def test_blank_finds_black_frozen_and_the_bars_within_2_px(tmp_path):
         assert all(abs(g - w) <= 2 for g, w in zip(got, want)), (got, want)
     no_bars = {s["name"]: s["value"] for s in kept[rows[2]["clip_id"]]["scores"]}
     assert no_bars["bar_top"] == no_bars["bar_left"] == 0
-    dropped = io.read_parquet(next((tmp_path / "blank" / "filtered").glob("*.parquet"))).to_pylist()
+    dropped = atomic.read_parquet(next((tmp_path / "blank" / "filtered").glob("*.parquet"))).to_pylist()
     assert sorted(d["reason"].split(":")[0] for d in dropped) == ["black", "frozen"]
     funnel = json.loads((tmp_path / "blank" / "stats.json").read_text())["funnel"]
     assert funnel == {"clips_in": 6, "clips_out": 4, "dropped": {"black": 1, "frozen": 1}}
@@ -101,7 +101,7 @@ def test_dedup_finds_exact_and_reencoded_copies_and_no_false_pair(tmp_path):
     reencoded = {**reencoded, "clip_id": "w005_0000000_0000050", "video_id": "w005"}
     rows = distinct + [exact, reencoded]
     out = run_table(DedupFilter(DedupConfig()), table(rows), tmp_path).to_pylist()
-    dropped = io.read_parquet(next((tmp_path / "dedup" / "filtered").glob("*.parquet"))).to_pylist()
+    dropped = atomic.read_parquet(next((tmp_path / "dedup" / "filtered").glob("*.parquet"))).to_pylist()
     assert {d["clip_id"]: d["reason"].split(" (")[0] for d in dropped} == {
         "w003_0000000_0000075": f"duplicate: of {distinct[3]['clip_id']}",  # equal length: the lower clip id stays
         "w005_0000000_0000050": f"duplicate: of {distinct[5]['clip_id']}",  # the longer one stays
@@ -205,7 +205,7 @@ def test_dedup_by_embedding_reads_only_candidates_and_finds_the_copies(tmp_path)
     copy = {**distinct[2], "clip_id": "w002_0000000_0000075", "video_id": "w002"}
     stage = DedupFilter(DedupConfig(method="embedding", model="tiny:open_clip", pretrained=None, eps=0.001))
     out = run_table(stage, table(distinct + [copy]), tmp_path).to_pylist()
-    dropped = io.read_parquet(next((tmp_path / "dedup" / "filtered").glob("*.parquet"))).to_pylist()
+    dropped = atomic.read_parquet(next((tmp_path / "dedup" / "filtered").glob("*.parquet"))).to_pylist()
     assert [(d["clip_id"], d["reason"].split(" (")[0]) for d in dropped] == [
         ("w002_0000000_0000075", f"duplicate: of {distinct[2]['clip_id']}")]
     assert len(out) == 8 and verdicts(out, "dedup")[distinct[0]["clip_id"]]["weights"] == "untrained"

@@ -20,8 +20,9 @@ runner = CliRunner()
 
 # The synthetic proof: 400 clips (about 300 train, 100 held out), 12 epochs of 32 clips: 120 steps, ~15 s on 2 cores.
 SYNTH_CLIPS = 400
-TRAIN_ARGS = ["--kind", "open_clip", "--base-model", "tiny:open_clip", "--epochs", "12", "--lr", "1e-3",
-              "--batch-size", "32", "--holdout", "0.25", "--seed", "0", "--threads", "2"]
+TRAIN_ARGS = [f"--set={k}" for k in ("scorer.kind=open_clip", "scorer.model=tiny:open_clip", "scorer.pretrained=null",
+                                      "train.epochs=12", "train.lr=1e-3", "train.batch_size=32", "train.holdout=0.25",
+                                      "train.seed=0", "train.threads=2")]
 
 
 # ------------------------------------------------------------------------------------------------------------ loss
@@ -221,7 +222,7 @@ def trained(tmp_path_factory):
     result = runner.invoke(app, ["selector", "synth", str(root / "data"), "--clips", str(SYNTH_CLIPS)])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["selector", "train", str(root / "data" / "labels.csv"), str(root / "data"),
-                                 "--out", str(root / "selector"), *TRAIN_ARGS])
+                                 "--to", str(root / "selector"), *TRAIN_ARGS])
     assert result.exit_code == 0, result.output
     return root, result.output
 
@@ -290,11 +291,14 @@ def test_selector_cli_errors_and_help(tmp_path):
     assert result.exit_code == 0, result.output
     labels = tmp_path / "bad.csv"
     labels.write_text("clip_id,teacher\nnot-a-clip,synth0\n")
-    result = runner.invoke(app, ["selector", "train", str(labels), str(tmp_path / "d"), "--out", str(tmp_path / "s"),
-                                 "--base-model", "tiny:open_clip"])
+    result = runner.invoke(app, ["selector", "train", str(labels), str(tmp_path / "d"), "--to", str(tmp_path / "s"),
+                                 "--set", "scorer.model=tiny:open_clip"])
     assert result.exit_code == 2 and "not in the captions manifest" in result.output
     result = runner.invoke(app, ["selector", "train", str(tmp_path / "d" / "labels.csv"), str(tmp_path / "nowhere"),
-                                 "--out", str(tmp_path / "s")])
+                                 "--to", str(tmp_path / "s")])
     assert result.exit_code == 2 and "nowhere" in result.output
+    result = runner.invoke(app, ["selector", "train", str(tmp_path / "d" / "labels.csv"), str(tmp_path / "d"),
+                                 "--to", str(tmp_path / "s"), "--set", "train.epoch=3"])
+    assert result.exit_code == 2 and result.output.strip() == "error: train.epoch: unknown key"
     result = runner.invoke(app, ["selector", "synth", str(tmp_path / "e"), "--candidates", "9"])
     assert result.exit_code == 2 and "candidates must be 2..6" in result.output

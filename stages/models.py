@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from pipeline.registry import Registry
+
 UNTRAINED = "untrained"
+# builders of `tiny:<name>` models, registered by the modules in TINY_MODULES (and by plug-ins)
+TINY_BUILDERS: Registry[Callable[[Path], None]] = Registry("tiny model")
+TINY_MODULES = ("stages.tiny_models",)
 _build_lock = threading.RLock()  # re-entrant: a build may need another (tiny:whisper, the Whisper tokenizer)
 
 
@@ -91,8 +96,8 @@ def resolve(ref: str) -> ResolvedModel:
         return ResolvedModel(str(target), weights)
     if ref.startswith("tiny:"):
         name = ref[5:]
-        from stages.tiny_models import TINY_BUILDERS
-
+        for module in TINY_MODULES:  # their import registers the built-in builders, whatever was imported first
+            importlib.import_module(module)
         builder = TINY_BUILDERS.get(name)  # an unknown name: UnknownName, with the names there are
         return ResolvedModel(str(_built_once(cache_dir() / "tiny" / name, builder)), UNTRAINED)
     return ResolvedModel(ref, f"hf:{ref}" if not Path(ref).exists() else f"local:{Path(ref).resolve()}")

@@ -12,10 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.registry import Registry
-from stages.models import WHISPER_BASE, package_dir, resolve, whisper_folder
-
-TINY_BUILDERS: Registry = Registry("tiny model")
+from stages.models import TINY_BUILDERS, WHISPER_BASE, package_dir, resolve, whisper_folder
 
 
 def _bert_tokenizer():

@@ -21,12 +21,8 @@ from pipeline import storage
 from pipeline.stage import error_text
 from manifests import SPAN
 from stages.ingest import columns, lists
+from stages.ingest.config import AUDIO_EXTENSIONS, LIST_EXTENSIONS, SUBTITLE_EXTENSIONS, IngestConfig
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv",
-                    ".3gp", ".ogv")
-AUDIO_EXTENSIONS = (".mp3", ".m4a", ".aac", ".wav", ".flac", ".ogg", ".opus", ".wma")
-SUBTITLE_EXTENSIONS = (".vtt", ".srt", ".json")
-LIST_EXTENSIONS = (".csv", ".jsonl", ".parquet")
 SCHEMA = pa.schema([("path", pa.string()), ("path_bytes", pa.binary()), ("title", pa.string()),
                     ("description", pa.string()), ("subtitles_path", pa.string()), ("spans", pa.list_(SPAN)),
                     ("given_captions", pa.list_(pa.string())), ("info_json", pa.string()), ("error", pa.string())])
@@ -150,8 +146,6 @@ def _store_rows(url: str, config: Any, extensions: tuple[str, ...]) -> list[dict
 def discover(source: str | Path, config: Any = None) -> pa.Table:
     """A folder (recursive), a glob, a single video, or a CSV/JSONL/Parquet list with path[, title, description,
     subtitles]: one row per entry, sorted by path."""
-    from stages.ingest.stage import IngestConfig
-
     config = config or IngestConfig()
     text = str(source)
     path = Path(text).expanduser()

@@ -26,6 +26,7 @@ from typing import Any, Iterator
 from pipeline import storage
 from pipeline.stage import StageError
 from stages.ingest import pages
+from stages.ingest.config import VIDEO_EXTENSIONS
 from stages.ingest.fetch import FetchConfig, FetchFailed, Fetched, fetch, make_pool
 from stages.ingest.limits import Limiter
 
@@ -175,8 +176,6 @@ class Sources:
 
 
 def _video_suffix(url: str) -> str | None:
-    from stages.ingest.discover import VIDEO_EXTENSIONS
-
     suffix = os.path.splitext(urllib.parse.urlsplit(url).path)[1].lower()
     return suffix if suffix in VIDEO_EXTENSIONS else None
 

@@ -10,37 +10,21 @@ import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator
 
 import pyarrow as pa
-from pydantic import Field
 
 from manifests import VIDEOS
 from pipeline import failures, storage
 from pipeline.parts import iter_parts
-from pipeline.stage import RowStage, Stage, StageConfig, StageError, error_text
+from pipeline.stage import RowStage, Stage, StageError, error_text
 from stages import media
-from stages.ingest.discover import VIDEO_EXTENSIONS
-from stages.ingest.fetch import FetchConfig
+from stages.ingest.config import IngestConfig
 from stages.ingest.sources import Kept, Sources, is_url
 from stages.models import source_path
 from stages.catalog import STAGES
 
 log = logging.getLogger(__name__)
-
-
-class IngestConfig(StageConfig):
-    extensions: list[str] = Field(default_factory=lambda: list(VIDEO_EXTENSIONS),
-                                  description="file endings picked up from folders and globs")
-    sidecar_subtitles: bool = Field(True, description="use <video>.vtt/.srt next to a video as its subtitles")
-    drop_duplicates: bool = Field(True, description="mark later copies of identical content as errors")
-    list_paths: Literal["confined", "anywhere"] = Field(
-        "confined", description="what a list file's paths may name: files under the list's own folder (and "
-                                "allowed_roots), or any path; /proc, /sys and /dev only if allowed_roots names them")
-    allowed_roots: list[str] = Field(default_factory=list, description="folders a list file's paths may name "
-                                                                      "besides the list's own")
-    fetch: FetchConfig = Field(default_factory=FetchConfig, description="videos named by http(s) URLs: retries, "
-                               "timeouts, limits, pages (yt-dlp), what is kept (stages/ingest/fetch.py)")
 
 
 def check_entry(path: str) -> None:

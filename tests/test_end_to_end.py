@@ -101,7 +101,7 @@ def test_smollm2_writes_its_own_sentence_for_each_clip(demo_local):
 
 
 def test_demo_report_shows_every_clip_with_its_frames_and_all_its_candidates(demo_local):
-    from tests.stages.test_report import assert_drawn, chromium, parse, screenshot
+    from tests.stages.report.test_report import assert_drawn, chromium, parse, screenshot
 
     index = demo_local / "report" / "index.html"
     page = parse(index)

@@ -5,7 +5,7 @@ FFmpeg marks as slow at gathers (AV_CPU_FLAG_SLOW_GATHER). FFmpeg does not mark 
 of the VM this project is measured on, where the routine was the slower one: split's detector downscale (area,
 1280x720 to 256x144 BGR) took 255 us a frame with it and 173 without, 640x360 took 95 and 86 (median of 90 calls
 on 18 hot frames each). The routines compute the same integers, so the frames are the same bits either way (all 15
-bench and development videos; tests/stages/test_media_simd.py).
+bench and development videos; tests/stages/media/test_media_simd.py).
 
 The flag is process-wide and read when a scaler or codec is set up, so `prefer_gather_free` runs before a scan
 makes its first scaler. Only routines that consult the flag change: swscale's, and some AVX2 FFT codelets of

@@ -11,7 +11,7 @@ import tarfile
 import yaml
 
 from tests.faults.common import CONFIG, vlcurate
-from tests.stages.test_ingest import odd_folder
+from tests.stages.ingest.test_ingest import odd_folder
 
 pytestmark = [pytest.mark.slow]  # each runs the real command in its own process
 

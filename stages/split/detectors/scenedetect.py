@@ -10,7 +10,7 @@ do with those scores is PySceneDetect's own logic, run without a Python call per
   (so the same bits), and only frames that pass both thresholds meet PySceneDetect's own timecode arithmetic for
   the minimum scene length.
 Both are checked against PySceneDetect's per-frame detectors on random and real score sequences
-(tests/stages/test_split_detectors.py); `vectorised: false` runs PySceneDetect's own path on every frame.
+(tests/stages/split/test_split_detectors.py); `vectorised: false` runs PySceneDetect's own path on every frame.
 """
 
 from __future__ import annotations

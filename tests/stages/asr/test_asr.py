@@ -21,7 +21,7 @@ from tests.fixtures import make_video
 
 pytestmark = [pytest.mark.slow]
 
-SPEECH = Path(__file__).resolve().parents[2] / "manifests" / "samples" / "speech"
+SPEECH = Path(__file__).resolve().parents[3] / "manifests" / "samples" / "speech"
 
 
 def words(text: str) -> list[str]:

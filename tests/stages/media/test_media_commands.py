@@ -7,7 +7,7 @@ from pathlib import Path
 
 from stages.media import commands
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_scan_command_maps_both_branches_to_their_pipes():

@@ -59,7 +59,7 @@ def test_gather_free_scalers_give_the_same_bits(detected_flags_after, source, si
 
 
 def test_a_scan_marks_gathers_slow_before_it_scales(detected_flags_after, tmp_path):
-    from tests.stages.test_formats import FORMATS, make
+    from tests.stages.media.test_formats import FORMATS, make
 
     lib = simd.pyav_libavutil()
     if lib is None:

@@ -14,7 +14,7 @@ from pipeline.stage import StageError
 from stages import media
 from stages.media import gopscan
 from tests.conftest import shared_video
-from tests.stages.test_formats import FORMATS, N, X264, make
+from tests.stages.media.test_formats import FORMATS, N, X264, make
 
 CASES = {
     "h264.mp4": dict(out=X264),  # B-frames, an IDR every 12 frames, x264's build in the first packet

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from stages import media
-from tests.stages.test_formats import FORMATS, N, make
+from tests.stages.media.test_formats import FORMATS, N, make
 
 CASES = ["vfr.mkv", "mpegts.ts", "vp9.webm", "rot90.mp4"]  # B-frames, VFR, a start offset, another codec, rotation
 

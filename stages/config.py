@@ -70,13 +70,19 @@ def _sources() -> set[str]:
     return {n for n in STAGES.names() if STAGES.get(n).reads_input}
 
 
-@functools.lru_cache(maxsize=None)
 def run_config_class(plugins: tuple[str, ...] = ()) -> type[RunConfig]:
-    """RunConfig with a typed section for every registered stage (built-in and `plugins`)."""
+    """RunConfig with a typed section for every registered stage (built-in, installed plug-ins and `plugins`).
+    The plug-ins are looked up on every call (what is imported already is not imported again): one installed since
+    the last call, or a teacher that registers on import, counts."""
     load(plugins)
+    return _config_class(tuple(STAGES.names()))
+
+
+@functools.lru_cache(maxsize=None)
+def _config_class(names: tuple[str, ...]) -> type[RunConfig]:
     sections: dict[str, Any] = {name: (STAGES.get(name).config_class,
                                        Field(default_factory=STAGES.get(name).config_class))
-                                for name in STAGES.names()}
+                                for name in names}
     return create_model("RunConfig", __base__=RunConfig, **sections)
 
 

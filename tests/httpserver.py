@@ -24,6 +24,13 @@ class Handler(RangeRequestHandler):
     def log_message(self, *args) -> None:  # quiet
         pass
 
+    def head(self, status: int, *headers: tuple[str, str]) -> None:
+        """A status line and its headers, then the blank line: what every behaviour starts with."""
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         Handler.hits[self.path] += 1
         Handler.arrivals.append((time.monotonic(), self.path))
@@ -34,66 +41,45 @@ class Handler(RangeRequestHandler):
         if behaviour == "forbidden":  # every time
             return self.send_error(403, "forbidden")
         if behaviour == "busy":  # 429 every time
-            self.send_response(429)
-            self.send_header("Retry-After", "0")
-            self.end_headers()
+            self.head(429, ("Retry-After", "0"))
             return None
         if behaviour == "flaky" and seen <= 2:
             return self.send_error(503, "try again")
         if behaviour == "limited" and seen == 1:
-            self.send_response(429)
-            self.send_header("Retry-After", "1")
-            self.end_headers()
+            self.head(429, ("Retry-After", "1"))
             return None
         if behaviour == "redirect":
-            self.send_response(302)
-            self.send_header("Location", f"/{name}")
-            self.end_headers()
+            self.head(302, ("Location", f"/{name}"))
             return None
         if behaviour == "page":  # a page with a <video>, for yt-dlp's generic extractor
             body = (f"<!DOCTYPE html><html><head><title>A page about {name}</title></head><body>"
                     f'<video controls src="/{name}"></video></body></html>').encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
+            self.head(200, ("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))))
             self.wfile.write(body)
             return None
         if behaviour == "slow" and "Range" not in self.headers:  # 1 KiB every 0.1 s: a fetch a kill can land in
             data = (Path(self.directory) / name).read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Type", "video/mp4")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
+            self.head(200, ("Content-Type", "video/mp4"), ("Content-Length", str(len(data))))
             for i in range(0, len(data), 1024):
                 self.wfile.write(data[i:i + 1024])
                 self.wfile.flush()
                 time.sleep(0.1)
             return None
         if behaviour == "stall":  # headers, a first chunk, then silence, every time (Range or not)
-            self.send_response(200)
-            self.send_header("Content-Type", "video/mp4")
-            self.send_header("Content-Length", "1000000")
-            self.end_headers()
+            self.head(200, ("Content-Type", "video/mp4"), ("Content-Length", "1000000"))
             self.wfile.write(b"\x00\x00\x00\x18ftypmp42" + bytes(1000))
             self.wfile.flush()
             time.sleep(5)
             return None
         if behaviour == "html":
             body = b"<!DOCTYPE html><html><body>Sign in to continue</body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
+            self.head(200, ("Content-Type", "text/html"), ("Content-Length", str(len(body))))
             self.wfile.write(body)
             return None
         if behaviour in ("drop", "drip") and "Range" not in self.headers:
             data = (Path(self.directory) / name).read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Type", "video/mp4")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Accept-Ranges", "bytes")
-            self.end_headers()
+            self.head(200, ("Content-Type", "video/mp4"), ("Content-Length", str(len(data))),
+                      ("Accept-Ranges", "bytes"))
             if behaviour == "drop":  # half the body, then the connection goes
                 self.wfile.write(data[: len(data) // 2])
                 self.wfile.flush()

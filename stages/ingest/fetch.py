@@ -20,7 +20,6 @@ urllib3 (already under botocore) rather than a hand-written HTTP client; the ret
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import random
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline import storage
 from stages.ingest.limits import UNLIMITED, Limiter
 
 RETRY_STATUSES = frozenset({403, 408, 429, 500, 502, 503, 504})
@@ -128,7 +128,7 @@ def fetch(url: str, target: str, config: FetchConfig | None = None, pool: Any = 
     with open(target, "wb") as out:
         for attempt in range(config.retries + 1):
             if attempt:
-                wait = _backoff(config, attempt, last.wait_s if last else None)
+                wait = backoff(config, attempt, last.wait_s if last else None)
                 if time.monotonic() + wait - began > config.total_timeout_s:
                     break
                 sleep(wait)
@@ -149,7 +149,9 @@ def fetch(url: str, target: str, config: FetchConfig | None = None, pool: Any = 
     raise FetchFailed(reason, f"{last.detail} (after {config.retries + 1} attempts)", config.retries + 1)
 
 
-def _backoff(config: FetchConfig, attempt: int, retry_after: float | None) -> float:
+def backoff(config: FetchConfig, attempt: int, retry_after: float | None = None) -> float:
+    """The wait before retry `attempt` (from 1): `Retry-After` when the server gave one, else exponential, with
+    jitter."""
     if retry_after is not None:
         return min(config.max_backoff_s, retry_after)
     base = min(config.max_backoff_s, config.backoff_s * 2 ** (attempt - 1))
@@ -216,7 +218,7 @@ def _read_body(url: str, response: Any, out: Any, kept: int, config: FetchConfig
         raise _Retry("unavailable", f"the body ended at byte {out.tell()} of {expected}")
     out.flush()
     return {"final_url": _final_url(url, response), "status": status, "bytes": out.tell(),
-            "sha256": _sha256(out.name), "etag": response.headers.get("ETag"),
+            "sha256": storage.digest(out.name)["sha256"], "etag": response.headers.get("ETag"),
             "last_modified": response.headers.get("Last-Modified"),
             "content_type": response.headers.get("Content-Type")}
 
@@ -260,11 +262,3 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         when = email.utils.parsedate_to_datetime(value)
         return max(0.0, when.timestamp() - time.time()) if when else None
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -9,13 +9,12 @@ retry a failed page fetch (a 429 on the first request is final to it), hence the
 from __future__ import annotations
 
 import json
-import random
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from stages.ingest.fetch import FetchConfig, FetchFailed
+from stages.ingest.fetch import FetchConfig, FetchFailed, backoff
 from stages.ingest.limits import UNLIMITED, Limiter
 
 TRANSIENT = re.compile(r"HTTP Error (403|408|429|5\d\d)|timed out|Connection (reset|refused|aborted)|"
@@ -74,8 +73,7 @@ def resolve(url: str, config: FetchConfig, info_json: str | None = None, limiter
     last = ""
     for attempt in range(config.retries + 1):
         if attempt:
-            base = min(config.max_backoff_s, config.backoff_s * 2 ** (attempt - 1))
-            sleep(base + random.uniform(0, base))
+            sleep(backoff(config, attempt))
         try:
             with YoutubeDL(_options(config)) as ydl:
                 if info_json is not None:  # offline: the saved page, formats chosen as if just fetched

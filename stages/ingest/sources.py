@@ -119,7 +119,8 @@ class Sources:
                 files.append(target)
             if len(files) > 1:
                 _merge(files, local)
-                got.sha256, got.bytes = storage.digest(local)["sha256"], os.path.getsize(local)
+                merged = storage.digest(local)
+                got.sha256, got.bytes = merged["sha256"], merged["bytes"]
         assert got is not None
         record = {**self._record(got, page.extractor, pages.yt_dlp_version()), "format": page.format,
                   "page_id": page.page_id, **{k: page.metadata.get(k) for k in ("channel", "upload_date", "license")}}

@@ -21,7 +21,7 @@ from pipeline.stage import RowStage, Stage, StageError, error_text
 from stages import media
 from stages.ingest.config import IngestConfig
 from stages.ingest.sources import Kept, Sources, is_url
-from stages.models import source_path
+from stages.models import dist_version, source_path
 from stages.catalog import STAGES
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class IngestStage(RowStage):
             info = data.decode("utf-8", "replace")
         with self._lock:
             if self._fetcher is None:
-                self._fetcher = Sources(self.config.fetch, f"urllib3 {_version('urllib3')}")
+                self._fetcher = Sources(self.config.fetch, f"urllib3 {dist_version('urllib3')}")
         with self._fetcher.get(url, self.root or ".", info) as (local, kept):
             self._count(kept)
             out.update(source=kept.source, fetch=kept.fetch, title=out["title"] or kept.metadata.get("title"),
@@ -177,12 +177,6 @@ class IngestStage(RowStage):
                     ok += 1
                     seconds += duration or 0
         return {"videos_ok": ok, "hours": round(seconds / 3600, 4)}
-
-
-def _version(module: str) -> str:
-    import importlib.metadata
-
-    return importlib.metadata.version(module)
 
 
 class DuplicatePass(Stage):

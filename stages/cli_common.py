@@ -7,7 +7,7 @@ import logging
 import os
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 from pydantic import ValidationError
@@ -164,9 +164,12 @@ def report(cfg, stage_names: tuple[str, ...], results: dict) -> None:
 
 def add_stage_command(app: typer.Typer, name: str, help_text: str, reads_input: bool) -> None:
     """`vlcurate <stage> [options]`: one command per stage; `--input` only on a stage that reads the input
-    videos (the others read the previous stage's output in --output)."""
+    videos (the others read the previous stage's output in --output): typer sees the options this stage takes."""
+    import inspect
+    import typing
 
     def command(
+        input_: Optional[str] = None,
         output: Optional[str] = OutputOpt,
         profile: Optional[str] = ProfileOpt,
         config: Optional[Path] = ConfigOpt,
@@ -176,37 +179,14 @@ def add_stage_command(app: typer.Typer, name: str, help_text: str, reads_input: 
         overwrite: bool = OverwriteOpt,
         verbose: bool = VerboseOpt,
         wait: bool = WaitOpt,
-        **given: Any,
     ) -> None:
-        run_command((name,), profile=profile, config=config, overrides=overrides, output=output,
-                    input_=given.get("input_"), executor=executor.value if executor else None,
-                    ray_address=ray_address, overwrite=overwrite, verbose=verbose, wait=wait)
+        run_command((name,), profile=profile, config=config, overrides=overrides, output=output, input_=input_,
+                    executor=executor.value if executor else None, ray_address=ray_address, overwrite=overwrite,
+                    verbose=verbose, wait=wait)
 
-    if reads_input:
-        def with_input(input_: Optional[str] = InputOpt, **options: Any) -> None:
-            command(input_=input_, **options)
-
-        with_input.__signature__ = _signature(command, with_input)  # type: ignore[attr-defined]
-        target = with_input
-    else:
-        target = command
-        target.__signature__ = _signature(command)  # type: ignore[attr-defined]
-    target.__doc__ = help_text
-    app.command(name=name, help=help_text)(target)
-
-
-def _signature(command: Any, front: Any = None) -> Any:
-    """`command`'s keyword options (without its `**given`), after `front`'s own first parameter if given, with
-    their annotations evaluated (this module's are strings), as typer reads them."""
-    import inspect
-    import typing
-
-    def evaluated(fn: Any) -> list[inspect.Parameter]:
-        hints = typing.get_type_hints(fn)
-        return [p.replace(annotation=hints.get(p.name, p.annotation))
-                for p in inspect.signature(fn).parameters.values() if p.kind is not p.VAR_KEYWORD]
-
-    params = evaluated(command)
-    if front is not None:
-        params = [evaluated(front)[0], *params]
-    return inspect.Signature(params)
+    hints = typing.get_type_hints(command)  # this module's annotations are strings; typer reads the types
+    params = [p.replace(annotation=hints[p.name]) for p in inspect.signature(command).parameters.values()]
+    params[0] = params[0].replace(default=InputOpt)
+    command.__signature__ = inspect.Signature(params if reads_input else params[1:])  # type: ignore[attr-defined]
+    command.__doc__ = help_text
+    app.command(name=name, help=help_text)(command)

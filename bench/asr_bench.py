@@ -37,7 +37,7 @@ def make_inputs(folder: Path, count: int) -> list[Path]:
 
 
 def rtf(backend: str, model: str, compute_type: str, audio, rounds: int) -> dict[str, Any]:
-    from stages.asr.stage import AsrConfig, AsrStage
+    from vlcurate.stages.asr.stage import AsrConfig, AsrStage
 
     stage = AsrStage(AsrConfig(backend=backend, model=model, compute_type=compute_type,
                                beam_size=5 if backend == "faster_whisper" else 1))
@@ -58,9 +58,9 @@ def bare_loop(videos: list[Path]) -> float:
     """What a script would do: load the model, then read and transcribe each video's audio."""
     from faster_whisper import WhisperModel
 
-    from stages import media
-    from stages.asr.stage import AsrConfig
-    from stages.models import whisper_folder
+    from vlcurate.stages import media
+    from vlcurate.stages.asr.stage import AsrConfig
+    from vlcurate.stages.models import whisper_folder
 
     cfg = AsrConfig()
     began = time.perf_counter()
@@ -74,9 +74,9 @@ def bare_loop(videos: list[Path]) -> float:
 
 
 def stage_run(run: Path) -> float:
-    from pipeline.runners import LocalRunner
-    from stages.config import run_config_class
-    from stages.run import run_stages
+    from vlcurate.pipeline.runners import LocalRunner
+    from vlcurate.config import run_config_class
+    from vlcurate.run import run_stages
 
     shutil.rmtree(run / "asr", ignore_errors=True)
     config = run_config_class().model_validate({"output": str(run), "stages": ["ingest", "split", "asr"],
@@ -85,9 +85,9 @@ def stage_run(run: Path) -> float:
 
 
 def prepare(videos: list[Path], run: Path) -> None:
-    from pipeline.runners import LocalRunner
-    from stages.config import run_config_class
-    from stages.run import run_stages
+    from vlcurate.pipeline.runners import LocalRunner
+    from vlcurate.config import run_config_class
+    from vlcurate.run import run_stages
 
     shutil.rmtree(run, ignore_errors=True)
     config = run_config_class().model_validate({
@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    from stages import media
+    from vlcurate.stages import media
 
     root = WORK / "asr"
     videos = make_inputs(root / "videos", args.videos)

@@ -18,12 +18,12 @@ from typing import Callable
 import pyarrow as pa
 
 from bench.common import ROOT, clips_with_frames, map_in_process, write_result
-from manifests import CLIPS, with_frames
-from stages.caption import CaptionConfig, CaptionStage
-from stages.caption.stage import clip_input
-from stages.caption.teachers import Teacher
-from stages.caption.teachers.howtocaption import pack_blocks
-from stages.config import load_run_config
+from vlcurate.manifests import CLIPS, with_frames
+from vlcurate.stages.caption import CaptionConfig, CaptionStage
+from vlcurate.stages.caption.stage import clip_input
+from vlcurate.stages.caption.teachers import Teacher
+from vlcurate.stages.caption.teachers.howtocaption import pack_blocks
+from vlcurate.config import load_run_config
 
 
 def demo_clips(copies: int) -> pa.Table:

@@ -13,8 +13,8 @@ from typing import Any, Callable
 
 import ffmpeg as ffmpeg_python
 
-from stages import media
-from stages.models import package_dir
+from vlcurate.stages import media
+from vlcurate.stages.models import package_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_BBB = ROOT.parent / "shared" / "data" / "dev" / "big_buck_bunny_0_30.webm"
@@ -110,9 +110,9 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
 
 def clips_with_frames(source: Path, split_config) -> list[dict]:
     """Ingest and split `source` (a video or a list file) in a scratch folder: the clips, with their frames."""
-    from pipeline.executor import run_table
-    from stages.ingest import IngestStage, discover
-    from stages.split import SplitStage
+    from vlcurate.pipeline.executor import run_table
+    from vlcurate.stages.ingest import IngestStage, discover
+    from vlcurate.stages.split import SplitStage
 
     out = tempfile.mkdtemp(prefix="bench-clips-")
     videos = run_table(IngestStage(), discover(source), out)

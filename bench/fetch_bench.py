@@ -85,8 +85,8 @@ class Site:
 
 def fetch_all(site: Site, count: int, concurrency: int, limits: dict[str, Any], out: Path) -> dict[str, Any]:
     """`count` URLs through the ingest worker's fetch path, `concurrency` at a time, into a fresh run folder."""
-    from stages.ingest.fetch import FetchConfig
-    from stages.ingest.sources import Sources
+    from vlcurate.stages.ingest.fetch import FetchConfig
+    from vlcurate.stages.ingest.sources import Sources
 
     shutil.rmtree(out, ignore_errors=True)
     config = FetchConfig(concurrency=concurrency, retries=5, backoff_s=0.5, **limits)

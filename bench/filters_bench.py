@@ -14,11 +14,11 @@ WEIGHT_FREE = ("motion", "motion_flow", "blank", "dedup")
 
 
 def stages():
-    from stages.filters.blank import BlankFilter
-    from stages.filters.dedup import DedupFilter
-    from stages.filters.motion import MotionConfig, MotionFilter
-    from stages.filters.nsfw import NsfwFilter
-    from stages.filters.text import TextFilter
+    from vlcurate.stages.filters.blank import BlankFilter
+    from vlcurate.stages.filters.dedup import DedupFilter
+    from vlcurate.stages.filters.motion import MotionConfig, MotionFilter
+    from vlcurate.stages.filters.nsfw import NsfwFilter
+    from vlcurate.stages.filters.text import TextFilter
 
     return {"motion": lambda: MotionFilter(), "motion_flow": lambda: MotionFilter(MotionConfig(method="flow")),
             "blank": lambda: BlankFilter(), "dedup": lambda: DedupFilter(), "text": lambda: TextFilter(),
@@ -32,10 +32,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120.0, help="... looped to this long each")
     args = parser.parse_args()
 
-    from pipeline.executor import read_manifest, run_table
-    from stages.config import load_run_config
-    from stages.ingest import IngestStage, discover
-    from stages.split import SplitStage
+    from vlcurate.pipeline.executor import read_manifest, run_table
+    from vlcurate.config import load_run_config
+    from vlcurate.stages.ingest import IngestStage, discover
+    from vlcurate.stages.split import SplitStage
 
     split_config = load_run_config("demo").split  # histogram stitching: no hub weights
     videos = [make_long(args.seconds, int(h)) for h in args.heights.split(",")]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import WORK, write_result
-from pipeline.tasks import peak_rss_mb
+from vlcurate.pipeline.tasks import peak_rss_mb
 from bench.scale_bench import make_source, replicate
 
 STAGES = ["ingest", "split", "motion", "caption", "score"]  # ingest and split are replicated, not run
@@ -36,9 +36,9 @@ CONFIG = {
 
 def prepare(source: Path, clips: int, run: Path) -> dict[str, float]:
     """The run: replicated split, then motion, caption and score for real; returns each stage's seconds."""
-    from pipeline.runners import LocalRunner
-    from stages.config import run_config_class
-    from stages.run import run_stages
+    from vlcurate.pipeline.runners import LocalRunner
+    from vlcurate.config import run_config_class
+    from vlcurate.run import run_stages
 
     replicate(source, clips, run)
     config = run_config_class().model_validate({**CONFIG, "output": str(run), "report": {"enabled": False}})
@@ -48,7 +48,7 @@ def prepare(source: Path, clips: int, run: Path) -> dict[str, float]:
 
 def child(run: Path) -> dict[str, Any]:
     """The report of `run` in this process: wall time, peak RSS, what it wrote."""
-    from stages.report import ReportConfig, write_report
+    from vlcurate.stages.report import ReportConfig, write_report
 
     began = time.perf_counter()
     index = write_report(run, ReportConfig())
@@ -62,7 +62,7 @@ def child(run: Path) -> dict[str, Any]:
 
 def bare_scan(run: Path) -> float:
     """The floor: reading score's clip ids and errors, part by part, once."""
-    from pipeline import parts
+    from vlcurate.pipeline import parts
 
     began = time.perf_counter()
     for _ in parts.iter_parts(parts.part_files(run / "score"), ["clip_id", "error"]):

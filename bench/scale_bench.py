@@ -29,9 +29,9 @@ import ffmpeg as ffmpeg_python
 import pyarrow as pa
 
 from bench.common import WORK, ffmpeg, make_h264, write_result
-from manifests import CLIPS, with_frames
-from pipeline import storage
-from pipeline.tasks import peak_rss_mb
+from vlcurate.manifests import CLIPS, with_frames
+from vlcurate.pipeline import storage
+from vlcurate.pipeline.tasks import peak_rss_mb
 
 # the demo profile's frame-reading stages, as it configures them; caption with its frame teachers (tiny, untrained)
 # and the cheap title teacher (the GGUF teachers read no frames and take seconds a clip)
@@ -55,9 +55,9 @@ REPORT_SIZES = (80, 320)  # both under the report's gallery cap (480 clips)
 def make_source(root: Path, frames: int, short_side: int) -> Path:
     """Two generated 1080p videos (test patterns with hard cuts: one moving, one still) and real footage (Big Buck
     Bunny at 720p, bench/common.py), ingested and split: the clips to replicate."""
-    from pipeline.executor import run_table
-    from stages.ingest import IngestStage, discover
-    from stages.split import SplitConfig, SplitStage
+    from vlcurate.pipeline.executor import run_table
+    from vlcurate.stages.ingest import IngestStage, discover
+    from vlcurate.stages.split import SplitConfig, SplitStage
 
     videos = root / "videos"
     videos.mkdir(parents=True, exist_ok=True)
@@ -79,7 +79,7 @@ def make_source(root: Path, frames: int, short_side: int) -> Path:
 def replicate(source: Path, clips: int, run: Path, part_rows: int = 512) -> int:
     """`run/split/` as a finished split stage of `clips` clips: the source's clips repeated with fresh ids and
     titles, frames copied into the new frame store. Returns split's bytes on disk."""
-    from pipeline.executor import read_manifest, write_stage
+    from vlcurate.pipeline.executor import read_manifest, write_stage
 
     template = read_manifest(source / "split", frames_root=source).to_pylist()
     template = [r for r in template if not r["error"]]
@@ -115,9 +115,9 @@ def child(run: Path, executor: str, stages: list[str], only: list[str] | None = 
     models), which every later stage of the session is spared. `only`: run just these of `stages` (the ones before
     them finished already), with no warm-up: their peaks are then their own, not raised by what an earlier stage left
     in the process, and under Ray their time includes the workers' start."""
-    from pipeline.runners import make_runner
-    from stages.config import run_config_class
-    from stages.run import run_stages
+    from vlcurate.pipeline.runners import make_runner
+    from vlcurate.config import run_config_class
+    from vlcurate.run import run_stages
 
     config = run_config_class().model_validate({**{k: CONFIG[k] for k in stages}, "output": str(run),
                                                 "executor": executor, "stages": ["ingest", "split", *stages],
@@ -143,7 +143,7 @@ def child(run: Path, executor: str, stages: list[str], only: list[str] | None = 
 
 def report_child(run: Path) -> dict[str, Any]:
     """`vlcurate report` of `run` in this process: its wall time and peak RSS."""
-    from stages.report import ReportConfig, write_report
+    from vlcurate.stages.report import ReportConfig, write_report
 
     began = time.perf_counter()
     write_report(run, ReportConfig())

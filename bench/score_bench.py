@@ -9,10 +9,10 @@ import io
 import pyarrow as pa
 
 from bench.common import clips_with_frames, map_in_process, timed, write_result
-from manifests import CAPTIONS, with_frames
-from stages.models import package_dir
-from stages.score import ScoreConfig, ScoreStage
-from stages.split import SplitConfig
+from vlcurate.manifests import CAPTIONS, with_frames
+from vlcurate.stages.models import package_dir
+from vlcurate.stages.score import ScoreConfig, ScoreStage
+from vlcurate.stages.split import SplitConfig
 
 TEXTS = ["a busy city street with cars in a traffic jam", "bicycles locked against a wall",
          "a man talks on the phone in a car", "a big grey rabbit stretches on a grassy hill"]

@@ -19,12 +19,12 @@ import pyarrow as pa
 from bench.common import (ffmpeg_decode, ffmpeg_on_path, make_h264, make_long, timed, wall_and_cpu_seconds,
                           write_result)
 from bench.split_steps import cpu_by_step
-from pipeline.executor import run_table
-from stages import media
-from stages.ingest import IngestStage, discover
-from stages.shard import ShardConfig
-from stages.shard.stage import AssignPass, PackPass
-from stages.split import SplitConfig, SplitStage
+from vlcurate.pipeline.executor import run_table
+from vlcurate.stages import media
+from vlcurate.stages.ingest import IngestStage, discover
+from vlcurate.stages.shard import ShardConfig
+from vlcurate.stages.shard.stage import AssignPass, PackPass
+from vlcurate.stages.split import SplitConfig, SplitStage
 
 BENCH_SPLIT = {"detector": "adaptive", "stitch": {"embedder": {"kind": "histogram"}, "transition_l2": 1.2,
                                                   "still_l2": 0.02, "merge_l2": 0.5},
@@ -94,7 +94,7 @@ def parallel_speedup(path_a: Path, path_b: Path, tmp: Path, rounds: int = 3) -> 
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from pipeline.runners.local import _init_worker
+    from vlcurate.pipeline.runners.local import _init_worker
 
     folder = tmp / "pair"
     folder.mkdir(exist_ok=True)
@@ -131,7 +131,7 @@ def _decode_together(*paths: Path) -> None:
 
 
 def _split_batch(batch: pa.Table) -> pa.Table:
-    from pipeline.runners import local
+    from vlcurate.pipeline.runners import local
 
     return local._WORKER_STAGE.process_batch(batch)  # type: ignore[union-attr]
 
@@ -170,7 +170,8 @@ def peak_rss_child(path: Path) -> tuple[float, int]:
     """Split a long video in a fresh process and report its peak RSS in MB (`peak_rss_mb`: its own, not this
     parent's, which getrusage would carry over)."""
     code = ("import sys, tempfile; from pathlib import Path; from bench.split_bench import split_once;"
-            "from pipeline.tasks import peak_rss_mb; t = split_once(Path(sys.argv[1]), Path(tempfile.mkdtemp()));"
+            "from vlcurate.pipeline.tasks import peak_rss_mb; "
+            "t = split_once(Path(sys.argv[1]), Path(tempfile.mkdtemp()));"
             "print(t.num_rows, peak_rss_mb())")
     out = subprocess.run([sys.executable, "-c", code, str(path)], check=True, capture_output=True, text=True)
     clips, rss = out.stdout.strip().splitlines()[-1].split()

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from stages import media
+from vlcurate.stages import media
 
 
 def _cpu() -> tuple[float, float]:
@@ -82,8 +82,8 @@ def _pyav_decode(path: Path) -> None:
 
 def cpu_by_step(path: Path, stage: Any, videos: Any, rounds: int = 5) -> dict[str, float]:
     """Per-frame CPU microseconds of each step of splitting `videos` (one video at `path`) with `stage`, set up."""
-    from stages.split.detectors import DETECTORS
-    from stages.split.stage import SCANS
+    from vlcurate.stages.split.detectors import DETECTORS
+    from vlcurate.stages.split.stage import SCANS
 
     cfg, row = stage.config, videos.to_pylist()[0]
     detector_class = DETECTORS.get(cfg.detector)

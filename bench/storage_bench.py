@@ -43,7 +43,7 @@ class Requests:
         self.video_bytes = 0
 
     def watch(self, url: str) -> None:
-        from pipeline import storage
+        from vlcurate.pipeline import storage
 
         fs = storage.path(url).fs
         fs.ls(url.split("://", 1)[1].split("/", 1)[0])  # connects: the client exists from here on
@@ -73,8 +73,8 @@ class Requests:
 
 def run(config: dict[str, Any], source: str, output: str, names: list[str]) -> dict[str, Any]:
     """`names` of the config's stages (the ones before them finished already)."""
-    from stages.config import run_config_class
-    from stages.run import run_stages
+    from vlcurate.config import run_config_class
+    from vlcurate.run import run_stages
 
     cfg = run_config_class().model_validate({**config, "input": source, "output": output,
                                              "report": {"enabled": False}})
@@ -142,8 +142,8 @@ def part_io_pair(s3: Any, clips: int, part_rows: int) -> dict[str, Any]:
 
 def shard_pair(s3: Any, tars: int, per_tar: int) -> dict[str, Any]:
     """The pack pass's writes (a tar and its sidecar, whole objects) of real clips: MB/s on disk and on the store."""
-    from stages import media
-    from stages.shard.stage import PackPass, ShardConfig
+    from vlcurate.stages import media
+    from vlcurate.stages.shard.stage import PackPass, ShardConfig
 
     video = make_h264(720)
     clips_dir = WORK / "storage" / "clips"
@@ -161,7 +161,7 @@ def shard_pair(s3: Any, tars: int, per_tar: int) -> dict[str, Any]:
     out: dict[str, Any] = {"tars": tars, "clips_per_tar": per_tar, "mb": round(size / 2**20, 1)}
     for where in ("disk", "store"):
         folder = Path(WORK / "storage" / "shard") if where == "disk" else s3.url("shard")
-        from pipeline import storage
+        from vlcurate.pipeline import storage
 
         began = time.perf_counter()
         for t in range(tars):

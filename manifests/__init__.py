@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from manifests.base import Manifest
+from vlcurate.manifests.base import Manifest
 
 f = pa.field
 

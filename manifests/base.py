@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline import atomic
+from vlcurate.pipeline import atomic
 
 SCHEMA_KEY = b"vlcurate.schema"
 
@@ -48,7 +48,7 @@ class Manifest:
 
     def check_stage(self, folder: str | Path) -> None:
         """A finished stage folder written for this manifest's version (its index names the schema)."""
-        from pipeline import parts
+        from vlcurate.pipeline import parts
 
         found = parts.read_index(folder).get("schema", "")
         # another manifest's name: a stage's columns are then checked one by one (stages/run.py)

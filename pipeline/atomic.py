@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import storage
+from vlcurate.pipeline import storage
 
 SUCCESS = "_SUCCESS"
 STATS = "stats.json"

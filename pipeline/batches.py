@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline import atomic, faults, lock, parts, storage
+from vlcurate.pipeline import atomic, faults, lock, parts, storage
 
 
 def folder_of(task: dict[str, Any]) -> Path:

@@ -13,8 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline import atomic, parts, storage
-from pipeline.stage import Stage
+from vlcurate.pipeline import atomic, parts, storage
+from vlcurate.pipeline.stage import Stage
 
 log = logging.getLogger(__name__)
 

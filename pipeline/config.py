@@ -23,7 +23,7 @@ def load_profile(name: str, package: str) -> dict[str, Any]:
 
 def parse_yaml(text: str, where: str) -> Any:
     """YAML, or one line that says where it is broken."""
-    from pipeline.failures import UserError
+    from vlcurate.pipeline.failures import UserError
 
     try:
         return yaml.safe_load(text)

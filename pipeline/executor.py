@@ -16,11 +16,11 @@ from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
 
-from pipeline import atomic, checkpoint, lock, parts, storage
-from pipeline.batches import add_counts
-from pipeline.runners.base import Runner, groups
-from pipeline.stage import Stage, error_reason
-from pipeline.tasks import peak_rss_mb, reset_peak_rss
+from vlcurate.pipeline import atomic, checkpoint, lock, parts, storage
+from vlcurate.pipeline.batches import add_counts
+from vlcurate.pipeline.runners.base import Runner, groups
+from vlcurate.pipeline.stage import Stage, error_reason
+from vlcurate.pipeline.tasks import peak_rss_mb, reset_peak_rss
 
 log = logging.getLogger(__name__)
 PREVIOUS = "_previous"
@@ -219,7 +219,7 @@ def run_table(stage: Stage, table: pa.Table, output: str | Path, runner: Runner 
     """A stage over an in-memory input table (library use, tests): the table is written as its input under
     `<output>/_input/` (inline frames into a frame store beside it), the stage runs as in a pipeline, and its
     finished manifest comes back whole, with the frames put back."""
-    from pipeline.runners.local import LocalRunner
+    from vlcurate.pipeline.runners.local import LocalRunner
 
     output = storage.path(output)
     path = output / "_input" / f"{stage.name}.parquet"

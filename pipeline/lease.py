@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline import storage
+from vlcurate.pipeline import storage
 
 log = logging.getLogger(__name__)
 FOLDER = ".vlcurate.lock"

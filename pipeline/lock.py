@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from pipeline import lease, storage
-from pipeline.failures import UserError
+from vlcurate.pipeline import lease, storage
+from vlcurate.pipeline.failures import UserError
 
 log = logging.getLogger(__name__)
 NAME = ".vlcurate.lock"

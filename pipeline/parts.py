@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import atomic, storage
+from vlcurate.pipeline import atomic, storage
 
 MANIFEST = "manifest"  # <stage>/manifest/part-NNNNN.parquet: only part files, so the folder reads as one table
 INDEX = "_index.json"

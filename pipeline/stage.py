@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Iterable
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline import failures, faults, parts
+from vlcurate.pipeline import failures, faults, parts
 
 
 class Resources(BaseModel):
@@ -124,7 +124,7 @@ class Stage:
     def process_part(self, table: pa.Table, task: dict[str, Any]) -> pa.Table:
         """One task's rows, in fixed batches; the output keeps their order. Batches are saved as they go
         (pipeline/batches.py), and a retried task maps only those not saved by an earlier try."""
-        from pipeline.batches import BatchSaver
+        from vlcurate.pipeline.batches import BatchSaver
 
         self.ensure_setup()
         self.root = task.get("root")
@@ -162,7 +162,7 @@ class Stage:
     def run_task(self, task: dict[str, Any]) -> tuple[list[dict[str, Any]], int, int]:
         """One task on a worker: (file records, rows in, rows out). Default: read the part, map it, write it
         (pipeline/tasks.py); a pass with its own tasks (shard: one tar bucket) overrides it."""
-        from pipeline.tasks import map_part
+        from vlcurate.pipeline.tasks import map_part
 
         return map_part(self, task)
 

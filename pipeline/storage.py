@@ -316,7 +316,7 @@ def _keys(location: Path, recursive: bool) -> list[str]:
 def check_bucket(location: str | Path) -> None:
     """One clear line, before any work, when a store location's bucket is not there or these credentials cannot
     reach it (else the first task would fail as the machine's)."""
-    from pipeline.failures import UserError
+    from vlcurate.pipeline.failures import UserError
 
     where = path(location)
     fs, key = _fs(where)

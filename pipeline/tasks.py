@@ -16,10 +16,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline import atomic, faults, lock, parts, storage
-from pipeline.batches import add_counts, folder_of
-from pipeline.parts import FRAMES_TYPE  # noqa: F401  (where readers of stored frames have found it)
-from pipeline.stage import Stage
+from vlcurate.pipeline import atomic, faults, lock, parts, storage
+from vlcurate.pipeline.batches import add_counts, folder_of
+from vlcurate.pipeline.parts import FRAMES_TYPE  # noqa: F401  (where readers of stored frames have found it)
+from vlcurate.pipeline.stage import Stage
 
 
 def read_input(stage: Stage, task: dict[str, Any]) -> pa.Table:
@@ -52,7 +52,7 @@ def error_counts(stage_name: str, table: pa.Table) -> dict[str, Any]:
     """A part's errors by reason, and how many an earlier stage made (`inherited`)."""
     from collections import Counter
 
-    from pipeline.stage import error_reason
+    from vlcurate.pipeline.stage import error_reason
 
     errors = [e for e in table.column("error").to_pylist() if e] if "error" in table.column_names else []
     return {"by_reason": dict(Counter(error_reason(e) for e in errors)),

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import importlib
 
-from pipeline.registry import Registry
-from pipeline.stage import Stage
+from vlcurate.pipeline.registry import Registry
+from vlcurate.pipeline.stage import Stage
 
 STAGES: Registry[type[Stage]] = Registry("stage", attribute="name")
 
 # modules whose import registers stages; a new stage or filter is one file plus one line here
 BUILTIN = (
-    "stages.ingest", "stages.split", "stages.asr", "stages.caption", "stages.score", "stages.shard",
-    "stages.filters.motion", "stages.filters.blank", "stages.filters.dedup", "stages.filters.text",
-    "stages.filters.nsfw", "stages.filters.aesthetics",
+    f"vlcurate.stages.{name}" for name in ("ingest", "split", "asr", "caption", "score", "shard", "filters.motion",
+                                           "filters.blank", "filters.dedup", "filters.text", "filters.nsfw",
+                                           "filters.aesthetics")
 )
 DEFAULT_PIPELINE = ("ingest", "split", "asr", "caption", "score", "shard")
 ENTRY_POINT_GROUPS = ("vlcurate.stages", "vlcurate.filters", "vlcurate.teachers", "vlcurate.scorers",
@@ -32,7 +32,7 @@ _loaded: set[str] = set()
 def load(plugins: tuple[str, ...] | list[str] = ()) -> Registry[type[Stage]]:
     """The registry with the built-in stages, the installed plug-ins (entry points) and `plugins` (modules that
     register more) imported."""
-    from pipeline.failures import UserError
+    from vlcurate.pipeline.failures import UserError
 
     for module in (*BUILTIN, *entry_point_modules(), *plugins):
         if module not in _loaded:

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from pipeline.registry import Registry
+from vlcurate.pipeline.registry import Registry
 
 UNTRAINED = "untrained"
 # builders of `tiny:<name>` models, registered by the modules in TINY_MODULES (and by plug-ins)
 TINY_BUILDERS: Registry[Callable[[Path], None]] = Registry("tiny model")
-TINY_MODULES = ("stages.tiny_models",)
+TINY_MODULES = ("vlcurate.stages.tiny_models",)
 _build_lock = threading.RLock()  # re-entrant: a build may need another (tiny:whisper, the Whisper tokenizer)
 
 
@@ -67,7 +67,7 @@ def source_path(row: dict, root: str | None = None) -> str:
     """Where a manifest row's video lies: a fetched URL's copy kept in the run (`source: run:sources/...`, under the
     run's output `root`), the exact bytes of a name that is not UTF-8, or the path as given."""
     if row.get("source"):
-        from pipeline import storage
+        from vlcurate.pipeline import storage
 
         return str(storage.in_run(row["source"], root))
     raw = row.get("path_bytes")

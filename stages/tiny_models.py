@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stages.models import TINY_BUILDERS, WHISPER_BASE, package_dir, resolve, whisper_folder
+from vlcurate.stages.models import TINY_BUILDERS, WHISPER_BASE, package_dir, resolve, whisper_folder
 
 
 def _bert_tokenizer():

@@ -58,7 +58,7 @@ def ray_runner():
     pytest.importorskip("ray")
     import ray
 
-    from pipeline.runners.ray import RayRunner
+    from vlcurate.pipeline.runners.ray import RayRunner
 
     runner = RayRunner(address=None)
     yield runner

@@ -97,21 +97,21 @@ def decoded_indices(path: str | Path) -> list[int]:
 def run(stage, table, out_dir: str | Path, **options) -> list[dict]:
     """A stage over an input table, as in a pipeline (tasks, part files) in `out_dir`; its manifest's rows, with
     the stored frames put back."""
-    from pipeline.executor import run_table
+    from vlcurate.pipeline.executor import run_table
 
     return run_table(stage, table, out_dir, **options).to_pylist()
 
 
 def ingest(path: str | Path, out_dir: str | Path, **cfg) -> "pa.Table":
-    from pipeline.executor import run_table
-    from stages.ingest import IngestConfig, IngestStage, discover
+    from vlcurate.pipeline.executor import run_table
+    from vlcurate.stages.ingest import IngestConfig, IngestStage, discover
 
     return run_table(IngestStage(IngestConfig(**cfg)), discover(path), out_dir)
 
 
 def split_rows(path: str | Path, out_dir: str | Path, **cfg) -> list[dict]:
     """Ingest and split `path` (a video or a folder) into `out_dir`: the clips, frames included."""
-    from stages.split import SplitConfig, SplitStage
+    from vlcurate.stages.split import SplitConfig, SplitStage
 
     return run(SplitStage(SplitConfig(**cfg)), ingest(path, out_dir), out_dir)
 
@@ -120,7 +120,7 @@ def scored(clips: list[dict]) -> "pa.Table":
     """Split's clips as a scored manifest with one made-up caption each."""
     import pyarrow as pa
 
-    from manifests import SCORED
+    from vlcurate.manifests import SCORED
 
     rows = []
     for n, clip in enumerate(clips):
@@ -136,7 +136,7 @@ def shard(clips: list[dict], out_dir: str | Path, **cfg) -> list[dict]:
     `mp4_path`, its clip taken out of the tar."""
     import tarfile
 
-    from stages.shard import ShardConfig, ShardStage
+    from vlcurate.stages.shard import ShardConfig, ShardStage
 
     index = run(ShardStage(ShardConfig(audio=False, **cfg)), scored(clips), out_dir)
     assert len(index) == len(clips)

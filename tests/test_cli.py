@@ -4,9 +4,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.executor import read_manifest
-from stages.catalog import DEFAULT_PIPELINE
-from stages.cli import app
+from vlcurate.pipeline.executor import read_manifest
+from vlcurate.stages.catalog import DEFAULT_PIPELINE
+from vlcurate.cli import app
 
 runner = CliRunner()
 
@@ -90,22 +90,22 @@ def test_nothing_processable_exits_nonzero(tmp_path):
 def test_an_interrupted_or_broken_run_says_how_to_go_on(tmp_path, monkeypatch, failure):
     from concurrent.futures.process import BrokenProcessPool
 
-    import stages.run
+    import vlcurate.run
 
     def stop(*args, **kwargs):
         raise KeyboardInterrupt() if failure == "interrupt" else BrokenProcessPool("a worker died")
 
-    monkeypatch.setattr(stages.run, "run_stages", stop)
+    monkeypatch.setattr(vlcurate.run, "run_stages", stop)
     result = runner.invoke(app, ["run", "--output", str(tmp_path), "-i", str(tmp_path)])
     assert result.exit_code == (130 if failure == "interrupt" else 1)
     assert "run the same command again" in result.output and str(tmp_path) in result.output
 
 
 def test_status_shows_done_interrupted_and_not_started_stages(tmp_path, video_folder, monkeypatch):
-    from pipeline import parts
-    from pipeline.executor import run_stage
-    from pipeline.runners import LocalRunner
-    from stages.split import SplitConfig, SplitStage
+    from vlcurate.pipeline import parts
+    from vlcurate.pipeline.executor import run_stage
+    from vlcurate.pipeline.runners import LocalRunner
+    from vlcurate.stages.split import SplitConfig, SplitStage
 
     result = runner.invoke(app, ["ingest", "-i", str(video_folder), "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -134,11 +134,11 @@ def test_status_shows_done_interrupted_and_not_started_stages(tmp_path, video_fo
     (["run", "-c", "/nonexistent/run.yaml"], "error: Invalid value for '--config' / '-c'"),
 ])
 def test_usage_mistakes_are_one_line_exit_2(args, says):
-    """Through the real entry point (`vlcurate` is `stages.cli:main`), not typer's boxes."""
+    """Through the real entry point (`vlcurate` is `vlcurate.cli:main`), not typer's boxes."""
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", "from stages.cli import main; main()", *args], capture_output=True,
+    done = subprocess.run([sys.executable, "-c", "from vlcurate.cli import main; main()", *args], capture_output=True,
                           text=True)
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]

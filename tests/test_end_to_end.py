@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.executor import read_manifest
-from pipeline.runners import LocalRunner
-from stages import media
-from stages.config import load_run_config
-from stages.run import run_stages
+from vlcurate.pipeline.executor import read_manifest
+from vlcurate.pipeline.runners import LocalRunner
+from vlcurate.stages import media
+from vlcurate.config import load_run_config
+from vlcurate.run import run_stages
 
 pytestmark = [pytest.mark.slow]
 
@@ -126,7 +126,7 @@ def test_demo_shards_load_in_webdataset_datasets_duckdb_and_the_loader(demo_loca
     import torch
     from huggingface_hub import DatasetCard
 
-    from stages.shard.loader import clip_dataset
+    from vlcurate.stages.shard.loader import clip_dataset
 
     datasets = pytest.importorskip("datasets")
     shard = demo_local / "shard"

@@ -10,12 +10,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.executor import read_manifest
-from stages.cli import app
+from vlcurate.pipeline.executor import read_manifest
+from vlcurate.cli import app
 
 pytestmark = [pytest.mark.slow]
 PLUGIN = '''
-from stages.caption.teachers.base import TEACHERS, Teacher
+from vlcurate.stages.caption.teachers.base import TEACHERS, Teacher
 
 
 @TEACHERS.register("shout")
@@ -47,7 +47,7 @@ def installed(tmp_path, monkeypatch):
 
 
 def test_an_installed_teacher_is_found_without_a_plugins_line(installed, tmp_path, video_folder):
-    from stages.catalog import entry_point_modules
+    from vlcurate.stages.catalog import entry_point_modules
 
     assert "shoutplug" in entry_point_modules()
     config = {"stages": ["ingest", "split", "caption"],

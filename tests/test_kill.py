@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from stages.cli import app
+from vlcurate.cli import app
 
 pytestmark = [pytest.mark.slow]
 
@@ -30,15 +30,15 @@ CONFIG = {
 KILLER = """
 import os, signal, sys
 from pathlib import Path
-import stages.run
-from pipeline import parts
+import vlcurate.run
+from vlcurate.pipeline import parts
 target, after, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 state = {"stage": None, "writes": 0}
-run_stage = stages.run.run_stage
+run_stage = vlcurate.run.run_stage
 def tracking(stage, *a, **k):
     state["stage"] = stage.name
     return run_stage(stage, *a, **k)
-stages.run.run_stage = tracking
+vlcurate.run.run_stage = tracking
 write_table = parts.write_table
 def killing(path, table, **options):
     if state["stage"] == target:
@@ -50,7 +50,7 @@ def killing(path, table, **options):
             os.kill(os.getpid(), signal.SIGKILL)
     return write_table(path, table, **options)
 parts.write_table = killing
-from stages.cli import app
+from vlcurate.cli import app
 app(args)
 """
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.executor import read_manifest
+from vlcurate.pipeline.executor import read_manifest
 from tests.test_kill import CONFIG, KILLER
-from stages.config import load_run_config
-from stages.run import run_stages
+from vlcurate.config import load_run_config
+from vlcurate.run import run_stages
 
 pytestmark = [pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ def store_fs():
 
 def upload_demo(s3, prefix: str) -> str:
     """The demo's videos and subtitles on the store, with a list that names them relative to itself."""
-    from stages.models import local_path
+    from vlcurate.stages.models import local_path
 
     fs = store_fs()
     samples = ROOT / "manifests" / "samples"
@@ -93,7 +93,7 @@ SMALL = {**CONFIG, "ingest": {"part_rows": 2}}
 
 
 def vlcurate(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stages.cli", *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "vlcurate.cli", *args], capture_output=True, text=True, cwd=ROOT,
                           timeout=timeout, env={**os.environ, "VLCURATE_PROGRESS": "0"})
 
 
@@ -150,7 +150,8 @@ def test_kill_9_on_the_store_then_the_same_command_gives_the_same_bytes(s3, smal
 def test_a_second_run_into_the_same_store_output_is_refused_with_the_holder_named(s3, small):
     config, listing, _, _ = small
     out = s3.url("runs", "small-held")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pipeline.lock import output_lock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                               "from vlcurate.pipeline.lock import output_lock\n"
                                f"with output_lock({out!r}):\n    print('held', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
@@ -166,7 +167,7 @@ def test_a_second_run_into_the_same_store_output_is_refused_with_the_holder_name
 def test_the_store_going_away_mid_run_fails_the_run_as_the_machines_and_the_rerun_is_identical(s3, small):
     config, listing, clean, _ = small
     out = s3.url("runs", "small-restart")
-    run = subprocess.Popen([sys.executable, "-m", "stages.cli", "run", "-c", str(config), "-i", listing, "-o", out],
+    run = subprocess.Popen([sys.executable, "-m", "vlcurate.cli", "run", "-c", str(config), "-i", listing, "-o", out],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                            env={**os.environ, "VLCURATE_PROGRESS": "0"})
     fs = store_fs()
@@ -189,7 +190,7 @@ def test_the_store_going_away_mid_run_fails_the_run_as_the_machines_and_the_reru
 
 
 def test_status_report_card_and_loader_read_the_store(s3, small, tmp_path):
-    from stages.shard.loader import clip_dataset
+    from vlcurate.stages.shard.loader import clip_dataset
 
     _, _, out, _ = small
     status = vlcurate("status", "-o", out)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from stages.cli import app
+from vlcurate.cli import app
 from tests.fixtures import make_video
 from tests.test_kill import outputs
 
@@ -45,7 +45,7 @@ def inputs(tmp_path_factory):
 
 
 def _start(root: Path, config: Path, out: Path, *extra: str) -> subprocess.Popen:
-    code = "from stages.cli import main; main()"
+    code = "from vlcurate.cli import main; main()"
     args = ["run", "-c", str(config), "-i", str(root / "videos"), "-o", str(out), *extra]
     return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "VLCURATE_PROGRESS": "0"})

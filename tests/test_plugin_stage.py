@@ -16,8 +16,8 @@ pytestmark = [pytest.mark.slow]
 
 PLUGIN = '''
 """brightness: drops clips darker than a threshold (a test plugin: one file, registered here)."""
-from stages.catalog import STAGES
-from stages.filters.base import FilterConfig, FilterStage, gray_frames
+from vlcurate.stages.catalog import STAGES
+from vlcurate.stages.filters.base import FilterConfig, FilterStage, gray_frames
 
 
 class BrightnessConfig(FilterConfig):
@@ -50,7 +50,7 @@ def test_a_filter_from_one_file_runs_in_the_pipeline_and_status_lists_it(tmp_pat
     config_path, listing = make_inputs(tmp_path, scene_video[0], config)
     env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'plugins'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     out = tmp_path / "out"
-    cli = [sys.executable, "-m", "stages.cli"]
+    cli = [sys.executable, "-m", "vlcurate.cli"]
     result = subprocess.run([*cli, "run", "-c", str(config_path), "-i", str(listing), "-o", str(out)],
                             capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -59,7 +59,7 @@ def test_a_filter_from_one_file_runs_in_the_pipeline_and_status_lists_it(tmp_pat
     assert stats["funnel"]["clips_in"] == stats["funnel"]["clips_out"] > 0
     status = subprocess.run([*cli, "status", "-o", str(out)], capture_output=True, text=True, env=env)
     assert [line.split()[0] for line in status.stdout.splitlines()] == config["stages"]
-    from pipeline.executor import read_manifest
+    from vlcurate.pipeline.executor import read_manifest
 
     rows = read_manifest(out / "caption").select(["filters"]).to_pylist()
     assert all([e["filter"] for e in r["filters"]] == ["brightness"] for r in rows)

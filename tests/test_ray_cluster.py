@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.executor import read_manifest
+from vlcurate.pipeline.executor import read_manifest
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.cluster]
 
@@ -113,8 +113,8 @@ def start_nodes(processes: list[subprocess.Popen], temp_dir: Path, env: dict[str
 def test_ray_job_submit_on_two_nodes_with_no_shared_disk_writes_the_local_runs_shards(tmp_path, video_folder, s3):
     import s3fs
 
-    from stages.config import load_run_config
-    from stages.run import run_stages
+    from vlcurate.config import load_run_config
+    from vlcurate.run import run_stages
 
     fs = s3fs.S3FileSystem(use_listings_cache=False)
     source = s3.url("cluster-in")

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.executor import read_manifest
-from stages.config import load_run_config
-from stages.ingest.sources import key_of
-from stages.run import run_stages
+from vlcurate.pipeline.executor import read_manifest
+from vlcurate.config import load_run_config
+from vlcurate.stages.ingest.sources import key_of
+from vlcurate.run import run_stages
 from tests.fixtures import make_video
 from tests.httpserver import Handler, Server
 from tests.test_kill import CONFIG
@@ -102,7 +102,7 @@ def test_every_url_is_a_row_with_its_reason_and_the_reachable_ones_are_sharded(w
     fetch = results["ingest"]["fetch"]
     assert fetch["fetched"] == 8 and fetch["after_retries"] == 4  # flaky, limited, drop, drip
     assert results["ingest"]["errors_by_reason"]["ingest/http_404"] == 1
-    from stages.status import describe, stage_states
+    from vlcurate.status import describe, stage_states
 
     assert describe(stage_states(root / "out")[0]).endswith(", 8 URLs fetched (4 only after retries)")
 
@@ -152,7 +152,7 @@ def test_a_rerun_fetches_nothing_again_and_ray_writes_the_same_bytes(web, fetche
 
 KILL_AT_SLOW = """
 import sys, time, os, signal, threading, urllib.request
-from stages.cli import app
+from vlcurate.cli import app
 def watch():  # the server (the test) says when the slow body has begun
     while not os.path.exists(sys.argv[1]):
         time.sleep(0.05)

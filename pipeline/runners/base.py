@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.stage import Stage
+from vlcurate.pipeline.stage import Stage
 
 Record = dict[str, Any]
 Task = dict[str, Any]

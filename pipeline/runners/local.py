@@ -8,10 +8,10 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from tqdm.auto import tqdm
 
-from pipeline import storage
-from pipeline.runners.base import Record, Runner, Task
-from pipeline.stage import Stage
-from pipeline.tasks import execute
+from vlcurate.pipeline import storage
+from vlcurate.pipeline.runners.base import Record, Runner, Task
+from vlcurate.pipeline.stage import Stage
+from vlcurate.pipeline.tasks import execute
 
 _WORKER_STAGE: Stage | None = None
 _SETUP_ERROR: BaseException | None = None

@@ -10,11 +10,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline import storage
-from pipeline.failures import MachineError, stop_on_signals
-from pipeline.runners.base import Record, Runner, Task
-from pipeline.stage import Stage
-from pipeline.tasks import execute
+from vlcurate.pipeline import storage
+from vlcurate.pipeline.failures import MachineError, stop_on_signals
+from vlcurate.pipeline.runners.base import Record, Runner, Task
+from vlcurate.pipeline.stage import Stage
+from vlcurate.pipeline.tasks import execute
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pipeline.registry import Registry
+from vlcurate.pipeline.registry import Registry
 
 
 BACKENDS: Registry[type["Backend"]] = Registry("asr backend", attribute="name")
@@ -44,7 +44,7 @@ class FasterWhisper(Backend):
     def setup(self, threads: int | None) -> None:
         from faster_whisper import WhisperModel
 
-        from stages.models import torch_device, whisper_folder
+        from vlcurate.stages.models import torch_device, whisper_folder
 
         resolved = whisper_folder(self.config.model)
         self.weights = resolved.weights
@@ -56,7 +56,7 @@ class FasterWhisper(Backend):
                                   num_workers=1)
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
-        from stages.models import thread_pools
+        from vlcurate.stages.models import thread_pools
 
         with thread_pools(self.threads):  # the generator does the work: consumed inside
             return self._transcribe(audio)
@@ -87,7 +87,7 @@ class TransformersWhisper(Backend):
         import torch
         from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor, pipeline
 
-        from stages.models import resolve, set_torch_threads, torch_device
+        from vlcurate.stages.models import resolve, set_torch_threads, torch_device
 
         set_torch_threads(threads)
         resolved = resolve(self.config.model)

@@ -19,14 +19,14 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field, field_validator
 
-from manifests import CLIPS
-from pipeline import atomic, failures, storage
-from pipeline.batches import add_counts
-from pipeline.stage import Resources, Stage, StageConfig
-from stages import media
-from stages.asr.backends import BACKENDS, Backend, Transcript
-from stages.catalog import STAGES
-from stages.models import WHISPER_BASE, source_path
+from vlcurate.manifests import CLIPS
+from vlcurate.pipeline import atomic, failures, storage
+from vlcurate.pipeline.batches import add_counts
+from vlcurate.pipeline.stage import Resources, Stage, StageConfig
+from vlcurate.stages import media
+from vlcurate.stages.asr.backends import BACKENDS, Backend, Transcript
+from vlcurate.stages.catalog import STAGES
+from vlcurate.stages.models import WHISPER_BASE, source_path
 
 FOLDER = "transcripts"
 

@@ -1,3 +1,3 @@
-from stages.caption.stage import CaptionConfig, CaptionStage
+from vlcurate.stages.caption.stage import CaptionConfig, CaptionStage
 
 __all__ = ["CaptionConfig", "CaptionStage"]

@@ -17,14 +17,14 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from manifests import CANDIDATE, CAPTIONS, CLIPS
-from pipeline import failures, storage
-from pipeline.stage import Resources, Stage, StageConfig, error_text
-from stages import models
-from stages.caption.subtitles import SubtitleError, cues_text, read_subtitles, slice_cues
-from stages.caption.teachers import TEACHERS, ClipInput, Teacher, TeacherConfig
-from stages.caption.teachers.base import clean_caption, rejection_reason
-from stages.catalog import STAGES
+from vlcurate.manifests import CANDIDATE, CAPTIONS, CLIPS
+from vlcurate.pipeline import failures, storage
+from vlcurate.pipeline.stage import Resources, Stage, StageConfig, error_text
+from vlcurate.stages import models
+from vlcurate.stages.caption.subtitles import SubtitleError, cues_text, read_subtitles, slice_cues
+from vlcurate.stages.caption.teachers import TEACHERS, ClipInput, Teacher, TeacherConfig
+from vlcurate.stages.caption.teachers.base import clean_caption, rejection_reason
+from vlcurate.stages.catalog import STAGES
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ def carry_candidates(table: pa.Table, previous: list[str], wanted: set) -> tuple
     only the columns compared), and how many candidates of the current teachers that keeps."""
     import pyarrow.compute as pc
 
-    from pipeline.parts import iter_parts
+    from vlcurate.pipeline.parts import iter_parts
 
     columns = ["clip_id", *CLIP_INPUT_COLUMNS, "candidates"]
     ids = pa.array([i for i in table.column("clip_id").to_pylist() if i], pa.string())

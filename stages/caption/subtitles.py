@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import storage
+from vlcurate.pipeline import storage
 
 _TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})")
 _TAG = re.compile(r"<[^>]+>|\{\\[^}]*\}")
@@ -88,7 +88,7 @@ def dedupe_rolling(cues: list[Cue]) -> list[Cue]:
 
 def read_subtitles(path: str | Path) -> list[Cue]:
     """The file's cues, or SubtitleError saying what is wrong with it (the machine's failures pass through)."""
-    from pipeline.failures import is_machine_failure
+    from vlcurate.pipeline.failures import is_machine_failure
 
     path = storage.path(path)
     try:

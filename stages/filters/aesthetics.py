@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from stages.catalog import STAGES
-from stages.filters.base import FilterConfig, FilterStage, spread
+from vlcurate.stages.catalog import STAGES
+from vlcurate.stages.filters.base import FilterConfig, FilterStage, spread
 
 
 class AestheticsConfig(FilterConfig):
@@ -57,7 +57,7 @@ class AestheticsFilter(FilterStage):
     def setup(self) -> None:
         import torch
 
-        from stages.scorers import SCORERS, ScorerConfig
+        from vlcurate.stages.scorers import SCORERS, ScorerConfig
 
         cfg = self.config
         self.tower = SCORERS.get("open_clip")(ScorerConfig(kind="open_clip", model=cfg.model,

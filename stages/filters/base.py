@@ -14,8 +14,8 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from manifests import CLIPS, FILTERED
-from pipeline.stage import Stage, StageConfig
+from vlcurate.manifests import CLIPS, FILTERED
+from vlcurate.pipeline.stage import Stage, StageConfig
 
 
 class FilterConfig(StageConfig):
@@ -50,7 +50,7 @@ def gray_frame(data: bytes, width: int = 0, at_least: tuple[int, int] = (0, 0)) 
 
 def spread(frames: list[bytes], count: int) -> list[bytes]:
     """Up to `count` of a clip's stored frames, spread evenly over it (each at most once), in time order."""
-    from stages.media import sample_frames
+    from vlcurate.stages.media import sample_frames
 
     return [frames[i] for i in sorted(set(sample_frames(len(frames), min(count, len(frames)))))] if frames else []
 

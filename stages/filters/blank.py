@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from stages import media
-from stages.catalog import STAGES
-from stages.filters.base import FilterConfig, FilterStage, gray_frames
+from vlcurate.stages import media
+from vlcurate.stages.catalog import STAGES
+from vlcurate.stages.filters.base import FilterConfig, FilterStage, gray_frames
 
 
 class BlankConfig(FilterConfig):

@@ -16,11 +16,11 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline import storage
-from pipeline.parts import iter_parts
-from pipeline.stage import Stage
-from stages.catalog import STAGES
-from stages.filters.base import FilterConfig, FilterStage, gray_frames
+from vlcurate.pipeline import storage
+from vlcurate.pipeline.parts import iter_parts
+from vlcurate.pipeline.stage import Stage
+from vlcurate.stages.catalog import STAGES
+from vlcurate.stages.filters.base import FilterConfig, FilterStage, gray_frames
 
 HASHES = "_dhash"  # the first pass's columns (frame hashes, or an embedding's signature; the embedding), gone
 VECTORS = "_embedding"  # from the stage's output
@@ -75,7 +75,7 @@ class HashPass(Stage):
 
     def setup(self) -> None:
         if self.config.method == "embedding":
-            from stages.scorers import SCORERS, ScorerConfig
+            from vlcurate.stages.scorers import SCORERS, ScorerConfig
 
             cfg = self.config
             self.tower = SCORERS.get("open_clip")(ScorerConfig(kind="open_clip", model=cfg.model,

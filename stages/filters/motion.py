@@ -13,8 +13,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from stages.catalog import STAGES
-from stages.filters.base import FilterConfig, FilterStage, gray_frames
+from vlcurate.stages.catalog import STAGES
+from vlcurate.stages.filters.base import FilterConfig, FilterStage, gray_frames
 
 
 class MotionConfig(FilterConfig):

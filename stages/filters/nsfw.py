@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from stages.catalog import STAGES
-from stages.filters.base import FilterConfig, FilterStage, spread
+from vlcurate.stages.catalog import STAGES
+from vlcurate.stages.filters.base import FilterConfig, FilterStage, spread
 
 EXPOSED = ("FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED", "MALE_GENITALIA_EXPOSED", "BUTTOCKS_EXPOSED",
            "ANUS_EXPOSED")
@@ -37,7 +37,7 @@ class NsfwFilter(FilterStage):
     def setup(self) -> None:
         from nudenet import NudeDetector
 
-        from stages.models import dist_version
+        from vlcurate.stages.models import dist_version
 
         self.detector = NudeDetector()
         self.model = "NudeNet 320n"

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from stages.catalog import STAGES
-from stages.filters.base import FilterConfig, FilterStage, spread
+from vlcurate.stages.catalog import STAGES
+from vlcurate.stages.filters.base import FilterConfig, FilterStage, spread
 
 
 class TextConfig(FilterConfig):
@@ -51,7 +51,7 @@ class TextFilter(FilterStage):
     def setup(self) -> None:
         from rapidocr_onnxruntime import RapidOCR
 
-        from stages.models import dist_version
+        from vlcurate.stages.models import dist_version
 
         self.engine = RapidOCR()
         self.model = "PP-OCRv4 det + rec, mobile v2.0 cls (rapidocr-onnxruntime)"

@@ -1,4 +1,4 @@
-from stages.ingest.discover import discover
-from stages.ingest.stage import IngestConfig, IngestStage
+from vlcurate.stages.ingest.discover import discover
+from vlcurate.stages.ingest.stage import IngestConfig, IngestStage
 
 __all__ = ["IngestConfig", "IngestStage", "discover"]

@@ -18,7 +18,7 @@ import ast
 import re
 from typing import Any
 
-from pipeline.failures import UserError
+from vlcurate.pipeline.failures import UserError
 
 VIDEO = ("path", "url", "contentUrl", "youtube_id")
 SPANS = ("timestamp", "clips", "start", "end", "time_start", "time_end")

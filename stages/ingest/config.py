@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from pipeline.stage import StageConfig
-from stages.ingest.fetch import FetchConfig
+from vlcurate.pipeline.stage import StageConfig
+from vlcurate.stages.ingest.fetch import FetchConfig
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv",
                     ".3gp", ".ogv")

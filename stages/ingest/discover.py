@@ -17,11 +17,11 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from pipeline import storage
-from pipeline.stage import error_text
-from manifests import SPAN
-from stages.ingest import columns, lists
-from stages.ingest.config import AUDIO_EXTENSIONS, LIST_EXTENSIONS, SUBTITLE_EXTENSIONS, IngestConfig
+from vlcurate.pipeline import storage
+from vlcurate.pipeline.stage import error_text
+from vlcurate.manifests import SPAN
+from vlcurate.stages.ingest import columns, lists
+from vlcurate.stages.ingest.config import AUDIO_EXTENSIONS, LIST_EXTENSIONS, SUBTITLE_EXTENSIONS, IngestConfig
 
 SCHEMA = pa.schema([("path", pa.string()), ("path_bytes", pa.binary()), ("title", pa.string()),
                     ("description", pa.string()), ("subtitles_path", pa.string()), ("spans", pa.list_(SPAN)),

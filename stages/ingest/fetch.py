@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline import storage
-from stages.ingest.limits import UNLIMITED, Limiter
+from vlcurate.pipeline import storage
+from vlcurate.stages.ingest.limits import UNLIMITED, Limiter
 
 RETRY_STATUSES = frozenset({403, 408, 429, 500, 502, 503, 504})
 CHUNK = 1 << 16  # bytes a read: what a drop mid-read can cost before the resume

@@ -23,12 +23,12 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from pipeline import atomic
-from pipeline import storage
-from pipeline.failures import UserError
-from pipeline.stage import error_text
-from stages.ingest import columns
-from stages.models import climbs_out, package_dir
+from vlcurate.pipeline import atomic
+from vlcurate.pipeline import storage
+from vlcurate.pipeline.failures import UserError
+from vlcurate.pipeline.stage import error_text
+from vlcurate.stages.ingest import columns
+from vlcurate.stages.models import climbs_out, package_dir
 
 SPECIAL_ROOTS = ("/proc", "/sys", "/dev")
 

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from stages.ingest.fetch import FetchConfig, FetchFailed, backoff
-from stages.ingest.limits import UNLIMITED, Limiter
+from vlcurate.stages.ingest.fetch import FetchConfig, FetchFailed, backoff
+from vlcurate.stages.ingest.limits import UNLIMITED, Limiter
 
 TRANSIENT = re.compile(r"HTTP Error (403|408|429|5\d\d)|timed out|Connection (reset|refused|aborted)|"
                        r"Remote end closed|IncompleteRead|temporarily", re.I)

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from pipeline import storage
-from pipeline.stage import StageError
-from stages.ingest import pages
-from stages.ingest.config import VIDEO_EXTENSIONS
-from stages.ingest.fetch import FetchConfig, FetchFailed, Fetched, fetch, make_pool
-from stages.ingest.limits import Limiter
+from vlcurate.pipeline import storage
+from vlcurate.pipeline.stage import StageError
+from vlcurate.stages.ingest import pages
+from vlcurate.stages.ingest.config import VIDEO_EXTENSIONS
+from vlcurate.stages.ingest.fetch import FetchConfig, FetchFailed, Fetched, fetch, make_pool
+from vlcurate.stages.ingest.limits import Limiter
 
 FOLDER = "sources"
 CONTENT_TYPES = {"video/mp4": ".mp4", "video/webm": ".webm", "video/x-matroska": ".mkv", "video/quicktime": ".mov",
@@ -183,7 +183,7 @@ def _video_suffix(url: str) -> str | None:
 
 def _merge(files: list[str], target: str) -> None:
     """Video and audio fetched apart, into one Matroska file with their packets untouched."""
-    from stages.media import commands
+    from vlcurate.stages.media import commands
 
     done = subprocess.run(commands.merge_streams_args(files[0], files[1], target), capture_output=True, text=True)
     if done.returncode != 0:

@@ -14,15 +14,15 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from manifests import VIDEOS
-from pipeline import failures, storage
-from pipeline.parts import iter_parts
-from pipeline.stage import RowStage, Stage, StageError, error_text
-from stages import media
-from stages.ingest.config import IngestConfig
-from stages.ingest.sources import Kept, Sources, is_url
-from stages.models import dist_version, source_path
-from stages.catalog import STAGES
+from vlcurate.manifests import VIDEOS
+from vlcurate.pipeline import failures, storage
+from vlcurate.pipeline.parts import iter_parts
+from vlcurate.pipeline.stage import RowStage, Stage, StageError, error_text
+from vlcurate.stages import media
+from vlcurate.stages.ingest.config import IngestConfig
+from vlcurate.stages.ingest.sources import Kept, Sources, is_url
+from vlcurate.stages.models import dist_version, source_path
+from vlcurate.stages.catalog import STAGES
 
 log = logging.getLogger(__name__)
 

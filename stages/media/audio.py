@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.failures import MachineError, check_tool_output
-from stages.media import commands
+from vlcurate.pipeline.failures import MachineError, check_tool_output
+from vlcurate.stages.media import commands
 
 SAMPLE_RATE = 16000
 HOW = "audio-only demux and decode (ffmpeg -vn), 16 kHz mono"

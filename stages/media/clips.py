@@ -5,10 +5,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from pipeline import failures, faults
-from pipeline.stage import StageError
-from stages.media import commands
-from stages.media.probe import holds_frame, open_container, video_clock
+from vlcurate.pipeline import failures, faults
+from vlcurate.pipeline.stage import StageError
+from vlcurate.stages.media import commands
+from vlcurate.stages.media.probe import holds_frame, open_container, video_clock
 
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import ffmpeg
 
-from stages.media.probe import ffmpeg_exe
+from vlcurate.stages.media.probe import ffmpeg_exe
 
 QUIET = ("-nostdin", "-hide_banner", "-v", "error")
 # Output options of every clip written: no metadata or chapters carried over, bit-exact muxing, index first.

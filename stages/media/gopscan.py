@@ -23,12 +23,12 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any, Iterator
 
-from stages.media.scanbase import demux_stopped, get_until, put_until
+from vlcurate.stages.media.scanbase import demux_stopped, get_until, put_until
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from stages.media.pyavscan import FrameWork, PyAVScan
+    from vlcurate.stages.media.pyavscan import FrameWork, PyAVScan
 
 MIN_SEGMENT_PACKETS = 16  # shorter runs between IDRs join the segment before: a segment costs a decoder drain
 AHEAD = 1  # segments a thread may decode beyond those the caller and the other threads hold

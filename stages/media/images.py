@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from pipeline.stage import StageError
+from vlcurate.pipeline.stage import StageError
 
 
 def display_size(width: int, height: int, sar: float, rotation: int, short_side: int) -> tuple[int, int]:

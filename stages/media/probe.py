@@ -11,7 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
-from pipeline.stage import StageError
+from vlcurate.pipeline.stage import StageError
 
 
 @functools.lru_cache(maxsize=1)

@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 if TYPE_CHECKING:
     import numpy as np
 
-from pipeline import failures
-from pipeline.stage import StageError
-from stages.media import gopscan, simd
-from stages.media.probe import DECODE_PASSES, open_container
-from stages.media.scanbase import CHANNELS, FrameTimes, ScanBase, demux_stopped, put_until
+from vlcurate.pipeline import failures
+from vlcurate.pipeline.stage import StageError
+from vlcurate.stages.media import gopscan, simd
+from vlcurate.stages.media.probe import DECODE_PASSES, open_container
+from vlcurate.stages.media.scanbase import CHANNELS, FrameTimes, ScanBase, demux_stopped, put_until
 
 _DONE = object()
 

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Iterator
 if TYPE_CHECKING:
     import numpy as np
 
-from pipeline import failures
-from pipeline.stage import StageError
-from stages.media import commands
-from stages.media.probe import DECODE_PASSES
-from stages.media.scanbase import CHANNELS, FrameTimes, ScanBase, put_until
+from vlcurate.pipeline import failures
+from vlcurate.pipeline.stage import StageError
+from vlcurate.stages.media import commands
+from vlcurate.stages.media.probe import DECODE_PASSES
+from vlcurate.stages.media.scanbase import CHANNELS, FrameTimes, ScanBase, put_until
 
 _PIPE_BYTES = 1 << 20
 

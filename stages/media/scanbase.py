@@ -9,7 +9,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from pipeline import failures
+from vlcurate.pipeline import failures
 
 CHANNELS = {"bgr24": 3, "rgb24": 3, "gray": 1}
 

@@ -28,14 +28,14 @@ class ReportConfig(BaseModel):
 
 def write_report(output, config: ReportConfig | None = None, to=None):
     """`<output>/report/index.html` (or `to`/index.html) and its pages and images; returns the index's path."""
-    from stages.report.render import write_report as write
+    from vlcurate.stages.report.render import write_report as write
 
     return write(output, config or ReportConfig(), to)
 
 
 def write_card(output):
     """`<output>/shard/README.md`, the dataset card of a finished shard stage; returns its path."""
-    from stages.report.card import write_card as write
+    from vlcurate.stages.report.card import write_card as write
 
     return write(output)
 

@@ -10,9 +10,9 @@ from typing import Any
 import pyarrow.compute as pc
 import yaml
 
-from pipeline import atomic
-from stages.report import collect, provenance
-from stages.report.runinfo import RunInfo, load_run
+from vlcurate.pipeline import atomic
+from vlcurate.stages.report import collect, provenance
+from vlcurate.stages.report.runinfo import RunInfo, load_run
 
 CARD = "README.md"
 SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
@@ -58,7 +58,7 @@ def shard_totals(run: RunInfo) -> dict[str, Any]:
 
 
 def write_card(output: str | Path) -> Path:
-    from stages.report.render import environment
+    from vlcurate.stages.report.render import environment
 
     run = load_run(output)
     if not run.has("shard"):

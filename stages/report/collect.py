@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
-from stages.report.runinfo import RunInfo, good_rows, new_errors, side_rows
+from vlcurate.stages.report.runinfo import RunInfo, good_rows, new_errors, side_rows
 
 STEP_LABELS = {"ingest": "videos", "split": "clips", "caption": "captioned", "score": "scored", "shard": "sharded"}
 

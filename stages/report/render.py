@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from pipeline import storage
-from stages.report import ReportConfig, collect, gallery, plots, provenance, views
-from stages.report.runinfo import RunInfo, load_run
+from vlcurate.pipeline import storage
+from vlcurate.stages.report import ReportConfig, collect, gallery, plots, provenance, views
+from vlcurate.stages.report.runinfo import RunInfo, load_run
 
 log = logging.getLogger(__name__)
 REPORT_DIR = "report"
@@ -25,7 +25,7 @@ def environment(html: bool = True):
     """The templates' environment: HTML escaped (the report), or not (the dataset card's Markdown)."""
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("stages.report", "templates"),
+    env = jinja2.Environment(loader=jinja2.PackageLoader("vlcurate.stages.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]) if html else False,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = views.fmt

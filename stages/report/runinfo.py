@@ -11,8 +11,8 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import atomic, parts, storage
-from pipeline.failures import UserError
+from vlcurate.pipeline import atomic, parts, storage
+from vlcurate.pipeline.failures import UserError
 
 CLIP_SCHEMAS = ("scored", "captions", "clips")  # manifests whose rows are clips, richest first
 

@@ -7,8 +7,8 @@ import heapq
 import re
 from typing import Any
 
-from stages.report.gallery import sheet_name
-from stages.report.runinfo import RunInfo
+from vlcurate.stages.report.gallery import sheet_name
+from vlcurate.stages.report.runinfo import RunInfo
 
 PIECE = re.compile(r"frames (\d+)-(\d+): (.*)")
 

@@ -1,3 +1,3 @@
-from stages.score.stage import ScoreConfig, ScoreStage
+from vlcurate.stages.score.stage import ScoreConfig, ScoreStage
 
 __all__ = ["ScoreConfig", "ScoreStage"]

@@ -24,15 +24,15 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.registry import Registry
-from stages.media import decode_jpeg
-from stages.scorers.base import ScorerConfig
-from stages.scorers.finetuned import FORMAT, SELECTOR_JSON
+from vlcurate.pipeline.registry import Registry
+from vlcurate.stages.media import decode_jpeg
+from vlcurate.stages.scorers.base import ScorerConfig
+from vlcurate.stages.scorers.finetuned import FORMAT, SELECTOR_JSON
 
 if TYPE_CHECKING:
     import torch
 
-    from stages.scorers.base import Scorer
+    from vlcurate.stages.scorers.base import Scorer
 
 
 class SelectorTrainConfig(BaseModel):
@@ -290,7 +290,7 @@ class HFClipTrainable(Trainable):
     def image_embeddings(self, images: list) -> "torch.Tensor":
         import torch
 
-        from stages.scorers.base import pooled
+        from vlcurate.stages.scorers.base import pooled
 
         pixels = self.scorer.image_processor(images=images, return_tensors="pt")
         pixels = {k: v.to(self.device) for k, v in pixels.items()}
@@ -299,7 +299,7 @@ class HFClipTrainable(Trainable):
     def text_embeddings(self, texts: list[str]) -> "torch.Tensor":
         import torch
 
-        from stages.scorers.base import pooled
+        from vlcurate.stages.scorers.base import pooled
 
         tokens = self.scorer.tokenizer(texts, padding=self.scorer.padding, truncation=True,
                                        max_length=self.scorer.context_length, return_tensors="pt")
@@ -379,7 +379,7 @@ def _progress(total: int, desc: str):
 
 def load_scorer(scorer_config: ScorerConfig) -> "Scorer":
     """The base model, loaded exactly as the score stage loads it, in float32 (half precision does not train)."""
-    from stages.scorers import SCORERS
+    from vlcurate.stages.scorers import SCORERS
 
     if scorer_config.kind not in TRAINABLES:
         raise ValueError(f"a selector can be trained from {', '.join(TRAINABLES.names())} scorers, not "
@@ -395,7 +395,7 @@ def train_selector(examples: Sequence[Example], scorer_config: ScorerConfig, out
     """Fine-tune, evaluate before and after on the held-out clips, and save the selector folder at `out`."""
     import torch
 
-    from stages import models
+    from vlcurate.stages import models
 
     train, held = split_examples(examples, config.holdout)
     if not train:
@@ -514,7 +514,7 @@ def train_from_files(labels_path: str | Path, captions_path: str | Path, scorer_
 
 def resolve_captions(path: str | Path) -> Path:
     """A caption (or score) stage folder, a run's output folder (its caption/ stage), or a .parquet file."""
-    from pipeline import atomic
+    from vlcurate.pipeline import atomic
 
     path = Path(path)
     for candidate in (path, path / "caption"):
@@ -528,8 +528,8 @@ def resolve_captions(path: str | Path) -> Path:
 
 def read_captions(path: Path):
     """The captions manifest with each clip's frames (a stage folder's read from the run's frame store)."""
-    from pipeline import atomic
-    from pipeline.executor import read_manifest
+    from vlcurate.pipeline import atomic
+    from vlcurate.pipeline.executor import read_manifest
 
     if path.is_dir():
         return read_manifest(path, frames_root=path.parent)

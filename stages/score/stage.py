@@ -9,13 +9,13 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from manifests import CAPTIONS, SCORED
-from pipeline import storage
-from pipeline.parts import iter_parts
-from pipeline.stage import Stage, StageConfig, error_text
-from stages import models
-from stages.scorers import SCORERS, Scorer, ScorerConfig
-from stages.catalog import STAGES
+from vlcurate.manifests import CAPTIONS, SCORED
+from vlcurate.pipeline import storage
+from vlcurate.pipeline.parts import iter_parts
+from vlcurate.pipeline.stage import Stage, StageConfig, error_text
+from vlcurate.stages import models
+from vlcurate.stages.scorers import SCORERS, Scorer, ScorerConfig
+from vlcurate.stages.catalog import STAGES
 
 
 class ScoreConfig(StageConfig):

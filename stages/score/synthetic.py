@@ -83,7 +83,7 @@ def clip_frames(rng: np.random.Generator, colour: str, shape: str, frames: int, 
 def generate(config: SynthConfig = SynthConfig()) -> tuple[pa.Table, pa.Table]:
     """(captions manifest, labels): every clip's candidates in random order under teachers synth0..synthK-1, and
     one label row per clip naming the true candidate by teacher and by text."""
-    from manifests import CAPTIONS, with_frames
+    from vlcurate.manifests import CAPTIONS, with_frames
 
     k = config.candidates
     most = 1 + (len(COLOURS) - 1) + (len(SHAPES) - 1)
@@ -123,7 +123,7 @@ def write(out_dir: str | Path, config: SynthConfig = SynthConfig()) -> tuple[Pat
     `caption/frames/`) and `<out>/labels.csv`; returns both paths."""
     import pyarrow.csv as pacsv
 
-    from pipeline.executor import write_stage
+    from vlcurate.pipeline.executor import write_stage
 
     out = Path(out_dir)
     captions, labels = generate(config)

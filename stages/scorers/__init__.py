@@ -2,9 +2,9 @@
 built-in ones. Shared, not a stage: the score stage ranks captions with them, split's stitching and the dedup and
 aesthetics filters embed frames with them."""
 
-from stages.scorers import hf_clip as _hf_clip  # noqa: F401
-from stages.scorers import open_clip as _open_clip  # noqa: F401
-from stages.scorers import xclip as _xclip  # noqa: F401
-from stages.scorers.base import SCORERS, Scorer, ScorerConfig
+from vlcurate.stages.scorers import hf_clip as _hf_clip  # noqa: F401
+from vlcurate.stages.scorers import open_clip as _open_clip  # noqa: F401
+from vlcurate.stages.scorers import xclip as _xclip  # noqa: F401
+from vlcurate.stages.scorers.base import SCORERS, Scorer, ScorerConfig
 
 __all__ = ["SCORERS", "Scorer", "ScorerConfig"]

@@ -9,7 +9,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.registry import Registry
+from vlcurate.pipeline.registry import Registry
 
 
 class ScorerConfig(BaseModel):
@@ -47,7 +47,7 @@ class Scorer:
 
     def embed_clips(self, clips: Sequence[list[bytes]]) -> np.ndarray:
         """(N, D) unit vectors, one per clip: the normalised mean of its stored JPEG frames' embeddings."""
-        from stages.media import decode_jpeg
+        from vlcurate.stages.media import decode_jpeg
 
         owners = [n for n, frames in enumerate(clips) for _ in frames]
         images = [decode_jpeg(f) for frames in clips for f in frames]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from stages import models
-from stages.models import torch_device, torch_dtype
-from stages.scorers import finetuned
-from stages.scorers.base import SCORERS, Scorer, pooled
+from vlcurate.stages import models
+from vlcurate.stages.models import torch_device, torch_dtype
+from vlcurate.stages.scorers import finetuned
+from vlcurate.stages.scorers.base import SCORERS, Scorer, pooled
 
 
 @SCORERS.register("hf_clip")

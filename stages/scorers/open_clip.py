@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stages import models
-from stages.models import torch_device, torch_dtype
-from stages.scorers import finetuned
-from stages.scorers.base import SCORERS, Scorer
-from stages.tiny_models import TINY_OPEN_CLIP_NAME
+from vlcurate.stages import models
+from vlcurate.stages.models import torch_device, torch_dtype
+from vlcurate.stages.scorers import finetuned
+from vlcurate.stages.scorers.base import SCORERS, Scorer
+from vlcurate.stages.tiny_models import TINY_OPEN_CLIP_NAME
 
 
 @SCORERS.register("open_clip")

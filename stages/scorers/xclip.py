@@ -15,9 +15,9 @@ from typing import Sequence
 
 import numpy as np
 
-from stages import media, models
-from stages.models import torch_device, torch_dtype
-from stages.scorers.base import SCORERS, Scorer, pooled
+from vlcurate.stages import media, models
+from vlcurate.stages.models import torch_device, torch_dtype
+from vlcurate.stages.scorers.base import SCORERS, Scorer, pooled
 
 
 @SCORERS.register("xclip")

@@ -1,3 +1,3 @@
-from stages.shard.stage import ShardConfig, ShardStage
+from vlcurate.stages.shard.stage import ShardConfig, ShardStage
 
 __all__ = ["ShardConfig", "ShardStage"]

@@ -1,6 +1,6 @@
 """Training-side reading of vlcurate's shards: an iterable dataset of decoded clips for a torch `DataLoader`.
 
-    from stages.shard.loader import clip_dataset, collate_clips
+    from vlcurate.stages.shard.loader import clip_dataset, collate_clips
     data = clip_dataset(sorted(glob.glob("out/run/shard/*.tar")), num_frames=8, size=224, shuffle=1000)
     data = clip_dataset("s3://bucket/run/shard/*.tar", num_frames=8)  # tars on object storage
     loader = torch.utils.data.DataLoader(data, batch_size=8, num_workers=4, collate_fn=collate_clips)
@@ -159,7 +159,7 @@ def store_urls(urls: list[str]) -> list[str]:
 
     from webdataset.gopen import gopen_schemes
 
-    from pipeline import storage
+    from vlcurate.pipeline import storage
 
     out: list[str] = []
     for url in urls:
@@ -175,7 +175,7 @@ def store_urls(urls: list[str]) -> list[str]:
 
 
 def _gopen_store(url: str, mode: str = "rb", bufsize: int = 8192, **_: Any):
-    from pipeline import storage
+    from vlcurate.pipeline import storage
 
     where = storage.path(url)
     return where.fs.open(where.path, mode, block_size=storage.READ_BLOCK, cache_type="readahead")  # type: ignore

@@ -30,12 +30,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from manifests import SCORED, SHARD_INDEX
-from pipeline import lock, parts, storage
-from pipeline.stage import Stage, StageConfig, StageError, error_reason, error_text
-from stages import media
-from stages.models import source_path
-from stages.catalog import STAGES
+from vlcurate.manifests import SCORED, SHARD_INDEX
+from vlcurate.pipeline import lock, parts, storage
+from vlcurate.pipeline.stage import Stage, StageConfig, StageError, error_reason, error_text
+from vlcurate.stages import media
+from vlcurate.stages.models import source_path
+from vlcurate.stages.catalog import STAGES
 
 ASSIGNED = SCORED.extend("assigned", 1, pa.field("bucket", pa.int32()), pa.field("order", pa.string()))
 ENCODED = SCORED.extend("encoded", 1, pa.field("mp4_path", pa.string()), pa.field("frame_count", pa.int64()),

@@ -1,3 +1,3 @@
-from stages.split.stage import SplitConfig, SplitStage, StitchConfig
+from vlcurate.stages.split.stage import SplitConfig, SplitStage, StitchConfig
 
 __all__ = ["SplitConfig", "SplitStage", "StitchConfig"]

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.registry import Registry
+from vlcurate.pipeline.registry import Registry
 
 
 class EmbedderConfig(BaseModel):
@@ -42,7 +42,7 @@ class OpenClipEmbedder(Embedder):
     """The score stage's open_clip image tower, one frame per vector."""
 
     def setup(self) -> None:
-        from stages.scorers import SCORERS, ScorerConfig
+        from vlcurate.stages.scorers import SCORERS, ScorerConfig
 
         cfg = self.config
         self._scorer = SCORERS.get("open_clip")(ScorerConfig(kind="open_clip", model=cfg.model,

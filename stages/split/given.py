@@ -11,8 +11,8 @@ from __future__ import annotations
 import bisect
 from typing import Any, Callable
 
-from stages import media
-from stages.split.stitching import Dropped, Segment
+from vlcurate.stages import media
+from vlcurate.stages.split.stitching import Dropped, Segment
 
 Segmenter = Callable[[list[tuple[int, int]]], tuple[list[Segment], list[Dropped]]]
 

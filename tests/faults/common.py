@@ -39,13 +39,13 @@ def make_inputs(root: Path, scene_video: Path, config: dict | None = None) -> tu
 def vlcurate(*args: str, faults: str = "", timeout: float = 600) -> subprocess.CompletedProcess:
     """The real command in its own process (`VLCURATE_FAULTS` armed as given)."""
     env = {**os.environ, "VLCURATE_FAULTS": faults}
-    return subprocess.run([sys.executable, "-m", "stages.cli", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "vlcurate.cli", *args], capture_output=True, text=True, env=env,
                           timeout=timeout)
 
 
 def start(*args: str, faults: str = "") -> subprocess.Popen:
     env = {**os.environ, "VLCURATE_FAULTS": faults}
-    return subprocess.Popen([sys.executable, "-m", "stages.cli", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "vlcurate.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
 
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from stages import media
+from vlcurate.stages import media
 from tests.fixtures import ingest, make_video, split_rows
 
 
@@ -55,9 +55,9 @@ def test_truncated_and_corrupted_sources_are_flagged_with_their_numbers(damaged,
 
 
 def test_drop_makes_damaged_sources_errors_and_stats_count_them(damaged, tmp_path):
-    from pipeline import atomic
-    from pipeline.executor import run_table
-    from stages.split import SplitConfig, SplitStage
+    from vlcurate.pipeline import atomic
+    from vlcurate.pipeline.executor import run_table
+    from vlcurate.stages.split import SplitConfig, SplitStage
 
     folder, _ = damaged
     videos = ingest(folder, tmp_path)

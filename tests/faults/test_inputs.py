@@ -21,7 +21,7 @@ FRAMES_TEACHER = [{"name": "frames", "kind": "hf_image_captioner", "model": "tin
 
 
 def manifest(folder, columns):
-    from pipeline.executor import read_manifest
+    from vlcurate.pipeline.executor import read_manifest
 
     return read_manifest(folder).select(columns).to_pylist()
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from pipeline.lock import NAME, output_lock
+from vlcurate.pipeline.lock import NAME, output_lock
 from tests.faults.common import error_lines, same_bytes, start, vlcurate
 
 pytestmark = [pytest.mark.slow]  # each runs the real command in its own process
@@ -75,7 +75,7 @@ def test_a_stale_lock_of_a_dead_run_is_taken_over_with_a_message(tmp_path, lone_
 def test_status_says_which_run_is_working_on_a_folder(tmp_path):
     from typer.testing import CliRunner
 
-    from stages.cli import app
+    from vlcurate.cli import app
 
     out = tmp_path / "busy"
     with output_lock(out):

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from manifests import CAPTIONS, CLIPS, SCORED, VIDEOS
-from manifests.base import Manifest
+from vlcurate.manifests import CAPTIONS, CLIPS, SCORED, VIDEOS
+from vlcurate.manifests.base import Manifest
 
 
 def test_each_manifest_keeps_the_previous_columns():
@@ -32,7 +32,7 @@ def test_roundtrip_and_version_check(tmp_path):
 
 
 def test_a_stage_folder_of_another_schema_version_is_refused(tmp_path):
-    from pipeline.executor import write_stage
+    from vlcurate.pipeline.executor import write_stage
 
     write_stage(tmp_path / "split", tmp_path, Manifest("clips", 1, CLIPS.fields).schema.empty_table(), {})
     with pytest.raises(ValueError, match="clips/1, this version of vlcurate reads clips/6"):

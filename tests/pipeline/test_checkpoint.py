@@ -8,9 +8,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipeline import atomic, parts
-from pipeline.executor import run_table
-from pipeline.stage import Stage, StageConfig
+from vlcurate.pipeline import atomic, parts
+from vlcurate.pipeline.executor import run_table
+from vlcurate.pipeline.stage import Stage, StageConfig
 
 SCHEMA = pa.schema([("x", pa.int64()), ("trace", pa.list_(pa.int64())), ("error", pa.string())])
 

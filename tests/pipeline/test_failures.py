@@ -4,8 +4,8 @@ import errno
 
 import pytest
 
-from pipeline import failures, faults
-from pipeline.registry import Registry
+from vlcurate.pipeline import failures, faults
+from vlcurate.pipeline.registry import Registry
 
 
 @pytest.mark.parametrize("exc,machine", [

@@ -5,9 +5,9 @@ import json
 import pyarrow as pa
 import pytest
 
-from pipeline import atomic
-from pipeline.config import apply_overrides, deep_merge, list_profiles, load_config_data
-from pipeline.registry import Registry
+from vlcurate.pipeline import atomic
+from vlcurate.pipeline.config import apply_overrides, deep_merge, list_profiles, load_config_data
+from vlcurate.pipeline.registry import Registry
 
 
 def test_atomic_writes_leave_no_temp_files(tmp_path):
@@ -44,15 +44,15 @@ def test_overrides_parse_yaml_values_and_nest():
 
 
 def test_profiles_and_merge(tmp_path):
-    assert {"demo", "pretrained"} <= set(list_profiles("stages.profiles"))
+    assert {"demo", "pretrained"} <= set(list_profiles("vlcurate.profiles"))
     extra = tmp_path / "c.yaml"
     extra.write_text("split:\n  min_clip_s: 9\n")
-    data = load_config_data("demo", extra, ["shard.maxcount=2"], profiles="stages.profiles")
+    data = load_config_data("demo", extra, ["shard.maxcount=2"], profiles="vlcurate.profiles")
     assert data["split"]["min_clip_s"] == 9 and data["split"]["detector"] == "adaptive"
     assert data["shard"]["maxcount"] == 2
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
     with pytest.raises(ValueError, match="unknown profile"):
-        load_config_data("nope", profiles="stages.profiles")
+        load_config_data("nope", profiles="vlcurate.profiles")
 
 
 def test_registry():
@@ -79,14 +79,14 @@ def test_a_registered_class_gets_its_key_once():
 
 @pytest.mark.parametrize("profile", ["demo", "pretrained"])
 def test_shipped_profiles_validate(profile):
-    from stages.config import load_run_config
+    from vlcurate.config import load_run_config
 
     config = load_run_config(profile)
     assert config.caption.teachers and config.score.scorer.model
 
 
 def test_the_stages_list_is_checked_and_every_registered_stage_has_a_typed_section():
-    from stages.config import load_run_config
+    from vlcurate.config import load_run_config
 
     config = load_run_config(None, None, ["stages=[ingest, split, motion, caption, score, shard]",
                                           "motion.min_motion=0.01"])
@@ -102,9 +102,9 @@ def test_the_stages_list_is_checked_and_every_registered_stage_has_a_typed_secti
 
 
 def test_a_stage_after_one_that_lacks_its_columns_is_refused(tmp_path, scene_video):
-    from pipeline.failures import UserError
-    from stages.config import load_run_config
-    from stages.run import run_stages
+    from vlcurate.pipeline.failures import UserError
+    from vlcurate.config import load_run_config
+    from vlcurate.run import run_stages
 
     listing = tmp_path / "list.csv"
     listing.write_text(f"path\n{scene_video[0]}\n")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from pipeline import lock, parts
-from pipeline.executor import run_stage
-from pipeline.runners.local import LocalRunner
-from pipeline.stage import Stage
+from vlcurate.pipeline import lock, parts
+from vlcurate.pipeline.executor import run_stage
+from vlcurate.pipeline.runners.local import LocalRunner
+from vlcurate.pipeline.stage import Stage
 
 
 class _Copy(Stage):

@@ -3,10 +3,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from pipeline.executor import run_table
-from pipeline.runners import groups
-from pipeline.runners.ray import plan_pool, share
-from pipeline.stage import RowStage, Stage, StageConfig
+from vlcurate.pipeline.executor import run_table
+from vlcurate.pipeline.runners import groups
+from vlcurate.pipeline.runners.ray import plan_pool, share
+from vlcurate.pipeline.stage import RowStage, Stage, StageConfig
 
 SCHEMA = pa.schema([("x", pa.int64()), ("batch", pa.int64()), ("error", pa.string())])
 

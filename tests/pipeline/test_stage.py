@@ -3,9 +3,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from pipeline import parts
-from pipeline.executor import run_table
-from pipeline.stage import RowStage, StageConfig, StageError, count_errors, error_text
+from vlcurate.pipeline import parts
+from vlcurate.pipeline.executor import run_table
+from vlcurate.pipeline.stage import RowStage, StageConfig, StageError, count_errors, error_text
 
 SCHEMA = pa.schema([("x", pa.int64()), ("y", pa.int64()), ("error", pa.string())])
 

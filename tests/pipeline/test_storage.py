@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from pipeline import lease, lock, storage
-from pipeline.failures import is_machine_failure
+from vlcurate.pipeline import lease, lock, storage
+from vlcurate.pipeline.failures import is_machine_failure
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -79,7 +79,7 @@ def test_the_lease_refuses_a_second_run_and_is_released(s3):
         assert lock.owns(out, lock.run_token(out))
         found = lease.current(storage.path(out))
         assert found is not None and found[2]["pid"] == os.getpid()
-        other = subprocess.run([sys.executable, "-c", f"from pipeline.lock import output_lock\n"
+        other = subprocess.run([sys.executable, "-c", f"from vlcurate.pipeline.lock import output_lock\n"
                                 f"with output_lock({out!r}): pass"], capture_output=True, text=True)
         assert other.returncode != 0 and f"is in use by pid {os.getpid()}" in other.stderr
     assert lease.current(storage.path(out)) is None and lock.holder(out) is None
@@ -101,12 +101,12 @@ def test_an_expired_lease_is_taken_over_with_a_warning_and_its_run_stops_writing
 
 
 def test_a_missing_bucket_or_wrong_keys_are_one_line_before_any_work(s3, monkeypatch):
-    from pipeline.failures import UserError
+    from vlcurate.pipeline.failures import UserError
 
     with pytest.raises(UserError, match="bucket 'no-such-bucket' does not exist"):
         storage.check_bucket("s3://no-such-bucket/run")
     storage.check_bucket(s3.url("run"))  # the test bucket is there
-    result = subprocess.run([sys.executable, "-m", "stages.cli", "run", "-p", "demo", "-i", s3.url("in"), "-o",
+    result = subprocess.run([sys.executable, "-m", "vlcurate.cli", "run", "-p", "demo", "-i", s3.url("in"), "-o",
                              "s3://no-such-bucket/run"], capture_output=True, text=True,
                             env={**os.environ, "AWS_SECRET_ACCESS_KEY": "not-the-secret"})
     assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -12,12 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import parts
-from pipeline.stage import Stage
+from vlcurate.pipeline import parts
+from vlcurate.pipeline.stage import Stage
 
 
 def _child_peaks() -> tuple[float, float]:
-    from pipeline.tasks import peak_rss_mb
+    from vlcurate.pipeline.tasks import peak_rss_mb
 
     return peak_rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -63,9 +63,9 @@ def _run_in_child(root: str, clips: int, batch_size: int) -> tuple[float, float,
     """In a fresh process: (RSS before the stage in MB, the stage's peak as stats.json records it, frame sizes)."""
     import re
 
-    from pipeline.executor import read_manifest, run_stage
-    from pipeline.runners.local import LocalRunner
-    from pipeline.stage import Resources, StageConfig
+    from vlcurate.pipeline.executor import read_manifest, run_stage
+    from vlcurate.pipeline.runners.local import LocalRunner
+    from vlcurate.pipeline.stage import Resources, StageConfig
 
     before = int(re.search(r"VmRSS:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) / 1024
     stage = _FrameSizes(StageConfig(resources=Resources(batch_size=batch_size)))

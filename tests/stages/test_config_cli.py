@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 from typer.testing import CliRunner
 
-from stages.cli import app
+from vlcurate.cli import app
 
 runner = CliRunner()
 

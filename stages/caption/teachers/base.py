@@ -11,10 +11,10 @@ from typing import Any, ClassVar, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.registry import Registry
-from pipeline.stage import Resources
-from stages.models import torch_device
-from stages import models
+from vlcurate.pipeline.registry import Registry
+from vlcurate.pipeline.stage import Resources
+from vlcurate.stages.models import torch_device
+from vlcurate.stages import models
 
 Input = Literal["frames", "title", "description", "subtitles", "given"]
 
@@ -63,7 +63,7 @@ class ClipInput:
     def images(self, count: int):
         """`count` of the stored frames, evenly spread (the centre of each of `count` equal parts, so the middle one
         when count is 1; frames repeat when fewer are stored), as PIL images."""
-        from stages import media
+        from vlcurate.stages import media
 
         return media.frame_images(self.frames, count)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from stages.caption.teachers.base import TEACHERS, ClipInput, Teacher
+from vlcurate.stages.caption.teachers.base import TEACHERS, ClipInput, Teacher
 
 
 @TEACHERS.register("subtitles")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from stages.caption.teachers.base import TEACHERS, ClipInput, Teacher
-from stages.models import torch_dtype
+from vlcurate.stages.caption.teachers.base import TEACHERS, ClipInput, Teacher
+from vlcurate.stages.models import torch_dtype
 
 
 @TEACHERS.register("hf_image_captioner")

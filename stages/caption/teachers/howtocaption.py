@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from stages.caption.subtitles import Cue
-from stages.caption.teachers.base import TEACHERS, ClipInput
-from stages.caption.teachers.llm import LLMTeacher
+from vlcurate.stages.caption.subtitles import Cue
+from vlcurate.stages.caption.teachers.base import TEACHERS, ClipInput
+from vlcurate.stages.caption.teachers.llm import LLMTeacher
 
 DEFAULT_PROMPT = (
     "Transcript with timestamps:\n{transcript}\n\n"

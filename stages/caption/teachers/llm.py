@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from stages import models
-from stages.caption.teachers.base import TEACHERS, ClipInput, Teacher
-from stages.models import torch_dtype
+from vlcurate.stages import models
+from vlcurate.stages.caption.teachers.base import TEACHERS, ClipInput, Teacher
+from vlcurate.stages.models import torch_dtype
 
 DEFAULT_PROMPT = (
     "{context}\n\nWrite one short sentence in the present tense that describes what is visible in this part of "

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.registry import Registry
+from vlcurate.pipeline.registry import Registry
 
 
 class Detector:

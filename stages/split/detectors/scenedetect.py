@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from stages.split.detectors.base import DETECTORS, Detector
+from vlcurate.stages.split.detectors.base import DETECTORS, Detector
 
 _CHUNK = 16  # frames scored at once
 

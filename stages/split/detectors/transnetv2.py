@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from stages.split.detectors.base import DETECTORS, Detector
+from vlcurate.stages.split.detectors.base import DETECTORS, Detector
 
 WINDOW, STEP, CONTEXT = 100, 50, 25
 

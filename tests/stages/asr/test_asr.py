@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.executor import read_manifest
-from pipeline.runners import LocalRunner
-from stages import media
-from stages.asr.stage import AsrConfig, AsrStage
-from stages.config import run_config_class
-from stages.run import run_stages
+from vlcurate.pipeline.executor import read_manifest
+from vlcurate.pipeline.runners import LocalRunner
+from vlcurate.stages import media
+from vlcurate.stages.asr.stage import AsrConfig, AsrStage
+from vlcurate.config import run_config_class
+from vlcurate.run import run_stages
 from tests.fixtures import make_video
 
 pytestmark = [pytest.mark.slow]

@@ -7,11 +7,11 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from manifests import CLIPS, with_frames
-from stages.caption import CaptionConfig, CaptionStage
-from stages.caption.subtitles import Cue, dedupe_rolling, read_subtitles, slice_cues
-from stages.caption.teachers import TEACHERS, ClipInput, Teacher, TeacherConfig
-from stages.caption.teachers.base import clean_caption, rejection_reason
+from vlcurate.manifests import CLIPS, with_frames
+from vlcurate.stages.caption import CaptionConfig, CaptionStage
+from vlcurate.stages.caption.subtitles import Cue, dedupe_rolling, read_subtitles, slice_cues
+from vlcurate.stages.caption.teachers import TEACHERS, ClipInput, Teacher, TeacherConfig
+from vlcurate.stages.caption.teachers.base import clean_caption, rejection_reason
 
 
 def test_vtt_srt_and_json_transcripts(tmp_path):
@@ -113,7 +113,7 @@ def test_tiny_blip_loads_through_from_pretrained_and_records_untrained_weights()
 
 
 def test_llm_prompt_uses_only_declared_inputs():
-    from stages.caption.teachers.llm import LLMTeacher
+    from vlcurate.stages.caption.teachers.llm import LLMTeacher
 
     teacher = LLMTeacher(TeacherConfig(name="l", kind="llm", model="x", inputs=["title", "subtitles"]))
     prompt = teacher.prompt_for(ClipInput("c", title="Pancakes", description="secret", subtitles="crack two eggs"))
@@ -141,7 +141,7 @@ def test_frames_are_spread_evenly_and_repeat_when_fewer_are_stored():
 
 
 def test_video_lm_asks_pandas_question_with_only_the_inputs_it_sees():
-    from stages.caption.teachers.video_lm import VideoLMTeacher
+    from vlcurate.stages.caption.teachers.video_lm import VideoLMTeacher
 
     clip = ClipInput("c", title="Pancakes", description="Sunday breakfast", subtitles="crack two eggs")
     seeing = VideoLMTeacher(TeacherConfig(name="v", kind="video_lm", model="x",
@@ -197,7 +197,7 @@ class CountingTeacher(Teacher):
 
 
 def test_rerun_computes_only_the_new_teacher_prompt_pairs(tmp_path):
-    from pipeline.executor import run_table
+    from vlcurate.pipeline.executor import run_table
 
     clips = clip_rows(["a", "b", "c"])
     one, two = TeacherConfig(name="one", kind="test_counting"), TeacherConfig(name="two", kind="test_counting",
@@ -247,10 +247,10 @@ def test_caption_never_opens_the_video(tmp_path, scene_video, monkeypatch):
 
     import av
 
-    from pipeline import parts
-    from pipeline.executor import read_manifest, run_stage
-    from pipeline.runners import LocalRunner
-    from stages import media
+    from vlcurate.pipeline import parts
+    from vlcurate.pipeline.executor import read_manifest, run_stage
+    from vlcurate.pipeline.runners import LocalRunner
+    from vlcurate.stages import media
     from tests.fixtures import split_rows
 
     video = tmp_path / "videos" / "v.mp4"
@@ -283,7 +283,7 @@ def test_caption_never_opens_the_video(tmp_path, scene_video, monkeypatch):
 
 
 def test_an_interrupted_caption_run_keeps_every_finished_teacher_part(tmp_path):
-    from pipeline.executor import run_table
+    from vlcurate.pipeline.executor import run_table
 
     clips = clip_rows(["a", "b", "c"])
     one, two = TeacherConfig(name="one", kind="test_counting"), TeacherConfig(name="two", kind="test_counting")
@@ -303,7 +303,7 @@ def test_an_interrupted_caption_run_keeps_every_finished_teacher_part(tmp_path):
             run_table(CaptionStage(config), clips, tmp_path / "out")
     finally:
         CountingTeacher.caption = original
-    from stages.status import stage_states
+    from vlcurate.status import stage_states
 
     (caption,) = [s for s in stage_states(tmp_path / "out") if s["stage"] == "caption"]
     assert caption["state"] == "interrupted" and (caption["tasks_done"], caption["tasks"]) == (2, 3)

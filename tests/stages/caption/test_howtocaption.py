@@ -5,10 +5,11 @@ from __future__ import annotations
 import shutil
 
 
-from stages.caption import CaptionConfig, CaptionStage
-from stages.caption.subtitles import Cue
-from stages.caption.teachers import TEACHERS, TeacherConfig
-from stages.caption.teachers.howtocaption import Block, HowToCaptionTeacher, assign, pack_blocks, parse_timed_sentences
+from vlcurate.stages.caption import CaptionConfig, CaptionStage
+from vlcurate.stages.caption.subtitles import Cue
+from vlcurate.stages.caption.teachers import TEACHERS, TeacherConfig
+from vlcurate.stages.caption.teachers.howtocaption import (Block, HowToCaptionTeacher, assign, pack_blocks,
+                                                           parse_timed_sentences)
 
 
 def test_blocks_hold_at_most_the_word_budget():
@@ -52,9 +53,9 @@ def test_captions_land_on_the_clips_whose_time_they_describe(tmp_path, scene_vid
         "00:00:08.000 --> 00:00:09.000\nA yellow wall.\n")
     shutil.copy(path, tmp_path / "scenes.mp4")  # beside the list: a list's paths stay in its folder
     (tmp_path / "list.csv").write_text("path,subtitles\nscenes.mp4,s.vtt\n")
-    from pipeline import parts
-    from pipeline.executor import read_manifest, run_stage
-    from pipeline.runners import LocalRunner
+    from vlcurate.pipeline import parts
+    from vlcurate.pipeline.executor import read_manifest, run_stage
+    from vlcurate.pipeline.runners import LocalRunner
     from tests.fixtures import split_rows
 
     split_rows(tmp_path / "list.csv", tmp_path, min_clip_s=0.5, stitch={"enabled": False})

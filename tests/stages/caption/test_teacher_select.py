@@ -4,8 +4,8 @@ import json
 
 from typer.testing import CliRunner
 
-from stages.caption.teacher_select import greedy_cover, read_labels
-from stages.cli import app
+from vlcurate.stages.caption.teacher_select import greedy_cover, read_labels
+from vlcurate.cli import app
 
 # Hand-computed: 6 clips. Good captions per clip:
 #   c1: A B   c2: A   c3: B C   c4: C   c5: C D   c6: nobody

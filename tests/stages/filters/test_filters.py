@@ -10,12 +10,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from manifests import CLIPS, with_frames
-from pipeline import atomic
-from pipeline.executor import run_table
-from stages.filters.blank import BlankConfig, BlankFilter
-from stages.filters.dedup import DedupConfig, DedupFilter
-from stages.filters.motion import MotionConfig, MotionFilter
+from vlcurate.manifests import CLIPS, with_frames
+from vlcurate.pipeline import atomic
+from vlcurate.pipeline.executor import run_table
+from vlcurate.stages.filters.blank import BlankConfig, BlankFilter
+from vlcurate.stages.filters.dedup import DedupConfig, DedupFilter
+from vlcurate.stages.filters.motion import MotionConfig, MotionFilter
 
 W, H = 320, 240
 
@@ -138,7 +138,7 @@ def with_text(image: np.ndarray, words: str) -> np.ndarray:
 
 @pytest.mark.slow
 def test_text_reads_burned_in_text_with_the_real_ocr_weights(tmp_path):
-    from stages.filters.text import TextConfig, TextFilter
+    from vlcurate.stages.filters.text import TextConfig, TextFilter
 
     texted = [clip(k, [with_text(scene(k, t, 3, seed=k), WORDS[k]) for t in (0, 12, 24)]) for k in range(10)]
     plain = [moving(10 + k, 3) for k in range(10)]
@@ -153,7 +153,7 @@ def test_text_reads_burned_in_text_with_the_real_ocr_weights(tmp_path):
 
 
 def test_nsfw_loads_nudenets_real_weights_and_passes_plain_clips(tmp_path):
-    from stages.filters.nsfw import NsfwConfig, NsfwFilter
+    from vlcurate.stages.filters.nsfw import NsfwConfig, NsfwFilter
 
     out = verdicts(run_table(NsfwFilter(NsfwConfig()), table([moving(k, 3) for k in range(3)]),
                              tmp_path).to_pylist(), "nsfw")
@@ -164,7 +164,7 @@ def test_nsfw_loads_nudenets_real_weights_and_passes_plain_clips(tmp_path):
 def test_aesthetics_loads_tower_and_head_through_open_clip_and_records_untrained(tmp_path):
     import torch
 
-    from stages.filters.aesthetics import AestheticsConfig, AestheticsFilter, head_layers
+    from vlcurate.stages.filters.aesthetics import AestheticsConfig, AestheticsFilter, head_layers
 
     rows = [moving(k, 3) for k in range(3)]
     stage = AestheticsFilter(AestheticsConfig(model="tiny:open_clip", pretrained=None, mode="tag"))
@@ -185,8 +185,8 @@ def test_shard_crops_off_the_bars_blank_found(tmp_path, scene_video):
     a 320x240 source with 30 px bars gives a 320x180 clip."""
     import av
 
-    from stages import media
-    from stages.shard import ShardConfig, ShardStage
+    from vlcurate.stages import media
+    from vlcurate.stages.shard import ShardConfig, ShardStage
 
     bars = [{"name": n, "value": v} for n, v in (("bar_top", 30.0), ("bar_bottom", 31.0), ("bar_left", 0.0),
                                                  ("bar_right", 0.0))]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.ingest.fetch import FetchConfig, FetchFailed, fetch
+from vlcurate.stages.ingest.fetch import FetchConfig, FetchFailed, fetch
 from tests.httpserver import Handler, Server
 
 FAST = FetchConfig(retries=3, backoff_s=0.01, max_backoff_s=2.0, read_timeout_s=1.0, connect_timeout_s=2.0)

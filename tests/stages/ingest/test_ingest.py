@@ -6,8 +6,8 @@ import pytest
 
 import tempfile
 
-from pipeline.executor import run_table
-from stages.ingest import IngestConfig, IngestStage, discover
+from vlcurate.pipeline.executor import run_table
+from vlcurate.stages.ingest import IngestConfig, IngestStage, discover
 
 
 def ingest(source, **cfg):
@@ -181,9 +181,9 @@ def test_list_paths_are_confined_to_the_lists_folder_unless_allowed(tmp_path, sc
 
 
 def test_a_missing_subtitle_file_costs_only_the_candidates_that_read_it(tmp_path, scene_video):
-    from pipeline.executor import read_manifest
-    from stages.config import run_config_class
-    from stages.run import run_stages
+    from vlcurate.pipeline.executor import read_manifest
+    from vlcurate.config import run_config_class
+    from vlcurate.run import run_stages
 
     (tmp_path / "v.mp4").write_bytes(scene_video[0].read_bytes())
     (tmp_path / "list.csv").write_text("path,title,subtitles\nv.mp4,A title,gone.vtt\n")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.failures import UserError
-from stages.ingest.columns import captions_of, seconds, spans_of, video_of
-from stages.ingest.discover import discover
+from vlcurate.pipeline.failures import UserError
+from vlcurate.stages.ingest.columns import captions_of, seconds, spans_of, video_of
+from vlcurate.stages.ingest.discover import discover
 
 
 def test_times_are_seconds_or_clock_strings():

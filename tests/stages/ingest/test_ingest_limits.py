@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from stages.ingest.fetch import FetchConfig, fetch, make_pool
-from stages.ingest.limits import Bucket, Limiter
+from vlcurate.stages.ingest.fetch import FetchConfig, fetch, make_pool
+from vlcurate.stages.ingest.limits import Bucket, Limiter
 from tests.httpserver import Handler, Server
 
 

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from stages import media
-from stages.ingest.fetch import FetchConfig, FetchFailed
-from stages.ingest.pages import _reason, resolve
-from stages.ingest.sources import Sources
+from vlcurate.stages import media
+from vlcurate.stages.ingest.fetch import FetchConfig, FetchFailed
+from vlcurate.stages.ingest.pages import _reason, resolve
+from vlcurate.stages.ingest.sources import Sources
 from tests.fixtures import make_video
 from tests.httpserver import Server
 

@@ -9,11 +9,11 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from pipeline import failures, storage
-from stages.config import load_run_config
-from stages.ingest.discover import SCHEMA
-from stages.ingest.stage import IngestConfig, IngestStage
-from stages.run import run_stages
+from vlcurate.pipeline import failures, storage
+from vlcurate.config import load_run_config
+from vlcurate.stages.ingest.discover import SCHEMA
+from vlcurate.stages.ingest.stage import IngestConfig, IngestStage
+from vlcurate.run import run_stages
 from tests.fixtures import make_video
 from tests.httpserver import Server
 

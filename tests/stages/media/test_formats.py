@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import parts
-from stages import media
-from stages.split import SplitConfig, SplitStage
+from vlcurate.pipeline import parts
+from vlcurate.stages import media
+from vlcurate.stages.split import SplitConfig, SplitStage
 from tests.fixtures import frame_image, ingest, read_index, run, shard
 
 W, H = 160, 120

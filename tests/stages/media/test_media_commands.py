@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from stages.media import commands
+from vlcurate.stages.media import commands
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -10,9 +10,9 @@ import threading
 import numpy as np
 import pytest
 
-from pipeline.stage import StageError
-from stages import media
-from stages.media import gopscan
+from vlcurate.pipeline.stage import StageError
+from vlcurate.stages import media
+from vlcurate.stages.media import gopscan
 from tests.conftest import shared_video
 from tests.stages.media.test_formats import FORMATS, N, X264, make
 
@@ -102,7 +102,7 @@ def test_a_caller_that_stops_early_leaves_no_decoder_running(made):
 
 
 def test_a_frame_that_cannot_be_scaled_fails_the_pass(made, monkeypatch):
-    from stages.media import pyavscan
+    from vlcurate.stages.media import pyavscan
 
     def refuse(self, frame):
         raise StageError("decode_failed", "frame cannot be scaled")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages import media
+from vlcurate.stages import media
 
 COLOUR = (192, 48, 32)  # a saturated orange-red: a wrong matrix or range moves it by far more than the tolerance
 

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from stages import media
+from vlcurate.stages import media
 from tests.stages.media.test_formats import FORMATS, N, make
 
 CASES = ["vfr.mkv", "mpegts.ts", "vp9.webm", "rot90.mp4"]  # B-frames, VFR, a start offset, another codec, rotation
@@ -123,8 +123,8 @@ def test_a_demuxer_error_flags_the_source_and_a_failing_disk_is_the_machines(mad
 
     import av
 
-    from pipeline.failures import MachineError
-    from stages.media import pyavscan
+    from vlcurate.pipeline.failures import MachineError
+    from vlcurate.stages.media import pyavscan
 
     path = made["mpegts.ts"]  # with two threads: segments
     opened = pyavscan.open_container

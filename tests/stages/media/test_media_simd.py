@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages import media
-from stages.media import simd
+from vlcurate.stages import media
+from vlcurate.stages.media import simd
 
 # (input size, output size, pixel format, scaler): split's detector downscales (PySceneDetect's at 720p and 360p,
 # TransNetV2's), its 336-line samples, and an odd size

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.executor import read_manifest
-from pipeline.runners import LocalRunner
-from stages.cli import app
-from stages.config import run_config_class
-from stages.report import ReportConfig, write_report
-from stages.run import run_stages
+from vlcurate.pipeline.executor import read_manifest
+from vlcurate.pipeline.runners import LocalRunner
+from vlcurate.cli import app
+from vlcurate.config import run_config_class
+from vlcurate.stages.report import ReportConfig, write_report
+from vlcurate.run import run_stages
 
 pytestmark = [pytest.mark.slow]
 
@@ -112,8 +112,8 @@ def test_run_writes_the_report_and_every_clip_with_every_candidate(run):
 
 
 def test_funnel_matches_the_stats_and_the_filter_gallery_is_nearest_the_threshold_first(run):
-    from stages.report import collect, gallery
-    from stages.report.runinfo import load_run
+    from vlcurate.stages.report import collect, gallery
+    from vlcurate.stages.report.runinfo import load_run
 
     info = load_run(run)
     steps = {s["label"]: s for s in collect.funnel(info)}
@@ -256,11 +256,12 @@ def test_report_survives_duplicates_symlinks_errors_and_videos_without_clips(tmp
 
 
 def test_a_report_that_fails_fails_the_run_with_one_line(run, tmp_path, monkeypatch):
-    import stages.report
+    import vlcurate.stages.report
 
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
-    monkeypatch.setattr(stages.report, "write_report", lambda *a, **k: (_ for _ in ()).throw(TypeError("boom")))
+    monkeypatch.setattr(vlcurate.stages.report, "write_report",
+                        lambda *a, **k: (_ for _ in ()).throw(TypeError("boom")))
     result = CliRunner().invoke(app, ["run", "-o", str(copy), "--stages", "shard", "--set", "report.enabled=true"])
     assert result.exit_code == 1, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]

@@ -7,10 +7,10 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from manifests import CAPTIONS, SCORED, with_frames
+from vlcurate.manifests import CAPTIONS, SCORED, with_frames
 from tests.fixtures import TableView
-from stages.score import ScoreConfig, ScoreStage
-from stages.score.stage import choose
+from vlcurate.stages.score import ScoreConfig, ScoreStage
+from vlcurate.stages.score.stage import choose
 
 
 def cand(teacher, score, status="ok", text="t"):
@@ -73,8 +73,8 @@ def scored_rows(scores):
 
 def filtered(table, config, folder):
     """The run-wide filter pass alone, over `table` as its input parts (parts of 2 rows)."""
-    from pipeline.executor import run_table
-    from stages.score.stage import RunWideFilter
+    from vlcurate.pipeline.executor import run_table
+    from vlcurate.stages.score.stage import RunWideFilter
 
     return run_table(RunWideFilter(config.model_copy(update={"part_rows": 2})), table, folder).to_pylist()
 
@@ -118,7 +118,7 @@ def test_hf_clip_scorer_loads_through_automodel_and_records_truncation():
 
 
 def test_an_interrupted_score_run_resumes_to_the_same_bytes(tmp_path, monkeypatch):
-    from pipeline.executor import run_table
+    from vlcurate.pipeline.executor import run_table
 
     candidates = [{"teacher": f"t{i}", "kind": "k", "model": "m", "weights": "w", "inputs": [], "prompt_hash": "h",
                    "text": t, "status": "ok", "reason": None, "seconds": 0.0, "score": None}

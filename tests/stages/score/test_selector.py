@@ -9,12 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from manifests import CAPTIONS, with_frames
-from pipeline.executor import read_manifest
-from stages.cli import app
-from stages.score import selector
-from stages.scorers.base import ScorerConfig
-from stages.score.synthetic import COLOURS, SHAPES, SynthConfig, generate
+from vlcurate.manifests import CAPTIONS, with_frames
+from vlcurate.pipeline.executor import read_manifest
+from vlcurate.cli import app
+from vlcurate.stages.score import selector
+from vlcurate.stages.scorers.base import ScorerConfig
+from vlcurate.stages.score.synthetic import COLOURS, SHAPES, SynthConfig, generate
 
 runner = CliRunner()
 
@@ -197,7 +197,7 @@ def test_training_is_deterministic_on_cpu(tmp_path):
 
 
 def test_hf_clip_selector_trains_saves_and_scores(tmp_path):
-    from stages.score import ScoreConfig, ScoreStage
+    from vlcurate.stages.score import ScoreConfig, ScoreStage
 
     examples = synth_examples(16)
     config = selector.SelectorTrainConfig(epochs=1, lr=1e-3, batch_size=8, holdout=0.25, threads=2, device="cpu")
@@ -240,7 +240,7 @@ def test_selector_learns_the_synthetic_task_from_chance(trained):
     assert info["loss_per_epoch"][-1] < info["loss_per_epoch"][0]
 
     # the recorded number is what the score stage does with the saved folder on the held-out clips
-    from stages.score import ScoreConfig, ScoreStage
+    from vlcurate.stages.score import ScoreConfig, ScoreStage
 
     captions = read_manifest(root / "data" / "caption", root / "data")
     labels = _labels(root)

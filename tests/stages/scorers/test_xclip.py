@@ -8,11 +8,11 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from manifests import CAPTIONS, with_frames
+from vlcurate.manifests import CAPTIONS, with_frames
 from tests.fixtures import TableView
-from stages.score import ScoreConfig, ScoreStage
-from stages.scorers import SCORERS, ScorerConfig
-from stages.media import sample_frames
+from vlcurate.stages.score import ScoreConfig, ScoreStage
+from vlcurate.stages.scorers import SCORERS, ScorerConfig
+from vlcurate.stages.media import sample_frames
 
 
 def jpeg(color) -> bytes:

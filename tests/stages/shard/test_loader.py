@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.media import commands
-from stages.shard.loader import clip_dataset, collate_clips, decode_decord, decode_pyav, frame_indices
+from vlcurate.stages.media import commands
+from vlcurate.stages.shard.loader import clip_dataset, collate_clips, decode_decord, decode_pyav, frame_indices
 
 
 def test_frame_indices():
@@ -118,7 +118,7 @@ def test_av1_falls_back_to_pyav(tmp_path):
     ({"shuffle": -1}, "shuffle must be a whole number >= 0, not -1"),
 ])
 def test_clip_dataset_refuses_nonsense_in_one_line(kwargs, message):
-    from stages.shard.loader import clip_dataset
+    from vlcurate.stages.shard.loader import clip_dataset
 
     with pytest.raises(ValueError, match=message):
         clip_dataset("nowhere/shard-*.tar", **kwargs)

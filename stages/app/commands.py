@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 from pydantic import ValidationError
 
-from pipeline.failures import UserError
+from vlcurate.pipeline.failures import UserError
 
 ProfileOpt = typer.Option(None, "--profile", "-p", help="named config shipped with vlcurate (demo, pretrained)")
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML run config (applied over --profile)", exists=True,
@@ -35,7 +35,7 @@ WaitOpt = typer.Option(False, "--wait", help="if another run is using --output, 
                                              "refusing")
 
 
-OURS = ("pipeline", "stages", "vlcurate")
+OURS = ("vlcurate",)  # every logger of ours is named by its module, under the one package
 
 
 def _quiet(record: logging.LogRecord) -> bool:
@@ -74,7 +74,7 @@ def fail(exc: BaseException, output: str, verbose: bool) -> typer.Exit:
     2 the user's to fix, 1 the machine's (rerun once fixed) or ours."""
     import traceback
 
-    from pipeline import failures
+    from vlcurate.pipeline import failures
 
     if verbose:
         traceback.print_exception(exc)
@@ -117,8 +117,8 @@ def run_command(stage_names: tuple[str, ...] | None, *, profile: Optional[str], 
                 overrides: Optional[list[str]], output: Optional[str], input_: Optional[str],
                 executor: Optional[str], ray_address: Optional[str], overwrite: bool, verbose: bool,
                 wait: bool = False) -> None:
-    from stages.config import load_run_config
-    from stages.run import run_stages
+    from vlcurate.config import load_run_config
+    from vlcurate.run import run_stages
 
     setup_logging(verbose)
     try:
@@ -144,7 +144,7 @@ def run_command(stage_names: tuple[str, ...] | None, *, profile: Optional[str], 
 
 def report(cfg, stage_names: tuple[str, ...], results: dict) -> None:
     """Each stage's one-line summary; exit 1 when the last stage produced nothing usable."""
-    from stages.run import build_stage
+    from vlcurate.run import build_stage
 
     output, last = cfg.output, stage_names[-1]
     stats = results[last]
@@ -154,7 +154,7 @@ def report(cfg, stage_names: tuple[str, ...], results: dict) -> None:
     if stats["rows_out"] == 0 and stats["rows_in"]:
         typer.secho(f"{last}: nothing came out; see {output}/{last}/", fg="red", err=True)
         raise typer.Exit(1)
-    from stages.status import describe, stage_states
+    from vlcurate.status import describe, stage_states
 
     for entry in stage_states(output):
         if entry["stage"] in stage_names:

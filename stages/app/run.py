@@ -9,16 +9,16 @@ from typing import Any, Iterable
 
 import logging
 
-from pipeline import atomic, parts, storage
-from pipeline.executor import run_stage, stage_dir
-from pipeline.failures import UserError
-from pipeline.lock import output_lock
-from pipeline.runners import Runner, make_runner
-from pipeline.stage import Stage
-from stages.catalog import STAGES
-from stages.config import RunConfig
-from stages.ingest import discover
-from stages.ingest.sources import remove_kept
+from vlcurate.pipeline import atomic, parts, storage
+from vlcurate.pipeline.executor import run_stage, stage_dir
+from vlcurate.pipeline.failures import UserError
+from vlcurate.pipeline.lock import output_lock
+from vlcurate.pipeline.runners import Runner, make_runner
+from vlcurate.pipeline.stage import Stage
+from vlcurate.stages.catalog import STAGES
+from vlcurate.config import RunConfig
+from vlcurate.stages.ingest import discover
+from vlcurate.stages.ingest.sources import remove_kept
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -129,7 +129,7 @@ def write_summaries(config: RunConfig) -> None:
     """After the run's last stage: the dataset card beside the shards, and the HTML report (`report.enabled`).
     The dataset is whole by then; a report that cannot be written still fails the run (`ReportFailed`, one line):
     a run that exits 0 has every output it was asked for."""
-    from stages.report import write_card, write_report
+    from vlcurate.stages.report import write_card, write_report
 
     output = storage.path(config.output)
     try:

@@ -8,12 +8,12 @@ from typing import Optional
 
 import typer
 
-from stages.caption.teacher_cli import app as teachers_app
-from stages.catalog import DEFAULT_PIPELINE, load
-from stages.config_cli import app as config_app
-from stages.cli_common import (ConfigOpt, Executor, ExecutorOpt, InputOpt, OutputOpt, OverwriteOpt, ProfileOpt,
+from vlcurate.teacher_cli import app as teachers_app
+from vlcurate.stages.catalog import DEFAULT_PIPELINE, load
+from vlcurate.config_cli import app as config_app
+from vlcurate.commands import (ConfigOpt, Executor, ExecutorOpt, InputOpt, OutputOpt, OverwriteOpt, ProfileOpt,
                                RayAddressOpt, SetOpt, VerboseOpt, WaitOpt, add_stage_command, run_command)
-from stages.score.selector_cli import app as selector_app
+from vlcurate.selector_cli import app as selector_app
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -60,9 +60,9 @@ def status(
     """Where the run in an output folder stands: each stage done, interrupted (and how far) or not started."""
     import json
 
-    from stages.status import describe, stage_states
+    from vlcurate.status import describe, stage_states
 
-    from pipeline import storage
+    from vlcurate.pipeline import storage
 
     if not (storage.exists(output) if storage.is_remote(output) else Path(output).is_dir()):
         typer.secho(f"error: {output} is not a folder", fg="red", err=True)
@@ -91,10 +91,10 @@ def report_command(
     sharded): funnel, plots, a clip gallery with every candidate, filter galleries, timelines, errors."""
     import json
 
-    from pipeline import storage
-    from pipeline.lock import output_lock
-    from stages.cli_common import fail, setup_logging
-    from stages.report import ReportConfig, write_card, write_report
+    from vlcurate.pipeline import storage
+    from vlcurate.pipeline.lock import output_lock
+    from vlcurate.commands import fail, setup_logging
+    from vlcurate.stages.report import ReportConfig, write_card, write_report
 
     setup_logging(verbose)
     try:
@@ -113,8 +113,8 @@ def report_command(
 @app.command()
 def profiles() -> None:
     """List the profiles shipped with vlcurate."""
-    from pipeline.config import list_profiles
-    from stages.config import PROFILES
+    from vlcurate.pipeline.config import list_profiles
+    from vlcurate.config import PROFILES
 
     for name in list_profiles(PROFILES):
         typer.echo(name)
@@ -125,7 +125,7 @@ def main() -> None:
     (click's usage errors, without typer's boxes)."""
     import sys
 
-    from pipeline.failures import stop_on_signals
+    from vlcurate.pipeline.failures import stop_on_signals
 
     stop_on_signals()  # SIGTERM and SIGHUP end a run as Ctrl-C does: workers go with it
     try:

@@ -122,7 +122,8 @@ def clips_with_frames(source: Path, split_config) -> list[dict]:
 def map_in_process(stage, table):
     """A stage's passes over a table in this process, part by part as a worker maps them (no files): what the
     benches time against their bare model loops."""
+    from vlcurate.pipeline.tasks import map_table
+
     for p in stage.passes():
-        p.ensure_setup()
-        table = p.process_part(table, {})
+        table = map_table(p, table).table
     return table

@@ -29,7 +29,7 @@ import ffmpeg as ffmpeg_python
 import pyarrow as pa
 
 from bench.common import WORK, ffmpeg, make_h264, write_result
-from vlcurate.manifests import CLIPS, with_frames
+from vlcurate.manifests import CLIPS, STORED_FRAMES, with_frames
 from vlcurate.pipeline import storage
 from vlcurate.pipeline.tasks import peak_rss_mb
 
@@ -81,7 +81,7 @@ def replicate(source: Path, clips: int, run: Path, part_rows: int = 512) -> int:
     titles, frames copied into the new frame store. Returns split's bytes on disk."""
     from vlcurate.pipeline.executor import read_manifest, write_stage
 
-    template = read_manifest(source / "split", frames_root=source).to_pylist()
+    template = read_manifest(source / "split", root=source).to_pylist()
     template = [r for r in template if not r["error"]]
     schema = with_frames(CLIPS)
 
@@ -97,7 +97,8 @@ def replicate(source: Path, clips: int, run: Path, part_rows: int = 512) -> int:
 
     run = storage.path(run)  # a local folder, or a prefix on a store (make bench-storage)
     storage.rmtree(run)
-    write_stage(run / "split", run, tables(), {"stage": "split", "rows_out": clips, "replicated": True})
+    write_stage(run / "split", run, tables(), {"stage": "split", "rows_out": clips, "replicated": True},
+                stores=(STORED_FRAMES,))
     storage.write_bytes(run / "split" / "config.json", b"{}\n")
     return folder_bytes(run / "split")
 

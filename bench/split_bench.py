@@ -64,7 +64,7 @@ def our_end_to_end(path: Path, out_dir: Path, **shard_cfg) -> tuple[float, dict[
         config = ShardConfig(audio=False, **shard_cfg)
         pack = PackPass(config, AssignPass(config))
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            encoded = list(pool.map(lambda r: pack._encode(r, out_dir / "clips"), rows))
+            encoded = list(pool.map(lambda r: pack._encode(r, out_dir / "clips", None), rows))
         if any(r["error"] for r in encoded):
             raise RuntimeError(f"clip extraction failed: {[r['error'] for r in encoded if r['error']]}")
         counts.clear()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from vlcurate.manifests.base import Manifest
+from vlcurate.pipeline.stage import Stored
 
 f = pa.field
 
@@ -101,6 +102,8 @@ FRAMES = Manifest("frames", 1, (
     f("clip_id", pa.string()),
     f("frames", pa.list_(pa.binary())),  # JPEG bytes, in the order of the clip's frame_indices
 ))
+# split stores the sampled frames once (`split/frames/`); every stage that reads them loads them by reference
+STORED_FRAMES = Stored("frames", "clip_id", FRAMES.schema.field("frames").type)
 
 CANDIDATE = pa.struct([
     f("teacher", pa.string()),           # the configured teacher's name

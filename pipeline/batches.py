@@ -28,15 +28,14 @@ class BatchSaver:
     def __init__(self, task: dict[str, Any], every_s: float | None, every_batches: int | None):
         self.task, self.folder = task, folder_of(task)
         self.every_s, self.every_batches = every_s, every_batches
-        self.pending: list[pa.Table] = []
+        self.pending: list[Any] = []  # Outputs (pipeline/stage.py) of the batches mapped since the last save
         self.first: int | None = None
         self.last_save = time.monotonic()
-        self.counts: dict[str, Any] = {}  # the counts of every saved run, restored or saved now
         self.touched = False  # whether this task's batch folder holds anything (to remove once the part is written)
 
-    def restore(self) -> dict[int, tuple[int, pa.Table]]:
-        """{first input row: (end row, outputs)} of the runs saved before, with their counts."""
-        runs: dict[int, tuple[int, pa.Table]] = {}
+    def restore(self) -> dict[int, tuple[int, pa.Table, dict[str, pa.Table], dict[str, Any]]]:
+        """{first input row: (end row, table, side tables, counts)} of the runs saved before."""
+        runs: dict[int, tuple[int, pa.Table, dict[str, pa.Table], dict[str, Any]]] = {}
         if self.task.get("fresh"):  # a stage that started over: no earlier run saved any (a task Ray retries within
             return runs            # the run maps its batches again, into the same bytes), and no listing is asked
         for meta in [p for p in storage.children(self.folder) if p.name.endswith(".json")]:
@@ -44,9 +43,9 @@ class BatchSaver:
             table_path = meta.with_suffix(".parquet")
             if data is None or not table_path.exists():
                 continue
-            runs[data["first"]] = (data["end"], atomic.read_parquet(table_path))
+            side = {kind: atomic.read_parquet(meta.with_suffix(f".{kind}.parquet")) for kind in data.get("side", [])}
+            runs[data["first"]] = (data["end"], atomic.read_parquet(table_path), side, data.get("counts") or {})
             self.touched = True
-            add_counts(self.counts, data.get("counts") or {})
         return runs
 
     def due(self) -> bool:
@@ -54,21 +53,29 @@ class BatchSaver:
             return True
         return self.every_s is not None and time.monotonic() - self.last_save >= self.every_s
 
-    def add(self, first: int, end: int, output: pa.Table, counts: Any) -> None:
-        """A mapped batch (input rows [first, end)); `counts` is called for the stage's counts when a save is due."""
+    def add(self, first: int, end: int, output: Any) -> None:
+        """A mapped batch's Output (input rows [first, end)); saved with those before it when a save is due."""
         if self.first is None:
             self.first = first
         self.pending.append(output)
         if self.due():
-            self.save(end, counts())
+            self.save(end)
 
-    def save(self, end: int, counts: dict[str, Any]) -> None:
+    def save(self, end: int) -> None:
+        """The pending batches as one run: its table, each side table, then its counts and side names (last)."""
         lock.check_task(self.task)
         self.touched = True
         name = f"{self.first:08d}-{end:08d}"
-        atomic.write_parquet(self.folder / f"{name}.parquet", pa.concat_tables(self.pending))
-        atomic.atomic_write_json(self.folder / f"{name}.json", {"first": self.first, "end": end, "counts": counts})
-        add_counts(self.counts, counts)
+        atomic.write_parquet(self.folder / f"{name}.parquet", pa.concat_tables([o.table for o in self.pending]))
+        kinds = sorted({kind for o in self.pending for kind in o.side})
+        for kind in kinds:
+            atomic.write_parquet(self.folder / f"{name}.{kind}.parquet",
+                                 pa.concat_tables([o.side[kind] for o in self.pending if kind in o.side]))
+        counts: dict[str, Any] = {}
+        for o in self.pending:
+            add_counts(counts, o.counts)
+        atomic.atomic_write_json(self.folder / f"{name}.json", {"first": self.first, "end": end, "counts": counts,
+                                                                "side": kinds})
         self.pending, self.first, self.last_save = [], None, time.monotonic()
         faults.hit("batches.saved")
 

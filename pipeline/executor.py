@@ -19,7 +19,7 @@ import pyarrow as pa
 from vlcurate.pipeline import atomic, checkpoint, lock, parts, storage
 from vlcurate.pipeline.batches import add_counts
 from vlcurate.pipeline.runners.base import Runner, groups
-from vlcurate.pipeline.stage import Stage, error_reason
+from vlcurate.pipeline.stage import Stage, Stored, error_reason
 from vlcurate.pipeline.tasks import peak_rss_mb, reset_peak_rss
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class StageView:
 def _reset(stage: Stage, folder: Path) -> None:
     """Start over: the old outputs go (a stage that carries finished work keeps its last finished manifest aside)."""
     previous = folder / PREVIOUS
-    if stage.keeps_previous and atomic.is_done(folder):
+    if stage.traits.keeps_previous and atomic.is_done(folder):
         storage.rmtree(previous)
         entries = parts.read_index(folder)["parts"]
         for entry in entries:
@@ -73,7 +73,7 @@ def _tasks(stage: Stage, k: int, pass_: Stage, previous: list[str], source: list
         prev_out = folder / parts.WORK / f"pass{k - 1}"
         names = names if names is not None else [storage.path(p).stem for p in previous]
         planned = [{"name": n, "inputs": [(str(prev_out / f"{n}.parquet"), 0, None)]} for n in names]
-    previous_parts = _previous_parts(folder) if stage.keeps_previous else []
+    previous_parts = _previous_parts(folder) if stage.traits.keeps_previous else []
     token = {"run": lock.run_token(root)} if lock.run_token(root) else {}  # checked before every write
     return [{**t, **token, **({"fresh": True} if fresh else {}), "pass": k, "root": str(root),
              "stage_dir": str(folder), "out": str(out), "final": final,
@@ -99,7 +99,7 @@ def _run_passes(stage: Stage, source: list[tuple[str, int]], folder: Path, root:
         names: list[str] | None = None
         for k in group:
             if k == group[0]:
-                passes[k].before(previous, source)
+                passes[k].prepare(previous, source)
             tasks = _tasks(stage, k, passes[k], previous, source, folder, root, k == len(passes) - 1, names, fresh)
             names = [t["name"] for t in tasks]
             chain.append(tasks)
@@ -205,7 +205,7 @@ def _finish(stage: Stage, folder: Path, records: list[dict[str, Any]], source: l
         **counts,
         **stage.stats(view),
     }
-    schema = (stage.output_schema.metadata or {}).get(b"vlcurate.schema", b"").decode()
+    schema = (stage.schema.metadata or {}).get(b"vlcurate.schema", b"").decode()
     parts.write_index(folder, schema, [f for f in files if f["kind"] == "part"], side)
     atomic.atomic_write_json(folder / atomic.STATS, stats)
     atomic.mark_done(folder)
@@ -217,34 +217,35 @@ def _finish(stage: Stage, folder: Path, records: list[dict[str, Any]], source: l
 def run_table(stage: Stage, table: pa.Table, output: str | Path, runner: Runner | None = None,
               **options: Any) -> pa.Table:
     """A stage over an in-memory input table (library use, tests): the table is written as its input under
-    `<output>/_input/` (inline frames into a frame store beside it), the stage runs as in a pipeline, and its
-    finished manifest comes back whole, with the frames put back."""
+    `<output>/_input/` (inline values of the columns the stage loads by reference into a store beside it), the
+    stage runs as in a pipeline, and its finished manifest comes back whole, with its stored columns put back."""
     from vlcurate.pipeline.runners.local import LocalRunner
 
     output = storage.path(output)
     path = output / "_input" / f"{stage.name}.parquet"
-    if "frames" in table.column_names and "clip_id" in table.column_names:
-        frames = f"_input/{stage.name}-frames.parquet"
-        table, side = parts.store_column(table, "frames", "clip_id", frames)
-        parts.write_table(output / frames, side, stored=True)
+    for stored in (*stage.traits.loads, *(s for p in stage.passes() for s in p.traits.loads)):
+        if stored.column in table.column_names and stored.key in table.column_names:
+            file = f"_input/{stage.name}-{stored.column}.parquet"
+            table, side = parts.store_column(table, stored.column, stored.key, file)
+            parts.write_table(output / file, side, stored=True)
     parts.write_table(path, table)
     stage.bind(table.schema)
     run_stage(stage, [(str(path), table.num_rows)], output, runner or LocalRunner(), **options)
     return read_manifest(stage_dir(output, stage.name), output)
 
 
-def read_manifest(folder: str | Path, frames_root: str | Path | None = None) -> pa.Table:
-    """A finished stage's manifest as one table; with `frames_root` (the run's output folder) its frames put back."""
+def read_manifest(folder: str | Path, root: str | Path | None = None) -> pa.Table:
+    """A finished stage's manifest as one table; with `root` (the run's output folder) every column it stores by
+    reference (split's frames) put back."""
     table = parts.read_stage(folder)
-    if frames_root is not None and "frames_file" in table.column_names:
-        table = parts.load_frames(table, frames_root)
-    return table
+    return parts.load_referenced(table, root) if root is not None else table
 
 
 def write_stage(folder: str | Path, root: str | Path, tables: pa.Table | Iterable[pa.Table],
-                stats: dict[str, Any]) -> None:
-    """Write tables as a finished stage folder, one part each (frames into `<stage>/frames/`), for tools that make
-    a stage's output without running it (`vlcurate selector synth`, `make bench-scale`)."""
+                stats: dict[str, Any], stores: tuple[Stored, ...] = ()) -> None:
+    """Write tables as a finished stage folder, one part each (`stores`: columns into `<stage>/<column>/`, as the
+    stage that stores them would), for tools that make a stage's output without running it (`vlcurate selector
+    synth`, `make bench-scale`)."""
     folder, root = storage.path(folder), storage.path(root)
     if folder.exists():
         _reset(Stage(), folder)
@@ -253,11 +254,11 @@ def write_stage(folder: str | Path, root: str | Path, tables: pa.Table | Iterabl
     schema = ""
     for j, table in enumerate([tables] if isinstance(tables, pa.Table) else tables):
         name = f"{parts.part_name(j)}.parquet"
-        if "frames" in table.column_names:
-            frames = folder / "frames" / name
-            table, stored = parts.store_column(table, "frames", "clip_id", storage.relative(frames, root))
-            facts = parts.write_table(frames, stored, stored=True)
-            side.setdefault("frames", []).append({**parts.written(frames, folder, facts), "kind": "frames"})
+        for stored in (s for s in stores if s.column in table.column_names):
+            file = folder / stored.column / name
+            table, values = parts.store_column(table, stored.column, stored.key, storage.relative(file, root))
+            facts = parts.write_table(file, values, stored=True)
+            side.setdefault(stored.column, []).append({**parts.written(file, folder, facts), "kind": stored.column})
         path = folder / parts.MANIFEST / name
         main.append({**parts.written(path, folder, parts.write_table(path, table)), "kind": "part"})
         schema = (table.schema.metadata or {}).get(b"vlcurate.schema", b"").decode()

@@ -34,7 +34,6 @@ ROW_GROUP = 256  # rows per Parquet row group: readers of a few rows read only t
 # a stored side table's row groups hold at most this many bytes (fewer rows when rows are large): a batch that reads
 # its frames by reference reads about its own rows, never a quarter of a part's frames
 STORED_GROUP_BYTES = 4 << 20
-FRAMES_TYPE = pa.list_(pa.binary())  # a clip's stored frames: JPEG bytes, in the order of its frame_indices
 
 
 def part_name(index: int) -> str:
@@ -262,12 +261,29 @@ def load_column(table: pa.Table, column: str, key: str, root: str | Path, type_:
     return set_column(table, column, values)
 
 
-def load_frames(batch: pa.Table, root: str | Path | None) -> pa.Table:
-    """A batch's rows with their stored frames put back (read by reference from the run's frame store under `root`);
-    unchanged when its rows carry no references. Workers call it per batch, so a task holds one batch's frames."""
-    if root is None or "frames_file" not in batch.column_names:
+def load_stored(batch: pa.Table, stored: Any, root: str | Path | None) -> pa.Table:
+    """A batch's rows with a stored column (`stored`: its column, key and type) put back, read by reference from the
+    run's output folder `root`; unchanged when its rows carry no references. Workers call it per batch, so a task
+    holds one batch's values."""
+    if root is None or f"{stored.column}_file" not in batch.column_names:
         return batch
-    return load_column(batch, "frames", "clip_id", root, FRAMES_TYPE)
+    return load_column(batch, stored.column, stored.key, root, stored.type)
+
+
+def load_referenced(table: pa.Table, root: str | Path) -> pa.Table:
+    """Every stored column a table's rows reference (`<column>_file` beside `<column>_row`) put back, each side
+    file naming its own key and type (for tools reading a finished manifest whole)."""
+    for name in [n for n in table.column_names if n.endswith("_file")]:
+        column = name[:-len("_file")]
+        files = [f for f in table.column(name).to_pylist() if f]
+        if f"{column}_row" not in table.column_names or not files:
+            continue
+        with storage.parquet_file(storage.path(root) / files[0]) as parquet:
+            side = parquet.schema_arrow
+        if column in side.names and len(side.names) == 2:
+            key = next(n for n in side.names if n != column)
+            table = load_column(table, column, key, root, side.field(column).type)
+    return table
 
 
 def iter_column(refs: pa.Table, column: str, key: str, root: str | Path) -> Iterator[tuple[Any, Any]]:

@@ -19,9 +19,10 @@ class Registry(Generic[T]):
     """Named entries; with `attribute`, a registered class also gets its key as that class attribute (a stage's
     `name`, a teacher's `kind`), so the key is written once, in the decorator."""
 
-    def __init__(self, kind: str, attribute: str | None = None):
+    def __init__(self, kind: str, attribute: str | None = None, groups: tuple[str, ...] = ()):
         self.kind = kind
         self.attribute = attribute
+        self.groups = groups  # entry-point groups of installed plug-ins that register here
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -40,6 +41,10 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> T:
+        """The entry `name`; one not registered yet is looked for among the installed plug-ins (entry points) first,
+        so a lookup never depends on what this process happened to import before (a worker's, say)."""
+        if name not in self._items and self.groups:
+            load_entry_points(self.groups)
         try:
             return self._items[name]
         except KeyError:
@@ -51,3 +56,18 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: str) -> bool:
         return name in self._items
+
+
+def entry_point_modules(groups: tuple[str, ...]) -> list[str]:
+    """Modules that installed distributions name in these entry-point groups, in a fixed order."""
+    from importlib.metadata import entry_points
+
+    return sorted({ep.module for group in groups for ep in entry_points(group=group)})
+
+
+def load_entry_points(groups: tuple[str, ...]) -> None:
+    """Import the installed plug-ins of these groups (each registers itself where it is defined)."""
+    import importlib
+
+    for module in entry_point_modules(groups):
+        importlib.import_module(module)

@@ -1,19 +1,23 @@
 """The one base class every stage implements, and the row-wise helper most stages use.
 
-A stage is configured cheaply in ``__init__``, loads heavy things in ``setup()`` once per worker, and maps
-Arrow tables to Arrow tables in ``process_batch``. Runners decide where that happens; stages never import Ray.
+A stage is configured cheaply in ``__init__``, loads heavy things in ``setup()`` once per worker, and maps one
+batch at a time in ``process_batch(batch, ctx)``, which returns what it made: its table, or an ``Output`` with
+side tables and counts too. The batch loop, saving batches as it goes, and writing the part belong to the
+framework (pipeline/tasks.py); runners decide where that happens; stages never import Ray.
 """
 
 from __future__ import annotations
 
 import traceback
 from collections import Counter
-from typing import Any, ClassVar, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterable
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from vlcurate.pipeline import failures, faults, parts
+from vlcurate.pipeline import failures
+from vlcurate.pipeline.batches import add_counts
 
 
 class Resources(BaseModel):
@@ -58,46 +62,115 @@ def count_errors(errors: Iterable[str | None]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+@dataclass(frozen=True)
+class Stored:
+    """A column a stage writes once, to a side table `<stage>/<column>/part-N.parquet` keyed by `key`; its manifest
+    keeps `<column>_file` (relative to the run's output folder) and `<column>_row`, and a later stage that `loads`
+    the column gets it back one batch at a time (split: the sampled frames, by clip id)."""
+
+    column: str
+    key: str
+    type: pa.DataType
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What the framework needs to know to run a stage: a typed, frozen value, per class or chosen per instance
+    (`dataclasses.replace`, e.g. a caption pass loads frames only if its teacher reads them)."""
+
+    local_parallel: bool = False  # the local runner may fan tasks out over processes
+    keeps_loaded: bool = True  # workers keep the stage set up between tasks (models): an actor pool under Ray
+    keeps_previous: bool = False  # tasks get the stage's previous manifest parts, to carry finished work
+    loads: tuple[str, ...] = ()  # stored columns each batch gets back by reference, released with the batch
+    stores: tuple[Stored, ...] = ()  # columns written once to a side table (see Stored)
+    carries_columns: bool = True  # its output keeps the input's columns it does not declare (an open chain)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where a batch is being mapped: what a stage may know of its task, and nothing else of it."""
+
+    root: str | None = None  # the run's output folder, where `run:` references resolve
+    stage_dir: str | None = None  # this stage's folder (a stage may write files of its own there)
+    part: str = ""  # the task's name (its part)
+    first_row: int = 0  # the batch's first row within the part
+    check_owner: Callable[[], None] = lambda: None  # raises unless this run still holds the output folder
+
+
+@dataclass
+class Output:
+    """What a batch (or a row, or a carried part) made: its rows, its side tables by name, its counts (summed over
+    the run into stats.json)."""
+
+    table: Any  # pa.Table; a list of row dicts where a RowStage's row makes it
+    side: dict[str, Any] = field(default_factory=dict)  # name -> pa.Table (or row dicts, from a row)
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def of(result: "pa.Table | Output") -> "Output":
+        return result if isinstance(result, Output) else Output(result)
+
+
+def widen(declared: pa.Schema, input_schema: pa.Schema) -> pa.Schema:
+    """A stage's output schema: its input's columns as they came (typed as the stage declares those it declares),
+    then the declared columns the input lacks. What a plug-in stage adds upstream so travels on to the shards; a
+    plug-in declares only the columns it adds, and its output keeps its input's manifest name."""
+    own = {f.name: f for f in declared}
+    names = set(input_schema.names)
+    return pa.schema([own.get(f.name, f) for f in input_schema] + [f for f in declared if f.name not in names],
+                     metadata=declared.metadata or input_schema.metadata)
+
+
+def passed_through(input_schema: pa.Schema, traits: Traits) -> pa.Schema:
+    """The schema of a stage that passes its input's rows on as they came (filters, asr): the input's columns, less
+    those it loads by reference only for the batch."""
+    loaded = {s.column for s in traits.loads}
+    return pa.schema([f for f in input_schema if f.name not in loaded], metadata=input_schema.metadata)
+
+
 class Stage:
     """Base of all stages, and of the passes a stage runs (caption: one per teacher).
 
-    Subclasses set ``name``, ``config_class``, ``output_schema`` and what they read: ``reads`` (the manifest whose
-    columns they need, checked against the input's columns and schema version) or ``reads_input`` (the run's input
-    videos: the first stage), and implement ``process_batch``. A stage does not name the stage before it: that is
-    whichever stands before it in the run's `stages` list. Runners hand each worker whole tasks: the rows of
-    one part of the input, which ``process_part`` maps in batches of ``resources.batch_size``; the worker writes the
-    part's output files itself (pipeline/tasks.py). Output rows keep their input's order, so part order is the
-    manifest's order, local or Ray.
+    Subclasses set ``name``, ``config_class``, ``output_schema`` (the columns they declare: their manifest) and
+    what they read (``reads``: the manifest whose columns they need; or ``discover_input``: the first stage, which
+    reads the run's input), and implement ``process_batch``. A stage does not name the stage before it: that is
+    whichever stands before it in the run's `stages` list. Output rows keep their input's order, so part order is
+    the manifest's order, local or Ray.
     """
 
     name: ClassVar[str]
     config_class: ClassVar[type[StageConfig]] = StageConfig
     reads: ClassVar[Any] = None  # the Manifest the stage reads (its columns must all be in the input)
-    reads_input: ClassVar[bool] = False  # reads the run's input videos rather than a stage's output
     summary: ClassVar[str] = ""  # one line for `vlcurate --help`
-    output_schema: ClassVar[pa.Schema]
-    local_parallel: ClassVar[bool] = False  # the local runner may fan tasks out over processes
-    keeps_previous: ClassVar[bool] = False  # tasks get the stage's previous manifest parts, to carry finished work
-    reads_frames: ClassVar[bool] = False  # each batch's rows get their `frames` back from split's frame store
-    # columns written once to a side table `<stage>/<column>/part-N.parquet` keyed by `clip_id`; the manifest keeps
-    # `<column>_file` and `<column>_row` (split: the sampled frames)
-    stores: ClassVar[tuple[str, ...]] = ()
-    # whether workers must keep the stage set up between tasks (models): under Ray an actor pool; False (cheap
-    # setup, no model) runs as plain Ray tasks, with no actor start-up
-    stateful: ClassVar[bool] = True
-    # whether a task's mapped batches are saved as it goes (resume within a part); False where a task keeps more
-    # than its output rows between batches (split's shots side table)
-    saves_batches: ClassVar[bool] = True
+    output_schema: ClassVar[pa.Schema]  # the columns it declares; `schema` adds what the input carries
+    # side tables each final part writes beside its manifest part (`<stage>/<name>/part-N.parquet`), by name; a
+    # batch's Output fills them (a part with no rows for one writes it empty)
+    side_schemas: ClassVar[dict[str, pa.Schema]] = {}
+    traits: Traits = Traits()
 
     def __init__(self, config: StageConfig | None = None):
         self.config = config if config is not None else self.config_class()
-        self.root: str | None = None  # the run's output folder, set per task: where `run:` references resolve
+        self.schema: pa.Schema = getattr(type(self), "output_schema", pa.schema([]))  # bound: see `bind`
         self._ready = False
-        self.saved_counts: dict[str, Any] = {}  # counts of the batches saved over the task (pipeline/batches.py)
+
+    @classmethod
+    def reads_run_input(cls) -> bool:
+        """Whether it is a first stage: one that discovers the run's input itself."""
+        return cls.discover_input is not Stage.discover_input
+
+    def discover_input(self, source: str) -> pa.Table:
+        """The first stage's input rows, from what the user gave as input (a folder, a glob, a list file)."""
+        raise failures.UserError(f"{self.name} cannot be a run's first stage: it reads another stage's output")
 
     def bind(self, input_schema: pa.Schema) -> None:
-        """Called with the input's schema before any task: a stage whose output keeps whatever columns come in (a
-        filter, which may stand after split or after score) takes its output schema from it."""
+        """Called with the input's schema before any task: the output schema becomes the declared columns plus the
+        input's others (unless the stage does not carry columns)."""
+        if self.traits.carries_columns:
+            self.schema = widen(self.output_schema, input_schema)
+
+    def end_run(self, output: str) -> None:
+        """On the driver, once the run's last stage is done: tidy what only this stage knows of (ingest: the
+        fetched videos it was told not to keep)."""
 
     def usable_rows(self, stats: dict[str, Any]) -> int:
         """Rows of the finished output that later stages can use (the CLI fails a run that made none)."""
@@ -118,62 +191,14 @@ class Stage:
                 raise failures.setup_failure(self.label, exc) from exc
             self._ready = True
 
-    def process_batch(self, batch: pa.Table) -> pa.Table:
+    def process_batch(self, batch: pa.Table, ctx: Context = Context()) -> "pa.Table | Output":
+        """One batch's rows mapped: the table (in the input's order), or an Output with side tables and counts."""
         raise NotImplementedError
 
-    def process_part(self, table: pa.Table, task: dict[str, Any]) -> pa.Table:
-        """One task's rows, in fixed batches; the output keeps their order. Batches are saved as they go
-        (pipeline/batches.py), and a retried task maps only those not saved by an earlier try."""
-        from vlcurate.pipeline.batches import BatchSaver
-
-        self.ensure_setup()
-        self.root = task.get("root")
-        size, schema = self.resources.batch_size, self.output_schema
-        saver = None
-        if self.saves_batches and task.get("stage_dir"):
-            saver = BatchSaver(task, self.config.save_every_s, self.config.save_every_batches)
-        runs = saver.restore() if saver else {}
-        outputs, first = [], 0
-        while first < table.num_rows:
-            if first in runs:
-                first, output = runs[first]
-            else:
-                end = min(first + size, table.num_rows)
-                faults.hit(f"{self.label}.batch")
-                batch = table.slice(first, end - first)
-                if self.reads_frames:  # this batch's frames only, released with it
-                    batch = parts.load_frames(batch, task.get("root"))
-                output = self.process_batch(batch)
-                del batch
-                output = output.select(schema.names).cast(schema)
-                if saver:
-                    saver.add(first, end, output, self.part_counts)
-                first = end
-            outputs.append(output)
-        self.saved_counts = saver.counts if saver else {}
-        self.batches_saved = bool(saver and saver.touched)
-        outputs = [o for o in outputs if o.num_rows]
-        return pa.concat_tables(outputs) if outputs else schema.empty_table()
-
-    def part_counts(self) -> dict[str, int]:
-        """Counts this worker gathered over the task it just ran (then reset): summed over all tasks into stats."""
-        return {}
-
-    def run_task(self, task: dict[str, Any]) -> tuple[list[dict[str, Any]], int, int]:
-        """One task on a worker: (file records, rows in, rows out). Default: read the part, map it, write it
-        (pipeline/tasks.py); a pass with its own tasks (shard: one tar bucket) overrides it."""
-        from vlcurate.pipeline.tasks import map_part
-
-        return map_part(self, task)
-
-    def carry_previous(self, table: pa.Table, previous: list[str]) -> pa.Table:
-        """For stages with `keeps_previous`: `table` with the finished work of the previous run's manifest parts
-        `previous` (caption: candidates whose clip inputs are unchanged) put into it."""
+    def carry_previous(self, table: pa.Table, previous: list[str]) -> "pa.Table | Output":
+        """For stages that keep their previous manifest (`traits.keeps_previous`): `table` with the finished work of
+        the previous run's manifest parts `previous` put into it (caption: candidates whose inputs are unchanged)."""
         return table
-
-    def side_tables(self, table: pa.Table) -> dict[str, pa.Table]:
-        """Extra tables this part writes beside its manifest part, by name (split: `shots`); default none."""
-        return {}
 
     @property
     def label(self) -> str:
@@ -186,9 +211,9 @@ class Stage:
         return [self]
 
     # A pass may first compute run-wide values on the driver, from the small columns it needs of the previous pass's
-    # output (`before`), or plan its own tasks (`plan_tasks`, e.g. one per output shard); either makes it start a new
-    # group of passes (runners stream a group's passes together).
-    def before(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
+    # output (`prepare`), or plan its own tasks (`plan_tasks`, run by `run_planned`, e.g. one per output shard);
+    # either makes it start a new group of passes (runners stream a group's passes together).
+    def prepare(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
         """Driver-side, before this pass's tasks: `previous` are the previous pass's output files (the stage's input
         files for the first pass). Values set on `self` travel to the workers with the pass."""
 
@@ -196,10 +221,14 @@ class Stage:
         """Tasks of this pass, each a JSON-able dict with at least `name`; None: one per previous part (default)."""
         return None
 
+    def run_planned(self, spec: dict[str, Any], ctx: Context) -> tuple[list[dict[str, Any]], int, int]:
+        """One task of `plan_tasks` (`spec`: what it planned): the file records it wrote, rows in, rows out."""
+        raise NotImplementedError
+
     @property
     def is_barrier(self) -> bool:
         cls = type(self)
-        return cls.before is not Stage.before or cls.plan_tasks is not Stage.plan_tasks
+        return cls.prepare is not Stage.prepare or cls.plan_tasks is not Stage.plan_tasks
 
     def stats(self, view: Any) -> dict[str, Any]:
         """Stage-specific numbers for stats.json from the finished output: `view.parts(columns)` yields it one part
@@ -208,9 +237,8 @@ class Stage:
         return {}
 
     def to_table(self, rows: list[dict[str, Any]]) -> pa.Table:
-        schema = self.output_schema
-        columns = {f.name: [r.get(f.name) for r in rows] for f in schema}
-        return pa.Table.from_pydict(columns, schema=schema)
+        columns = {f.name: [r.get(f.name) for r in rows] for f in self.schema}
+        return pa.Table.from_pydict(columns, schema=self.schema)
 
 
 class RowStage(Stage):
@@ -219,34 +247,46 @@ class RowStage(Stage):
     Rows that already carry an error pass through untouched so every manifest explains every input.
     """
 
-    def process_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+    def process_row(self, row: dict[str, Any], ctx: Context) -> "list[dict[str, Any]] | Output":
+        """The rows one input row makes (or an Output: those rows, with side rows and counts of its own)."""
         raise NotImplementedError
 
     def error_row(self, row: dict[str, Any], error: str) -> dict[str, Any]:
         return {**row, "error": error}
 
-    def process_batch(self, batch: pa.Table) -> pa.Table:
+    def process_batch(self, batch: pa.Table, ctx: Context = Context()) -> Output:
         self.ensure_setup()
-        out: list[dict[str, Any]] = []
-        for row in batch.to_pylist():
-            out.extend(self.map_row(row))
-        return self.to_table(out)
+        return self.gather([self.map_row(row, ctx) for row in batch.to_pylist()])
 
-    def map_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+    def gather(self, outputs: list[Output]) -> Output:
+        """The rows' outputs as one batch's: rows in order, side rows by name, counts summed."""
+        rows: list[dict[str, Any]] = []
+        side: dict[str, list[Any]] = {}
+        counts: dict[str, Any] = {}
+        for out in outputs:
+            rows.extend(out.table)
+            for name, value in out.side.items():
+                side.setdefault(name, []).append(value)
+            add_counts(counts, out.counts)
+        tables = {name: pa.concat_tables(values) for name, values in side.items()}
+        return Output(self.to_table(rows), tables, counts)
+
+    def map_row(self, row: dict[str, Any], ctx: Context = Context()) -> Output:
         """`process_row`, with what goes wrong with the input as an error row (a stage that maps a batch's rows
         concurrently calls this from its threads)."""
         if row.get("error"):
-            return [row]
+            return Output([row])
         try:
-            return self.process_row(row)
+            result = self.process_row(row, ctx)
+            return result if isinstance(result, Output) else Output(result)
         except StageError as exc:
-            return [self.error_row(row, error_text(self.name, exc.reason, exc.detail))]
+            return Output([self.error_row(row, error_text(self.name, exc.reason, exc.detail))])
         except Exception as exc:  # one bad input never stops a run; a failing machine does (pipeline/failures.py)
             if failures.is_machine_failure(exc):
                 raise failures.as_machine_error(exc, f"{self.label}: {row.get('path') or ''}") from exc
             detail = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
-            return [self.error_row(row, error_text(self.name, "exception", detail))]
+            return Output([self.error_row(row, error_text(self.name, "exception", detail))])
 
 
 class StageError(Exception):

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import importlib
 
-from vlcurate.pipeline.registry import Registry
+from vlcurate.pipeline.registry import Registry, entry_point_modules as modules_of
 from vlcurate.pipeline.stage import Stage
 
-STAGES: Registry[type[Stage]] = Registry("stage", attribute="name")
+ENTRY_POINT_GROUPS = ("vlcurate.stages", "vlcurate.filters", "vlcurate.teachers", "vlcurate.scorers",
+                      "vlcurate.detectors")
+STAGES: Registry[type[Stage]] = Registry("stage", attribute="name", groups=("vlcurate.stages", "vlcurate.filters"))
 
 # modules whose import registers stages; a new stage or filter is one file plus one line here
 BUILTIN = (
@@ -24,8 +26,6 @@ BUILTIN = (
                                            "filters.aesthetics")
 )
 DEFAULT_PIPELINE = ("ingest", "split", "asr", "caption", "score", "shard")
-ENTRY_POINT_GROUPS = ("vlcurate.stages", "vlcurate.filters", "vlcurate.teachers", "vlcurate.scorers",
-                      "vlcurate.detectors")
 _loaded: set[str] = set()
 
 
@@ -46,6 +46,4 @@ def load(plugins: tuple[str, ...] | list[str] = ()) -> Registry[type[Stage]]:
 
 def entry_point_modules() -> list[str]:
     """Modules that installed distributions name as vlcurate plug-ins, in a fixed order."""
-    from importlib.metadata import entry_points
-
-    return sorted({ep.module for group in ENTRY_POINT_GROUPS for ep in entry_points(group=group)})
+    return modules_of(ENTRY_POINT_GROUPS)

@@ -40,8 +40,13 @@ class ResolvedModel:
     file: str | None = None
 
 
+# vlcurate's own folders by their repository names: `pkg:manifests/samples/...` (the demo's list, and lists written
+# before vlcurate was one installed package) names the file vlcurate ships, wherever it is installed
+OWN_FOLDERS = {"manifests": "vlcurate.manifests", "stages": "vlcurate.stages", "pipeline": "vlcurate.pipeline"}
+
+
 def package_dir(module: str) -> Path:
-    spec = importlib.util.find_spec(module)
+    spec = importlib.util.find_spec(OWN_FOLDERS.get(module, module))
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(f"package {module!r} is not installed (pip install {module.replace('_', '-')})")
     return Path(list(spec.submodule_search_locations)[0])

@@ -111,10 +111,10 @@ def test_status_shows_done_interrupted_and_not_started_stages(tmp_path, video_fo
     assert result.exit_code == 0, result.output
     original = SplitStage.process_row
 
-    def crash_on_second(self, row):
+    def crash_on_second(self, row, ctx):
         if row["path"].endswith("b_other.mp4"):
             raise KeyboardInterrupt()
-        return original(self, row)
+        return original(self, row, ctx)
 
     monkeypatch.setattr(SplitStage, "process_row", crash_on_second)
     config = SplitConfig(stitch={"enabled": False}, part_rows=1, resources={"pool_size": 1})

@@ -5,6 +5,7 @@ registries of its own), and a real install into an empty folder puts `vlcurate` 
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -46,9 +47,14 @@ def test_nothing_imports_the_folders_by_their_own_names():
 
 @pytest.mark.slow
 def test_an_install_into_an_empty_folder_puts_only_vlcurate_at_the_top(tmp_path):
-    target = tmp_path / "target"
+    source, target = tmp_path / "source", tmp_path / "target"  # a copy: building leaves build/ in its source
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "pipeline", "stages", "manifests"):
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
+        copy(ROOT / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                             if (ROOT / name).is_dir() else {}))
     done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                           "--target", str(target), str(ROOT)], capture_output=True, text=True)
+                           "--target", str(target), str(source)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     # bin/ holds the `vlcurate` command (pip --target puts scripts there); no other name reaches the top
     assert sorted(p.name for p in target.iterdir() if p.name != "bin") == ["vlcurate", "vlcurate-0.1.0.dist-info"]

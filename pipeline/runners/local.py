@@ -56,7 +56,7 @@ def local_workers(stage: Stage, num_tasks: int) -> int:
     """CPU-bound stages (split) fan out over processes; model stages keep one copy of their models."""
     if stage.resources.pool_size:
         wanted = stage.resources.pool_size
-    elif stage.local_parallel:
+    elif stage.traits.local_parallel:
         wanted = os.cpu_count() or 1
     else:
         wanted = 1

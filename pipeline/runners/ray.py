@@ -106,7 +106,7 @@ class RayRunner(Runner):
         count = len(chain[0])
         if not count:
             return [[] for _ in passes]
-        if not any(p.stateful for p in passes):
+        if not any(p.traits.keeps_loaded for p in passes):
             return self._run_tasks(passes, chain)
         return self._run_pools(passes, chain)
 

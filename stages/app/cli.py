@@ -21,7 +21,7 @@ app = typer.Typer(help="vlcurate: raw videos -> captioned video-text WebDataset 
                        "score, shard).", no_args_is_help=True, add_completion=False)
 # one sub-command per registered stage, the default pipeline's first (plugins: `vlcurate run` with `plugins:`)
 for _name in sorted(load().names(), key=lambda n: (DEFAULT_PIPELINE.index(n) if n in DEFAULT_PIPELINE else 99, n)):
-    add_stage_command(app, _name, load().get(_name).summary, load().get(_name).reads_input)
+    add_stage_command(app, _name, load().get(_name).summary, load().get(_name).reads_run_input())
 app.add_typer(teachers_app, name="teachers")
 app.add_typer(selector_app, name="selector")
 app.add_typer(config_app, name="config")

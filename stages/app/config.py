@@ -44,7 +44,7 @@ class RunConfig(BaseModel):
         dupes = sorted({n for n in self.stages if self.stages.count(n) > 1})
         if dupes:
             raise ValueError(f"stages listed twice: {dupes}")
-        sources = [n for n in self.stages if STAGES.get(n).reads_input]
+        sources = [n for n in self.stages if STAGES.get(n).reads_run_input()]
         if self.stages and (not sources or sources != self.stages[:1]):
             raise ValueError(f"the first stage must read the input videos ({', '.join(sorted(_sources()))}), and "
                              f"only the first: {self.stages}")
@@ -67,7 +67,7 @@ class RunConfig(BaseModel):
 
 
 def _sources() -> set[str]:
-    return {n for n in STAGES.names() if STAGES.get(n).reads_input}
+    return {n for n in STAGES.names() if STAGES.get(n).reads_run_input()}
 
 
 def run_config_class(plugins: tuple[str, ...] = ()) -> type[RunConfig]:

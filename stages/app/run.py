@@ -17,11 +17,9 @@ from vlcurate.pipeline.runners import Runner, make_runner
 from vlcurate.pipeline.stage import Stage
 from vlcurate.stages.catalog import STAGES
 from vlcurate.config import RunConfig
-from vlcurate.stages.ingest import discover
-from vlcurate.stages.ingest.sources import remove_kept
 
 log = logging.getLogger(__name__)
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout (stages/app/ is the package `vlcurate`)
 INPUT_LIST = "_input/videos.parquet"  # the first stage's input: the discovered paths, under the run's output folder
 
 
@@ -45,7 +43,7 @@ def stage_input(stage: Stage, config: RunConfig) -> list[tuple[str, int]]:
         source = config.resolved_input(PROJECT_ROOT)
         if not source:
             raise ValueError("no input: pass --input (a folder, a glob or a list file) or set `input` in the config")
-        table = discover(source, config.stage_config(stage.name))
+        table = stage.discover_input(source)
         path = storage.path(config.output) / INPUT_LIST
         atomic.write_parquet(path, table, row_group_size=parts.ROW_GROUP)
         stage.bind(table.schema)
@@ -120,8 +118,8 @@ def _run_locked(config: RunConfig, names: list[str], runner: Runner | None) -> d
         runner.close()
     if names and names[-1] == config.stages[-1]:
         write_summaries(config)
-        if "ingest" in config.stages and not config.stage_config("ingest").fetch.keep_sources:
-            remove_kept(config.output)  # fetched videos, once nothing after needs them
+        for name in config.stages:  # e.g. ingest removes the videos it fetched, unless told to keep them
+            build_stage(name, config).end_run(str(config.output))
     return results
 
 
@@ -129,11 +127,11 @@ def write_summaries(config: RunConfig) -> None:
     """After the run's last stage: the dataset card beside the shards, and the HTML report (`report.enabled`).
     The dataset is whole by then; a report that cannot be written still fails the run (`ReportFailed`, one line):
     a run that exits 0 has every output it was asked for."""
-    from vlcurate.stages.report import write_card, write_report
+    from vlcurate.stages.report import card_applies, write_card, write_report
 
     output = storage.path(config.output)
     try:
-        if atomic.is_done(output / "shard"):
+        if card_applies(output):  # the run made shards
             write_card(output)
         if config.report.enabled:
             write_report(output, config.report)

@@ -22,7 +22,7 @@ from pydantic import Field, field_validator
 from vlcurate.manifests import CLIPS
 from vlcurate.pipeline import atomic, failures, storage
 from vlcurate.pipeline.batches import add_counts
-from vlcurate.pipeline.stage import Resources, Stage, StageConfig
+from vlcurate.pipeline.stage import Context, Output, Resources, Stage, StageConfig, passed_through
 from vlcurate.stages import media
 from vlcurate.stages.asr.backends import BACKENDS, Backend, Transcript
 from vlcurate.stages.catalog import STAGES
@@ -66,47 +66,43 @@ class AsrStage(Stage):
     def __init__(self, config: AsrConfig | None = None):
         super().__init__(config)
         self.backend: Backend = BACKENDS.get(self.config.backend)(self.config)
-        self._done: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()  # video -> (path, note)
-        self._counts: dict[str, Any] = {}
-        self._folder: Path | None = None
+        # a cache, not an output: video -> (path, note) of the transcripts this worker wrote
+        self._done: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()
 
     def bind(self, input_schema: pa.Schema) -> None:
-        self.output_schema = pa.schema([f for f in input_schema if f.name != "frames"],  # type: ignore[misc]
-                                       metadata=input_schema.metadata)
+        """Its output is its input as it came, with transcripts where there were no subtitles."""
+        self.schema = passed_through(input_schema, self.traits)
 
     def setup(self) -> None:
         self.backend.setup(self.resources.threads)
 
-    def process_part(self, table: pa.Table, task: dict[str, Any]) -> pa.Table:
-        self._folder = storage.path(task["stage_dir"]) / FOLDER
-        return super().process_part(table, task)
-
-    def process_batch(self, batch: pa.Table) -> pa.Table:
+    def process_batch(self, batch: pa.Table, ctx: Context = Context()) -> Output:
         """Rows of the same video share one transcript (a video cut across two batches is transcribed once per
         worker; across two tasks, twice, into the same bytes)."""
         self.ensure_setup()
         rows = batch.to_pylist()
+        counts: dict[str, Any] = {}
         for row in rows:
             if row.get("error") or not row.get("video_id"):
                 continue
             if row.get("subtitles_source") == "file" and not self.config.force:
                 continue
-            path, note = self._transcript(row)
+            path, note = self._transcript(row, ctx, counts)
             if row.get("subtitles_source") == "file" and note is not None:
                 row["transcript_note"] = note  # forced, but ASR found no words: the given file stays
                 continue
             row.update(subtitles_path=path, subtitles_source="asr", transcript_note=note)
-        return pa.Table.from_pylist(rows, schema=self.output_schema)
+        return Output(pa.Table.from_pylist(rows, schema=self.schema), counts={"asr": counts} if counts else {})
 
-    def _transcript(self, row: dict[str, Any]) -> tuple[str | None, str | None]:
+    def _transcript(self, row: dict[str, Any], ctx: Context, counts: dict[str, Any]) -> tuple[str | None, str | None]:
         video = row["video_id"]
         if video not in self._done:
-            self._done[video] = self._transcribe(row)
+            self._done[video] = self._transcribe(row, ctx, counts)
             while len(self._done) > 256:
                 self._done.popitem(last=False)
         return self._done[video]
 
-    def _transcribe(self, row: dict[str, Any]) -> tuple[str | None, str | None]:
+    def _transcribe(self, row: dict[str, Any], ctx: Context, counts: dict[str, Any]) -> tuple[str | None, str | None]:
         """(run:-relative transcript path, note); the note says why there are no words."""
         video = row["video_id"]
         transcript, note, seconds = Transcript(), None, 0.0
@@ -114,7 +110,7 @@ class AsrStage(Stage):
             note = "asr/no_audio: the video has no audio stream"
         else:
             try:
-                with storage.media_input(source_path(row, self.root)) as source:
+                with storage.media_input(source_path(row, ctx.root)) as source:
                     audio = media.read_audio(source)
             except media.AudioError as exc:
                 audio, note = None, f"asr/audio_unreadable: {exc}"
@@ -122,11 +118,10 @@ class AsrStage(Stage):
                 seconds = len(audio) / media.SAMPLE_RATE
                 began = time.perf_counter()
                 transcript = self._run_backend(audio, row) if len(audio) else transcript
-                self._counts["asr_seconds"] = self._counts.get("asr_seconds", 0.0) + time.perf_counter() - began
-                self._counts["audio_seconds"] = self._counts.get("audio_seconds", 0.0) + seconds
+                add_counts(counts, {"asr_seconds": time.perf_counter() - began, "audio_seconds": seconds})
                 if not transcript.segments:
                     note = f"asr/silence: no speech found in {seconds:.1f} s of audio"
-        return self._write(video, transcript, note, seconds), note
+        return self._write(storage.path(ctx.stage_dir or ".") / FOLDER, video, transcript, note, seconds), note
 
     def _run_backend(self, audio, row: dict[str, Any]) -> Transcript:
         try:
@@ -136,7 +131,7 @@ class AsrStage(Stage):
                 raise failures.as_machine_error(exc, f"{self.label}: {row.get('path')}") from exc
             raise
 
-    def _write(self, video: str, transcript: Transcript, note: str | None, seconds: float) -> str:
+    def _write(self, folder: Path, video: str, transcript: Transcript, note: str | None, seconds: float) -> str:
         """The transcript file, named by its content (a new model or option gives a new name, so caption reruns
         see a changed input); written atomically, the same bytes whichever worker writes it."""
         payload = {"segments": transcript.segments, "language": transcript.language,
@@ -147,15 +142,10 @@ class AsrStage(Stage):
                                                               "compute_type"})}
         data = (json.dumps(payload, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
         name = f"{video}-{hashlib.sha256(data).hexdigest()[:12]}.json"
-        assert self._folder is not None, "asr writes transcripts from inside a task"
-        target = self._folder / name
+        target = folder / name
         if not target.exists():
             atomic.atomic_write_bytes(target, data)
         return f"run:{self.name}/{FOLDER}/{name}"
-
-    def part_counts(self) -> dict[str, Any]:
-        counts, self._counts = self._counts, {}
-        return {"asr": counts} if counts else {}
 
     def stats(self, view: Any) -> dict[str, Any]:
         """Videos by what ASR made of them (each counted once, from the manifest), how audio was read, and the

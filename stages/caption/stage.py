@@ -17,9 +17,9 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from vlcurate.manifests import CANDIDATE, CAPTIONS, CLIPS
+from vlcurate.manifests import CANDIDATE, CAPTIONS, CLIPS, STORED_FRAMES
 from vlcurate.pipeline import failures, storage
-from vlcurate.pipeline.stage import Resources, Stage, StageConfig, error_text
+from vlcurate.pipeline.stage import Context, Output, Resources, Stage, StageConfig, Traits, error_text
 from vlcurate.stages import models
 from vlcurate.stages.caption.subtitles import SubtitleError, cues_text, read_subtitles, slice_cues
 from vlcurate.stages.caption.teachers import TEACHERS, ClipInput, Teacher, TeacherConfig
@@ -90,7 +90,6 @@ class TeacherPass(Stage):
     name = "caption"
     config_class = CaptionConfig
     output_schema = CAPTIONS.schema
-    keeps_previous = True  # the first pass's tasks carry the candidates of the previous run's manifest
 
     config: CaptionConfig
 
@@ -98,14 +97,13 @@ class TeacherPass(Stage):
         own = stage.config.model_copy(update={"teachers": [teacher], "resources": resources})
         super().__init__(own)
         self.teacher: Teacher = TEACHERS.get(teacher.kind)(teacher)
-        self.reads_frames = "frames" in self.teacher.inputs  # type: ignore[misc]
-        self.stateful = self.teacher.uses_accelerator  # type: ignore[misc]  # baselines load nothing
+        # the first pass's tasks carry the candidates of the previous run's manifest; frames are loaded only for a
+        # teacher that reads them; baselines load no model to keep
+        self.traits = Traits(keeps_previous=True, loads=(STORED_FRAMES,) if "frames" in self.teacher.inputs else (),
+                             keeps_loaded=self.teacher.uses_accelerator)
         self.stage = stage
         self.last = False  # the stage's last pass completes the rows (candidate order, clips with none)
-        self.kept = 0
-        self.seconds = 0.0  # generation time over the task, reported with its record
         self._loaded = False
-        self.root: str | None = None  # the run's output folder, which ASR transcripts' paths are relative to
 
     @property
     def label(self) -> str:
@@ -153,7 +151,6 @@ class TeacherPass(Stage):
                 why = f" ({clip.transcript_note})" if "subtitles" in missing and clip.transcript_note else ""
                 out[i] = self._candidate(None, "rejected", "no_input: " + ",".join(missing) + why)
         size = teacher.config.batch_size
-        began = time.perf_counter()
         for start in range(0, len(todo), size):
             chunk = todo[start:start + size]
             try:
@@ -175,13 +172,13 @@ class TeacherPass(Stage):
                         results.append((None, f"{type(exc).__name__}: {exc}"))
             for i, (raw, failure) in zip(chunk, results):
                 out[i] = self._candidate(None, "error", failure[:300]) if failure else self._finish(clips[i], raw)
-        self.seconds += time.perf_counter() - began
         return out  # type: ignore[return-value]
 
-    def process_batch(self, batch: pa.Table) -> pa.Table:
+    def process_batch(self, batch: pa.Table, ctx: Context = Context()) -> Output:
         """Only the candidates and error columns change; the rest of the batch (frames included) passes through as
-        Arrow, never converted to Python and back."""
+        Arrow, never converted to Python and back. Counts: the teacher's generation seconds."""
         self.ensure_setup()
+        seconds = 0.0
         errors = batch.column("error").to_pylist()
         has_candidates = "candidates" in batch.column_names
         candidates = batch.column("candidates").to_pylist() if has_candidates else [None] * batch.num_rows
@@ -210,7 +207,7 @@ class TeacherPass(Stage):
                 if reads_subtitles and row.get("subtitles_path"):
                     sources[i] = row.get("subtitles_source") or "file"
                 try:
-                    clips.append(clip_input(row, reads_subtitles, self.root))
+                    clips.append(clip_input(row, reads_subtitles, ctx.root))
                     computed.append(i)
                 except SubtitleError as exc:  # the sidecar's fault, for this teacher's candidate only
                     candidates[i].append({**self._candidate(None, "rejected", f"bad_subtitles: {exc}"),
@@ -221,30 +218,20 @@ class TeacherPass(Stage):
                     errors[i] = error_text(self.name, "bad_input", f"{type(exc).__name__}: {exc}")
             if clips:
                 self.load()
+            began = time.perf_counter()
             for i, candidate in zip(computed, self.run_teacher(clips)):
                 candidates[i].append({**candidate, "subtitles_from": sources.get(i)})
-        batch = _set_column(batch, "candidates", candidates, CANDIDATES)
-        return _set_column(batch, "error", errors, pa.string())
+            seconds = time.perf_counter() - began
+        batch = _set_column(_set_column(batch, "candidates", candidates, CANDIDATES), "error", errors, pa.string())
+        # the stage's last pass completes the rows
+        return Output(self.stage.complete(batch) if self.last else batch,
+                      counts={"teacher_seconds": {self.teacher.config.name: seconds}})
 
-
-    def process_part(self, table: pa.Table, task: dict[str, Any]) -> pa.Table:
-        self.root = task.get("root")
-        out = super().process_part(table, task)
-        return self.stage.complete(out) if self.last else out
-
-    def carry_previous(self, table: pa.Table, previous: list[str]) -> pa.Table:
+    def carry_previous(self, table: pa.Table, previous: list[str]) -> Output:
         """The candidates of the previous run's manifest (its parts, only the rows of this part's clips) whose clip
         inputs are unchanged: each pass keeps the ones whose (teacher, model, prompt) it would write again."""
-        carried, self.kept = carry_candidates(table, previous, {t.identity for t in self.stage.teachers})
-        return carried
-
-    def part_counts(self) -> dict[str, Any]:
-        kept, self.kept = self.kept, 0
-        seconds, self.seconds = self.seconds, 0.0
-        counts: dict[str, Any] = {"teacher_seconds": {self.teacher.config.name: seconds}}
-        if self.stage.passes()[0] is self:
-            counts["candidates_kept_from_previous_run"] = kept
-        return counts
+        carried, kept = carry_candidates(table, previous, {t.identity for t in self.stage.teachers})
+        return Output(carried, counts={"candidates_kept_from_previous_run": kept})
 
 
 def carry_candidates(table: pa.Table, previous: list[str], wanted: set) -> tuple[pa.Table, int]:
@@ -282,7 +269,7 @@ class CaptionStage(Stage):
     reads = CLIPS
     summary = "Run every configured teacher on every clip; each writes one candidate caption."
     output_schema = CAPTIONS.schema
-    keeps_previous = True
+    traits = Traits(keeps_previous=True)
 
     config: CaptionConfig
 
@@ -291,13 +278,16 @@ class CaptionStage(Stage):
         self._passes: list[TeacherPass] | None = None
 
     def passes(self) -> list[TeacherPass]:  # type: ignore[override]
-        """One pass per teacher, each with the stage's resources overridden by the teacher's own."""
+        """One pass per teacher, each with the stage's resources overridden by the teacher's own (and the stage's
+        output schema: every pass writes the same columns)."""
         if not self.config.teachers:
             raise ValueError("caption: no teachers configured (set caption.teachers)")
         if self._passes is None:
             self._passes = [TeacherPass(t, t.merged_resources(self.resources), self)
                             for t in self.config.teachers]
             self._passes[-1].last = True
+        for p in self._passes:
+            p.schema = self.schema
         return self._passes
 
     @property
@@ -309,11 +299,11 @@ class CaptionStage(Stage):
             p.ensure_setup()
             p.load()
 
-    def process_batch(self, batch: pa.Table) -> pa.Table:
+    def process_batch(self, batch: pa.Table, ctx: Context = Context()) -> pa.Table:
         """Every teacher on one batch in this process (runners map the passes instead, each with its own workers)."""
         self.ensure_setup()
         for p in self.passes():
-            batch = p.process_batch(batch)
+            batch = Output.of(p.process_batch(batch, ctx)).table
         return self.complete(batch)
 
     def complete(self, table: pa.Table) -> pa.Table:

@@ -8,6 +8,7 @@ is untrained (seeded), and every score records `untrained` as its weights: numbe
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -49,20 +50,18 @@ class AestheticsFilter(FilterStage):
     method = "laion_aesthetic_mlp"
     summary = "Filter: LAION's aesthetic predictor on CLIP image embeddings; drop clips below a score."
     primary = "aesthetic"
-    stateful = True
-    local_parallel = False
+    # a model loaded once per worker, which runs threads of its own
+    traits = dataclasses.replace(FilterStage.traits, keeps_loaded=True, local_parallel=False)
 
     config: AestheticsConfig
 
     def setup(self) -> None:
         import torch
 
-        from vlcurate.stages.scorers import SCORERS, ScorerConfig
+        from vlcurate.stages.scorers import open_clip_tower
 
         cfg = self.config
-        self.tower = SCORERS.get("open_clip")(ScorerConfig(kind="open_clip", model=cfg.model,
-                                                           pretrained=cfg.pretrained, device=cfg.device))
-        self.tower.setup()
+        self.tower = open_clip_tower(cfg.model, cfg.pretrained, cfg.device)
         dim = self._dim()
         torch.manual_seed(0)  # an untrained head is still the same on every worker
         self.head = head_layers(dim)

@@ -14,8 +14,8 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from vlcurate.manifests import CLIPS, FILTERED
-from vlcurate.pipeline.stage import Stage, StageConfig
+from vlcurate.manifests import CLIPS, FILTERED, STORED_FRAMES
+from vlcurate.pipeline.stage import Context, Output, Stage, StageConfig, Traits, passed_through
 
 
 class FilterConfig(StageConfig):
@@ -60,10 +60,8 @@ class FilterStage(Stage):
     `rule`."""
 
     reads = CLIPS  # clips (split's, or score's rows, which keep every clip column)
-    reads_frames = True
-    saves_batches = False  # dropped rows wait beside the part until it is written
-    local_parallel = True
-    stateful = False
+    traits = Traits(loads=(STORED_FRAMES,), local_parallel=True, keeps_loaded=False)
+    side_schemas = {"filtered": FILTERED.schema}  # the clips it dropped, with why
     method: ClassVar[str] = ""
     primary: ClassVar[str] = ""  # the score whose distribution stats.json reports
     output_schema = CLIPS.schema
@@ -73,12 +71,10 @@ class FilterStage(Stage):
     def __init__(self, config: FilterConfig | None = None):
         super().__init__(config)
         self.model, self.weights = "", "none"
-        self._dropped: list[dict[str, Any]] = []
-        self._funnel: dict[str, Any] = {}
 
     def bind(self, input_schema: pa.Schema) -> None:
-        self.output_schema = pa.schema([f for f in input_schema if f.name != "frames"],  # type: ignore[misc]
-                                       metadata=input_schema.metadata)
+        """Its output is its input as it came (a filter may stand after split or after score)."""
+        self.schema = passed_through(input_schema, self.traits)
 
     def measure(self, rows: list[dict[str, Any]]) -> list[dict[str, float]]:
         """The numbers for each clip (rows carry their `frames`)."""
@@ -96,9 +92,11 @@ class FilterStage(Stage):
         ranks the dropped clips by (nearest first)."""
         return {}
 
-    def process_batch(self, batch: pa.Table) -> pa.Table:
+    def process_batch(self, batch: pa.Table, ctx: Context = Context()) -> Output:
         self.ensure_setup()
         rows = batch.to_pylist()
+        dropped: list[dict[str, Any]] = []
+        funnel: dict[str, Any] = {"clips_in": 0, "clips_out": 0}
         good = [r for r in rows if not r.get("error")]
         measured = dict(zip((id(r) for r in good), self.measure(good))) if good else {}
         kept = []
@@ -112,17 +110,17 @@ class FilterStage(Stage):
                      "scores": [{"name": k, "value": v} for k, v in scores.items()], "threshold": self.rule(),
                      "passed": reason is None, "reason": reason}
             row["filters"] = [*(row.get("filters") or []), entry]
-            self._count(reason)
+            self._count(funnel, reason)
             if reason is not None and self.config.mode == "drop":
-                self._dropped.append({**{k: row.get(k) for k in FILTERED.schema.names}, "filter": self.name,
+                dropped.append({**{k: row.get(k) for k in FILTERED.schema.names}, "filter": self.name,
                                       "reason": reason, "scores": entry["scores"]})
             else:
                 kept.append(row)
-        return pa.Table.from_pylist(kept, schema=self.output_schema)
+        return Output(pa.Table.from_pylist(kept, schema=self.schema),
+                      {"filtered": pa.Table.from_pylist(dropped, schema=FILTERED.schema)}, {"funnel": funnel})
 
-    def _count(self, reason: str | None) -> None:
+    def _count(self, funnel: dict[str, Any], reason: str | None) -> None:
         """The funnel: clips in, out, and by reason dropped (or, in tag mode, kept but failing the rule)."""
-        funnel = self._funnel
         funnel["clips_in"] = funnel.get("clips_in", 0) + 1
         dropped = reason is not None and self.config.mode == "drop"
         if not dropped:
@@ -131,14 +129,6 @@ class FilterStage(Stage):
             by_reason = funnel.setdefault("dropped" if dropped else "tagged", {})
             key = reason.split(":")[0]
             by_reason[key] = by_reason.get(key, 0) + 1
-
-    def side_tables(self, table: pa.Table) -> dict[str, pa.Table]:
-        dropped, self._dropped = self._dropped, []
-        return {"filtered": pa.Table.from_pylist(dropped, schema=FILTERED.schema)}
-
-    def part_counts(self) -> dict[str, Any]:
-        funnel, self._funnel = self._funnel, {}
-        return {"funnel": {"clips_in": 0, "clips_out": 0, **funnel}}
 
     def stats(self, view: Any) -> dict[str, Any]:
         """The distribution of each score over every clip measured, kept or dropped."""

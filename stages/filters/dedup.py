@@ -10,6 +10,7 @@ is the longest clip, then the lowest clip id, whatever the parts or the runner; 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Literal
 
 import numpy as np
@@ -18,7 +19,8 @@ from pydantic import Field
 
 from vlcurate.pipeline import storage
 from vlcurate.pipeline.parts import iter_parts
-from vlcurate.pipeline.stage import Stage
+from vlcurate.manifests import STORED_FRAMES
+from vlcurate.pipeline.stage import Context, Stage, Traits
 from vlcurate.stages.catalog import STAGES
 from vlcurate.stages.filters.base import FilterConfig, FilterStage, gray_frames
 
@@ -57,17 +59,15 @@ def hamming(a: int, b: int) -> int:
 class HashPass(Stage):
     name = "dedup"
     config_class = DedupConfig
-    reads_frames = True
-    saves_batches = False
-    stateful = False
-    local_parallel = True
-    output_schema = pa.schema([])
+    output_schema = pa.schema([])  # set by DedupFilter.bind: the clips, with their hashes (and embeddings)
 
     config: DedupConfig
 
     def __init__(self, config: DedupConfig | None = None):
         super().__init__(config)
-        self.stateful = self.config.method == "embedding"  # type: ignore[misc]  # a model to keep loaded
+        # embeddings: a model to keep loaded
+        self.traits = Traits(loads=(STORED_FRAMES,), local_parallel=True,
+                             keeps_loaded=self.config.method == "embedding")
 
     @property
     def label(self) -> str:
@@ -75,14 +75,12 @@ class HashPass(Stage):
 
     def setup(self) -> None:
         if self.config.method == "embedding":
-            from vlcurate.stages.scorers import SCORERS, ScorerConfig
+            from vlcurate.stages.scorers import open_clip_tower
 
             cfg = self.config
-            self.tower = SCORERS.get("open_clip")(ScorerConfig(kind="open_clip", model=cfg.model,
-                                                               pretrained=cfg.pretrained, device=cfg.device))
-            self.tower.setup()
+            self.tower = open_clip_tower(cfg.model, cfg.pretrained, cfg.device)
 
-    def process_batch(self, batch: pa.Table) -> pa.Table:
+    def process_batch(self, batch: pa.Table, ctx: Context = Context()) -> pa.Table:
         self.ensure_setup()
         frames = batch.column("frames").to_pylist()
         if self.config.method == "dhash":
@@ -191,7 +189,7 @@ def embedding_duplicates(items: list[tuple[str, tuple[int, ...], float]], vector
 class DedupPass(FilterStage):
     name = "dedup"
     config_class = DedupConfig
-    reads_frames = False
+    traits = dataclasses.replace(FilterStage.traits, loads=())  # it reads the hashes the first pass made
 
     config: DedupConfig
 
@@ -215,7 +213,7 @@ class DedupPass(FilterStage):
     def label(self) -> str:
         return "dedup:mark"
 
-    def before(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
+    def prepare(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
         items = []
         for part in iter_parts([storage.path(p) for p in previous], ["clip_id", HASHES, "start_s", "end_s", "error"]):
             for row in part.to_pylist():
@@ -275,9 +273,9 @@ class DedupFilter(Stage):
     def bind(self, input_schema: pa.Schema) -> None:
         hashed, mark = self._passes
         mark.bind(input_schema)
-        hashed.output_schema = pa.schema([*mark.output_schema, pa.field(HASHES, pa.list_(pa.uint64())),
-                                          pa.field(VECTORS, pa.list_(pa.float32()))], metadata=input_schema.metadata)
-        self.output_schema = mark.output_schema
+        hashed.schema = pa.schema([*mark.schema, pa.field(HASHES, pa.list_(pa.uint64())),
+                                   pa.field(VECTORS, pa.list_(pa.float32()))], metadata=input_schema.metadata)
+        self.schema = mark.schema
 
     def stats(self, view: Any) -> dict[str, Any]:
         return self._passes[1].stats(view)

@@ -6,6 +6,7 @@ Score: `nsfw`, the highest confidence of an exposed-body class over the frames r
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,8 @@ class NsfwFilter(FilterStage):
     method = "nudenet"
     summary = "Filter: nudity with NudeNet's 320n detector on the stored frames; drop clips above a confidence."
     primary = "nsfw"
-    stateful = True
-    local_parallel = False
+    # a model loaded once per worker, which runs threads of its own
+    traits = dataclasses.replace(FilterStage.traits, keeps_loaded=True, local_parallel=False)
 
     config: NsfwConfig
 

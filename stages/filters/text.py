@@ -9,6 +9,7 @@ burned-in subtitles); corner text is recorded.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -43,8 +44,8 @@ class TextFilter(FilterStage):
     method = "ocr"
     summary = "Filter: on-screen text with PP-OCRv4 (rapidocr-onnxruntime); drop clips with too much of it."
     primary = "text_area"
-    stateful = True  # the OCR sessions load once per worker
-    local_parallel = False  # onnxruntime runs its own threads
+    # a model loaded once per worker, which runs threads of its own
+    traits = dataclasses.replace(FilterStage.traits, keeps_loaded=True, local_parallel=False)
 
     config: TextConfig
 

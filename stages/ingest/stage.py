@@ -17,10 +17,10 @@ import pyarrow as pa
 from vlcurate.manifests import VIDEOS
 from vlcurate.pipeline import failures, storage
 from vlcurate.pipeline.parts import iter_parts
-from vlcurate.pipeline.stage import RowStage, Stage, StageError, error_text
+from vlcurate.pipeline.stage import Context, Output, RowStage, Stage, StageError, Traits, error_text
 from vlcurate.stages import media
 from vlcurate.stages.ingest.config import IngestConfig
-from vlcurate.stages.ingest.sources import Kept, Sources, is_url
+from vlcurate.stages.ingest.sources import Kept, Sources, is_url, remove_kept
 from vlcurate.stages.models import dist_version, source_path
 from vlcurate.stages.catalog import STAGES
 
@@ -76,12 +76,22 @@ def _copied(source: str) -> Iterator[str]:
 @STAGES.register("ingest")
 class IngestStage(RowStage):
     config_class = IngestConfig
-    reads_input = True
     summary = "Find videos (folder, glob or list file), hash and probe them -> <output>/ingest/."
     output_schema = VIDEOS.schema
-    stateful = False  # hashing and probing: nothing to load
+    # hashing and probing: nothing to load; the list's own columns (info_json) are read, not carried
+    traits = Traits(keeps_loaded=False, carries_columns=False)
 
     config: IngestConfig
+
+    def discover_input(self, source: str) -> pa.Table:
+        """The videos a folder, a glob, a URL or a list file names (stages/ingest/discover.py)."""
+        from vlcurate.stages.ingest.discover import discover
+
+        return discover(source, self.config)
+
+    def end_run(self, output: str) -> None:
+        if not self.config.fetch.keep_sources:
+            remove_kept(output)  # fetched videos, once nothing after needs them
 
     def passes(self) -> list[Stage]:
         """Probing, then (a run-wide step) marking later copies of the same content."""
@@ -90,26 +100,24 @@ class IngestStage(RowStage):
     def setup(self) -> None:
         self._fetcher: Sources | None = None  # built on the first URL, in the worker: pools and locks stay there
         self._lock = threading.Lock()
-        self._fetched: dict[str, Any] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in ("_fetcher", "_lock")} | {"_ready": False}
 
-    def process_batch(self, batch: pa.Table) -> pa.Table:
+    def process_batch(self, batch: pa.Table, ctx: Context = Context()) -> Output:
         """A batch's URLs are fetched `fetch.concurrency` at a time (rows keep their order); files one by one."""
         self.ensure_setup()
         rows = batch.to_pylist()
         urls = sum(1 for r in rows if is_url(r["path"]) and not r.get("error"))
         if urls < 2 or self.config.fetch.concurrency < 2:
-            return super().process_batch(batch)
+            return super().process_batch(batch, ctx)
         with ThreadPoolExecutor(min(urls, self.config.fetch.concurrency), thread_name_prefix="fetch") as pool:
-            mapped = list(pool.map(self.map_row, rows))
-        return self.to_table([r for out in mapped for r in out])
+            return self.gather(list(pool.map(lambda row: self.map_row(row, ctx), rows)))
 
-    def process_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+    def process_row(self, row: dict[str, Any], ctx: Context) -> list[dict[str, Any]] | Output:
         out = {**row, "error": None}
         if is_url(row["path"]):
-            return self._from_url(row["path"], row.get("info_json"), out)
+            return self._from_url(row["path"], row.get("info_json"), out, ctx.root)
         source = source_path(row)
         # a missing subtitle file costs only the candidates of the teachers that read subtitles (caption's
         # `bad_subtitles`), not the video
@@ -118,7 +126,7 @@ class IngestStage(RowStage):
         with _copied(source) as local:  # a store object is read once, for its hash and its probe
             return self._probed(out, local, source, media.content_hash(local))
 
-    def _from_url(self, url: str, info_json: str | None, out: dict[str, Any]) -> list[dict[str, Any]]:
+    def _from_url(self, url: str, info_json: str | None, out: dict[str, Any], root: str | None) -> Output:
         """A URL's video: fetched into the run's store once (stages/ingest/sources.py), then probed like a file."""
         info = None
         if info_json:
@@ -129,30 +137,11 @@ class IngestStage(RowStage):
         with self._lock:
             if self._fetcher is None:
                 self._fetcher = Sources(self.config.fetch, f"urllib3 {dist_version('urllib3')}")
-        with self._fetcher.get(url, self.root or ".", info) as (local, kept):
-            self._count(kept)
+        with self._fetcher.get(url, root or ".", info) as (local, kept):
             out.update(source=kept.source, fetch=kept.fetch, title=out["title"] or kept.metadata.get("title"),
                        description=out["description"] or kept.metadata.get("description"),
                        subtitles_path=out["subtitles_path"] or kept.subtitles)
-            return self._probed(out, local, url, kept.fetch["sha256"][:16])
-
-    def _count(self, kept: Kept) -> None:
-        with self._lock:
-            counts = self._fetched
-            if kept.reused:
-                counts["reused"] = counts.get("reused", 0) + 1
-                return
-            counts["fetched"] = counts.get("fetched", 0) + 1
-            counts["after_retries"] = counts.get("after_retries", 0) + int(kept.attempts > 1)
-            counts["attempts"] = counts.get("attempts", 0) + kept.attempts
-            counts["bytes"] = counts.get("bytes", 0) + kept.fetch["bytes"]
-            counts["seconds"] = round(counts.get("seconds", 0.0) + kept.seconds, 3)
-
-    def part_counts(self) -> dict[str, Any]:
-        """URLs fetched (and how many only after retries), found kept by an earlier run, bytes and seconds."""
-        with self._lock:
-            counts, self._fetched = self._fetched, {}
-        return {"fetch": counts} if counts else {}
+            return Output(self._probed(out, local, url, kept.fetch["sha256"][:16]), counts=fetch_counts(kept))
 
     def _probed(self, out: dict[str, Any], local: str, source: str, video_id: str) -> list[dict[str, Any]]:
         path = Path(local)
@@ -179,6 +168,15 @@ class IngestStage(RowStage):
         return {"videos_ok": ok, "hours": round(seconds / 3600, 4)}
 
 
+def fetch_counts(kept: Kept) -> dict[str, Any]:
+    """A URL's part of stats.json's `fetch`: fetched (only after retries?), or found kept by an earlier run; bytes
+    and seconds."""
+    if kept.reused:
+        return {"fetch": {"reused": 1}}
+    return {"fetch": {"fetched": 1, "after_retries": int(kept.attempts > 1), "attempts": kept.attempts,
+                      "bytes": kept.fetch["bytes"], "seconds": round(kept.seconds, 3)}}
+
+
 class DuplicatePass(Stage):
     """Later copies (in path order) of content seen before become `ingest/duplicate` errors: run-wide, so the
     driver first reads every part's (path, video_id, error), the only columns it needs."""
@@ -186,7 +184,7 @@ class DuplicatePass(Stage):
     name = "ingest"
     config_class = IngestConfig
     output_schema = VIDEOS.schema
-    stateful = False
+    traits = Traits(keeps_loaded=False, carries_columns=False)
 
     def __init__(self, config: IngestConfig | None = None):
         super().__init__(config)
@@ -196,7 +194,7 @@ class DuplicatePass(Stage):
     def label(self) -> str:
         return "ingest:duplicates"
 
-    def before(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
+    def prepare(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
         first: dict[str, str] = {}
         dupes: set[str] = set()
         for part in iter_parts([storage.path(p) for p in previous], ["video_id", "error"]):
@@ -209,7 +207,7 @@ class DuplicatePass(Stage):
                 if row["video_id"] in dupes and not row["error"]:
                     self.first_path.setdefault(row["video_id"], row["path"])
 
-    def process_batch(self, batch: pa.Table) -> pa.Table:
+    def process_batch(self, batch: pa.Table, ctx: Context = Context()) -> pa.Table:
         rows = batch.to_pylist()
         for row in rows:
             first = self.first_path.get(row["video_id"] or "")

@@ -10,9 +10,9 @@ from vlcurate.stages.media.images import decode_jpeg, display_size, encode_jpeg,
 from vlcurate.stages.media.probe import (DECODE_PASSES, DecodedFrame, Probe, content_hash, count_video_packets,
                                          decode_frames, ffmpeg_exe, fraction, keyframe_times, probe)
 from vlcurate.stages.media.pyavscan import PyAVScan
-from vlcurate.stages.media.scan import FrameScan
+from vlcurate.stages.media.scan import FfmpegScan
 
 __all__ = ["commands", "simd", "PyAVScan", "AudioError", "SAMPLE_RATE", "read_audio", "DECODE_PASSES", "SAME_TIME_S",
-           "DecodedFrame", "FrameScan", "Probe", "content_hash", "copy_clip", "copyable_packets",
+           "DecodedFrame", "FfmpegScan", "Probe", "content_hash", "copy_clip", "copyable_packets",
            "count_video_packets", "decode_frames", "decode_jpeg", "display_size", "encode_clip", "encode_jpeg",
            "ffmpeg_exe", "fraction", "frame_images", "keyframe_times", "probe", "sample_frames", "seek_point"]

@@ -21,14 +21,39 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 from vlcurate.stages.media.scanbase import demux_stopped, get_until, put_until
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from vlcurate.stages.media.pyavscan import FrameWork, PyAVScan
+
+class SegmentScan(Protocol):
+    """What the segment threads need of the scan they work for (pyavscan.PyAVScan)."""
+
+    path: str
+    frames: int
+    segments: int
+    decoder_errors: list[str]
+
+    def take_sample(self, index: int, planes: Any) -> None: ...
+
+    def add_times(self, stamps: Any) -> None: ...
+
+
+class FrameSink(Protocol):
+    """What a decoder thread hands each decoded frame to (pyavscan.FrameScaler)."""
+
+    stamps: Any
+
+    def start(self, put: Callable[[Any], bool], first: int) -> None: ...
+
+    def decode(self, stream: Any, packet: Any, errors: list) -> bool: ...
+
+    def flush(self) -> bool: ...
+
+    def put(self, item: Any) -> bool: ...
 
 MIN_SEGMENT_PACKETS = 16  # shorter runs between IDRs join the segment before: a segment costs a decoder drain
 AHEAD = 1  # segments a thread may decode beyond those the caller and the other threads hold
@@ -166,7 +191,7 @@ class Segments:
             return self.outputs.pop(index)
 
 
-def decode_segments(scan: PyAVScan, container: Any, segments: Segments, nals: Nals, work: FrameWork) -> None:
+def decode_segments(scan: SegmentScan, container: Any, segments: Segments, nals: Nals, work: FrameSink) -> None:
     """One decoder thread: demux the whole file, decode the segments this thread claims into their outputs as
     ("batch", frames), ("sample", index in segment, planes), then ("end", timestamps, errors, last)."""
     import av
@@ -178,7 +203,7 @@ def decode_segments(scan: PyAVScan, container: Any, segments: Segments, nals: Na
         stream.thread_count, stream.thread_type = 1, "SLICE"
         index, packets, predicted, carried = -1, 0, 0, _Carried()
         for packet in container.demux(stream):
-            if scan._stop.is_set():
+            if segments.stop.is_set():
                 return
             if packet.size == 0 and packet.pts is None:  # the demuxer's end marker: the tail drains below
                 break
@@ -189,7 +214,7 @@ def decode_segments(scan: PyAVScan, container: Any, segments: Segments, nals: Na
                 index, predicted, packets = index + 1, predicted + packets, 0
                 out, errors = segments.claim(index), []
                 if out is not None:
-                    work.start(lambda item, to=out: put_until(to, item, scan._stop), predicted)
+                    work.start(lambda item, to=out: put_until(to, item, segments.stop), predicted)
                     packet = carried.before(packet, units, nals)
             packets += 1
             if out is None:
@@ -226,7 +251,7 @@ class _Carried(list):
         return joined
 
 
-def _drain(stream: Any, work: FrameWork, out: queue.Queue, errors: list, last: bool) -> bool:
+def _drain(stream: Any, work: FrameSink, out: queue.Queue, errors: list, last: bool) -> bool:
     """The segment's frames still in the decoder, then its end; the decoder is reset for the next segment. False
     once the caller has gone."""
     if not (work.decode(stream, None, errors) and work.flush()):
@@ -235,12 +260,12 @@ def _drain(stream: Any, work: FrameWork, out: queue.Queue, errors: list, last: b
     return work.put(("end", work.stamps, errors, last))
 
 
-def segment_batches(scan: PyAVScan, segments: Segments) -> Iterator[np.ndarray]:
+def segment_batches(scan: SegmentScan, segments: Segments) -> Iterator[np.ndarray]:
     """The caller's side: each segment's batches in order, its samples to `scan.take_sample` under their true
     indices, its timestamps into `scan.times`."""
     start, index = 0, 0
     while (out := segments.output(index)) is not None:
-        while (item := get_until(out, scan._stop, None)) is not None and item[0] != "end":
+        while (item := get_until(out, segments.stop, None)) is not None and item[0] != "end":
             if item[0] == "batch":
                 scan.frames += len(item[1])
                 yield item[1]

@@ -154,7 +154,7 @@ DECODE_PASSES: Counter[str] = Counter()  # per process: how often each file was 
 
 def decode_frames(path: str | Path, threads: int = 1) -> Iterator[DecodedFrame]:
     """Every frame in presentation order with its decoded index, through PyAV: for tests and tools that need
-    full frames. The split stage decodes with `FrameScan`, which keeps per-frame work out of Python."""
+    full frames. The split stage decodes with `FfmpegScan`, which keeps per-frame work out of Python."""
     import av
 
     DECODE_PASSES[str(path)] += 1

@@ -10,7 +10,7 @@ cost 540-610 us of CPU, against 290 on its own core, on this 2-core VM; the spli
 decode's CPU with the previous layout (scaling on the caller's thread) and 1.31-1.36x with this one, in the same
 runs (the bench's throughput loop, 7 and 11 rounds); two `make bench-split` runs gave 1.22x and 1.50x (the VM),
 and 1.21x and 1.23x with the gather-free scaling and the samples encoded here (below).
-Why not the ffmpeg process (`scan.FrameScan`): an ffmpeg output costs 13-18% of decode's CPU before any scaling
+Why not the ffmpeg process (`scan.FfmpegScan`): an ffmpeg output costs 13-18% of decode's CPU before any scaling
 (the raw encoder copies every frame, and ffmpeg's threads hand each one on), and PyAV's own decode of the same
 frames costs up to 14% less CPU than the `ffmpeg` command's (360p; about the same at 720p); both measured with
 ffmpeg-python graphs and PyAV loops on the bench's videos. The detector frames come from the same swscale filter
@@ -50,7 +50,7 @@ def _plane(frame: Any, i: int, width: int, height: int) -> np.ndarray:
 
 
 class PyAVScan(ScanBase):
-    """One decoding pass over a video, with `FrameScan`'s interface and output: every frame scaled to
+    """One decoding pass over a video, with `FfmpegScan`'s interface and output: every frame scaled to
     `detect_size` by swscale (`detect_scaler`) for a shot detector, in batches; every `sample_every`-th frame
     scaled to `sample_size` and handed to `on_sample(index, (y, cb, cr))` as JPEG's YCbCr 4:2:0 planes (BT.601,
     full range), or to `on_sample(index, encode_sample(planes))`, on the caller's thread. Times are presentation
@@ -71,7 +71,7 @@ class PyAVScan(ScanBase):
 
         DECODE_PASSES[self.path] += 1
         simd.prefer_gather_free()  # before any scaler of this pass is set up: the same frames, less CPU (simd.py)
-        self._stop = threading.Event()  # set once the caller is done: every thread of this pass then ends
+        self.stop = threading.Event()  # set once the caller is done: every thread of this pass then ends
         # opened before the log is captured: probing's complaints are not decoding's
         containers = [open_container(self.path)]
         try:
@@ -87,7 +87,7 @@ class PyAVScan(ScanBase):
                     for thread in threads:
                         thread.join()
             finally:
-                self._stop.set()
+                self.stop.set()
                 for thread in threads:
                     if thread.is_alive():
                         thread.join()
@@ -109,7 +109,7 @@ class PyAVScan(ScanBase):
         self.segmented = nals is not None
         if self.segmented:
             containers += [open_container(self.path) for _ in range(self.threads - 1)]
-            segments = gopscan.Segments(self.threads, self._stop)
+            segments = gopscan.Segments(self.threads, self.stop)
             return ([threading.Thread(target=self._guarded, args=(gopscan.decode_segments, c, segments, nals),
                                       daemon=True, name=f"vlcurate-decode-{i}") for i, c in enumerate(containers)],
                     gopscan.segment_batches(self, segments))
@@ -144,10 +144,10 @@ class PyAVScan(ScanBase):
     def _guarded(self, decode: Callable, *args: Any) -> None:
         """Run a segment decoder thread; its failure stops the pass and is raised on the caller's thread."""
         try:
-            decode(self, *args, FrameWork(self))
+            decode(self, *args, FrameScaler(self))
         except BaseException as exc:  # noqa: BLE001 - raised on the caller's thread once the scan ends
             self._failure = self._failure or exc
-            self._stop.set()
+            self.stop.set()
 
     def _decode(self, container: Any, frames: queue.Queue) -> None:
         """The one decoder thread: every frame, in order, scaled into batches for `frames` (and every
@@ -156,8 +156,8 @@ class PyAVScan(ScanBase):
 
         work = None
         try:
-            work = FrameWork(self)
-            work.start(lambda item: put_until(frames, item, self._stop), 0)
+            work = FrameScaler(self)
+            work.start(lambda item: put_until(frames, item, self.stop), 0)
             stream = container.streams.video[0]
             stream.thread_count = self.threads
             stream.thread_type = "AUTO" if self.threads > 1 else "SLICE"
@@ -173,7 +173,7 @@ class PyAVScan(ScanBase):
         finally:
             if work is not None:
                 self.add_times(work.stamps)
-            put_until(frames, _DONE, self._stop)
+            put_until(frames, _DONE, self.stop)
 
     def _batches(self, frames: queue.Queue) -> Iterator[np.ndarray]:
         """The decoder's batches of detector frames, as they come; its samples to `take_sample` on the way."""
@@ -185,7 +185,7 @@ class PyAVScan(ScanBase):
                 self.take_sample(*item[1:])
 
 
-class FrameWork:
+class FrameScaler:
     """What a decoder thread does with each decoded frame while it is hot: scale it for the detector into the
     batch being filled, and every `sample_every`-th frame for sampling; its timestamp to `stamps`. What it makes
     goes to `put`, as ("batch", frames) and ("sample", index from `start`'s first frame, planes); `put` says False

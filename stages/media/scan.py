@@ -21,7 +21,7 @@ from vlcurate.stages.media.scanbase import CHANNELS, FrameTimes, ScanBase, put_u
 _PIPE_BYTES = 1 << 20
 
 
-class FrameScan(ScanBase):
+class FfmpegScan(ScanBase):
     """One decoding pass over a video, done by an ffmpeg process: every frame scaled down for a shot detector,
     and every `sample_every`-th frame scaled to `sample_size` (even sides) for the stages after split, handed to
     `on_sample(index, (y, cb, cr))` as JPEG's YCbCr 4:2:0 planes (see `images.encode_jpeg`).
@@ -95,21 +95,25 @@ class FrameScan(ScanBase):
                     thread.join()
                 proc.stdout.close()
             errors.seek(0)
-            text = errors.read().decode("utf-8", "replace").strip()
-            failures.check_tool_output("ffmpeg", text)  # e.g. an I/O error reading the source: not the file's fault
-            # what the input side said (demuxer, decoder); not the raw output's muxer complaining about timestamps
-            self.decoder_errors = [line for line in text.splitlines() if line.strip() and not
-                                   line.startswith(("[out#", "[rawvideo @")) and "to muxer" not in line]
-            message = text[-400:]
-            if code < 0:  # killed (the OOM killer, a signal): the machine's failure, not the video's
-                raise failures.MachineError(f"ffmpeg decoding {self.path} was killed by signal {-code}")
-            if self.frames == 0:
-                raise StageError("undecodable", message or f"no frame decoded (ffmpeg exited {code})")
-            if code != 0:  # frames came, then the decoder gave up: a damaged source, which the caller flags
-                self.decoder_errors.append(f"ffmpeg exited {code} after {self.frames} frames")
-            if self._sample_error is not None:
-                raise self._sample_error
+            self._check_exit(code, errors.read().decode("utf-8", "replace").strip())
             self.times = self._read_times(stats)
+
+    def _check_exit(self, code: int, text: str) -> None:
+        """What ffmpeg's exit and its error output say: the machine's failure, an undecodable video, or decoder
+        errors the caller flags as damage."""
+        failures.check_tool_output("ffmpeg", text)  # e.g. an I/O error reading the source: not the file's fault
+        # what the input side said (demuxer, decoder); not the raw output's muxer complaining about timestamps
+        self.decoder_errors = [line for line in text.splitlines() if line.strip() and not
+                               line.startswith(("[out#", "[rawvideo @")) and "to muxer" not in line]
+        message = text[-400:]
+        if code < 0:  # killed (the OOM killer, a signal): the machine's failure, not the video's
+            raise failures.MachineError(f"ffmpeg decoding {self.path} was killed by signal {-code}")
+        if self.frames == 0:
+            raise StageError("undecodable", message or f"no frame decoded (ffmpeg exited {code})")
+        if code != 0:  # frames came, then the decoder gave up: a damaged source, which the caller flags
+            self.decoder_errors.append(f"ffmpeg exited {code} after {self.frames} frames")
+        if self._sample_error is not None:
+            raise self._sample_error
 
     @staticmethod
     def _read_batches(pipe, shape: tuple[int, ...], out: queue.Queue, stop: threading.Event) -> None:

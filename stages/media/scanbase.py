@@ -1,4 +1,4 @@
-"""What split's two decoding passes share (`scan.FrameScan`, an ffmpeg process; `pyavscan.PyAVScan`, in this
+"""What split's two decoding passes share (`scan.FfmpegScan`, an ffmpeg process; `pyavscan.PyAVScan`, in this
 process): their arguments, and what a finished pass leaves behind."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ class ScanBase:
     every `sample_every`-th frame goes to `on_sample(index, (y, cb, cr))`, or to `on_sample(index,
     encode_sample((y, cb, cr)))` with `encode_sample`, which runs off the caller's thread and must not touch shared
     state (PyAVScan: on the decoder thread that scaled the frame, its planes still in that core's cache, and
-    `on_sample` on the caller's thread; FrameScan: both on the thread reading ffmpeg's samples); then `frames`,
+    `on_sample` on the caller's thread; FfmpegScan: both on the thread reading ffmpeg's samples); then `frames`,
     `times` (presentation times from the container's start) and `decoder_errors` (what the decoder said about a
     damaged stream)."""
 

@@ -40,4 +40,11 @@ def write_card(output):
     return write(output)
 
 
-__all__ = ["ReportConfig", "write_card", "write_report"]
+def card_applies(output) -> bool:
+    """Whether the run in `output` has finished shards for a dataset card to describe."""
+    from vlcurate.stages.report.card import card_applies as applies
+
+    return applies(output)
+
+
+__all__ = ["ReportConfig", "card_applies", "write_card", "write_report"]

@@ -57,6 +57,11 @@ def shard_totals(run: RunInfo) -> dict[str, Any]:
             "mp4_bytes": stats.get("mp4_bytes"), "encodings": stats.get("clips_by_encoding") or {}}
 
 
+def card_applies(output: str | Path) -> bool:
+    """Whether the run in `output` has finished shards for a card to describe."""
+    return load_run(output).has("shard")
+
+
 def write_card(output: str | Path) -> Path:
     from vlcurate.stages.report.render import environment
 

@@ -532,5 +532,5 @@ def read_captions(path: Path):
     from vlcurate.pipeline.executor import read_manifest
 
     if path.is_dir():
-        return read_manifest(path, frames_root=path.parent)
+        return read_manifest(path, root=path.parent)
     return atomic.read_parquet(path)

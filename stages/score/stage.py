@@ -9,10 +9,10 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from vlcurate.manifests import CAPTIONS, SCORED
+from vlcurate.manifests import CAPTIONS, SCORED, STORED_FRAMES
 from vlcurate.pipeline import storage
 from vlcurate.pipeline.parts import iter_parts
-from vlcurate.pipeline.stage import Stage, StageConfig, error_text
+from vlcurate.pipeline.stage import Context, Stage, StageConfig, Traits, error_text
 from vlcurate.stages import models
 from vlcurate.stages.scorers import SCORERS, Scorer, ScorerConfig
 from vlcurate.stages.catalog import STAGES
@@ -44,21 +44,30 @@ class ScoreStage(Stage):
     reads = CAPTIONS
     summary = "Score every candidate caption with a video-text retrieval model and choose the best."
     output_schema = SCORED.schema
-    reads_frames = True
+    traits = Traits(loads=(STORED_FRAMES,))
 
     config: ScoreConfig
 
     def passes(self) -> list[Stage]:
-        """Scoring, then the run-wide filters if any are set."""
+        """Scoring, then the run-wide filters if any are set (writing the same columns)."""
         cfg = self.config
-        return [self] if cfg.min_score is None and cfg.keep_top_fraction is None else [self, RunWideFilter(cfg)]
+        if cfg.min_score is None and cfg.keep_top_fraction is None:
+            return [self]
+        cut = RunWideFilter(cfg)
+        cut.schema = self.schema
+        return [self, cut]
+
+    def __init__(self, config: ScoreConfig | None = None):
+        super().__init__(config)
+        # resolved here, on the driver: the class travels to the workers by reference, whatever they imported
+        self.scorer_class = SCORERS.get(self.config.scorer.kind)
 
     def setup(self) -> None:
         models.set_torch_threads(self.resources.threads)
-        self.scorer: Scorer = SCORERS.get(self.config.scorer.kind)(self.config.scorer)
+        self.scorer: Scorer = self.scorer_class(self.config.scorer)
         self.scorer.setup()
 
-    def process_batch(self, batch: pa.Table) -> pa.Table:
+    def process_batch(self, batch: pa.Table, ctx: Context = Context()) -> pa.Table:
         self.ensure_setup()
         rows = batch.to_pylist()
         live = [r for r in rows if not r.get("error") and r.get("frames")]
@@ -135,7 +144,7 @@ class RunWideFilter(Stage):
     name = "score"
     config_class = ScoreConfig
     output_schema = SCORED.schema
-    stateful = False
+    traits = Traits(keeps_loaded=False)
 
     config: ScoreConfig
 
@@ -147,7 +156,7 @@ class RunWideFilter(Stage):
     def label(self) -> str:
         return "score:filter"
 
-    def before(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
+    def prepare(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
         fraction = self.config.keep_top_fraction
         self.top = None
         if fraction is None:
@@ -166,7 +175,7 @@ class RunWideFilter(Stage):
                       if not e and s == cut)
         self.top = (cut, tied[room - 1])
 
-    def process_batch(self, batch: pa.Table) -> pa.Table:
+    def process_batch(self, batch: pa.Table, ctx: Context = Context()) -> pa.Table:
         cfg = self.config
         rows = batch.to_pylist()
         for r in rows:

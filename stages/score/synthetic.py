@@ -123,6 +123,7 @@ def write(out_dir: str | Path, config: SynthConfig = SynthConfig()) -> tuple[Pat
     `caption/frames/`) and `<out>/labels.csv`; returns both paths."""
     import pyarrow.csv as pacsv
 
+    from vlcurate.manifests import STORED_FRAMES
     from vlcurate.pipeline.executor import write_stage
 
     out = Path(out_dir)
@@ -131,7 +132,8 @@ def write(out_dir: str | Path, config: SynthConfig = SynthConfig()) -> tuple[Pat
     write_stage(stage, out, captions, {"stage": "caption", "synthetic": True, "rows_out": captions.num_rows,
                                        "rows_in": captions.num_rows, "errors_total": 0, "seconds": 0.0,
                                        "seed": config.seed, "frames": config.frames,
-                                       "candidates": config.candidates, "size": config.size})
+                                       "candidates": config.candidates, "size": config.size},
+                stores=(STORED_FRAMES,))
     labels_path = out / "labels.csv"
     pacsv.write_csv(labels, labels_path)
     return stage, labels_path

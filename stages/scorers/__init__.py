@@ -6,5 +6,6 @@ from vlcurate.stages.scorers import hf_clip as _hf_clip  # noqa: F401
 from vlcurate.stages.scorers import open_clip as _open_clip  # noqa: F401
 from vlcurate.stages.scorers import xclip as _xclip  # noqa: F401
 from vlcurate.stages.scorers.base import SCORERS, Scorer, ScorerConfig
+from vlcurate.stages.scorers.open_clip import open_clip_tower
 
-__all__ = ["SCORERS", "Scorer", "ScorerConfig"]
+__all__ = ["SCORERS", "Scorer", "ScorerConfig", "open_clip_tower"]

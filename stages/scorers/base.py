@@ -92,7 +92,7 @@ def mean_per_clip(frame_emb: np.ndarray, owners: Sequence[int], clips: int) -> n
     return out
 
 
-SCORERS: Registry[type[Scorer]] = Registry("scorer", attribute="kind")
+SCORERS: Registry[type[Scorer]] = Registry("scorer", attribute="kind", groups=("vlcurate.scorers",))
 
 
 def pooled(output):

@@ -14,10 +14,20 @@ from vlcurate.stages.scorers.base import SCORERS, Scorer
 from vlcurate.stages.tiny_models import TINY_OPEN_CLIP_NAME
 
 
+def open_clip_tower(model: str, pretrained: str | None, device: str = "auto", batch_size: int = 64) -> "OpenClipScorer":
+    """An open_clip model set up as the score stage sets it up: what the filters and split's stitching embed frames
+    with (`embed_clips`), so every user of the tower loads and records it the same way."""
+    from vlcurate.stages.scorers.base import ScorerConfig
+
+    tower = OpenClipScorer(ScorerConfig(kind="open_clip", model=model, pretrained=pretrained, device=device,
+                                        batch_size=batch_size))
+    tower.setup()
+    return tower
+
+
 @SCORERS.register("open_clip")
 class OpenClipScorer(Scorer):
     """A clip's embedding is the normalised mean of its frames' embeddings."""
-
 
     def setup(self) -> None:
         import open_clip

@@ -31,8 +31,8 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from vlcurate.manifests import SCORED, SHARD_INDEX
-from vlcurate.pipeline import lock, parts, storage
-from vlcurate.pipeline.stage import Stage, StageConfig, StageError, error_reason, error_text
+from vlcurate.pipeline import parts, storage
+from vlcurate.pipeline.stage import Context, Stage, StageConfig, StageError, Traits, error_reason, error_text
 from vlcurate.stages import media
 from vlcurate.stages.models import source_path
 from vlcurate.stages.catalog import STAGES
@@ -68,13 +68,21 @@ class ShardConfig(StageConfig):
     prefix: str = "shard"
 
 
-def sample_json(row: dict[str, Any]) -> bytes:
-    """The sample's metadata, free of timings and absolute run state, so reruns write identical bytes."""
+def sample_json(row: dict[str, Any], extras: tuple[str, ...] = ()) -> bytes:
+    """The sample's metadata, free of timings and absolute run state, so reruns write identical bytes. `extras`:
+    the columns stages outside the built-in chain added (plug-ins), under `extras`."""
     meta = {k: row.get(k) for k in JSON_FIELDS}
     meta["key"] = row["clip_id"]
     meta["frame_count"] = row["frame_count"]
     meta["candidates"] = [{k: c.get(k) for k in CANDIDATE_FIELDS} for c in row["candidates"] or []]
-    return (json.dumps(meta, sort_keys=True, ensure_ascii=False, indent=1) + "\n").encode()
+    if extras:
+        meta["extras"] = {k: row.get(k) for k in extras}
+    return (json.dumps(meta, sort_keys=True, ensure_ascii=False, indent=1, default=_jsonable) + "\n").encode()
+
+
+def _jsonable(value: Any) -> Any:
+    """What JSON has no type for, in a plug-in's column: bytes as hex, anything else as its text."""
+    return value.hex() if isinstance(value, bytes) else str(value)
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -96,6 +104,7 @@ class ShardStage(Stage):
     reads = SCORED
     summary = "Write WebDataset tars (.mp4 clip, .json metadata, .txt caption) with Parquet sidecars."
     output_schema = SHARD_INDEX.schema
+    traits = Traits(carries_columns=False)  # its rows are samples; the clips' columns go into the tars
 
     config: ShardConfig
 
@@ -108,6 +117,12 @@ class ShardStage(Stage):
             assign = AssignPass(self.config)
             self._passes = [assign, PackPass(self.config, assign)]
         return self._passes
+
+    def bind(self, input_schema: pa.Schema) -> None:
+        """Columns beyond the scored clips' (a plug-in stage's) travel with the samples, in their JSON's `extras`."""
+        assign, pack = self.passes()
+        assign.bind(input_schema)
+        pack.extras = tuple(f.name for f in input_schema if f.name not in SCORED.schema.names)
 
     def usable_rows(self, stats: dict[str, Any]) -> int:
         return stats["rows_out"]  # rows are samples; errors are listed apart, in errors/
@@ -149,7 +164,7 @@ class AssignPass(Stage):
     name = "shard"
     config_class = ShardConfig
     output_schema = ASSIGNED.schema
-    stateful = False
+    traits = Traits(keeps_loaded=False)
 
     config: ShardConfig
 
@@ -162,24 +177,24 @@ class AssignPass(Stage):
     def label(self) -> str:
         return "shard:assign"
 
-    def before(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
+    def prepare(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
         good = sum(sum(1 for e in part.column("error").to_pylist() if not e)
                    for part in parts.iter_parts([storage.path(f) for f, _ in stage_input], ["error"]))
         self.buckets = max(1, math.ceil(good / (self.config.maxcount * FILL)))
         self.total = sum(rows for _, rows in stage_input)
 
-    def process_part(self, table: pa.Table, task: dict[str, Any]) -> pa.Table:
-        first = int(task["name"].split("-")[1]) * self.config.part_rows  # parts are fixed chunks of the input
+    def process_batch(self, batch: pa.Table, ctx: Context = Context()) -> pa.Table:
+        """Each row's bucket and its sort key in it (the pack pass sorts each bucket's rows by it)."""
+        # parts are fixed chunks of the stage input: the row's position in the run
+        first = int(ctx.part.split("-")[1]) * self.config.part_rows + ctx.first_row
         seed = self.config.shuffle_seed
-        orders = [sample_order(seed, c, first + i) for i, c in enumerate(table.column("clip_id").to_pylist())]
+        orders = [sample_order(seed, c, first + i) for i, c in enumerate(batch.column("clip_id").to_pylist())]
         if seed is None:
-            buckets = [(first + i) * self.buckets // max(self.total, 1) for i in range(table.num_rows)]
+            buckets = [(first + i) * self.buckets // max(self.total, 1) for i in range(batch.num_rows)]
         else:
             buckets = [int(o[:15], 16) % self.buckets for o in orders]
-        table = table.select(SCORED.schema.names).cast(SCORED.schema)
-        table = table.append_column("bucket", pa.array(buckets, pa.int32())).append_column(
+        return batch.append_column("bucket", pa.array(buckets, pa.int32())).append_column(
             "order", pa.array(orders, pa.string()))
-        return table.sort_by([("bucket", "ascending"), ("order", "ascending")])
 
 
 class PackPass(Stage):
@@ -189,13 +204,14 @@ class PackPass(Stage):
     name = "shard"
     config_class = ShardConfig
     output_schema = SHARD_INDEX.schema
-    stateful = False  # ffmpeg processes: nothing to keep loaded
+    traits = Traits(keeps_loaded=False, carries_columns=False)  # ffmpeg processes: nothing to keep loaded
 
     config: ShardConfig
 
     def __init__(self, config: ShardConfig, assign: AssignPass):
         super().__init__(config)
         self.assign = assign
+        self.extras: tuple[str, ...] = ()  # columns plug-in stages added, for each sample's JSON (`bind`)
 
     @property
     def label(self) -> str:
@@ -205,27 +221,28 @@ class PackPass(Stage):
         return [{"name": f"{self.config.prefix}-{b:05d}", "bucket": b, "sources": previous}
                 for b in range(self.assign.buckets)]
 
-    def run_task(self, task: dict[str, Any]) -> tuple[list[dict[str, Any]], int, int]:
-        folder, self.root = storage.path(task["stage_dir"]), task.get("root")
-        if not task["sources"]:  # nothing reached the shard stage
+    def run_planned(self, spec: dict[str, Any], ctx: Context) -> tuple[list[dict[str, Any]], int, int]:
+        """One bucket: its rows from every assigned part, in order; encoded; cut into tars."""
+        folder = storage.path(ctx.stage_dir)
+        if not spec["sources"]:  # nothing reached the shard stage
             return [], 0, 0
-        mine = [part.filter(pc.field("bucket") == task["bucket"])
-                for part in parts.iter_parts([storage.path(f) for f in task["sources"]])]
+        mine = [part.filter(pc.field("bucket") == spec["bucket"])
+                for part in parts.iter_parts([storage.path(f) for f in spec["sources"]])]
         rows = pa.concat_tables(mine).sort_by([("order", "ascending")]).to_pylist()
-        staging = clip_staging(folder, task["name"])
+        staging = clip_staging(folder, spec["name"])
         workers = self.config.encode_workers or os.cpu_count() or 1
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            encoded = list(pool.map(lambda r: self._encode(r, staging), rows))
+            encoded = list(pool.map(lambda r: self._encode(r, staging, ctx.root), rows))
         good = [r for r in encoded if not r["error"]]
-        lock.check_task(task)  # a worker that outlived its run writes no tar into the next one
+        ctx.check_owner()  # a worker that outlived its run writes no tar into the next one
         written: list[tuple[str, Path, dict[str, Any]]] = []
         for k, tar_rows in enumerate(self.plan_tars(good)):
-            name = task["name"] if k == 0 else f"{task['name']}-{k}"
+            name = spec["name"] if k == 0 else f"{spec['name']}-{k}"
             written += self._write_tar(folder, name, tar_rows)
         errors = [{"path": r["path"], "video_id": r["video_id"], "clip_id": r["clip_id"], "error": r["error"]}
                   for r in encoded if r["error"]]
         if errors:
-            path = folder / "errors" / f"{task['name']}.parquet"
+            path = folder / "errors" / f"{spec['name']}.parquet"
             facts = parts.write_table(path, pa.Table.from_pylist(errors, schema=ERRORS))
             written.append(("errors", path, facts))
         shutil.rmtree(staging, ignore_errors=True)
@@ -255,7 +272,7 @@ class PackPass(Stage):
                 for position, row in enumerate(rows):
                     key = row["clip_id"]
                     _add(tar, f"{key}.mp4", Path(row["mp4_path"]).read_bytes())
-                    _add(tar, f"{key}.json", sample_json(row))
+                    _add(tar, f"{key}.json", sample_json(row, self.extras))
                     _add(tar, f"{key}.txt", (row["caption"] + "\n").encode())
                     index.append({**{k: row[k] for k in SHARD_INDEX.schema.names if k in row}, "key": key,
                                   "shard": f"{name}.tar", "position": position})
@@ -265,7 +282,7 @@ class PackPass(Stage):
         sidecar_facts = parts.write_table(sidecar, pa.Table.from_pylist(index, schema=SHARD_INDEX.schema))
         return [("tar", folder / f"{name}.tar", facts), ("part", sidecar, sidecar_facts)]
 
-    def _encode(self, row: dict[str, Any], staging: Path) -> dict[str, Any]:
+    def _encode(self, row: dict[str, Any], staging: Path, root: str | None) -> dict[str, Any]:
         if row.get("error"):
             return row
         staging.mkdir(parents=True, exist_ok=True)
@@ -279,7 +296,7 @@ class PackPass(Stage):
         cfg = self.config
         audio = cfg.audio and bool(row.get("has_audio"))
         try:
-            with storage.media_input(source_path(row, self.root)) as source:
+            with storage.media_input(source_path(row, root)) as source:
                 encoding = self._cut(row, source, tmp, expected, audio)
             got = media.count_video_packets(tmp)
             if got != expected:

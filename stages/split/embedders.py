@@ -42,13 +42,10 @@ class OpenClipEmbedder(Embedder):
     """The score stage's open_clip image tower, one frame per vector."""
 
     def setup(self) -> None:
-        from vlcurate.stages.scorers import SCORERS, ScorerConfig
+        from vlcurate.stages.scorers import open_clip_tower
 
         cfg = self.config
-        self._scorer = SCORERS.get("open_clip")(ScorerConfig(kind="open_clip", model=cfg.model,
-                                                             pretrained=cfg.pretrained, batch_size=cfg.batch_size,
-                                                             device=cfg.device))
-        self._scorer.setup()
+        self._scorer = open_clip_tower(cfg.model, cfg.pretrained, cfg.device, cfg.batch_size)
         self.weights = self._scorer.weights
 
     def embed(self, jpegs: Sequence[bytes]) -> np.ndarray:

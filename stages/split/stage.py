@@ -13,10 +13,10 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from vlcurate.manifests import CLIPS, SHOTS, VIDEOS, with_frames
+from vlcurate.manifests import CLIPS, SHOTS, STORED_FRAMES, VIDEOS, with_frames
 from vlcurate.pipeline import storage
 from vlcurate.pipeline.registry import Registry
-from vlcurate.pipeline.stage import Resources, RowStage, StageConfig, StageError
+from vlcurate.pipeline.stage import Context, Output, Resources, RowStage, StageConfig, StageError, Traits, error_text
 from vlcurate.stages import media
 from vlcurate.stages.catalog import STAGES
 from vlcurate.stages.models import source_path
@@ -81,7 +81,7 @@ class SplitConfig(StageConfig):
 # SplitConfig.decoder: the same frame count, times and cuts either way
 SCANS: Registry = Registry("decoder")
 SCANS.register("pyav")(media.PyAVScan)
-SCANS.register("ffmpeg")(media.FrameScan)
+SCANS.register("ffmpeg")(media.FfmpegScan)
 
 
 @contextlib.contextmanager
@@ -158,16 +158,14 @@ class SplitStage(RowStage):
     config_class = SplitConfig
     reads = VIDEOS
     summary = "Cut each ingested video into scene-consistent clips and sample their frames, in one decode."
-    # in memory a clip row holds its frames; the part's writer stores them once in `split/frames/` (see `stores`)
+    # in memory a clip row holds its frames; the part's writer stores them once in `split/frames/`
     output_schema = with_frames(CLIPS)
-    local_parallel = True
-    stores = ("frames",)
-    saves_batches = False  # a part's shots are kept beside its rows until it is written; parts are 4 videos
+    traits = Traits(local_parallel=True, stores=(STORED_FRAMES,))
+    side_schemas = {"shots": SHOTS.schema}  # each video's detector shots and what became of each piece
 
     config: SplitConfig
 
     def setup(self) -> None:
-        self._shots: list[pa.Table] = []
         cfg = self.config
         # One detector built here, thrown away: a wrong `detector_params` key fails the run at start instead of
         # turning every video into an error row, and imports and weights (TransNetV2's, cached per process) load
@@ -249,8 +247,9 @@ class SplitStage(RowStage):
             dropped += redundant
         return segments, dropped
 
-    def _write_shots(self, row: dict[str, Any], spans: list[tuple[int, int]], times: list[float], end_time: float,
-                     clips: list[dict[str, Any]], dropped: list[Dropped]) -> None:
+    def _shots(self, row: dict[str, Any], spans: list[tuple[int, int]], times: list[float], end_time: float,
+               clips: list[dict[str, Any]], dropped: list[Dropped]) -> pa.Table:
+        """The video's raw detector shots and what became of every piece (`split/shots/`)."""
         outcomes: list[list[str]] = [[] for _ in spans]
         for clip in clips:
             for shot in clip["shots"]:
@@ -262,10 +261,11 @@ class SplitStage(RowStage):
                  "start_s": round(times[a], 6), "end_s": round(times[b] if b < len(times) else end_time, 6),
                  "outcome": sorted(outcomes[i], key=lambda s: int(s.split()[1].split("-")[0]))}
                 for i, (a, b) in enumerate(spans)]
-        self._shots.append(pa.Table.from_pylist(rows, schema=SHOTS.schema))
+        return pa.Table.from_pylist(rows, schema=SHOTS.schema)
 
-    def process_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
-        source = source_path(row, self.root)
+    def process_row(self, row: dict[str, Any], ctx: Context) -> Output:
+        """The video's clips, and its shots as a side table (even when no piece became a clip)."""
+        source = source_path(row, ctx.root)
         with storage.local_copy(source) as path:  # a store object: fetched once, for its one decode
             try:
                 cuts, times, sampled, passes, decoder_errors = self._decode(row, path)
@@ -274,7 +274,7 @@ class SplitStage(RowStage):
                 raise StageError(exc.reason, exc.detail.replace(path, source)) from None
 
     def _clips(self, row: dict[str, Any], cuts: list[int], times: list[float], sampled: dict[int, bytes],
-               passes: int, decoder_errors: list[str], path: str) -> list[dict[str, Any]]:
+               passes: int, decoder_errors: list[str], path: str) -> Output:
         cfg = self.config
         fps = row["fps"]
         num_frames = len(times)
@@ -318,17 +318,12 @@ class SplitStage(RowStage):
                 "given_caption": caption_for(row.get("given_captions"), row.get("spans"), from_span[index]),
                 "error": None,
             })
-        self._write_shots(row, spans, times, end_time, clips, dropped)
+        shots = {"shots": self._shots(row, spans, times, end_time, clips, dropped)}
         if not clips:
             reasons = sorted({d.reason.split(":")[0] for d in dropped})
-            raise StageError("no_clips", f"{len(spans)} shots, every piece dropped ({', '.join(reasons)})")
-        return clips
-
-    def side_tables(self, table: pa.Table) -> dict[str, pa.Table]:
-        """The part's raw detector shots and what became of every piece (`split/shots/`), in video order."""
-        shots = pa.concat_tables(self._shots) if self._shots else SHOTS.schema.empty_table()
-        self._shots = []
-        return {"shots": shots}
+            detail = f"{len(spans)} shots, every piece dropped ({', '.join(reasons)})"
+            return Output([self.error_row(row, error_text(self.name, "no_clips", detail))], shots)
+        return Output(clips, shots)
 
     def stats(self, view: Any) -> dict[str, Any]:
         """Clip counts and lengths, and decoder passes per video (a video's clips all lie in one part)."""

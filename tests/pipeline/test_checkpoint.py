@@ -30,7 +30,7 @@ class Step(Stage):
         super().__init__(config)
         self.log, self.stop_flag, self.stop_at = log, stop_flag, stop_at
 
-    def process_batch(self, batch):
+    def process_batch(self, batch, ctx=None):
         xs = batch.column("x").to_pylist()
         if self.stop_at in xs and (self.stop_flag is None or self.stop_flag.exists()):
             raise Interrupted(f"stopped at {self.stop_at}")

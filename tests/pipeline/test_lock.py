@@ -15,7 +15,7 @@ class _Copy(Stage):
     name = "copy"
     output_schema = pa.schema([("x", pa.int64())])
 
-    def process_batch(self, batch: pa.Table) -> pa.Table:
+    def process_batch(self, batch: pa.Table, ctx=None) -> pa.Table:
         return batch
 
 

@@ -6,7 +6,7 @@ import pytest
 from vlcurate.pipeline.executor import run_table
 from vlcurate.pipeline.runners import groups
 from vlcurate.pipeline.runners.ray import plan_pool, share
-from vlcurate.pipeline.stage import RowStage, Stage, StageConfig
+from vlcurate.pipeline.stage import RowStage, Stage, StageConfig, Traits
 
 SCHEMA = pa.schema([("x", pa.int64()), ("batch", pa.int64()), ("error", pa.string())])
 
@@ -16,9 +16,9 @@ class BatchTagger(RowStage):
 
     name = "tag"
     output_schema = SCHEMA
-    local_parallel = True
+    traits = Traits(local_parallel=True)
 
-    def process_batch(self, batch):
+    def process_batch(self, batch, ctx=None):
         first = batch.column("x")[0].as_py()
         rows = [{**r, "batch": first} for r in batch.to_pylist()]
         return self.to_table(rows)
@@ -75,7 +75,7 @@ class TracePass(Stage):
     name = "trace"
     output_schema = TRACE
 
-    def process_batch(self, batch):
+    def process_batch(self, batch, ctx=None):
         first = batch.column("x")[0].as_py()
         rows = [{**r, "trace": (r["trace"] or []) + [first]} for r in batch.to_pylist()]
         return self.to_table(rows)
@@ -106,7 +106,7 @@ def test_ray_streams_passes_through_one_pool_each_with_local_batches(ray_runner,
 
 
 class Barrier(TracePass):
-    def before(self, previous, stage_input):
+    def prepare(self, previous, stage_input):
         self.seen = len(previous)
 
 

@@ -22,7 +22,7 @@ class Doubler(RowStage):
     def setup(self):
         self.setups += 1
 
-    def process_row(self, row):
+    def process_row(self, row, ctx):
         if row["x"] == 3:
             raise StageError("three", "threes are not allowed")
         if row["x"] == 4:

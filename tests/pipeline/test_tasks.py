@@ -12,8 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from vlcurate.manifests import STORED_FRAMES
 from vlcurate.pipeline import parts
-from vlcurate.pipeline.stage import Stage
+from vlcurate.pipeline.stage import Context, Stage, Traits
 
 
 def _child_peaks() -> tuple[float, float]:
@@ -39,10 +40,10 @@ class _FrameSizes(Stage):
     """Reads each batch's frames (into Python bytes, as the filters do) and writes their sizes."""
 
     name = "frame_sizes"
-    reads_frames = True
+    traits = Traits(loads=(STORED_FRAMES,))
     output_schema = pa.schema([("clip_id", pa.string()), ("frame_bytes", pa.int64())])
 
-    def process_batch(self, batch: pa.Table) -> pa.Table:
+    def process_batch(self, batch: pa.Table, ctx: Context = Context()) -> pa.Table:
         sizes = [sum(map(len, frames)) for frames in batch.column("frames").to_pylist()]
         return pa.table({"clip_id": batch.column("clip_id"), "frame_bytes": pa.array(sizes, pa.int64())})
 
@@ -52,7 +53,7 @@ def _write_input(root: Path, clips: int) -> Path:
     rng = np.random.default_rng(0)
     frames = [rng.bytes(CLIP_MB * 2**20 // 4) for _ in range(4)]
     table = pa.table({"clip_id": [f"clip{i:03d}" for i in range(clips)],
-                      "frames": pa.array([frames] * clips, parts.FRAMES_TYPE)})
+                      "frames": pa.array([frames] * clips, STORED_FRAMES.type)})
     table, side = parts.store_column(table, "frames", "clip_id", "split/frames/part-000000.parquet")
     parts.write_table(root / "split/frames/part-000000.parquet", side, stored=True)
     parts.write_table(root / "split/manifest/part-000000.parquet", table)

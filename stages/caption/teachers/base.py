@@ -174,4 +174,4 @@ def rejection_reason(text: str, copied_from: dict[str, str | None] | None = None
     return None
 
 
-TEACHERS: Registry[type[Teacher]] = Registry("teacher", attribute="kind")
+TEACHERS: Registry[type[Teacher]] = Registry("teacher", attribute="kind", groups=("vlcurate.teachers",))

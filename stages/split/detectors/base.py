@@ -39,4 +39,4 @@ class Detector:
         raise NotImplementedError
 
 
-DETECTORS: Registry[type[Detector]] = Registry("detector", attribute="name")
+DETECTORS: Registry[type[Detector]] = Registry("detector", attribute="name", groups=("vlcurate.detectors",))

@@ -119,7 +119,7 @@ def test_no_video_is_decoded_again(asr_run, tmp_path, monkeypatch, videos):
         return real(cmd, *args, **kwargs)
 
     monkeypatch.setattr(media.audio.subprocess, "run", spy)
-    monkeypatch.setattr(media, "FrameScan", None)  # any video decode here would fail
+    monkeypatch.setattr(media, "FfmpegScan", None)  # any video decode here would fail
     out = tmp_path / "run"
     shutil.copytree(asr_run, out, ignore=shutil.ignore_patterns("asr", "caption"))
     config = run_config_class().model_validate(json.loads((asr_run / "run_config.json").read_text()) | {

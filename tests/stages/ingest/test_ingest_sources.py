@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from vlcurate.pipeline import failures, storage
+from vlcurate.pipeline.stage import Context
 from vlcurate.config import load_run_config
 from vlcurate.stages.ingest.discover import SCHEMA
 from vlcurate.stages.ingest.stage import IngestConfig, IngestStage
@@ -30,10 +31,8 @@ def server(tmp_path_factory):
 
 def ingest(urls: list[str], root, **fetch) -> list[dict]:
     stage = IngestStage(IngestConfig(fetch={"retries": 1, "backoff_s": 0.0, **fetch}))
-    stage.ensure_setup()
-    stage.root = str(root)
     rows = [{"path": u, **{k: None for k in SCHEMA.names if k != "path"}} for u in urls]
-    return stage.process_batch(pa.Table.from_pylist(rows, schema=SCHEMA)).to_pylist()
+    return stage.process_batch(pa.Table.from_pylist(rows, schema=SCHEMA), Context(root=str(root))).table.to_pylist()
 
 
 def test_robots_txt_is_respected_when_asked(server, tmp_path):

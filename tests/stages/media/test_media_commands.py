@@ -27,7 +27,7 @@ def test_scan_command_maps_both_branches_to_their_pipes():
 
 
 def test_the_scan_asks_for_gather_free_scalers_where_ffmpeg_takes_the_flag():
-    """(That ffmpeg then starts with it is what every FrameScan test runs.)"""
+    """(That ffmpeg then starts with it is what every FfmpegScan test runs.)"""
     import platform
 
     args = commands.scan_args("in.mp4", threads=1, detect_size=(64, 48), detect_scaler="area",

@@ -107,7 +107,7 @@ def test_a_frame_that_cannot_be_scaled_fails_the_pass(made, monkeypatch):
     def refuse(self, frame):
         raise StageError("decode_failed", "frame cannot be scaled")
 
-    monkeypatch.setattr(pyavscan.FrameWork, "take", refuse)
+    monkeypatch.setattr(pyavscan.FrameScaler, "take", refuse)
     with pytest.raises(StageError, match="cannot be scaled"):
         _scan(made["h264.mp4"], 2)
     assert [t for t in threading.enumerate() if t.name.startswith("vlcurate-")] == []

@@ -35,7 +35,7 @@ def test_rotation_turns_all_three_planes():
     assert rotated[-8:].mean() > 200 and rotated[:-8].mean() < 30  # counter-clockwise: the band is now at the bottom
 
 
-@pytest.mark.parametrize("scan_class", [media.PyAVScan, media.FrameScan], ids=["pyav", "ffmpeg"])
+@pytest.mark.parametrize("scan_class", [media.PyAVScan, media.FfmpegScan], ids=["pyav", "ffmpeg"])
 @pytest.mark.parametrize("matrix", ["bt601", "bt709"])
 def test_sampled_frames_keep_the_sources_colours(tmp_path, matrix, scan_class):
     """A limited-range source tagged BT.601 or BT.709 gives the same full-range JPEG colours, from either scan."""

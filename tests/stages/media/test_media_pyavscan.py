@@ -34,7 +34,7 @@ def made(tmp_path_factory):
 @pytest.mark.parametrize("name", CASES)
 def test_the_in_process_scan_gives_the_ffmpeg_scans_frames_and_times(made, name):
     frames, times, samples, errors = _scan(media.PyAVScan, made[name])
-    ref_frames, ref_times, ref_samples, ref_errors = _scan(media.FrameScan, made[name])
+    ref_frames, ref_times, ref_samples, ref_errors = _scan(media.FfmpegScan, made[name])
     assert len(frames) == len(ref_frames) == N and errors == ref_errors == []
     assert times == ref_times  # exact: the same rational arithmetic from the same timestamps
     assert sorted(samples) == sorted(ref_samples) == list(range(0, N, 7))
@@ -74,7 +74,7 @@ def test_a_failing_sample_callback_is_raised_once_the_scan_ends(made):
 
 
 @pytest.mark.parametrize("scan_class, options", [(media.PyAVScan, {}), (media.PyAVScan, {"threads": 2}),
-                                                 (media.FrameScan, {})])
+                                                 (media.FfmpegScan, {})])
 def test_samples_are_encoded_where_they_are_scaled_and_kept_on_the_callers_thread(made, scan_class, options):
     encoded_on, kept_on, kept = set(), set(), {}
 

@@ -132,12 +132,12 @@ def test_an_interrupted_score_run_resumes_to_the_same_bytes(tmp_path, monkeypatc
 
     original, seen, crash = ScoreStage.process_batch, [], {"at": "c4"}
 
-    def crash_on_c4(self, batch):
+    def crash_on_c4(self, batch, ctx):
         ids = batch.column("clip_id").to_pylist()
         if crash["at"] in ids:
             raise KeyboardInterrupt()
         seen.extend(ids)
-        return original(self, batch)
+        return original(self, batch, ctx)
 
     monkeypatch.setattr(ScoreStage, "process_batch", crash_on_c4)
     with pytest.raises(KeyboardInterrupt):

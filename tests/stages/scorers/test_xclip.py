@@ -112,5 +112,5 @@ def test_score_stage_runs_xclip_end_to_end_deterministically():
         assert [c["text_truncated"] for c in row["candidates"][:3]] == [False, True, False]
         assert row["scorer"] == "xclip:tiny:xclip@untrained"
     assert first[1]["candidates"][0]["score"] != first[0]["candidates"][0]["score"]  # the video matters
-    stats = stage.stats(TableView(pa.Table.from_pylist(first, schema=stage.output_schema)))
+    stats = stage.stats(TableView(pa.Table.from_pylist(first, schema=stage.schema)))
     assert stats["clips_scored"] == 3 and stats["texts_truncated"] == {"t1": 3}

@@ -140,7 +140,7 @@ def test_buckets_are_sized_from_the_count_of_good_clips_and_fill_evenly(tmp_path
     source = tmp_path / "in.parquet"
     pa.parquet.write_table(pa.table({"error": [None] * 10_000 + ["score/x: y"] * 50}), source)
     assign = AssignPass(ShardConfig(maxcount=1000))
-    assign.before([], [(str(source), 10_050)])
+    assign.prepare([], [(str(source), 10_050)])
     assert assign.buckets == 12
     counts = collections.Counter(int(sample_order(0, f"v_{i:07d}", i)[:15], 16) % 12 for i in range(10_000))
     assert max(counts.values()) <= 1000 and min(counts.values()) >= 700
@@ -217,12 +217,12 @@ def test_an_interrupted_shard_resumes_to_the_same_tars(scored_rows, tmp_path, mo
     original, encoded = PackPass._encode, []
     third = scored_rows[2]["clip_id"]
 
-    def crash_on_third(self, row, staging):
+    def crash_on_third(self, row, staging, root):
         if row["clip_id"] == third:
             raise KeyboardInterrupt()
         if not (staging / f"{row['clip_id']}.mp4").exists():  # not staged by the interrupted run
             encoded.append(row["clip_id"])
-        return original(self, row, staging)
+        return original(self, row, staging, root)
 
     monkeypatch.setattr(PackPass, "_encode", crash_on_third)
     with pytest.raises(KeyboardInterrupt):

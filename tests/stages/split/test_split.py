@@ -179,10 +179,10 @@ def test_an_interrupted_split_resumes_and_writes_the_same_bytes(tmp_path, video_
     original = SplitStage.process_row
     second = str(video_folder / "b_other.mp4")
 
-    def crash_on_second(self, row):
+    def crash_on_second(self, row, ctx):
         if row["path"] == second:
             raise Stop()
-        return original(self, row)
+        return original(self, row, ctx)
 
     monkeypatch.setattr(SplitStage, "process_row", crash_on_second)
     with pytest.raises(Stop):

@@ -61,7 +61,7 @@ def begin(folder: str | Path, fingerprint_: dict[str, Any]) -> None:
     atomic.atomic_write_json(storage.path(folder) / parts.WORK / CONFIG, fingerprint_)
 
 
-def usable(stage: Stage, folder: str | Path, fingerprint_: dict[str, Any]) -> bool:
+def resumable(stage: Stage, folder: str | Path, fingerprint_: dict[str, Any]) -> bool:
     """Whether an interrupted run left finished tasks here that this stage, as configured now, may keep."""
     path = storage.path(folder) / parts.WORK / CONFIG
     if not path.exists():

@@ -46,7 +46,7 @@ class StageView:
 def _reset(stage: Stage, folder: Path) -> None:
     """Start over: the old outputs go (a stage that carries finished work keeps its last finished manifest aside)."""
     previous = folder / PREVIOUS
-    if stage.traits.keeps_previous and atomic.is_done(folder):
+    if stage.traits.keeps_last_run and atomic.is_done(folder):
         storage.rmtree(previous)
         entries = parts.read_index(folder)["parts"]
         for entry in entries:
@@ -73,15 +73,15 @@ def _tasks(stage: Stage, k: int, pass_: Stage, previous: list[str], source: list
         prev_out = folder / parts.WORK / f"pass{k - 1}"
         names = names if names is not None else [storage.path(p).stem for p in previous]
         planned = [{"name": n, "inputs": [(str(prev_out / f"{n}.parquet"), 0, None)]} for n in names]
-    previous_parts = _previous_parts(folder) if stage.traits.keeps_previous else []
+    last_run = _last_run_parts(folder) if stage.traits.keeps_last_run else []
     token = {"run": lock.run_token(root)} if lock.run_token(root) else {}  # checked before every write
     return [{**t, **token, **({"fresh": True} if fresh else {}), "pass": k, "root": str(root),
              "stage_dir": str(folder), "out": str(out), "final": final,
              "record": str(parts.record_path(folder, k, t["name"])),
-             **({"previous": previous_parts} if k == 0 and previous_parts else {})} for t in planned]
+             **({"last_run": last_run} if k == 0 and last_run else {})} for t in planned]
 
 
-def _previous_parts(folder: Path) -> list[str]:
+def _last_run_parts(folder: Path) -> list[str]:
     """The last finished manifest a stage kept aside, from its index (a listing for folders kept before it had one)."""
     try:
         return [str(folder / PREVIOUS / e["file"]) for e in parts.read_index(folder / PREVIOUS)["parts"]]
@@ -119,7 +119,7 @@ def run_stage(stage: Stage, source: list[tuple[str, int]], output: str | Path, r
         log.warning("%s: %s is complete, skipping (use --overwrite to redo it)", stage.name, folder)
         return atomic.read_json(folder / atomic.STATS)
     fingerprint = checkpoint.fingerprint(stage, source)
-    resuming = not overwrite and checkpoint.usable(stage, folder, fingerprint)
+    resuming = not overwrite and checkpoint.resumable(stage, folder, fingerprint)
     if not resuming:
         _reset(stage, folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -229,7 +229,7 @@ def run_table(stage: Stage, table: pa.Table, output: str | Path, runner: Runner 
             table, side = parts.store_column(table, stored.column, stored.key, file)
             parts.write_table(output / file, side, stored=True)
     parts.write_table(path, table)
-    stage.bind(table.schema)
+    stage.set_input_schema(table.schema)
     run_stage(stage, [(str(path), table.num_rows)], output, runner or LocalRunner(), **options)
     return read_manifest(stage_dir(output, stage.name), output)
 

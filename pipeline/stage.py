@@ -80,7 +80,7 @@ class Traits:
 
     local_parallel: bool = False  # the local runner may fan tasks out over processes
     keeps_loaded: bool = True  # workers keep the stage set up between tasks (models): an actor pool under Ray
-    keeps_previous: bool = False  # tasks get the stage's previous manifest parts, to carry finished work
+    keeps_last_run: bool = False  # tasks get the last run's manifest parts of this stage, to carry finished work
     loads: tuple[str, ...] = ()  # stored columns each batch gets back by reference, released with the batch
     stores: tuple[Stored, ...] = ()  # columns written once to a side table (see Stored)
     carries_columns: bool = True  # its output keeps the input's columns it does not declare (an open chain)
@@ -150,7 +150,8 @@ class Stage:
 
     def __init__(self, config: StageConfig | None = None):
         self.config = config if config is not None else self.config_class()
-        self.schema: pa.Schema = getattr(type(self), "output_schema", pa.schema([]))  # bound: see `bind`
+        # the output schema once the input's columns are known (`set_input_schema`)
+        self.schema: pa.Schema = getattr(type(self), "output_schema", pa.schema([]))
         self._ready = False
 
     @classmethod
@@ -162,7 +163,7 @@ class Stage:
         """The first stage's input rows, from what the user gave as input (a folder, a glob, a list file)."""
         raise failures.UserError(f"{self.name} cannot be a run's first stage: it reads another stage's output")
 
-    def bind(self, input_schema: pa.Schema) -> None:
+    def set_input_schema(self, input_schema: pa.Schema) -> None:
         """Called with the input's schema before any task: the output schema becomes the declared columns plus the
         input's others (unless the stage does not carry columns)."""
         if self.traits.carries_columns:
@@ -172,7 +173,7 @@ class Stage:
         """On the driver, once the run's last stage is done: tidy what only this stage knows of (ingest: the
         fetched videos it was told not to keep)."""
 
-    def usable_rows(self, stats: dict[str, Any]) -> int:
+    def rows_for_next_stage(self, stats: dict[str, Any]) -> int:
         """Rows of the finished output that later stages can use (the CLI fails a run that made none)."""
         return stats["rows_out"] - stats["errors_total"]
 
@@ -195,9 +196,9 @@ class Stage:
         """One batch's rows mapped: the table (in the input's order), or an Output with side tables and counts."""
         raise NotImplementedError
 
-    def carry_previous(self, table: pa.Table, previous: list[str]) -> "pa.Table | Output":
-        """For stages that keep their previous manifest (`traits.keeps_previous`): `table` with the finished work of
-        the previous run's manifest parts `previous` put into it (caption: candidates whose inputs are unchanged)."""
+    def carry_last_run(self, table: pa.Table, last_run: list[str]) -> "pa.Table | Output":
+        """For stages that keep their last run's manifest (`traits.keeps_last_run`): `table` with the finished work of
+        those manifest parts (`last_run`) put into it (caption: candidates whose inputs are unchanged)."""
         return table
 
     @property
@@ -213,11 +214,11 @@ class Stage:
     # A pass may first compute run-wide values on the driver, from the small columns it needs of the previous pass's
     # output (`prepare`), or plan its own tasks (`plan_tasks`, run by `run_planned`, e.g. one per output shard);
     # either makes it start a new group of passes (runners stream a group's passes together).
-    def prepare(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
-        """Driver-side, before this pass's tasks: `previous` are the previous pass's output files (the stage's input
+    def prepare(self, pass_input: list[str], stage_input: list[tuple[str, int]]) -> None:
+        """Driver-side, before this pass's tasks: `pass_input` are the previous pass's output files (the stage's input
         files for the first pass). Values set on `self` travel to the workers with the pass."""
 
-    def plan_tasks(self, previous: list[str]) -> list[dict[str, Any]] | None:
+    def plan_tasks(self, pass_input: list[str]) -> list[dict[str, Any]] | None:
         """Tasks of this pass, each a JSON-able dict with at least `name`; None: one per previous part (default)."""
         return None
 

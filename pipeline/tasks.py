@@ -124,15 +124,15 @@ def run_task(stage: Stage, task: dict[str, Any]) -> tuple[list[dict[str, Any]], 
         return files, rows_in, rows_out, {}
     table = read_input(task)
     carried = None
-    if task.get("previous"):
-        carried = Output.of(stage.carry_previous(table, task["previous"]))
+    if task.get("last_run"):
+        carried = Output.of(stage.carry_last_run(table, task["last_run"]))
         table, carried = carried.table, Output(None, carried.side, carried.counts)
     out = map_batches(stage, table, task, carried)
     return write_outputs(stage, task, out), table.num_rows, out.table.num_rows, out.counts
 
 
 # what the executor adds to a pass's planned task (pipeline/executor.py `_tasks`): the rest is the pass's own plan
-SET_BY_FRAMEWORK = ("run", "fresh", "pass", "root", "stage_dir", "out", "final", "record", "previous", "inputs")
+SET_BY_FRAMEWORK = ("run", "fresh", "pass", "root", "stage_dir", "out", "final", "record", "last_run", "inputs")
 
 
 def execute(stage: Stage, task: dict[str, Any]) -> dict[str, Any]:

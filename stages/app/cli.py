@@ -17,17 +17,13 @@ from vlcurate.selector_cli import app as selector_app
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+RUN_PANEL, PIPELINE_PANEL = "Run", "Pipeline stages (each alone)"
+MORE_PANEL, TOOLS_PANEL = "Filters and plug-in stages", "Tools"
 app = typer.Typer(help="vlcurate: raw videos -> captioned video-text WebDataset (ingest, split, filters, caption, "
                        "score, shard).", no_args_is_help=True, add_completion=False)
-# one sub-command per registered stage, the default pipeline's first (plugins: `vlcurate run` with `plugins:`)
-for _name in sorted(load().names(), key=lambda n: (DEFAULT_PIPELINE.index(n) if n in DEFAULT_PIPELINE else 99, n)):
-    add_stage_command(app, _name, load().get(_name).summary, load().get(_name).reads_run_input())
-app.add_typer(teachers_app, name="teachers")
-app.add_typer(selector_app, name="selector")
-app.add_typer(config_app, name="config")
 
 
-@app.command()
+@app.command(rich_help_panel=RUN_PANEL)
 def run(
     input_: Optional[str] = InputOpt,
     output: Optional[str] = OutputOpt,
@@ -52,7 +48,7 @@ def run(
                 verbose=verbose, wait=wait)
 
 
-@app.command()
+@app.command(rich_help_panel=RUN_PANEL)
 def status(
     output: str = typer.Option(..., "--output", "-o", help="the run's output folder"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable, one object per stage"),
@@ -75,7 +71,7 @@ def status(
         typer.echo(f"{entry['stage']:<8} {describe(entry)}")
 
 
-@app.command("report")
+@app.command("report", rich_help_panel=RUN_PANEL)
 def report_command(
     output: str = typer.Option(..., "--output", "-o", help="the run's output folder"),
     gallery_clips: Optional[int] = typer.Option(None, "--gallery-clips", help="clips in the gallery (a seeded "
@@ -110,7 +106,7 @@ def report_command(
         raise fail(exc, output, verbose) from None
 
 
-@app.command()
+@app.command(rich_help_panel=TOOLS_PANEL)
 def profiles() -> None:
     """List the profiles shipped with vlcurate."""
     from vlcurate.pipeline.config import list_profiles
@@ -118,6 +114,19 @@ def profiles() -> None:
 
     for name in list_profiles(PROFILES):
         typer.echo(name)
+
+
+# one sub-command per registered stage, the default pipeline's first (plugins: `vlcurate run` with `plugins:`)
+for _name in sorted(load().names(), key=lambda n: (DEFAULT_PIPELINE.index(n) if n in DEFAULT_PIPELINE else 99, n)):
+    add_stage_command(app, _name, load().get(_name).summary, load().get(_name).reads_run_input(),
+                      PIPELINE_PANEL if _name in DEFAULT_PIPELINE else MORE_PANEL)
+app.add_typer(teachers_app, name="teachers", rich_help_panel=TOOLS_PANEL)
+app.add_typer(selector_app, name="selector", rich_help_panel=TOOLS_PANEL)
+app.add_typer(config_app, name="config", rich_help_panel=TOOLS_PANEL)
+
+for _command in app.registered_commands:  # a docstring's line breaks are not the help's: one flowing paragraph
+    if _command.help is None and _command.callback is not None and _command.callback.__doc__:
+        _command.help = " ".join(_command.callback.__doc__.split())
 
 
 def main() -> None:

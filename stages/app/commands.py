@@ -148,7 +148,7 @@ def report(cfg, stage_names: tuple[str, ...], results: dict) -> None:
 
     output, last = cfg.output, stage_names[-1]
     stats = results[last]
-    if stats["rows_out"] and build_stage(last, cfg).usable_rows(stats) <= 0:
+    if stats["rows_out"] and build_stage(last, cfg).rows_for_next_stage(stats) <= 0:
         typer.secho(f"{last}: nothing could be processed; see {output}/{last}/", fg="red", err=True)
         raise typer.Exit(1)
     if stats["rows_out"] == 0 and stats["rows_in"]:
@@ -162,7 +162,7 @@ def report(cfg, stage_names: tuple[str, ...], results: dict) -> None:
     typer.echo(f"done: {output}")
 
 
-def add_stage_command(app: typer.Typer, name: str, help_text: str, reads_input: bool) -> None:
+def add_stage_command(app: typer.Typer, name: str, help_text: str, reads_input: bool, panel: str) -> None:
     """`vlcurate <stage> [options]`: one command per stage; `--input` only on a stage that reads the input
     videos (the others read the previous stage's output in --output): typer sees the options this stage takes."""
     import inspect
@@ -189,4 +189,4 @@ def add_stage_command(app: typer.Typer, name: str, help_text: str, reads_input: 
     params[0] = params[0].replace(default=InputOpt)
     command.__signature__ = inspect.Signature(params if reads_input else params[1:])  # type: ignore[attr-defined]
     command.__doc__ = help_text
-    app.command(name=name, help=help_text)(command)
+    app.command(name=name, help=help_text, rich_help_panel=panel)(command)

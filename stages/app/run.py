@@ -46,7 +46,7 @@ def stage_input(stage: Stage, config: RunConfig) -> list[tuple[str, int]]:
         table = stage.discover_input(source)
         path = storage.path(config.output) / INPUT_LIST
         atomic.write_parquet(path, table, row_group_size=parts.ROW_GROUP)
-        stage.bind(table.schema)
+        stage.set_input_schema(table.schema)
         return [(str(path), table.num_rows)]
     folder = stage_dir(config.output, previous)
     if not atomic.is_done(folder):
@@ -61,7 +61,7 @@ def stage_input(stage: Stage, config: RunConfig) -> list[tuple[str, int]]:
             raise UserError(f"{stage.name} needs the columns {missing}, which {previous}'s output lacks; put "
                             f"{stage.name} after a stage that writes {stage.reads.name} rows")
     if schema is not None:
-        stage.bind(schema)
+        stage.set_input_schema(schema)
     return files
 
 

@@ -9,7 +9,7 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vlcurate.commands import ConfigOpt, SetOpt, config_problem
-from vlcurate.stages.score.selector import SelectorTrainConfig
+from vlcurate.stages.selector import SelectorTrainConfig
 from vlcurate.stages.scorers.base import ScorerConfig
 
 app = typer.Typer(help="Fine-tune the score stage's retrieval model on which candidate people chose.",
@@ -52,7 +52,7 @@ def train(
     --set scorer.model=tiny:open_clip --set scorer.pretrained=null --set train.lr=1e-3 --set train.epochs=12.
     """
     from vlcurate.pipeline.config import load_config_data
-    from vlcurate.stages.score.selector import train_from_files
+    from vlcurate.stages.selector import train_from_files
 
     try:
         cfg = SelectorRunConfig.model_validate(load_config_data(None, config, overrides))
@@ -92,7 +92,7 @@ def synth(
     """Synthetic labelled data: clips of coloured shapes, candidates one colour or shape word off the truth.
 
     An untrained model picks at chance; `vlcurate selector train` from tiny:open_clip (--lr 1e-3) learns it."""
-    from vlcurate.stages.score.synthetic import SynthConfig, write
+    from vlcurate.stages.selector.synthetic import SynthConfig, write
 
     try:
         manifest, labels_path = write(out, SynthConfig(clips=clips, seed=seed, frames=frames, candidates=candidates,

@@ -69,7 +69,7 @@ class AsrStage(Stage):
         # a cache, not an output: video -> (path, note) of the transcripts this worker wrote
         self._done: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()
 
-    def bind(self, input_schema: pa.Schema) -> None:
+    def set_input_schema(self, input_schema: pa.Schema) -> None:
         """Its output is its input as it came, with transcripts where there were no subtitles."""
         self.schema = passed_through(input_schema, self.traits)
 

@@ -99,10 +99,10 @@ class TeacherPass(Stage):
         self.teacher: Teacher = TEACHERS.get(teacher.kind)(teacher)
         # the first pass's tasks carry the candidates of the previous run's manifest; frames are loaded only for a
         # teacher that reads them; baselines load no model to keep
-        self.traits = Traits(keeps_previous=True, loads=(STORED_FRAMES,) if "frames" in self.teacher.inputs else (),
+        self.traits = Traits(keeps_last_run=True, loads=(STORED_FRAMES,) if "frames" in self.teacher.inputs else (),
                              keeps_loaded=self.teacher.uses_accelerator)
         self.stage = stage
-        self.last = False  # the stage's last pass completes the rows (candidate order, clips with none)
+        self.finishes_rows = False  # the stage's last pass finishes the rows (candidate order, clips with none)
         self._loaded = False
 
     @property
@@ -144,7 +144,7 @@ class TeacherPass(Stage):
         out: list[dict[str, Any] | None] = [None] * len(clips)
         todo = []
         for i, clip in enumerate(clips):
-            if teacher.usable(clip):
+            if teacher.can_caption(clip):
                 todo.append(i)
             else:
                 missing = teacher.missing_inputs(clip)
@@ -224,13 +224,13 @@ class TeacherPass(Stage):
             seconds = time.perf_counter() - began
         batch = _set_column(_set_column(batch, "candidates", candidates, CANDIDATES), "error", errors, pa.string())
         # the stage's last pass completes the rows
-        return Output(self.stage.complete(batch) if self.last else batch,
+        return Output(self.stage.finish_rows(batch) if self.finishes_rows else batch,
                       counts={"teacher_seconds": {self.teacher.config.name: seconds}})
 
-    def carry_previous(self, table: pa.Table, previous: list[str]) -> Output:
-        """The candidates of the previous run's manifest (its parts, only the rows of this part's clips) whose clip
+    def carry_last_run(self, table: pa.Table, last_run: list[str]) -> Output:
+        """The candidates of the last run's manifest (its parts, only the rows of this part's clips) whose clip
         inputs are unchanged: each pass keeps the ones whose (teacher, model, prompt) it would write again."""
-        carried, kept = carry_candidates(table, previous, {t.identity for t in self.stage.teachers})
+        carried, kept = carry_candidates(table, last_run, {t.identity for t in self.stage.teachers})
         return Output(carried, counts={"candidates_kept_from_previous_run": kept})
 
 
@@ -269,7 +269,7 @@ class CaptionStage(Stage):
     reads = CLIPS
     summary = "Run every configured teacher on every clip; each writes one candidate caption."
     output_schema = CAPTIONS.schema
-    traits = Traits(keeps_previous=True)
+    traits = Traits(keeps_last_run=True)
 
     config: CaptionConfig
 
@@ -285,7 +285,7 @@ class CaptionStage(Stage):
         if self._passes is None:
             self._passes = [TeacherPass(t, t.merged_resources(self.resources), self)
                             for t in self.config.teachers]
-            self._passes[-1].last = True
+            self._passes[-1].finishes_rows = True
         for p in self._passes:
             p.schema = self.schema
         return self._passes
@@ -304,9 +304,9 @@ class CaptionStage(Stage):
         self.ensure_setup()
         for p in self.passes():
             batch = Output.of(p.process_batch(batch, ctx)).table
-        return self.complete(batch)
+        return self.finish_rows(batch)
 
-    def complete(self, table: pa.Table) -> pa.Table:
+    def finish_rows(self, table: pa.Table) -> pa.Table:
         """Candidates in the configured teacher order (any left from teachers no longer configured, or from an older
         prompt, dropped); a clip without a single good candidate becomes an error row."""
         order = {t.identity: k for k, t in enumerate(self.teachers)}

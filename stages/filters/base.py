@@ -72,7 +72,7 @@ class FilterStage(Stage):
         super().__init__(config)
         self.model, self.weights = "", "none"
 
-    def bind(self, input_schema: pa.Schema) -> None:
+    def set_input_schema(self, input_schema: pa.Schema) -> None:
         """Its output is its input as it came (a filter may stand after split or after score)."""
         self.schema = passed_through(input_schema, self.traits)
 

@@ -59,7 +59,7 @@ def hamming(a: int, b: int) -> int:
 class HashPass(Stage):
     name = "dedup"
     config_class = DedupConfig
-    output_schema = pa.schema([])  # set by DedupFilter.bind: the clips, with their hashes (and embeddings)
+    output_schema = pa.schema([])  # set by DedupFilter.set_input_schema: the clips, with their hashes (and embeddings)
 
     config: DedupConfig
 
@@ -213,9 +213,9 @@ class DedupPass(FilterStage):
     def label(self) -> str:
         return "dedup:mark"
 
-    def prepare(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
+    def prepare(self, pass_input: list[str], stage_input: list[tuple[str, int]]) -> None:
         items = []
-        for part in iter_parts([storage.path(p) for p in previous], ["clip_id", HASHES, "start_s", "end_s", "error"]):
+        for part in iter_parts([storage.path(p) for p in pass_input], ["clip_id", HASHES, "start_s", "end_s", "error"]):
             for row in part.to_pylist():
                 if not row["error"] and row[HASHES]:
                     items.append((row["clip_id"], tuple(row[HASHES]), row["end_s"] - row["start_s"]))
@@ -227,7 +227,7 @@ class DedupPass(FilterStage):
             import pyarrow.compute as pc
             import pyarrow.dataset as ds
 
-            table = ds.dataset(previous, format="parquet").to_table(columns=["clip_id", VECTORS],
+            table = ds.dataset(pass_input, format="parquet").to_table(columns=["clip_id", VECTORS],
                                                                     filter=pc.field("clip_id").isin(sorted(ids)))
             return {row["clip_id"]: np.asarray(row[VECTORS], np.float64) for row in table.to_pylist()}
 
@@ -270,9 +270,9 @@ class DedupFilter(Stage):
     def passes(self) -> list[Stage]:
         return self._passes
 
-    def bind(self, input_schema: pa.Schema) -> None:
+    def set_input_schema(self, input_schema: pa.Schema) -> None:
         hashed, mark = self._passes
-        mark.bind(input_schema)
+        mark.set_input_schema(input_schema)
         hashed.schema = pa.schema([*mark.schema, pa.field(HASHES, pa.list_(pa.uint64())),
                                    pa.field(VECTORS, pa.list_(pa.float32()))], metadata=input_schema.metadata)
         self.schema = mark.schema

@@ -194,15 +194,15 @@ class DuplicatePass(Stage):
     def label(self) -> str:
         return "ingest:duplicates"
 
-    def prepare(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
+    def prepare(self, pass_input: list[str], stage_input: list[tuple[str, int]]) -> None:
         first: dict[str, str] = {}
         dupes: set[str] = set()
-        for part in iter_parts([storage.path(p) for p in previous], ["video_id", "error"]):
+        for part in iter_parts([storage.path(p) for p in pass_input], ["video_id", "error"]):
             for video_id, error in zip(part.column("video_id").to_pylist(), part.column("error").to_pylist()):
                 if video_id and not error:
                     dupes.add(video_id) if video_id in first else first.setdefault(video_id, "")
         self.first_path = {}
-        for part in iter_parts([storage.path(p) for p in previous], ["path", "video_id", "error"]) if dupes else ():
+        for part in iter_parts([storage.path(p) for p in pass_input], ["path", "video_id", "error"]) if dupes else ():
             for row in part.to_pylist():
                 if row["video_id"] in dupes and not row["error"]:
                     self.first_path.setdefault(row["video_id"], row["path"])

@@ -24,7 +24,7 @@ def funnel(run: RunInfo) -> list[dict[str, Any]]:
             steps.append(step("inputs", "input", stats["rows_in"], note="entries the input named or held"))
         if stage == "split" and run.has("split"):
             steps.append(step("shots", stage, side_rows(run, "split", "shots"), note="raw detector shots"))
-        count = stats.get("samples", stats.get("rows_out", 0)) if run.kind(stage) == "shard_index" \
+        count = stats.get("samples", stats.get("rows_out", 0)) if run.schema_name(stage) == "shard_index" \
             else good_rows(stats)
         funnel_stats = stats.get("funnel") or {}
         steps.append(step(STEP_LABELS.get(stage, stage), stage, count, errors=new_errors(stage, stats),
@@ -60,7 +60,7 @@ def error_rows(run: RunInfo, limit: int) -> list[dict[str, Any]]:
     if limit <= 0:
         return []
     last = run.stages[-1]
-    side = "errors" if run.kind(last) == "shard_index" else None
+    side = "errors" if run.schema_name(last) == "shard_index" else None
     found: list[dict[str, Any]] = []
     for _, table in run.parts(last, ["path", "clip_id", "error"], side=side):
         if "error" not in table.column_names:
@@ -106,24 +106,13 @@ def teacher_table(run: RunInfo) -> list[dict[str, Any]]:
 
 
 def thresholds(run: RunInfo) -> list[dict[str, str]]:
-    """The rules that decided what was kept: split's limits, each filter's rule, score's run-wide cuts."""
+    """The rules that decided what was kept, in run order: each stage says its own in its stats (`rules`; a filter's
+    rule and mode under `filter`)."""
     rows = []
-    split = run.section("split")
-    if run.has("split"):
-        stitch = split.get("stitch") or {}
-        rows.append({"stage": "split", "rule": f"detector {split.get('detector')} "
-                     f"{split.get('detector_params') or ''}".strip()})
-        rows.append({"stage": "split", "rule": f"clips {split.get('min_clip_s')}-{split.get('max_clip_s')} s; forced "
-                     f"cut above {split.get('forced_cut_above_s')} s every {split.get('forced_cut_every_s')} s"})
-        if stitch.get("enabled", True):
-            rows.append({"stage": "split", "rule": ", ".join(
-                f"{k} {stitch.get(k)}" for k in ("transition_l2", "still_l2", "merge_l2", "redundant_l2"))
-                + f" ({(stitch.get('embedder') or {}).get('kind', '')} embedder)"})
-    for name in run.filters:
-        spec = run.stats[name]["filter"]
-        rows.append({"stage": name, "rule": f"{spec.get('rule', '')} (mode {spec.get('mode', '')})"})
-    score = run.section("score")
-    if run.has("score"):
-        rows.append({"stage": "score", "rule": f"min_score {score.get('min_score')}, keep_top_fraction "
-                     f"{score.get('keep_top_fraction')}"})
+    for name in run.stages:
+        stats = run.stats.get(name, {})
+        rows += [{"stage": name, "rule": rule} for rule in stats.get("rules") or []]
+        if "filter" in stats:
+            spec = stats["filter"]
+            rows.append({"stage": name, "rule": f"{spec.get('rule', '')} (mode {spec.get('mode', '')})"})
     return rows

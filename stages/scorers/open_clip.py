@@ -3,15 +3,20 @@ fine-tuned selector folder (`vlcurate selector train`) as the model."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vlcurate.stages import models
 from vlcurate.stages.models import torch_device, torch_dtype
 from vlcurate.stages.scorers import finetuned
-from vlcurate.stages.scorers.base import SCORERS, Scorer
+from vlcurate.stages.scorers.base import SCORERS, Scorer, Trainable
 from vlcurate.stages.tiny_models import TINY_OPEN_CLIP_NAME
+
+if TYPE_CHECKING:
+    import torch
 
 
 def open_clip_tower(model: str, pretrained: str | None, device: str = "auto", batch_size: int = 64) -> "OpenClipScorer":
@@ -70,7 +75,35 @@ class OpenClipScorer(Scorer):
             tokens = self.tokenizer(texts).to(self.device)
             return self.model.encode_text(tokens, normalize=True).float().cpu().numpy()
 
+    def trainable(self) -> "OpenClipTrainable":
+        return OpenClipTrainable(self)
+
     def truncated(self, text: str) -> bool:
         """Whether the text encoder saw only a prefix of this text (context length, start and end tokens)."""
         return len(self.tokenizer.encode(text)) > self.context_length - 2 if hasattr(self.tokenizer, "encode") \
             else False
+
+
+class OpenClipTrainable(Trainable):
+    def image_embeddings(self, images: list) -> "torch.Tensor":
+        import torch
+
+        pixels = torch.stack([self.scorer.preprocess(image) for image in images]).to(self.device)
+        return self.model.encode_image(pixels, normalize=True)
+
+    def text_embeddings(self, texts: list[str]) -> "torch.Tensor":
+        return self.model.encode_text(self.scorer.tokenizer(texts).to(self.device), normalize=True)
+
+    def save(self, folder: Path) -> None:
+        """open_clip's `local-dir:` format: `open_clip_config.json` (architecture, preprocessing) and the weights."""
+        import open_clip
+        from safetensors.torch import save_file
+
+        model_cfg = open_clip.get_model_config(self.scorer.open_clip_name)
+        if model_cfg is None:
+            raise ValueError(f"open_clip has no config for {self.scorer.open_clip_name!r}; cannot save a selector")
+        preprocess_cfg = dict(getattr(self.model.visual, "preprocess_cfg", {}) or {})
+        (folder / "open_clip_config.json").write_text(json.dumps(
+            {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}, indent=2, default=list) + "\n")
+        state = {k: v.detach().to("cpu").contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, str(folder / "open_clip_model.safetensors"))

@@ -118,13 +118,13 @@ class ShardStage(Stage):
             self._passes = [assign, PackPass(self.config, assign)]
         return self._passes
 
-    def bind(self, input_schema: pa.Schema) -> None:
+    def set_input_schema(self, input_schema: pa.Schema) -> None:
         """Columns beyond the scored clips' (a plug-in stage's) travel with the samples, in their JSON's `extras`."""
         assign, pack = self.passes()
-        assign.bind(input_schema)
+        assign.set_input_schema(input_schema)
         pack.extras = tuple(f.name for f in input_schema if f.name not in SCORED.schema.names)
 
-    def usable_rows(self, stats: dict[str, Any]) -> int:
+    def rows_for_next_stage(self, stats: dict[str, Any]) -> int:
         return stats["rows_out"]  # rows are samples; errors are listed apart, in errors/
 
     def stats(self, view: Any) -> dict[str, Any]:
@@ -177,7 +177,7 @@ class AssignPass(Stage):
     def label(self) -> str:
         return "shard:assign"
 
-    def prepare(self, previous: list[str], stage_input: list[tuple[str, int]]) -> None:
+    def prepare(self, pass_input: list[str], stage_input: list[tuple[str, int]]) -> None:
         good = sum(sum(1 for e in part.column("error").to_pylist() if not e)
                    for part in parts.iter_parts([storage.path(f) for f, _ in stage_input], ["error"]))
         self.buckets = max(1, math.ceil(good / (self.config.maxcount * FILL)))
@@ -211,14 +211,14 @@ class PackPass(Stage):
     def __init__(self, config: ShardConfig, assign: AssignPass):
         super().__init__(config)
         self.assign = assign
-        self.extras: tuple[str, ...] = ()  # columns plug-in stages added, for each sample's JSON (`bind`)
+        self.extras: tuple[str, ...] = ()  # columns plug-in stages added, for each sample's JSON (`set_input_schema`)
 
     @property
     def label(self) -> str:
         return "shard:pack"
 
-    def plan_tasks(self, previous: list[str]) -> list[dict[str, Any]]:
-        return [{"name": f"{self.config.prefix}-{b:05d}", "bucket": b, "sources": previous}
+    def plan_tasks(self, pass_input: list[str]) -> list[dict[str, Any]]:
+        return [{"name": f"{self.config.prefix}-{b:05d}", "bucket": b, "sources": pass_input}
                 for b in range(self.assign.buckets)]
 
     def run_planned(self, spec: dict[str, Any], ctx: Context) -> tuple[list[dict[str, Any]], int, int]:

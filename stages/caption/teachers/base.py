@@ -119,7 +119,7 @@ class Teacher:
                 missing.append(name)
         return missing
 
-    def usable(self, clip: ClipInput) -> bool:
+    def can_caption(self, clip: ClipInput) -> bool:
         return len(self.missing_inputs(clip)) < len(self.inputs) if self.inputs else True
 
 

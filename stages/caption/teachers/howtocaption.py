@@ -85,7 +85,7 @@ class HowToCaptionTeacher(LLMTeacher):
     def block_words(self) -> int:
         return int(self.config.options.get("block_words", 200))
 
-    def usable(self, clip: ClipInput) -> bool:
+    def can_caption(self, clip: ClipInput) -> bool:
         return bool(clip.transcript)
 
     def generation_kwargs(self) -> dict:

@@ -56,7 +56,7 @@ class VideoLMTeacher(Teacher):
             resolved.location, dtype=torch_dtype(self.config.dtype, self.device)).to(self.device).eval()
         self._torch = torch
 
-    def usable(self, clip: ClipInput) -> bool:
+    def can_caption(self, clip: ClipInput) -> bool:
         return bool(clip.frames)
 
     def question(self, clip: ClipInput) -> str:

@@ -11,7 +11,6 @@ inference path, on a held-out split fixed by a hash of the clip id, before and a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,13 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from vlcurate.pipeline.registry import Registry
 from vlcurate.stages.media import decode_jpeg
-from vlcurate.stages.scorers.base import ScorerConfig
+from vlcurate.stages.scorers.base import ScorerConfig, Trainable
 from vlcurate.stages.scorers.finetuned import FORMAT, SELECTOR_JSON
+from vlcurate.stages.selector.labels import Example, join_labels, read_labels, split_examples
 
 if TYPE_CHECKING:
     import torch
@@ -57,16 +55,6 @@ class SelectorTrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: this machine's cores")
 
 
-@dataclass(frozen=True)
-class Example:
-    """One labelled clip: its frames, its usable candidates in manifest order, and which one people chose."""
-
-    clip_id: str
-    frames: list[bytes]
-    texts: list[str]
-    label: int
-
-
 @dataclass
 class TrainResult:
     out: str
@@ -83,136 +71,6 @@ class TrainResult:
     device: str = "cpu"
     skipped: dict[str, int] = field(default_factory=dict)
 
-
-# ---------------------------------------------------------------------------------------------------------- labels
-
-LABEL_TEACHER_COLUMNS = ("teacher", "chosen_teacher")
-LABEL_TEXT_COLUMNS = ("text", "chosen_text")
-
-
-def read_labels(path: str | Path) -> dict[str, dict[str, str | None]]:
-    """clip id -> {"teacher": ..., "text": ...} from CSV or Parquet with `clip_id` and a `teacher` and/or `text`
-    column (`chosen_teacher` / `chosen_text` also accepted): either names the chosen candidate."""
-    import csv
-
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    if path.suffix == ".parquet":
-        table = pq.read_table(path)
-    else:  # csv, not pyarrow's reader: clip ids like 0001 and captions like "3" must stay text
-        with path.open(newline="", encoding="utf-8") as f:
-            table = pa.Table.from_pylist(list(csv.DictReader(f)))
-    columns = set(table.column_names)
-    teacher_col = next((c for c in LABEL_TEACHER_COLUMNS if c in columns), None)
-    text_col = next((c for c in LABEL_TEXT_COLUMNS if c in columns), None)
-    if "clip_id" not in columns or (teacher_col is None and text_col is None):
-        raise ValueError(f"{path}: a label table needs a clip_id column and a teacher or text column naming the "
-                         f"chosen candidate (found columns: {', '.join(table.column_names) or 'none'})")
-    labels: dict[str, dict[str, str | None]] = {}
-    for n, row in enumerate(table.to_pylist(), start=1):
-        clip = row["clip_id"]
-        teacher = _clean(row.get(teacher_col)) if teacher_col else None
-        text = _clean(row.get(text_col)) if text_col else None
-        if clip is None or str(clip).strip() == "":
-            raise ValueError(f"{path}: row {n} has no clip_id")
-        clip = str(clip).strip()
-        if teacher is None and text is None:
-            raise ValueError(f"{path}: row {n} (clip {clip}) names no chosen candidate: both "
-                             f"{teacher_col or 'teacher'} and {text_col or 'text'} are empty")
-        label = {"teacher": teacher, "text": text}
-        if clip in labels and labels[clip] != label:
-            raise ValueError(f"{path}: clip {clip} is labelled twice with different choices: {labels[clip]} and "
-                             f"{label}")
-        labels[clip] = label
-    if not labels:
-        raise ValueError(f"{path}: no labels")
-    return labels
-
-
-def _clean(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def join_labels(captions: pa.Table, labels: dict[str, dict[str, str | None]]) -> tuple[list[Example], dict[str, int]]:
-    """The labelled clips as training examples, in manifest order, and counts of labelled clips left out because
-    they cannot teach a choice (an upstream error, no frames, fewer than two usable candidates).
-
-    Labels that do not match the manifest are errors, listed together: a typo in a label file must not silently
-    shrink the training set."""
-    rows = {r["clip_id"]: r for r in captions.select(["clip_id", "frames", "candidates", "error"]).to_pylist()}
-    unknown = sorted(set(labels) - set(rows))
-    if unknown:
-        raise ValueError(f"{len(unknown)} labelled clip id(s) are not in the captions manifest, e.g. "
-                         f"{', '.join(unknown[:5])}")
-    examples: list[Example] = []
-    skipped = {"upstream_error": 0, "no_frames": 0, "fewer_than_two_candidates": 0}
-    problems: list[str] = []
-    for clip_id, row in rows.items():
-        if clip_id not in labels:
-            continue
-        if row["error"]:
-            skipped["upstream_error"] += 1
-            continue
-        if not row["frames"]:
-            skipped["no_frames"] += 1
-            continue
-        usable = [c for c in row["candidates"] or [] if c["status"] == "ok" and c["text"]]
-        every = {c["teacher"]: c for c in row["candidates"] or []}
-        chosen = _find_choice(clip_id, labels[clip_id], usable, every, problems)
-        if chosen is None:
-            continue
-        if len(usable) < 2:
-            skipped["fewer_than_two_candidates"] += 1
-            continue
-        examples.append(Example(clip_id, list(row["frames"]), [c["text"] for c in usable], chosen))
-    if problems:
-        raise ValueError(f"{len(problems)} label(s) do not match a usable candidate of their clip:\n  "
-                         + "\n  ".join(problems[:10]) + ("\n  ..." if len(problems) > 10 else ""))
-    return examples, {k: v for k, v in skipped.items() if v}
-
-
-def _find_choice(clip_id: str, label: dict[str, str | None], usable: list[dict], every: dict[str, dict],
-                 problems: list[str]) -> int | None:
-    """Index of the labelled candidate among the usable ones; a problem is recorded when there is none."""
-    teacher, text = label["teacher"], label["text"]
-    if teacher is not None:
-        index = next((i for i, c in enumerate(usable) if c["teacher"] == teacher), None)
-        if index is None:
-            if teacher in every:
-                problems.append(f"{clip_id}: teacher {teacher!r} has status {every[teacher]['status']!r}, "
-                                "not a usable candidate")
-            else:
-                problems.append(f"{clip_id}: no candidate from teacher {teacher!r} (teachers: "
-                                f"{', '.join(sorted(every)) or 'none'})")
-            return None
-        if text is not None and usable[index]["text"].strip() != text:
-            problems.append(f"{clip_id}: teacher {teacher!r} wrote {usable[index]['text']!r}, the label says "
-                            f"{text!r}")
-            return None
-        return index
-    index = next((i for i, c in enumerate(usable) if c["text"].strip() == text), None)
-    if index is None:
-        problems.append(f"{clip_id}: no usable candidate has the text {text!r}")
-    return index
-
-
-def is_holdout(clip_id: str, fraction: float) -> bool:
-    """A stable split: the same clip is held out whatever the seed, the label file's order or the other clips."""
-    digest = hashlib.sha256(clip_id.encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2 ** 64 < fraction
-
-
-def split_examples(examples: Sequence[Example], holdout: float) -> tuple[list[Example], list[Example]]:
-    train = [e for e in examples if not is_holdout(e.clip_id, holdout)]
-    held = [e for e in examples if is_holdout(e.clip_id, holdout)]
-    return train, held
-
-
-# ------------------------------------------------------------------------------------------------------------ loss
 
 def selection_loss(clip_emb: "torch.Tensor", text_emb: "torch.Tensor", own: Sequence[Sequence[int]],
                    positives: Sequence[int], scale: "torch.Tensor | float", hard_negative_weight: float = 1.0,
@@ -236,89 +94,6 @@ def selection_loss(clip_emb: "torch.Tensor", text_emb: "torch.Tensor", own: Sequ
     positive = logits[rows, torch.as_tensor(list(positives), device=logits.device)]
     return (torch.logsumexp(logits + log_weights, dim=1) - positive).mean()
 
-
-# -------------------------------------------------------------------------------------------------------- backends
-
-class Trainable:
-    """Differentiable access to a set-up scorer's towers, and saving in a format that scorer kind loads."""
-
-    def __init__(self, scorer: "Scorer"):
-        self.scorer = scorer
-        self.model = scorer.model
-        self.device = scorer.device
-
-    def image_embeddings(self, images: list) -> "torch.Tensor":
-        """(n, D) unit vectors, with gradients."""
-        raise NotImplementedError
-
-    def text_embeddings(self, texts: list[str]) -> "torch.Tensor":
-        raise NotImplementedError
-
-    def learned_scale(self) -> "torch.Tensor":
-        return self.model.logit_scale.exp().clamp(max=100.0)
-
-    def save(self, folder: Path) -> None:
-        raise NotImplementedError
-
-
-class OpenClipTrainable(Trainable):
-    def image_embeddings(self, images: list) -> "torch.Tensor":
-        import torch
-
-        pixels = torch.stack([self.scorer.preprocess(image) for image in images]).to(self.device)
-        return self.model.encode_image(pixels, normalize=True)
-
-    def text_embeddings(self, texts: list[str]) -> "torch.Tensor":
-        return self.model.encode_text(self.scorer.tokenizer(texts).to(self.device), normalize=True)
-
-    def save(self, folder: Path) -> None:
-        """open_clip's `local-dir:` format: `open_clip_config.json` (architecture, preprocessing) and the weights."""
-        import open_clip
-        from safetensors.torch import save_file
-
-        model_cfg = open_clip.get_model_config(self.scorer.open_clip_name)
-        if model_cfg is None:
-            raise ValueError(f"open_clip has no config for {self.scorer.open_clip_name!r}; cannot save a selector")
-        preprocess_cfg = dict(getattr(self.model.visual, "preprocess_cfg", {}) or {})
-        (folder / "open_clip_config.json").write_text(json.dumps(
-            {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}, indent=2, default=list) + "\n")
-        state = {k: v.detach().to("cpu").contiguous() for k, v in self.model.state_dict().items()}
-        save_file(state, str(folder / "open_clip_model.safetensors"))
-
-
-class HFClipTrainable(Trainable):
-    def image_embeddings(self, images: list) -> "torch.Tensor":
-        import torch
-
-        from vlcurate.stages.scorers.base import pooled
-
-        pixels = self.scorer.image_processor(images=images, return_tensors="pt")
-        pixels = {k: v.to(self.device) for k, v in pixels.items()}
-        return torch.nn.functional.normalize(pooled(self.model.get_image_features(**pixels)), dim=-1)
-
-    def text_embeddings(self, texts: list[str]) -> "torch.Tensor":
-        import torch
-
-        from vlcurate.stages.scorers.base import pooled
-
-        tokens = self.scorer.tokenizer(texts, padding=self.scorer.padding, truncation=True,
-                                       max_length=self.scorer.context_length, return_tensors="pt")
-        tokens = {k: v.to(self.device) for k, v in tokens.items()}
-        return torch.nn.functional.normalize(pooled(self.model.get_text_features(**tokens)), dim=-1)
-
-    def save(self, folder: Path) -> None:
-        """A `save_pretrained` folder: AutoModel, the tokenizer and the image processor load it like a hub id."""
-        self.model.save_pretrained(folder)
-        self.scorer.tokenizer.save_pretrained(folder)
-        self.scorer.image_processor.save_pretrained(folder)
-
-
-TRAINABLES: Registry[type[Trainable]] = Registry("trainable scorer")
-TRAINABLES.register("open_clip")(OpenClipTrainable)
-TRAINABLES.register("hf_clip")(HFClipTrainable)
-
-
-# ------------------------------------------------------------------------------------------------------- training
 
 def selection_accuracy(scorer: "Scorer", examples: Sequence[Example], decimals: int = 6) -> float | None:
     """Fraction of clips whose highest-scored candidate is the labelled one, scored as the score stage scores them
@@ -379,11 +154,11 @@ def _progress(total: int, desc: str):
 
 def load_scorer(scorer_config: ScorerConfig) -> "Scorer":
     """The base model, loaded exactly as the score stage loads it, in float32 (half precision does not train)."""
-    from vlcurate.stages.scorers import SCORERS
+    from vlcurate.stages.scorers import SCORERS, Scorer
 
-    if scorer_config.kind not in TRAINABLES:
-        raise ValueError(f"a selector can be trained from {', '.join(TRAINABLES.names())} scorers, not "
-                         f"{scorer_config.kind!r}")
+    kinds = [k for k in SCORERS.names() if SCORERS.get(k).trainable is not Scorer.trainable]
+    if scorer_config.kind not in kinds:
+        raise ValueError(f"a selector can be trained from {', '.join(kinds)} scorers, not {scorer_config.kind!r}")
     scorer = SCORERS.get(scorer_config.kind)(scorer_config.model_copy(update={"dtype": "float32"}))
     scorer.setup()
     return scorer
@@ -412,15 +187,46 @@ def train_selector(examples: Sequence[Example], scorer_config: ScorerConfig, out
     models.set_torch_threads(config.threads)
     torch.manual_seed(config.seed)
     scorer = load_scorer(scorer_config.model_copy(update={"device": config.device}))
-    trainable = TRAINABLES.get(scorer_config.kind)(scorer)
+    trainable = scorer.trainable()
     chance = round(float(np.mean([1 / len(e.texts) for e in held])), 6) if held else None
-    holdout_before = selection_accuracy(scorer, held)
-    train_before = selection_accuracy(scorer, train)
+    holdout_before, train_before = selection_accuracy(scorer, held), selection_accuracy(scorer, train)
+    losses, total = _fit(trainable, train, config)
+    result = TrainResult(out=str(out.resolve()), train_clips=len(train), holdout_clips=len(held),
+                         holdout_chance=chance, holdout_before=holdout_before,
+                         holdout_after=selection_accuracy(scorer, held), train_before=train_before,
+                         train_after=selection_accuracy(scorer, train), loss_per_epoch=losses, steps=total,
+                         seconds=round(time.perf_counter() - started, 3), device=str(scorer.device),
+                         skipped=dict(skipped or {}))
+    info = {
+        "format": FORMAT,
+        "kind": scorer_config.kind,
+        "base_model": scorer_config.model,
+        # the tag only when it was loaded (tiny models, selectors and hf_clip ignore `pretrained`)
+        "base_pretrained": scorer_config.pretrained if scorer.weights == scorer_config.pretrained else None,
+        "base_weights": scorer.weights,
+        "training": config.model_dump(mode="json"),
+        "data": {**(sources or {}), "train_clips": len(train), "holdout_clips": len(held),
+                 "skipped": result.skipped},
+        "holdout_accuracy": {"chance": result.holdout_chance, "before": result.holdout_before,
+                             "after": result.holdout_after},
+        "train_accuracy": {"before": result.train_before, "after": result.train_after},
+        "loss_per_epoch": losses,
+        "steps": total,
+        "seconds": result.seconds,
+        "device": result.device,
+        "versions": _versions(),
+    }
+    _save(trainable, info, out)
+    return result
+
+
+def _fit(trainable: Trainable, train: list[Example], config: SelectorTrainConfig) -> tuple[list[float], int]:
+    """The training loop: AdamW, warm-up then cosine decay, seeded order; the mean loss of each epoch, the steps."""
+    import torch
 
     params = [p for p in trainable.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = -(-len(train) // config.batch_size)
-    total = steps_per_epoch * config.epochs
+    total = -(-len(train) // config.batch_size) * config.epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(step, total,
                                                                                            config.warmup))
     rng = np.random.default_rng(config.seed)
@@ -444,39 +250,16 @@ def train_selector(examples: Sequence[Example], scorer_config: ScorerConfig, out
                 bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
             losses.append(round(epoch_loss / len(train), 6))
     trainable.model.eval()
+    return losses, total
 
-    holdout_after = selection_accuracy(scorer, held)
-    train_after = selection_accuracy(scorer, train)
-    seconds = time.perf_counter() - started
-    result = TrainResult(out=str(out.resolve()), train_clips=len(train), holdout_clips=len(held),
-                         holdout_chance=chance, holdout_before=holdout_before, holdout_after=holdout_after,
-                         train_before=train_before, train_after=train_after, loss_per_epoch=losses, steps=total,
-                         seconds=round(seconds, 3), device=str(scorer.device), skipped=dict(skipped or {}))
 
-    # written beside `out` and renamed into place: an interrupted run never leaves a folder that looks loadable
+def _save(trainable: Trainable, info: dict[str, Any], out: Path) -> None:
+    """The model in its library's format plus selector.json, written beside `out` and renamed into place: an
+    interrupted run never leaves a folder that looks loadable."""
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     trainable.save(tmp)
-    info = {
-        "format": FORMAT,
-        "kind": scorer_config.kind,
-        "base_model": scorer_config.model,
-        # the tag only when it was loaded (tiny models, selectors and hf_clip ignore `pretrained`)
-        "base_pretrained": scorer_config.pretrained if scorer.weights == scorer_config.pretrained else None,
-        "base_weights": scorer.weights,
-        "training": config.model_dump(mode="json"),
-        "data": {**(sources or {}), "train_clips": len(train), "holdout_clips": len(held),
-                 "skipped": result.skipped},
-        "holdout_accuracy": {"chance": result.holdout_chance, "before": result.holdout_before,
-                             "after": result.holdout_after},
-        "train_accuracy": {"before": result.train_before, "after": result.train_after},
-        "loss_per_epoch": losses,
-        "steps": total,
-        "seconds": result.seconds,
-        "device": result.device,
-        "versions": _versions(),
-    }
     (tmp / SELECTOR_JSON).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     for path in tmp.rglob("*"):
         if path.is_file():
@@ -484,7 +267,6 @@ def train_selector(examples: Sequence[Example], scorer_config: ScorerConfig, out
     if out.exists():
         out.rmdir()  # empty: checked before training
     os.replace(tmp, out)
-    return result
 
 
 def _versions() -> dict[str, str]:

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from vlcurate.manifests import CAPTIONS, with_frames
 from vlcurate.pipeline.executor import read_manifest
 from vlcurate.cli import app
-from vlcurate.stages.score import selector
+from vlcurate.stages import selector
 from vlcurate.stages.scorers.base import ScorerConfig
-from vlcurate.stages.score.synthetic import COLOURS, SHAPES, SynthConfig, generate
+from vlcurate.stages.selector.synthetic import COLOURS, SHAPES, SynthConfig, generate
 
 runner = CliRunner()
 

@@ -161,3 +161,22 @@ class TableView:
         return []
 
 
+
+
+def output_bytes(folder: str | Path, suffixes: tuple[str, ...] = (".parquet", ".tar")) -> dict[str, bytes]:
+    """A run's outputs that must come out byte-identical (manifests, side tables, sidecars, tars), by relative path:
+    not its input copy (`_input/`) nor files being written (`.name`)."""
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.suffix in suffixes and not p.name.startswith(".") and "_input" not in p.relative_to(folder).parts}
+
+
+def solid_jpeg(color, size: tuple[int, int] = (64, 48)) -> bytes:
+    """A JPEG of one colour (a name or an RGB tuple): frames whose content only needs to differ by colour."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="JPEG")
+    return buf.getvalue()

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+from tests.fixtures import output_bytes as outputs
 from vlcurate.cli import app
 
 pytestmark = [pytest.mark.slow]
@@ -53,11 +53,6 @@ parts.write_table = killing
 from vlcurate.cli import app
 app(args)
 """
-
-
-def outputs(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.suffix in (".parquet", ".tar") and not p.name.startswith(".") and "_input" not in p.parts}
 
 
 @pytest.fixture(scope="module")

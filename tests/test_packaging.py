@@ -65,3 +65,69 @@ def test_an_install_into_an_empty_folder_puts_only_vlcurate_at_the_top(tmp_path)
                            env={"PYTHONPATH": str(target), "PATH": ""}, cwd=tmp_path)
     assert probe.returncode == 0 and probe.stdout.startswith(str(target)), probe.stderr[-2000:]
     assert not (target / "vlcurate" / "stages" / "app").exists()
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Each module of the package -> the package's modules it imports, at module level or inside a function
+    (`from pkg import module` is an arrow to the module; imports only for type checkers are left out)."""
+    files = {}
+    for top in ("pipeline", "stages", "manifests"):
+        for path in (ROOT / top).rglob("*.py"):
+            name = _package_name(path.parent) + ("" if path.name == "__init__.py" else f".{path.stem}")
+            files[name] = path
+
+    def known(name: str) -> str | None:
+        while name and name not in files:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {m: set() for m in files}
+    for module, path in files.items():
+        tree = ast.parse(path.read_text())
+        skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in
+                   ast.unparse(node.test) for n in ast.walk(node)}
+        for node in ast.walk(tree):
+            if id(node) in skipped:
+                continue
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                subs = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in files]
+                names = subs + ([node.module] if len(subs) < len(node.names) else [])
+            else:
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            graph[module] |= {t for n in names if n.startswith("vlcurate") and (t := known(n)) and t != module}
+    return graph
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    """No circle of imports, however long: every module's dependencies can be read before it."""
+    graph = _import_graph()
+    state: dict[str, int] = {}
+    circles: list[list[str]] = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                circles.append(path[path.index(target):] + [target])
+            elif target not in state:
+                visit(target, path + [target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert circles == []
+
+
+def _layer(module: str) -> int:
+    """0: the framework, 1: the contracts, 2: the stages and what they share, 3: the application shell."""
+    for prefix, layer in (("vlcurate.pipeline", 0), ("vlcurate.manifests", 1), ("vlcurate.stages", 2)):
+        if module == prefix or module.startswith(prefix + "."):
+            return layer
+    return 3
+
+
+def test_no_arrow_runs_up_the_layers():
+    """The framework names nothing above it, the contracts only the framework, the stages never the shell."""
+    up = sorted(f"{m} -> {t}" for m, targets in _import_graph().items() for t in targets if _layer(t) > _layer(m))
+    assert up == []

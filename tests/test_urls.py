@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.fixtures import output_bytes as outputs
 from vlcurate.pipeline.executor import read_manifest
 from vlcurate.config import load_run_config
 from vlcurate.stages.ingest.sources import key_of
@@ -71,11 +72,6 @@ def run(folder: Path, config: dict, listing: Path, out: Path, **explicit):
     path = folder / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return run_stages(load_run_config(config=path, output=str(out), input=str(listing), **explicit))
-
-
-def outputs(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.suffix in (".parquet", ".tar") and "_input" not in p.parts}
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ from typing import Any
 import yaml
 
 from vlcurate.pipeline import storage
-from vlcurate.stages.report import ReportConfig, collect, gallery, plots, provenance, views
+from vlcurate.stages.report import collect, gallery, plots, provenance, views
+from vlcurate.stages.report.config import ReportConfig
 from vlcurate.stages.report.runinfo import RunInfo, load_run
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.fixtures import make_video
+from tests.fixtures import make_video, output_bytes
 
 CONFIG = {
     "stages": ["ingest", "split", "caption", "score", "shard"],  # the framework's faults: no speech to transcribe
@@ -49,9 +49,7 @@ def start(*args: str, faults: str = "") -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env=env)
 
 
-def outputs(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.suffix in (".parquet", ".tar") and not p.name.startswith(".") and "_input" not in p.parts}
+outputs = output_bytes
 
 
 def same_bytes(got: Path, want: Path) -> list[str]:

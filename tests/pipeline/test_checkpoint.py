@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from tests.fixtures import output_bytes
 from vlcurate.pipeline import atomic, parts
 from vlcurate.pipeline.executor import run_table
 from vlcurate.pipeline.stage import Stage, StageConfig
@@ -61,7 +62,7 @@ def table(n: int) -> pa.Table:
 
 
 def folder_bytes(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.parquet"))}
+    return output_bytes(folder, (".parquet",))
 
 
 def test_an_interrupted_stage_resumes_part_by_part_to_the_same_bytes(tmp_path):

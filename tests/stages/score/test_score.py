@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pyarrow as pa
 import pytest
-from PIL import Image
 
+from tests.fixtures import solid_jpeg
 from vlcurate.manifests import CAPTIONS, SCORED, with_frames
 from tests.fixtures import TableView
 from vlcurate.stages.score import ScoreConfig, ScoreStage
@@ -25,9 +24,7 @@ def test_choose_prefers_highest_and_breaks_ties_by_teacher_order():
 
 
 def jpeg(color):
-    buf = io.BytesIO()
-    Image.new("RGB", (64, 48), color).save(buf, format="JPEG")
-    return buf.getvalue()
+    return solid_jpeg(color, (64, 48))
 
 
 def test_every_candidate_is_scored_and_the_best_chosen():

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
+from tests.fixtures import solid_jpeg
 from vlcurate.manifests import CAPTIONS, with_frames
 from tests.fixtures import TableView
 from vlcurate.stages.score import ScoreConfig, ScoreStage
@@ -15,10 +16,7 @@ from vlcurate.stages.scorers import SCORERS, ScorerConfig
 from vlcurate.stages.media import sample_frames
 
 
-def jpeg(color) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (64, 48), color).save(buf, format="JPEG")
-    return buf.getvalue()
+jpeg = solid_jpeg
 
 
 def decode(data: bytes) -> Image.Image:

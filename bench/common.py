@@ -14,7 +14,7 @@ from typing import Any, Callable
 import ffmpeg as ffmpeg_python
 
 from vlcurate.stages import media
-from vlcurate.stages.models import package_dir
+from vlcurate.stages.paths import package_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_BBB = ROOT.parent / "shared" / "data" / "dev" / "big_buck_bunny_0_30.webm"

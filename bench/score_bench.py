@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from bench.common import clips_with_frames, map_in_process, timed, write_result
 from vlcurate.manifests import CAPTIONS, with_frames
-from vlcurate.stages.models import package_dir
+from vlcurate.stages.paths import package_dir
 from vlcurate.stages.score import ScoreConfig, ScoreStage
 from vlcurate.stages.split import SplitConfig
 

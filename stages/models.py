@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from vlcurate.pipeline.registry import Registry
+from vlcurate.stages.paths import package_dir
 
 UNTRAINED = "untrained"
 # builders of `tiny:<name>` models, registered by the modules in TINY_MODULES (and by plug-ins)
@@ -38,45 +39,6 @@ class ResolvedModel:
     location: str          # what to pass to from_pretrained / create_model
     weights: str           # recorded in every output: a hub id, a package and version, or "untrained"
     file: str | None = None
-
-
-# vlcurate's own folders by their repository names: `pkg:manifests/samples/...` (the demo's list, and lists written
-# before vlcurate was one installed package) names the file vlcurate ships, wherever it is installed
-OWN_FOLDERS = {"manifests": "vlcurate.manifests", "stages": "vlcurate.stages", "pipeline": "vlcurate.pipeline"}
-
-
-def package_dir(module: str) -> Path:
-    spec = importlib.util.find_spec(OWN_FOLDERS.get(module, module))
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {module!r} is not installed (pip install {module.replace('_', '-')})")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def local_path(source: str) -> str:
-    """A source as the user gave it, where it lies on this machine: `pkg:<module>/<file>` is looked up in the
-    installed package (manifests keep the `pkg:` form, so two machines with other install paths write the same)."""
-    if source.startswith("pkg:"):
-        module, _, rel = source[4:].partition("/")
-        if climbs_out(rel):
-            raise ValueError(f"{source}: a pkg: path may not climb out of its package")
-        return str(package_dir(module) / rel)
-    return source
-
-
-def climbs_out(rel: str) -> bool:
-    """Whether a path meant to stay inside a folder (a `pkg:` path's part after the package) leaves it."""
-    return os.path.isabs(rel) or os.path.normpath(rel or ".").split(os.sep)[0] == ".."
-
-
-def source_path(row: dict, root: str | None = None) -> str:
-    """Where a manifest row's video lies: a fetched URL's copy kept in the run (`source: run:sources/...`, under the
-    run's output `root`), the exact bytes of a name that is not UTF-8, or the path as given."""
-    if row.get("source"):
-        from vlcurate.pipeline import storage
-
-        return str(storage.in_run(row["source"], root))
-    raw = row.get("path_bytes")
-    return os.fsdecode(raw) if raw else local_path(row["path"])
 
 
 def dist_version(module: str) -> str:
@@ -202,40 +164,3 @@ def _unpack_gguf(location: str, file: str, target: Path) -> None:
     model.config.save_pretrained(target)
     model.generation_config.save_pretrained(target)
     save_model(model, str(target / "model.safetensors"), metadata={"format": "pt"})
-
-
-def torch_device(name: str) -> str:
-    """`auto`: the GPU when there is one, else the CPU; any other name as given."""
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
-def thread_pools(threads: int):
-    """Every BLAS and OpenMP pool held at `threads` while a model outside torch runs (CTranslate2's Whisper). Ray
-    workers start with OMP_NUM_THREADS set to their CPUs, a local run with every core, and the two wrote different
-    transcripts (language probability 0.8878 with the pools at 2 threads against 0.8625 at 1, on the demo's speech).
-    A context manager."""
-    import threadpoolctl
-
-    return threadpoolctl.threadpool_limits(threads)
-
-
-def torch_dtype(name: str, device: str):
-    """A config's dtype name as torch's: `auto` is float16 on CUDA, float32 elsewhere (teachers and scorers alike)."""
-    import torch
-
-    if name == "auto":
-        return torch.float16 if device.startswith("cuda") else torch.float32
-    return getattr(torch, name)
-
-
-def set_torch_threads(threads: int | None) -> int:
-    """Same thread count local and on Ray, so float reductions, and so captions and scores, come out equal."""
-    import torch
-
-    n = threads or os.cpu_count() or 1
-    torch.set_num_threads(n)
-    return n

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vlcurate.stages.models import TINY_BUILDERS, WHISPER_BASE, package_dir, resolve, whisper_folder
+from vlcurate.stages.models import TINY_BUILDERS, WHISPER_BASE, resolve, whisper_folder
+
+from vlcurate.stages.paths import package_dir
 
 
 def _bert_tokenizer():

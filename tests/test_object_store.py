@@ -34,7 +34,7 @@ def store_fs():
 
 def upload_demo(s3, prefix: str) -> str:
     """The demo's videos and subtitles on the store, with a list that names them relative to itself."""
-    from vlcurate.stages.models import local_path
+    from vlcurate.stages.paths import local_path
 
     fs = store_fs()
     samples = ROOT / "manifests" / "samples"

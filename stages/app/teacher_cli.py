@@ -15,8 +15,7 @@ def select(
     labels: Path = typer.Argument(..., exists=True, dir_okay=False,
                                   help="CSV or Parquet with clip_id, teacher, good (true/false)"),
     k: Optional[int] = typer.Option(None, "--k", "-k", help="teachers to pick (default: until nothing is added)"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o",
-                                          help="write the coverage curve (.csv/.parquet/.json)"),
+    output: Optional[Path] = typer.Option(None, "--to", help="write the coverage curve here (.csv/.parquet/.json)"),
 ) -> None:
     """Greedy set cover: the teachers that together give the most clips a good caption, with the coverage curve."""
     import json

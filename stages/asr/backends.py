@@ -44,7 +44,9 @@ class FasterWhisper(Backend):
     def setup(self, threads: int | None) -> None:
         from faster_whisper import WhisperModel
 
-        from vlcurate.stages.models import torch_device, whisper_folder
+        from vlcurate.stages.models import whisper_folder
+
+        from vlcurate.stages.torch_setup import torch_device
 
         resolved = whisper_folder(self.config.model)
         self.weights = resolved.weights
@@ -56,7 +58,7 @@ class FasterWhisper(Backend):
                                   num_workers=1)
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
-        from vlcurate.stages.models import thread_pools
+        from vlcurate.stages.torch_setup import thread_pools
 
         with thread_pools(self.threads):  # the generator does the work: consumed inside
             return self._transcribe(audio)
@@ -87,7 +89,9 @@ class TransformersWhisper(Backend):
         import torch
         from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor, pipeline
 
-        from vlcurate.stages.models import resolve, set_torch_threads, torch_device
+        from vlcurate.stages.models import resolve
+
+        from vlcurate.stages.torch_setup import set_torch_threads, torch_device
 
         set_torch_threads(threads)
         resolved = resolve(self.config.model)

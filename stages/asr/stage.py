@@ -26,7 +26,8 @@ from vlcurate.pipeline.stage import Context, Output, Resources, Stage, StageConf
 from vlcurate.stages import media
 from vlcurate.stages.asr.backends import BACKENDS, Backend, Transcript
 from vlcurate.stages.catalog import STAGES
-from vlcurate.stages.models import WHISPER_BASE, source_path
+from vlcurate.stages.models import WHISPER_BASE
+from vlcurate.stages.paths import source_path
 
 FOLDER = "transcripts"
 

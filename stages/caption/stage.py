@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 from vlcurate.manifests import CANDIDATE, CAPTIONS, CLIPS, STORED_FRAMES
 from vlcurate.pipeline import failures, storage
 from vlcurate.pipeline.stage import Context, Output, Resources, Stage, StageConfig, Traits, error_text
-from vlcurate.stages import models
+from vlcurate.stages import paths, torch_setup
 from vlcurate.stages.caption.subtitles import SubtitleError, cues_text, read_subtitles, slice_cues
 from vlcurate.stages.caption.teachers import TEACHERS, ClipInput, Teacher, TeacherConfig
 from vlcurate.stages.caption.teachers.base import clean_caption, rejection_reason
@@ -58,7 +58,7 @@ def subtitles_file(path: str, root: str | None) -> str:
     relative to the run's output folder (`run:asr/transcripts/...`), so manifests do not name the folder."""
     if path.startswith("run:"):
         return str(storage.in_run(path, root))
-    return models.local_path(path)
+    return paths.local_path(path)
 
 
 def clip_input(row: dict[str, Any], subtitles_too: bool = True, root: str | None = None) -> ClipInput:
@@ -113,7 +113,7 @@ class TeacherPass(Stage):
         """Cheap: the model loads with the first batch that has work for it (`load`), so a rerun that keeps every
         candidate of this teacher loads nothing; a teacher without a model never imports torch."""
         if self.teacher.uses_accelerator:
-            models.set_torch_threads(self.resources.threads)
+            torch_setup.set_torch_threads(self.resources.threads)
 
     def load(self) -> None:
         """The teacher's model, once per worker."""

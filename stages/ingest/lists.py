@@ -28,7 +28,7 @@ from vlcurate.pipeline import storage
 from vlcurate.pipeline.failures import UserError
 from vlcurate.pipeline.stage import error_text
 from vlcurate.stages.ingest import columns
-from vlcurate.stages.models import climbs_out, package_dir
+from vlcurate.stages.paths import climbs_out, package_dir
 
 SPECIAL_ROOTS = ("/proc", "/sys", "/dev")
 

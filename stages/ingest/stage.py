@@ -21,7 +21,8 @@ from vlcurate.pipeline.stage import Context, Output, RowStage, Stage, StageError
 from vlcurate.stages import media
 from vlcurate.stages.ingest.config import IngestConfig
 from vlcurate.stages.ingest.sources import Kept, Sources, is_url, remove_kept
-from vlcurate.stages.models import dist_version, source_path
+from vlcurate.stages.models import dist_version
+from vlcurate.stages.paths import source_path
 from vlcurate.stages.catalog import STAGES
 
 log = logging.getLogger(__name__)

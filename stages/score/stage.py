@@ -13,7 +13,7 @@ from vlcurate.manifests import CAPTIONS, SCORED, STORED_FRAMES
 from vlcurate.pipeline import storage
 from vlcurate.pipeline.parts import iter_parts
 from vlcurate.pipeline.stage import Context, Stage, StageConfig, Traits, error_text
-from vlcurate.stages import models
+from vlcurate.stages import torch_setup
 from vlcurate.stages.scorers import SCORERS, Scorer, ScorerConfig
 from vlcurate.stages.catalog import STAGES
 
@@ -63,7 +63,7 @@ class ScoreStage(Stage):
         self.scorer_class = SCORERS.get(self.config.scorer.kind)
 
     def setup(self) -> None:
-        models.set_torch_threads(self.resources.threads)
+        torch_setup.set_torch_threads(self.resources.threads)
         self.scorer: Scorer = self.scorer_class(self.config.scorer)
         self.scorer.setup()
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vlcurate.stages import models
-from vlcurate.stages.models import torch_device, torch_dtype
+from vlcurate.stages.torch_setup import torch_device, torch_dtype
 from vlcurate.stages.scorers import finetuned
 from vlcurate.stages.scorers.base import SCORERS, Scorer, Trainable, pooled
 

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from vlcurate.stages import media, models
-from vlcurate.stages.models import torch_device, torch_dtype
+from vlcurate.stages.torch_setup import torch_device, torch_dtype
 from vlcurate.stages.scorers.base import SCORERS, Scorer, pooled
 
 

@@ -170,7 +170,7 @@ def train_selector(examples: Sequence[Example], scorer_config: ScorerConfig, out
     """Fine-tune, evaluate before and after on the held-out clips, and save the selector folder at `out`."""
     import torch
 
-    from vlcurate.stages import models
+    from vlcurate.stages import torch_setup
 
     train, held = split_examples(examples, config.holdout)
     if not train:
@@ -184,7 +184,7 @@ def train_selector(examples: Sequence[Example], scorer_config: ScorerConfig, out
         raise FileExistsError(f"{out} exists and is not empty; choose another folder or remove it")
 
     started = time.perf_counter()
-    models.set_torch_threads(config.threads)
+    torch_setup.set_torch_threads(config.threads)
     torch.manual_seed(config.seed)
     scorer = load_scorer(scorer_config.model_copy(update={"device": config.device}))
     trainable = scorer.trainable()

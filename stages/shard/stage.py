@@ -34,7 +34,7 @@ from vlcurate.manifests import SCORED, SHARD_INDEX
 from vlcurate.pipeline import parts, storage
 from vlcurate.pipeline.stage import Context, Stage, StageConfig, StageError, Traits, error_reason, error_text
 from vlcurate.stages import media
-from vlcurate.stages.models import source_path
+from vlcurate.stages.paths import source_path
 from vlcurate.stages.catalog import STAGES
 
 ASSIGNED = SCORED.extend("assigned", 1, pa.field("bucket", pa.int32()), pa.field("order", pa.string()))

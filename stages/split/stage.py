@@ -19,7 +19,7 @@ from vlcurate.pipeline.registry import Registry
 from vlcurate.pipeline.stage import Context, Output, Resources, RowStage, StageConfig, StageError, Traits, error_text
 from vlcurate.stages import media
 from vlcurate.stages.catalog import STAGES
-from vlcurate.stages.models import source_path
+from vlcurate.stages.paths import source_path
 from vlcurate.stages.split.detectors import DETECTORS
 from vlcurate.stages.split.embedders import EMBEDDERS, Embedder, EmbedderConfig
 from vlcurate.stages.split.given import caption_for, given_segments
@@ -178,9 +178,9 @@ class SplitStage(RowStage):
         self.embedder: Embedder | None = None
         if self.config.stitch.enabled:
             if self.config.stitch.embedder.kind != "histogram":  # torch alone costs hundreds of MB of RSS
-                from vlcurate.stages import models
+                from vlcurate.stages import torch_setup
 
-                models.set_torch_threads(self.resources.threads)
+                torch_setup.set_torch_threads(self.resources.threads)
             self.embedder = EMBEDDERS.get(self.config.stitch.embedder.kind)(self.config.stitch.embedder)
             self.embedder.setup()
 

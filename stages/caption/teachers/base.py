@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vlcurate.pipeline.registry import Registry
 from vlcurate.pipeline.stage import Resources
-from vlcurate.stages.models import torch_device
+from vlcurate.stages.torch_setup import torch_device
 from vlcurate.stages import models
 
 Input = Literal["frames", "title", "description", "subtitles", "given"]

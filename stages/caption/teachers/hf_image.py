@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from vlcurate.stages.caption.teachers.base import TEACHERS, ClipInput, Teacher
-from vlcurate.stages.models import torch_dtype
+from vlcurate.stages.torch_setup import torch_dtype
 
 
 @TEACHERS.register("hf_image_captioner")

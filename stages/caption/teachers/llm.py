@@ -10,7 +10,7 @@ from typing import Sequence
 
 from vlcurate.stages import models
 from vlcurate.stages.caption.teachers.base import TEACHERS, ClipInput, Teacher
-from vlcurate.stages.models import torch_dtype
+from vlcurate.stages.torch_setup import torch_dtype
 
 DEFAULT_PROMPT = (
     "{context}\n\nWrite one short sentence in the present tense that describes what is visible in this part of "

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from vlcurate.stages.caption.teachers.base import TEACHERS, ClipInput, Teacher
-from vlcurate.stages.models import torch_dtype
+from vlcurate.stages.torch_setup import torch_dtype
 
 PANDA_QUESTION = "Please faithfully summarize the video in one sentence."
 DEFAULT_GENERATION = {"max_new_tokens": 48, "do_sample": False}

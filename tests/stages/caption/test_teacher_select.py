@@ -37,7 +37,7 @@ def test_ties_go_to_the_first_name():
 
 def test_cli_prints_and_writes_the_curve(tmp_path):
     write_labels(tmp_path / "labels.csv")
-    result = CliRunner().invoke(app, ["teachers", "select", str(tmp_path / "labels.csv"), "-o",
+    result = CliRunner().invoke(app, ["teachers", "select", str(tmp_path / "labels.csv"), "--to",
                                       str(tmp_path / "curve.json")])
     assert result.exit_code == 0, result.output
     assert "83.3%" in result.output and "50.0%" in result.output

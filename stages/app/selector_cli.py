@@ -51,7 +51,7 @@ def train(
     Try it offline: `vlcurate selector synth DATA`, then train on DATA/labels.csv and DATA with
     --set scorer.model=tiny:open_clip --set scorer.pretrained=null --set train.lr=1e-3 --set train.epochs=12.
     """
-    from vlcurate.pipeline.config import load_config_data
+    from vlcurate.pipeline.yaml_layers import load_config_data
     from vlcurate.stages.selector import train_from_files
 
     try:

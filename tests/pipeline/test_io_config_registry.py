@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from vlcurate.pipeline import atomic
-from vlcurate.pipeline.config import apply_overrides, deep_merge, list_profiles, load_config_data
+from vlcurate.pipeline.yaml_layers import apply_overrides, deep_merge, list_profiles, load_config_data
 from vlcurate.pipeline.registry import Registry
 
 

@@ -1,4 +1,5 @@
-"""Loading YAML configs and named profiles, with `key.path=value` overrides from the command line."""
+"""A run config as layers of YAML: a named profile, config files, then `key.path=value` overrides from the command
+line, merged into one dict (the typed config built from it is the application's)."""
 
 from __future__ import annotations
 

@@ -53,6 +53,18 @@ def shared_video(name: str) -> Path:
 
 
 @pytest.fixture(scope="session")
+def demo_local(tmp_path_factory) -> Path:
+    """The demo profile run once for the session, locally: what the Ray and object-store runs must equal."""
+    from vlcurate.config import load_run_config
+    from vlcurate.pipeline.runners import LocalRunner
+    from vlcurate.run import run_stages
+
+    out = tmp_path_factory.mktemp("demo-local")
+    run_stages(load_run_config("demo", output=str(out)), runner=LocalRunner())
+    return out
+
+
+@pytest.fixture(scope="session")
 def ray_runner():
     """One local Ray instance for the whole session (starting Ray costs seconds)."""
     pytest.importorskip("ray")

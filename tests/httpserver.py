@@ -52,11 +52,8 @@ class Handler(RangeRequestHandler):
             self.head(302, ("Location", f"/{name}"))
             return None
         if behaviour == "page":  # a page with a <video>, for yt-dlp's generic extractor
-            body = (f"<!DOCTYPE html><html><head><title>A page about {name}</title></head><body>"
-                    f'<video controls src="/{name}"></video></body></html>').encode()
-            self.head(200, ("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))))
-            self.wfile.write(body)
-            return None
+            return self.html(f"<!DOCTYPE html><html><head><title>A page about {name}</title></head><body>"
+                             f'<video controls src="/{name}"></video></body></html>', "text/html; charset=utf-8")
         if behaviour == "slow" and "Range" not in self.headers:  # 1 KiB every 0.1 s: a fetch a kill can land in
             data = (Path(self.directory) / name).read_bytes()
             self.head(200, ("Content-Type", "video/mp4"), ("Content-Length", str(len(data))))
@@ -72,10 +69,7 @@ class Handler(RangeRequestHandler):
             time.sleep(5)
             return None
         if behaviour == "html":
-            body = b"<!DOCTYPE html><html><body>Sign in to continue</body></html>"
-            self.head(200, ("Content-Type", "text/html"), ("Content-Length", str(len(body))))
-            self.wfile.write(body)
-            return None
+            return self.html("<!DOCTYPE html><html><body>Sign in to continue</body></html>", "text/html")
         if behaviour in ("drop", "drip") and "Range" not in self.headers:
             data = (Path(self.directory) / name).read_bytes()
             self.head(200, ("Content-Type", "video/mp4"), ("Content-Length", str(len(data))),
@@ -92,6 +86,11 @@ class Handler(RangeRequestHandler):
             return None
         self.path = f"/{name}"
         return super().do_GET()
+
+    def html(self, page: str, content_type: str) -> None:
+        body = page.encode()
+        self.head(200, ("Content-Type", content_type), ("Content-Length", str(len(body))))
+        self.wfile.write(body)
 
 
 class _Quiet(ThreadingHTTPServer):

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from vlcurate.pipeline.executor import read_manifest
-from vlcurate.pipeline.runners import LocalRunner
 from vlcurate.stages import media
 from vlcurate.config import load_run_config
 from vlcurate.run import run_stages
 
 pytestmark = [pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def demo_local(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("demo-local")
-    run_stages(load_run_config("demo", output=str(out)), runner=LocalRunner())
-    return out
 
 
 def test_demo_outputs_meet_the_contract(demo_local):

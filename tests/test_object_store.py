@@ -4,8 +4,6 @@ lease, a missing object as its row's error, and no secret in any output."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import subprocess
@@ -32,31 +30,6 @@ def store_fs():
     return s3fs.S3FileSystem(use_listings_cache=False)
 
 
-def upload_demo(s3, prefix: str) -> str:
-    """The demo's videos and subtitles on the store, with a list that names them relative to itself."""
-    from vlcurate.stages.paths import local_path
-
-    fs = store_fs()
-    samples = ROOT / "manifests" / "samples"
-    out_rows = []
-    with open(samples / "demo.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            video = Path(local_path(row["path"]))
-            fs.put_file(str(video), f"{s3.url(prefix, 'videos', video.name)[5:]}")
-            row["path"] = f"videos/{video.name}"
-            if row["subtitles"]:
-                sub = samples / row["subtitles"]
-                fs.put_file(str(sub), s3.url(prefix, "subtitles", sub.name)[5:])
-                row["subtitles"] = f"subtitles/{sub.name}"
-            out_rows.append(row)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["path", "title", "description", "subtitles"])
-    writer.writeheader()
-    writer.writerows(out_rows)
-    fs.pipe_file(s3.url(prefix, "demo.csv")[5:], buffer.getvalue().encode())
-    return s3.url(prefix, "demo.csv")
-
-
 def store_files(url: str) -> dict[str, bytes]:
     fs = store_fs()
     key = url[5:]
@@ -71,20 +44,16 @@ def comparable(files: dict[str, bytes]) -> dict[str, bytes]:
     return {k: v for k, v in files.items() if k.endswith(SAME_BYTES) and "/_work/" not in f"/{k}"}
 
 
-def test_the_demo_on_the_store_writes_the_bytes_it_writes_to_a_local_folder(s3, tmp_path):
-    """`-i s3://` and `-o s3://`, then the same input with a local output (one after the other: at once, on two
-    cores, they take twice as long); every Parquet, tar and index compared byte for byte."""
-    listing = upload_demo(s3, "demo-in")
-    store_run, local = s3.url("runs", "demo"), tmp_path / "local"
-    for out in (store_run, str(local)):
-        run_stages(load_run_config("demo", output=out, input=listing))
+def test_the_demo_on_the_store_writes_the_bytes_it_writes_to_a_local_folder(s3, demo_local):
+    """`-o s3://`: every stage of the demo writes through the store, and every Parquet, tar and index equals the
+    session's local demo run byte for byte (lists and videos read from the store: the `small` runs below)."""
+    store_run = s3.url("runs", "demo")
+    run_stages(load_run_config("demo", output=store_run))
     remote = comparable(store_files(store_run))
-    here = comparable(local_files(local))
+    here = comparable(local_files(demo_local))
     assert sorted(remote) == sorted(here)
     assert any(k.endswith(".tar") for k in remote) and any(k.startswith("split/frames/") for k in remote)
     assert [k for k in remote if remote[k] != here[k]] == []
-    rows = read_manifest(store_run + "/ingest").to_pylist()
-    assert all(r["path"].startswith("s3://") and r["error"] is None for r in rows)  # as the list resolved them
     assert "report/index.html" in store_files(store_run) and "shard/README.md" in store_files(store_run)
 
 
@@ -104,11 +73,14 @@ def small(s3, video_folder, tmp_path_factory):
     import yaml
 
     fs = store_fs()
-    lines = ["path,title"]
+    lines = ["path,title,subtitles"]
     for video in sorted(video_folder.glob("*.mp4"))[:2]:
         fs.put_file(str(video), s3.url("small-in", video.name)[5:])
-        lines.append(f"{video.name},Video {video.stem}")
-    lines.append("missing.mp4,Not there")
+        subtitles = video.with_suffix(".vtt")
+        if subtitles.exists():  # read from the store by the subtitles teacher
+            fs.put_file(str(subtitles), s3.url("small-in", subtitles.name)[5:])
+        lines.append(f"{video.name},Video {video.stem},{subtitles.name if subtitles.exists() else ''}")
+    lines.append("missing.mp4,Not there,")
     fs.pipe_file(s3.url("small-in", "videos.csv")[5:], ("\n".join(lines) + "\n").encode())
     root = tmp_path_factory.mktemp("small")
     config = root / "run.yaml"
@@ -123,6 +95,9 @@ def test_a_missing_object_is_its_rows_error_and_no_secret_is_in_any_output(s3, s
     config, listing, out, log = small
     rows = {r["path"].rsplit("/", 1)[-1]: r for r in read_manifest(out + "/ingest").to_pylist()}
     assert rows["missing.mp4"]["error"].startswith("ingest/missing_file")
+    captions = read_manifest(out + "/caption").to_pylist()
+    read = [c for r in captions for c in r["candidates"] or [] if c["teacher"] == "subtitles" and c["status"] == "ok"]
+    assert read and all("red room" in c["text"].lower() or "green" in c["text"].lower() for c in read)
     assert all(r["error"] is None for name, r in rows.items() if name != "missing.mp4")
     files = store_files(out)
     assert any(k.endswith(".tar") for k in files) and "report/index.html" in files

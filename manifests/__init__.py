@@ -118,12 +118,13 @@ CANDIDATE = pa.struct([
     f("score", pa.float64()),            # filled by the score stage
     f("text_truncated", pa.bool_()),     # the scorer's text encoder saw only a prefix of the text
     f("subtitles_from", pa.string()),    # the subtitles it read: "file" or "asr" (null: it read none)
+    f("flags", pa.list_(pa.string())),   # the caption-quality gate's flags it raised, rejecting or not
 ])
 
-CAPTIONS = CLIPS.extend("captions", 6, f("candidates", pa.list_(CANDIDATE)))
+CAPTIONS = CLIPS.extend("captions", 7, f("candidates", pa.list_(CANDIDATE)))
 
 SCORED = CAPTIONS.extend(
-    "scored", 6,
+    "scored", 7,
     f("caption", pa.string()),
     f("caption_teacher", pa.string()),
     f("caption_score", pa.float64()),

@@ -28,7 +28,8 @@ def stage_states(output: str | Path) -> list[dict[str, Any]]:
                          errors=stats.get("errors_total"), seconds=stats.get("seconds"),
                          resumed_inputs=stats.get("resumed_inputs", 0),
                          driver_peak_rss_mb=stats.get("driver_peak_rss_mb"),
-                         worker_peak_rss_mb=stats.get("worker_peak_rss_mb"), fetch=stats.get("fetch"))
+                         worker_peak_rss_mb=stats.get("worker_peak_rss_mb"), fetch=stats.get("fetch"),
+                         flags=stats.get("quality_flags"))
         elif (saved := checkpoint.progress(folder)) is not None:
             entry.update(state="interrupted", **saved)
         else:
@@ -66,11 +67,18 @@ def fetched(counts: dict[str, Any] | None) -> str:
     return f", {new} URLs fetched" + (f" ({', '.join(notes)})" if notes else "")
 
 
+def flagged(counts: dict[str, dict[str, int]] | None) -> str:
+    """", quality flags: howtocaption copies_subtitles 2, empty 1": the caption gate's counts, where any were raised."""
+    parts = [f"{teacher} " + ", ".join(f"{flag} {n}" for flag, n in flags.items())
+             for teacher, flags in (counts or {}).items() if flags]
+    return f", quality flags: {'; '.join(parts)}" if parts else ""
+
+
 def describe(entry: dict[str, Any]) -> str:
     state = entry["state"]
     if state == "done":
         text = f"done: {entry['rows_in']} in, {entry['rows_out']} out, {entry['errors']} errors, {entry['seconds']}s"
-        text += memory(entry) + fetched(entry.get("fetch"))
+        text += memory(entry) + fetched(entry.get("fetch")) + flagged(entry.get("flags"))
         return text + (f" ({entry['resumed_inputs']} inputs from an interrupted run)" if entry["resumed_inputs"]
                        else "")
     if state == "interrupted":

@@ -23,7 +23,8 @@ from vlcurate.pipeline.stage import Context, Output, Resources, Stage, StageConf
 from vlcurate.stages import paths, torch_setup
 from vlcurate.stages.caption.subtitles import SubtitleError, cues_text, read_subtitles, slice_cues
 from vlcurate.stages.caption.teachers import TEACHERS, ClipInput, Teacher, TeacherConfig
-from vlcurate.stages.caption.teachers.base import clean_caption, rejection_reason
+from vlcurate.stages.caption.quality import FLAGS, QualityConfig, flags, mark_near_duplicates, verdict
+from vlcurate.stages.caption.teachers.base import clean_caption
 from vlcurate.stages.catalog import STAGES
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ COPY_SOURCES = ("subtitles", "title")  # texts a model teacher must not merely r
 
 class CaptionConfig(StageConfig):
     teachers: list[TeacherConfig] = Field(default_factory=list, description="teachers to run, each a candidate")
+    quality: QualityConfig = Field(default_factory=QualityConfig, description="the caption-quality gate: what "
+                                   "each flag does (reject, tag, off) and its thresholds")
 
     @model_validator(mode="after")
     def _check(self) -> "CaptionConfig":
@@ -129,14 +132,15 @@ class TeacherPass(Stage):
         t = self.teacher
         return {"teacher": t.config.name, "kind": t.kind, "model": t.model_name, "weights": t.weights,
                 "inputs": t.inputs, "prompt_hash": t.prompt_hash, "text": text, "status": status, "reason": reason,
-                "score": None, "text_truncated": None, "subtitles_from": None}
+                "score": None, "text_truncated": None, "subtitles_from": None, "flags": []}
 
     def _finish(self, clip: ClipInput, raw: str) -> dict[str, Any]:
         text = clean_caption(raw, self.teacher.config.prompt)
         sources = ({name: getattr(clip, name) for name in COPY_SOURCES if name in self.teacher.inputs}
                    if self.teacher.rejects_copies else None)
-        reason = rejection_reason(text, sources)
-        return self._candidate(text, "rejected" if reason else "ok", reason)
+        gate = self.config.quality
+        status, reason, raised = verdict(flags(text, gate, sources, self.teacher.instructions), gate)
+        return {**self._candidate(text, status, reason), "flags": raised}
 
     def run_teacher(self, clips: list[ClipInput]) -> list[dict[str, Any]]:
         """Batched; a batch that fails is retried clip by clip so one bad clip costs only its own candidate."""
@@ -308,7 +312,8 @@ class CaptionStage(Stage):
 
     def finish_rows(self, table: pa.Table) -> pa.Table:
         """Candidates in the configured teacher order (any left from teachers no longer configured, or from an older
-        prompt, dropped); a clip without a single good candidate becomes an error row."""
+        prompt, dropped), near-duplicates of an earlier teacher's flagged; a clip without a single good candidate
+        becomes an error row."""
         order = {t.identity: k for k, t in enumerate(self.teachers)}
         errors = table.column("error").to_pylist()
         candidates = table.column("candidates").to_pylist()
@@ -317,6 +322,7 @@ class CaptionStage(Stage):
                 continue
             ranked = sorted((c for c in candidates[i] or [] if candidate_identity(c) in order),
                             key=lambda c: order[candidate_identity(c)])
+            mark_near_duplicates(ranked, self.config.quality)  # across teachers: only here, once all have written
             candidates[i] = ranked
             if not any(c["status"] == "ok" for c in ranked):
                 errors[i] = error_text(self.name, "no_caption", "every teacher failed or was rejected")
@@ -327,11 +333,17 @@ class CaptionStage(Stage):
         """Candidates by teacher and status (each teacher's generation time is in `teacher_seconds`)."""
         per_teacher: dict[str, Counter] = {}
         reasons: Counter = Counter()
+        flagged: dict[str, Counter] = {}
         for part in view.parts(["candidates"]):
             for candidates in part.column("candidates").to_pylist():
                 for c in candidates or []:
                     per_teacher.setdefault(c["teacher"], Counter())[c["status"]] += 1
                     if c["status"] != "ok" and c["reason"]:
                         reasons[f"{c['teacher']}/{c['reason'].split(':')[0]}"] += 1
+                    flagged.setdefault(c["teacher"], Counter()).update(c.get("flags") or [])
+        gate = self.config.quality
         return {"teachers": {name: dict(counts) for name, counts in sorted(per_teacher.items())},
-                "candidates_not_ok_by_reason": dict(sorted(reasons.items()))}
+                "candidates_not_ok_by_reason": dict(sorted(reasons.items())),
+                # the caption-quality gate: per teacher, candidates that raised each flag (rejected or tagged)
+                "quality_flags": {name: dict(sorted(c.items())) for name, c in sorted(flagged.items())},
+                "quality_actions": {flag: gate.action(flag) for flag in FLAGS}}

@@ -93,15 +93,20 @@ def shots_per_video(run: RunInfo) -> dict[int, int]:
 
 
 def teacher_table(run: RunInfo) -> list[dict[str, Any]]:
-    """Per teacher: candidates by status, win rate, mean score, generation seconds (caption's and score's stats)."""
+    """Per teacher: candidates by status, the quality gate's flags, win rate, mean score, generation seconds (caption's
+    and score's stats)."""
     caption, score = run.stats.get("caption", {}), run.stats.get("score", {})
     win, hist = score.get("win_rate") or {}, score.get("score_histograms") or {}
     seconds = caption.get("teacher_seconds") or {}
+    flagged, actions = caption.get("quality_flags") or {}, caption.get("quality_actions") or {}
     rows = []
     for teacher, statuses in (caption.get("teachers") or {}).items():
+        flags = ", ".join(f"{flag} {n}" + (" (rejected)" if actions.get(flag) == "reject" else "")
+                          for flag, n in (flagged.get(teacher) or {}).items())
         rows.append({"teacher": teacher, "ok": statuses.get("ok", 0), "rejected": statuses.get("rejected", 0),
                      "error": statuses.get("error", 0), "win_rate": win.get(teacher),
-                     "mean_score": (hist.get(teacher) or {}).get("mean"), "seconds": seconds.get(teacher)})
+                     "mean_score": (hist.get(teacher) or {}).get("mean"), "seconds": seconds.get(teacher),
+                     "flags": flags or "-"})
     return rows
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
@@ -76,6 +75,7 @@ class Teacher:
     default_num_frames: ClassVar[int] = 1
     rejects_copies: ClassVar[bool] = True  # a model that only repeats the subtitles adds nothing; baselines may
     uses_accelerator: ClassVar[bool] = True  # False: its workers ask for no GPU unless its own resources say so
+    default_prompt: ClassVar[str | None] = None  # the prompt template it uses when none is configured
 
     def __init__(self, config: TeacherConfig):
         self.config = config
@@ -119,6 +119,12 @@ class Teacher:
                 missing.append(name)
         return missing
 
+    @property
+    def instructions(self) -> str | None:
+        """The prompt template it writes from (its configured one, else its kind's own): a caption that copies a run
+        of its words back is flagged `prompt_echo`."""
+        return self.config.prompt or self.default_prompt
+
     def can_caption(self, clip: ClipInput) -> bool:
         return len(self.missing_inputs(clip)) < len(self.inputs) if self.inputs else True
 
@@ -141,37 +147,14 @@ def clean_caption(text: str, prompt: str | None = None) -> str:
     return text.strip(" \"'`")
 
 
-def _words(text: str | None) -> list[str]:
-    return re.findall(r"[\w']+", (text or "").lower())
-
-
-def copies(text: str, source: str | None, min_run: int = 4) -> bool:
-    """True when the caption is, all but a few words, a run of the source's words: at least three quarters of the
-    caption (and at least `min_run` words, or all of a shorter caption) appears word for word in the source."""
-    words, src = _words(text), _words(source)
-    if not words or not src:
-        return False
-    match = difflib.SequenceMatcher(None, words, src, autojunk=False).find_longest_match(0, len(words), 0, len(src))
-    return match.size >= min(min_run, len(words)) and match.size >= 0.75 * len(words)
-
-
 def rejection_reason(text: str, copied_from: dict[str, str | None] | None = None) -> str | None:
-    """Empty or degenerate outputs are kept as rejected candidates with the reason, never silently dropped.
+    """The first flag of the caption-quality gate's defaults that rejects the caption (stages/caption/quality.py):
+    `empty`, `copies_<name>` for a text in `copied_from` it merely repeats, `repetitive`; None when none does."""
+    from vlcurate.stages.caption.quality import QualityConfig, flags, verdict
 
-    `copied_from` names texts the caption must not merely repeat (`copies_subtitles` when it does)."""
-    words = text.split()
-    if not words:
-        return "empty"
-    for name, source in (copied_from or {}).items():
-        if copies(text, source):
-            return f"copies_{name}"
-    if len(words) >= 6:
-        if max(words.count(w) for w in set(words)) / len(words) > 0.5:
-            return "repetitive"
-        trigrams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
-        if len(trigrams) >= 6 and len(set(trigrams)) / len(trigrams) < 0.5:
-            return "repetitive"
-    return None
+    config = QualityConfig()
+    status, reason, _ = verdict(flags(text, config, copied_from), config)
+    return reason.split(":")[0] if status == "rejected" and reason else None
 
 
 TEACHERS: Registry[type[Teacher]] = Registry("teacher", attribute="kind", groups=("vlcurate.teachers",))

@@ -74,6 +74,7 @@ def assign(sentences: Sequence[tuple[float, str]], start_s: float, end_s: float,
 
 @TEACHERS.register("howtocaption")
 class HowToCaptionTeacher(LLMTeacher):
+    default_prompt = DEFAULT_PROMPT
     default_inputs = ("subtitles",)
 
     def setup(self) -> None:

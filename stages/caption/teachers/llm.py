@@ -47,6 +47,7 @@ def _load(location: str, file: str | None, device: str, dtype: str) -> tuple:
 
 @TEACHERS.register("llm")
 class LLMTeacher(Teacher):
+    default_prompt = DEFAULT_PROMPT
     default_inputs = ("title", "description", "subtitles")
 
     def setup(self) -> None:

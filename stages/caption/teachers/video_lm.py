@@ -29,6 +29,7 @@ class VideoLMTeacher(Teacher):
     """Options: `visual: video` (default; one video entry of the N frames) or `images` (N image entries, for
     models that only take images); `system`: a system message, if the model wants one."""
 
+    default_prompt = PANDA_QUESTION
     default_inputs = ("frames",)
     default_num_frames = 8
 

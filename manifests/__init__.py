@@ -119,12 +119,15 @@ CANDIDATE = pa.struct([
     f("text_truncated", pa.bool_()),     # the scorer's text encoder saw only a prefix of the text
     f("subtitles_from", pa.string()),    # the subtitles it read: "file" or "asr" (null: it read none)
     f("flags", pa.list_(pa.string())),   # the caption-quality gate's flags it raised, rejecting or not
+    f("prompt_tokens", pa.int32()),      # tokens the model read (null: a teacher without a language model)
+    f("completion_tokens", pa.int32()),  # tokens it wrote
+    f("truncated", pa.bool_()),          # generation stopped at the token limit
 ])
 
-CAPTIONS = CLIPS.extend("captions", 7, f("candidates", pa.list_(CANDIDATE)))
+CAPTIONS = CLIPS.extend("captions", 8, f("candidates", pa.list_(CANDIDATE)))
 
 SCORED = CAPTIONS.extend(
-    "scored", 7,
+    "scored", 8,
     f("caption", pa.string()),
     f("caption_teacher", pa.string()),
     f("caption_score", pa.float64()),

@@ -14,7 +14,11 @@ SCENES = [60, 45, 75, 50]  # 25 fps: cuts at 60, 105, 180
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_model_cache(tmp_path_factory):
-    """Tiny models are built fresh for the test run, through the same code path users hit on first use."""
+    """Tiny models are built fresh for the test run, through the same code path users hit on first use; the
+    llama-server build (make llama-server) stays the machine's."""
+    from vlcurate.stages.caption.serving import llama_cpp
+
+    os.environ.setdefault("VLCURATE_LLAMA_SERVER", str(llama_cpp.binary()))
     os.environ.setdefault("VLCURATE_CACHE", str(tmp_path_factory.mktemp("vlcurate-cache")))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("VLCURATE_PROGRESS", "0")

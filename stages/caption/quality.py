@@ -3,6 +3,8 @@ the candidate (its status `rejected`, the flag its reason) or only tagging it, a
 
 Flags (a candidate keeps every one it raised in `flags`, whatever their action):
 - `empty`: no words;
+- `truncated`: generation stopped at the token limit (`max_new_tokens`, a served model's `max_tokens`), so the
+  caption may end mid-sentence;
 - `copies_subtitles`, `copies_title`: a model teacher's caption that is, all but a few words, a run of the text it was
   shown (its baselines do that on purpose);
 - `prompt_echo`: a run of words from the teacher's own prompt or instructions written back;
@@ -24,7 +26,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Action = Literal["reject", "tag", "off"]
-FLAGS = ("empty", "copies_subtitles", "copies_title", "prompt_echo", "repetitive", "length", "near_duplicate")
+FLAGS = ("empty", "truncated", "copies_subtitles", "copies_title", "prompt_echo", "repetitive", "length",
+         "near_duplicate")
 
 
 class QualityConfig(BaseModel):
@@ -33,6 +36,7 @@ class QualityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     empty: Action = "reject"
+    truncated: Action = "tag"
     copies: Action = Field("reject", description="copies_subtitles / copies_title, for teachers that reject copies")
     repetitive: Action = "reject"
     prompt_echo: Action = "tag"
@@ -95,13 +99,15 @@ def repetitive(tokens: list[str], config: QualityConfig) -> str | None:
 
 
 def flags(text: str, config: QualityConfig, shown: dict[str, str | None] | None = None,
-          prompt: str | None = None) -> list[tuple[str, str]]:
+          prompt: str | None = None, truncated: bool = False) -> list[tuple[str, str]]:
     """(flag, detail) for one caption, in FLAGS order; `shown`: the texts it must not merely copy; `prompt`: the
-    teacher's prompt template."""
+    teacher's prompt template; `truncated`: generation stopped at the token limit."""
     tokens = words(text)
     if not tokens:
         return [("empty", "no words")] if config.empty != "off" else []
     found: list[tuple[str, str]] = []
+    if truncated and config.truncated != "off":
+        found.append(("truncated", "stopped at the token limit"))
     for name, source in (shown or {}).items():
         if config.copies != "off" and copies(text, source):
             found.append((f"copies_{name}", f"repeats the {name} it was shown"))

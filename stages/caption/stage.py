@@ -24,6 +24,7 @@ from vlcurate.stages import paths, torch_setup
 from vlcurate.stages.caption.subtitles import SubtitleError, cues_text, read_subtitles, slice_cues
 from vlcurate.stages.caption.teachers import TEACHERS, ClipInput, Teacher, TeacherConfig
 from vlcurate.stages.caption.quality import FLAGS, QualityConfig, flags, mark_near_duplicates, verdict
+from vlcurate.stages.caption.serving import Generation
 from vlcurate.stages.caption.teachers.base import clean_caption
 from vlcurate.stages.catalog import STAGES
 
@@ -122,28 +123,52 @@ class TeacherPass(Stage):
         """The teacher's model, once per worker."""
         if not self._loaded:
             try:
-                self.teacher.setup()
+                self.teacher.start(self.resources.gpus)
             except Exception as exc:  # the stage stops; no clip is blamed for a model that will not load
                 raise failures.setup_failure(self.label, exc) from exc
             self._loaded = True
 
-    def _candidate(self, text: str | None, status: str, reason: str | None) -> dict[str, Any]:
+    def _candidate(self, text: str | None, status: str, reason: str | None,
+                   generation: Generation | None = None) -> dict[str, Any]:
         """No timings in the manifest (they go to stats.json), so reruns and resumes write the same bytes."""
         t = self.teacher
+        g = generation or Generation("")
         return {"teacher": t.config.name, "kind": t.kind, "model": t.model_name, "weights": t.weights,
                 "inputs": t.inputs, "prompt_hash": t.prompt_hash, "text": text, "status": status, "reason": reason,
-                "score": None, "text_truncated": None, "subtitles_from": None, "flags": []}
+                "score": None, "text_truncated": None, "subtitles_from": None, "flags": [],
+                "prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens, "truncated": g.truncated}
 
-    def _finish(self, clip: ClipInput, raw: str) -> dict[str, Any]:
-        text = clean_caption(raw, self.teacher.config.prompt)
+    def _finish(self, clip: ClipInput, generation: Generation) -> dict[str, Any]:
+        if generation.error:
+            return self._candidate(None, "error", generation.error[:300], generation)
+        text = clean_caption(generation.text, self.teacher.config.prompt)
         sources = ({name: getattr(clip, name) for name in COPY_SOURCES if name in self.teacher.inputs}
                    if self.teacher.rejects_copies else None)
         gate = self.config.quality
-        status, reason, raised = verdict(flags(text, gate, sources, self.teacher.instructions), gate)
-        return {**self._candidate(text, status, reason), "flags": raised}
+        found = flags(text, gate, sources, self.teacher.instructions, bool(generation.truncated))
+        status, reason, raised = verdict(found, gate)
+        return {**self._candidate(text, status, reason, generation), "flags": raised}
+
+    def _generate(self, clips: list[ClipInput]) -> list[Generation]:
+        """The batch at once; a batch that fails is retried clip by clip so one bad clip costs only its own
+        candidate (a machine failure stops the task instead)."""
+        teacher = self.teacher
+        try:
+            out = teacher.generate(clips)
+            if len(out) != len(clips):
+                raise RuntimeError(f"{teacher.kind} returned {len(out)} captions for {len(clips)} clips")
+            return out
+        except Exception as exc:
+            if failures.is_machine_failure(exc) or isinstance(exc, failures.UserError):
+                raise
+            if len(clips) == 1:
+                traceback.print_exc()
+                return [Generation("", error=f"{type(exc).__name__}: {exc}")]
+        return [self._generate([clip])[0] for clip in clips]
 
     def run_teacher(self, clips: list[ClipInput]) -> list[dict[str, Any]]:
-        """Batched; a batch that fails is retried clip by clip so one bad clip costs only its own candidate."""
+        """In batches of the teacher's batch_size (a served backend takes the whole task's clips at once and keeps
+        `server.in_flight` requests open, so no fixed chunk drains half idle)."""
         teacher = self.teacher
         out: list[dict[str, Any] | None] = [None] * len(clips)
         todo = []
@@ -154,35 +179,19 @@ class TeacherPass(Stage):
                 missing = teacher.missing_inputs(clip)
                 why = f" ({clip.transcript_note})" if "subtitles" in missing and clip.transcript_note else ""
                 out[i] = self._candidate(None, "rejected", "no_input: " + ",".join(missing) + why)
-        size = teacher.config.batch_size
-        for start in range(0, len(todo), size):
+        size = len(todo) if teacher.engine is not None else teacher.config.batch_size
+        for start in range(0, len(todo), max(size, 1)):
             chunk = todo[start:start + size]
-            try:
-                texts = teacher.caption([clips[i] for i in chunk])
-                if len(texts) != len(chunk):
-                    raise RuntimeError(f"{teacher.kind} returned {len(texts)} captions for {len(chunk)} clips")
-                results = [(t, None) for t in texts]
-            except Exception as exc:
-                if failures.is_machine_failure(exc):
-                    raise
-                results = []
-                for i in chunk:
-                    try:
-                        results.append((teacher.caption([clips[i]])[0], None))
-                    except Exception as exc:
-                        if failures.is_machine_failure(exc):
-                            raise
-                        traceback.print_exc()
-                        results.append((None, f"{type(exc).__name__}: {exc}"))
-            for i, (raw, failure) in zip(chunk, results):
-                out[i] = self._candidate(None, "error", failure[:300]) if failure else self._finish(clips[i], raw)
+            for i, generation in zip(chunk, self._generate([clips[i] for i in chunk])):
+                out[i] = self._finish(clips[i], generation)
         return out  # type: ignore[return-value]
 
     def process_batch(self, batch: pa.Table, ctx: Context = Context()) -> Output:
         """Only the candidates and error columns change; the rest of the batch (frames included) passes through as
-        Arrow, never converted to Python and back. Counts: the teacher's generation seconds."""
+        Arrow, never converted to Python and back. Counts: the teacher's generation seconds and the tokens it
+        wrote in them (for its tokens/s)."""
         self.ensure_setup()
-        seconds = 0.0
+        seconds, tokens = 0.0, 0
         errors = batch.column("error").to_pylist()
         has_candidates = "candidates" in batch.column_names
         candidates = batch.column("candidates").to_pylist() if has_candidates else [None] * batch.num_rows
@@ -225,11 +234,13 @@ class TeacherPass(Stage):
             began = time.perf_counter()
             for i, candidate in zip(computed, self.run_teacher(clips)):
                 candidates[i].append({**candidate, "subtitles_from": sources.get(i)})
+                tokens += candidate["completion_tokens"] or 0
             seconds = time.perf_counter() - began
         batch = _set_column(_set_column(batch, "candidates", candidates, CANDIDATES), "error", errors, pa.string())
         # the stage's last pass completes the rows
+        name = self.teacher.config.name
         return Output(self.stage.finish_rows(batch) if self.finishes_rows else batch,
-                      counts={"teacher_seconds": {self.teacher.config.name: seconds}})
+                      counts={"teacher_seconds": {name: seconds}, "teacher_tokens": {name: tokens}})
 
     def carry_last_run(self, table: pa.Table, last_run: list[str]) -> Output:
         """The candidates of the last run's manifest (its parts, only the rows of this part's clips) whose clip

@@ -92,12 +92,16 @@ def shots_per_video(run: RunInfo) -> dict[int, int]:
     return dict(sorted(videos.items()))
 
 
+def per_second(count: float | None, seconds: float | None) -> float | None:
+    return count / seconds if count and seconds else None
+
+
 def teacher_table(run: RunInfo) -> list[dict[str, Any]]:
-    """Per teacher: candidates by status, the quality gate's flags, win rate, mean score, generation seconds (caption's
-    and score's stats)."""
+    """Per teacher: candidates by status, the quality gate's flags, win rate, mean score, generation seconds, tokens
+    written and tokens/s (caption's and score's stats; teachers without a language model write no tokens)."""
     caption, score = run.stats.get("caption", {}), run.stats.get("score", {})
     win, hist = score.get("win_rate") or {}, score.get("score_histograms") or {}
-    seconds = caption.get("teacher_seconds") or {}
+    seconds, tokens = caption.get("teacher_seconds") or {}, caption.get("teacher_tokens") or {}
     flagged, actions = caption.get("quality_flags") or {}, caption.get("quality_actions") or {}
     rows = []
     for teacher, statuses in (caption.get("teachers") or {}).items():
@@ -106,7 +110,8 @@ def teacher_table(run: RunInfo) -> list[dict[str, Any]]:
         rows.append({"teacher": teacher, "ok": statuses.get("ok", 0), "rejected": statuses.get("rejected", 0),
                      "error": statuses.get("error", 0), "win_rate": win.get(teacher),
                      "mean_score": (hist.get(teacher) or {}).get("mean"), "seconds": seconds.get(teacher),
-                     "flags": flags or "-"})
+                     "flags": flags or "-", "tokens": tokens.get(teacher) or None,
+                     "tokens_per_s": per_second(tokens.get(teacher), seconds.get(teacher))})
     return rows
 
 

@@ -47,7 +47,7 @@ SAMPLE_OVERHEAD = 4096  # tar headers, .json and .txt of one sample, roughly
 JSON_FIELDS = ("video_id", "path", "title", "fps", "start_frame", "end_frame", "start_s", "end_s", "caption",
                "caption_teacher", "caption_score", "scorer", "detector", "encoding", "damaged")
 CANDIDATE_FIELDS = ("teacher", "kind", "model", "weights", "inputs", "prompt_hash", "text", "status", "reason",
-                    "score", "text_truncated", "flags")
+                    "score", "text_truncated", "flags", "prompt_tokens", "completion_tokens", "truncated")
 
 
 class ShardConfig(StageConfig):

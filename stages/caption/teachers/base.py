@@ -8,10 +8,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vlcurate.pipeline.registry import Registry
 from vlcurate.pipeline.stage import Resources
+from vlcurate.stages.caption.serving import SERVED, Backend, Generation, ServerConfig, backend, sampling
 from vlcurate.stages.torch_setup import torch_device
 from vlcurate.stages import models
 
@@ -23,7 +24,12 @@ class TeacherConfig(BaseModel):
 
     name: str = Field(description="unique name of this teacher in the run; candidates are keyed by it")
     kind: str = Field(description="registered teacher kind")
-    model: str | None = Field(None, description="hub id, local path, pkg:<module>/<file> or tiny:<name>")
+    model: str | None = Field(None, description="hub id, local path, pkg:<module>/<file> or tiny:<name>; with a "
+                                                "served backend, the model id the server lists")
+    backend: Literal["transformers", "openai", "vllm"] = Field(
+        "transformers", description="where the text is generated: in this worker with transformers (CPU or GPU), an "
+                                    "OpenAI-compatible server (`server.base_url`), or a vLLM engine per GPU worker")
+    server: ServerConfig = Field(default_factory=ServerConfig, description="the served backends' settings")
     prompt: str | None = Field(None, description="prompt template; {title} {description} {subtitles} fill in")
     inputs: list[Input] = Field(default_factory=list, description="what the teacher sees")
     num_frames: int = Field(1, ge=1, description="stored frames the model sees, evenly spread (image captioners: 1, "
@@ -37,11 +43,26 @@ class TeacherConfig(BaseModel):
         None, description="this teacher's workers (its own actor pool under Ray): cpus, gpus, pool_size, threads, "
                           "batch_size (rows a worker takes at a time); fields left out come from caption.resources")
 
+    @model_validator(mode="after")
+    def _served(self) -> "TeacherConfig":
+        if self.backend in SERVED:
+            if not TEACHERS.get(self.kind).serves:
+                served = [k for k in TEACHERS.names() if TEACHERS.get(k).serves]
+                raise ValueError(f"teacher {self.name!r}: kind {self.kind} runs only in-process; backend "
+                                 f"{self.backend} serves {served}")
+            if not self.model:
+                raise ValueError(f"teacher {self.name!r}: backend {self.backend} needs `model` (the served model id)")
+        return self
+
     def merged_resources(self, stage: Resources) -> Resources:
-        """The stage's resources with the fields this teacher sets replaced; model-free kinds ask for no GPU."""
+        """The stage's resources with the fields this teacher sets replaced; model-free kinds, and teachers whose
+        model another machine serves, ask for no GPU; a served teacher's batches hold at least four times its
+        requests in flight (a batch ends when its slowest request does)."""
         own = {k: getattr(self.resources, k) for k in self.resources.model_fields_set} if self.resources else {}
-        if "gpus" not in own and not TEACHERS.get(self.kind).uses_accelerator:
+        if "gpus" not in own and (not TEACHERS.get(self.kind).uses_accelerator or self.backend == "openai"):
             own["gpus"] = 0.0
+        if self.backend in SERVED and "batch_size" not in own:  # requests keep flowing while a batch's last finish
+            own["batch_size"] = max(stage.batch_size, 4 * self.server.in_flight)
         return stage.model_copy(update=own)
 
 
@@ -76,6 +97,8 @@ class Teacher:
     rejects_copies: ClassVar[bool] = True  # a model that only repeats the subtitles adds nothing; baselines may
     uses_accelerator: ClassVar[bool] = True  # False: its workers ask for no GPU unless its own resources say so
     default_prompt: ClassVar[str | None] = None  # the prompt template it uses when none is configured
+    default_generation: ClassVar[dict[str, Any]] = {}  # generate() settings under the configured `generation`
+    serves: ClassVar[bool] = False  # True: it builds chat messages (`chat`), so a served backend can run it
 
     def __init__(self, config: TeacherConfig):
         self.config = config
@@ -83,9 +106,42 @@ class Teacher:
         self.num_frames = config.num_frames if "num_frames" in config.model_fields_set else self.default_num_frames
         self.weights = "none"
         self.model_name = config.model or ""
+        self.engine: Backend | None = None
 
     def setup(self) -> None:
-        pass
+        """Loads the in-process model (the transformers backend)."""
+
+    def start(self, gpus: float = 0.0) -> None:
+        """Once per worker: the in-process model, or the served backend (a client, or a vLLM engine on `gpus`)."""
+        if self.config.backend == "transformers":
+            self.setup()
+            return
+        self.engine = backend(self.config.backend)(self.config.name, self.model_name, self.config.server, gpus)
+        self.engine.start()
+        self.weights = self.engine.provenance
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+
+    def generate(self, clips: Sequence[ClipInput]) -> list[Generation]:
+        """One Generation per clip: through the served backend (every clip of the batch at once; the backend keeps
+        its requests in flight), or the kind's own `caption`."""
+        if self.engine is None:
+            return [g if isinstance(g, Generation) else Generation(g) for g in self.caption(clips)]
+        params = sampling(self.config.generation, self.default_generation, self.config.server.seed)
+        out = self.engine.generate([self.chat(c) for c in clips], params)
+        for g in out:
+            g.text = self.finish_text(g.text)
+        return out
+
+    def chat(self, clip: ClipInput) -> list[dict[str, Any]]:
+        """The OpenAI chat messages for one clip (kinds with `serves`)."""
+        raise NotImplementedError
+
+    def finish_text(self, text: str) -> str:
+        """What the kind keeps of a served model's reply (the in-process path does the same in `caption`)."""
+        return text
 
     def resolve_model(self) -> "models.ResolvedModel":
         """Model files and device for teachers with a model; records the weights for every candidate."""
@@ -96,7 +152,8 @@ class Teacher:
         self.device = torch_device(self.config.device)
         return resolved
 
-    def caption(self, clips: Sequence[ClipInput]) -> list[str]:
+    def caption(self, clips: Sequence[ClipInput]) -> Sequence[str | Generation]:
+        """In-process captions, one per clip: text, or a Generation with its token counts."""
         raise NotImplementedError
 
     @property
@@ -106,8 +163,12 @@ class Teacher:
 
     @property
     def prompt_hash(self) -> str:
-        key = json.dumps({"kind": self.kind, "prompt": self.config.prompt, "inputs": self.inputs,
-                          "frames": self.num_frames, "generation": self.config.generation}, sort_keys=True)
+        spec: dict[str, Any] = {"kind": self.kind, "prompt": self.config.prompt, "inputs": self.inputs,
+                                "frames": self.num_frames, "generation": self.config.generation}
+        if self.config.backend != "transformers":  # what else changes a served model's text
+            server = self.config.server
+            spec.update(backend=self.config.backend, seed=server.seed, extra_body=server.extra_body)
+        key = json.dumps(spec, sort_keys=True)
         return hashlib.sha1(key.encode()).hexdigest()[:12]
 
     def missing_inputs(self, clip: ClipInput) -> list[str]:
@@ -127,6 +188,20 @@ class Teacher:
 
     def can_caption(self, clip: ClipInput) -> bool:
         return len(self.missing_inputs(clip)) < len(self.inputs) if self.inputs else True
+
+
+def generations(texts: Sequence[str], attention_mask: Any, new_tokens: Any, eos: int | list[int] | None,
+                max_new_tokens: int | None) -> list[Generation]:
+    """Generations of one left-padded transformers batch: prompt tokens from the attention mask, completion tokens up
+    to and with the first end-of-sequence token, truncated when none came before `max_new_tokens`."""
+    ends = set([eos] if isinstance(eos, int) else eos or [])
+    out = []
+    for text, mask, row in zip(texts, attention_mask.tolist(), new_tokens.tolist()):
+        stop = next((k + 1 for k, token in enumerate(row) if token in ends), None)
+        written = stop if stop is not None else len(row)
+        out.append(Generation(text, int(sum(mask)), written,
+                              stop is None and max_new_tokens is not None and written >= max_new_tokens))
+    return out
 
 
 _SPACE = re.compile(r"\s+")

@@ -75,6 +75,7 @@ def assign(sentences: Sequence[tuple[float, str]], start_s: float, end_s: float,
 @TEACHERS.register("howtocaption")
 class HowToCaptionTeacher(LLMTeacher):
     default_prompt = DEFAULT_PROMPT
+    serves = False  # a block's sentences are shared by its clips: in-process only, with no per-clip token counts
     default_inputs = ("subtitles",)
 
     def setup(self) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from vlcurate.stages import models
-from vlcurate.stages.caption.teachers.base import TEACHERS, ClipInput, Teacher
+from vlcurate.stages.caption.serving import Generation
+from vlcurate.stages.caption.teachers.base import TEACHERS, ClipInput, Teacher, generations
 from vlcurate.stages.torch_setup import torch_dtype
 
 DEFAULT_PROMPT = (
@@ -47,8 +48,13 @@ def _load(location: str, file: str | None, device: str, dtype: str) -> tuple:
 
 @TEACHERS.register("llm")
 class LLMTeacher(Teacher):
+    """Served (`backend: openai` or `vllm`) it sends the same prompt as one user message; `no_repeat_ngram_size` has
+    no OpenAI field, so a served model may quote more (the quality gate flags copies)."""
+
     default_prompt = DEFAULT_PROMPT
     default_inputs = ("title", "description", "subtitles")
+    default_generation = DEFAULT_GENERATION
+    serves = True
 
     def setup(self) -> None:
         import torch
@@ -75,12 +81,21 @@ class LLMTeacher(Teacher):
                                                     add_generation_prompt=True, tokenize=False) for c in clips]
         return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
 
-    def caption(self, clips: Sequence[ClipInput]) -> list[str]:
+    def chat(self, clip: ClipInput) -> list[dict]:
+        return [{"role": "user", "content": self.prompt_for(clip)}]
+
+    def caption(self, clips: Sequence[ClipInput]) -> list[Generation]:
         inputs = self.model_inputs(clips)
+        kwargs = self.generation_kwargs()
         with self._torch.inference_mode():
-            out = self.model.generate(**inputs, **self.generation_kwargs())
+            out = self.model.generate(**inputs, **kwargs)
         new_tokens = out[:, inputs["input_ids"].shape[1]:]
-        return [self._first_sentence(t) for t in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        texts = [self.finish_text(t) for t in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        return generations(texts, inputs["attention_mask"], new_tokens, self.model.generation_config.eos_token_id,
+                           kwargs.get("max_new_tokens"))
+
+    def finish_text(self, text: str) -> str:
+        return self._first_sentence(text)
 
     @staticmethod
     def _first_sentence(text: str) -> str:

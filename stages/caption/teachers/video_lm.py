@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from vlcurate.stages.caption.teachers.base import TEACHERS, ClipInput, Teacher
+from vlcurate.stages.caption.serving import Generation
+from vlcurate.stages.caption.teachers.base import TEACHERS, ClipInput, Teacher, generations
 from vlcurate.stages.torch_setup import torch_dtype
 
 PANDA_QUESTION = "Please faithfully summarize the video in one sentence."
@@ -27,11 +28,14 @@ def _sentence(text: str) -> str:
 @TEACHERS.register("video_lm")
 class VideoLMTeacher(Teacher):
     """Options: `visual: video` (default; one video entry of the N frames) or `images` (N image entries, for
-    models that only take images); `system`: a system message, if the model wants one."""
+    models that only take images); `system`: a system message, if the model wants one. Served, the frames go as
+    N JPEG data URLs, the stored bytes as they are (no decode, no re-encode)."""
 
     default_prompt = PANDA_QUESTION
     default_inputs = ("frames",)
     default_num_frames = 8
+    default_generation = DEFAULT_GENERATION
+    serves = True
 
     def __init__(self, config) -> None:
         super().__init__(config)
@@ -90,6 +94,21 @@ class VideoLMTeacher(Teacher):
             messages.insert(0, {"role": "system", "content": [{"type": "text", "text": self.config.options["system"]}]})
         return messages
 
+    def chat(self, clip: ClipInput) -> list[dict[str, Any]]:
+        """OpenAI messages: the system message, then the picked frames as data URLs and the question."""
+        import base64
+
+        from vlcurate.stages.media.images import sample_frames
+
+        picks = sample_frames(len(clip.frames), self.num_frames)
+        images = [{"type": "image_url", "image_url": {
+            "url": "data:image/jpeg;base64," + base64.b64encode(clip.frames[i]).decode("ascii")}} for i in picks]
+        messages: list[dict[str, Any]] = [{"role": "user", "content": [
+            *images, {"type": "text", "text": self.question(clip)}]}]
+        if self.config.options.get("system"):
+            messages.insert(0, {"role": "system", "content": self.config.options["system"]})
+        return messages
+
     def model_inputs(self, clips: Sequence[ClipInput]):
         """One padded batch through the processor's chat template: prompt tokens, pixel values, grids."""
         kwargs: dict[str, Any] = {"padding": True}
@@ -110,8 +129,12 @@ class VideoLMTeacher(Teacher):
     def generation_kwargs(self) -> dict:
         return {**DEFAULT_GENERATION, "pad_token_id": self.processor.tokenizer.pad_token_id, **self.config.generation}
 
-    def caption(self, clips: Sequence[ClipInput]) -> list[str]:
+    def caption(self, clips: Sequence[ClipInput]) -> list[Generation]:
         inputs = self.model_inputs(clips)
+        kwargs = self.generation_kwargs()
         with self._torch.inference_mode():
-            out = self.model.generate(**inputs, **self.generation_kwargs())
-        return self.processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            out = self.model.generate(**inputs, **kwargs)
+        new_tokens = out[:, inputs["input_ids"].shape[1]:]
+        texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        return generations(texts, inputs["attention_mask"], new_tokens, self.model.generation_config.eos_token_id,
+                           kwargs.get("max_new_tokens"))

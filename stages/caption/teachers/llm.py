@@ -95,10 +95,7 @@ class LLMTeacher(Teacher):
                            kwargs.get("max_new_tokens"))
 
     def finish_text(self, text: str) -> str:
-        return self._first_sentence(text)
-
-    @staticmethod
-    def _first_sentence(text: str) -> str:
+        """The first sentence of the reply, on both paths."""
         text = " ".join(text.split())
         for end in (". ", "! ", "? "):
             if end in text:

@@ -75,8 +75,20 @@ def scripted():
     server.server_close()
 
 
+OPEN: list = []
+
+
+@pytest.fixture(autouse=True)
+def _closed():
+    """Every backend a test starts is closed after it (its client and event loop)."""
+    yield
+    while OPEN:
+        OPEN.pop().close()
+
+
 def engine(url: str, **server):
     out = backend("openai")("t", "m", ServerConfig(base_url=url, backoff_s=0.01, **server))
+    OPEN.append(out)
     out.start()
     return out
 

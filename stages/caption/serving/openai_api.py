@@ -89,8 +89,7 @@ class OpenAIBackend(Backend):
         raise AssertionError("unreachable")
 
     async def _one(self, messages: list[dict[str, Any]], params: dict[str, Any], gate: asyncio.Semaphore) -> Generation:
-        params = dict(params)
-        extra = {**self.server.extra_body, **params.pop("extra_body", {})}
+        extra = self.server.extra_body
         async with gate:
             try:
                 reply = await self._retried(lambda: self._client.chat.completions.create(

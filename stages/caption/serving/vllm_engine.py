@@ -58,8 +58,6 @@ class VLLMBackend(Backend):
 
     def generate(self, conversations: list[list[dict[str, Any]]], params: dict[str, Any]) -> list[Generation]:
         """One `chat` call for the whole task: the engine batches continuously; outputs come back in order."""
-        params = dict(params)
-        params.pop("extra_body", None)
         sampling = self._vllm.SamplingParams(**params)
         outputs = self._engine.chat(conversations, sampling, use_tqdm=False)
         return [as_generation(out) for out in outputs]

@@ -120,10 +120,6 @@ class Teacher:
         self.engine.start()
         self.weights = self.engine.provenance
 
-    def close(self) -> None:
-        if self.engine is not None:
-            self.engine.close()
-
     def generate(self, clips: Sequence[ClipInput]) -> list[Generation]:
         """One Generation per clip: through the served backend (every clip of the batch at once; the backend keeps
         its requests in flight), or the kind's own `caption`."""
@@ -151,6 +147,24 @@ class Teacher:
         self.weights = resolved.weights
         self.device = torch_device(self.config.device)
         return resolved
+
+    def generation_kwargs(self, pad_token_id: int | None) -> dict[str, Any]:
+        """What goes to transformers' generate(): the kind's defaults under the configured `generation`."""
+        return {**self.default_generation, "pad_token_id": pad_token_id, **self.config.generation}
+
+    def generate_locally(self, inputs: Any, decode: Any, pad_token_id: int | None) -> list[Generation]:
+        """One left-padded batch through the in-process model (`self.model`): the text the kind keeps of each reply
+        (`finish_text`, as on the served path) and its tokens; `decode` is the tokenizer's or processor's
+        batch_decode."""
+        import torch
+
+        kwargs = self.generation_kwargs(pad_token_id)
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **kwargs)
+        new_tokens = out[:, inputs["input_ids"].shape[1]:]
+        texts = [self.finish_text(t) for t in decode(new_tokens, skip_special_tokens=True)]
+        return generations(texts, inputs["attention_mask"], new_tokens, self.model.generation_config.eos_token_id,
+                           kwargs.get("max_new_tokens"))
 
     def caption(self, clips: Sequence[ClipInput]) -> Sequence[str | Generation]:
         """In-process captions, one per clip: text, or a Generation with its token counts."""

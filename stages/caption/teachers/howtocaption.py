@@ -76,6 +76,8 @@ def assign(sentences: Sequence[tuple[float, str]], start_s: float, end_s: float,
 class HowToCaptionTeacher(LLMTeacher):
     default_prompt = DEFAULT_PROMPT
     serves = False  # a block's sentences are shared by its clips: in-process only, with no per-clip token counts
+    # room for a block's timestamped lines; no n-gram blocking, which would forbid the `Ns:` line format
+    default_generation = {"max_new_tokens": 160, "do_sample": False}
     default_inputs = ("subtitles",)
 
     def setup(self) -> None:
@@ -90,11 +92,6 @@ class HowToCaptionTeacher(LLMTeacher):
     def can_caption(self, clip: ClipInput) -> bool:
         return bool(clip.transcript)
 
-    def generation_kwargs(self) -> dict:
-        """Room for a block's timestamped lines; no n-gram blocking, which would forbid the `Ns:` line format."""
-        return {"max_new_tokens": 160, "do_sample": False, "pad_token_id": self.tokenizer.pad_token_id,
-                **self.config.generation}
-
     def generate_block(self, block: Block) -> str:
         """The model's raw answer for one block."""
         prompt = (self.config.prompt or DEFAULT_PROMPT).format(transcript=block.text())
@@ -102,7 +99,7 @@ class HowToCaptionTeacher(LLMTeacher):
                                                   tokenize=False)
         inputs = self.tokenizer([text], return_tensors="pt", add_special_tokens=False).to(self.device)
         with self._torch.inference_mode():
-            out = self.model.generate(**inputs, **self.generation_kwargs())
+            out = self.model.generate(**inputs, **self.generation_kwargs(self.tokenizer.pad_token_id))
         return self.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
     def sentences_for(self, clip: ClipInput) -> list[tuple[float, str]]:

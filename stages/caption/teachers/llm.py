@@ -10,7 +10,7 @@ from typing import Sequence
 
 from vlcurate.stages import models
 from vlcurate.stages.caption.serving import Generation
-from vlcurate.stages.caption.teachers.base import TEACHERS, ClipInput, Teacher, generations
+from vlcurate.stages.caption.teachers.base import TEACHERS, ClipInput, Teacher
 from vlcurate.stages.torch_setup import torch_dtype
 
 DEFAULT_PROMPT = (
@@ -71,10 +71,6 @@ class LLMTeacher(Teacher):
         return template.format(context=context, title=clip.title or "", description=clip.description or "",
                                subtitles=clip.subtitles or "")
 
-    def generation_kwargs(self) -> dict:
-        """What goes to generate(): this kind's defaults under the configured `generation`."""
-        return {**DEFAULT_GENERATION, "pad_token_id": self.tokenizer.pad_token_id, **self.config.generation}
-
     def model_inputs(self, clips: Sequence[ClipInput]):
         """Chat-formatted prompts, tokenized as one left-padded batch."""
         texts = [self.tokenizer.apply_chat_template([{"role": "user", "content": self.prompt_for(c)}],
@@ -85,14 +81,7 @@ class LLMTeacher(Teacher):
         return [{"role": "user", "content": self.prompt_for(clip)}]
 
     def caption(self, clips: Sequence[ClipInput]) -> list[Generation]:
-        inputs = self.model_inputs(clips)
-        kwargs = self.generation_kwargs()
-        with self._torch.inference_mode():
-            out = self.model.generate(**inputs, **kwargs)
-        new_tokens = out[:, inputs["input_ids"].shape[1]:]
-        texts = [self.finish_text(t) for t in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
-        return generations(texts, inputs["attention_mask"], new_tokens, self.model.generation_config.eos_token_id,
-                           kwargs.get("max_new_tokens"))
+        return self.generate_locally(self.model_inputs(clips), self.tokenizer.batch_decode, self.tokenizer.pad_token_id)
 
     def finish_text(self, text: str) -> str:
         """The first sentence of the reply, on both paths."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from vlcurate.stages.caption.serving import Generation
-from vlcurate.stages.caption.teachers.base import TEACHERS, ClipInput, Teacher, generations
+from vlcurate.stages.caption.teachers.base import TEACHERS, ClipInput, Teacher
 from vlcurate.stages.torch_setup import torch_dtype
 
 PANDA_QUESTION = "Please faithfully summarize the video in one sentence."
@@ -46,7 +46,6 @@ class VideoLMTeacher(Teacher):
             raise ValueError(f"teacher {config.name!r} ({self.kind}) needs `frames` in its inputs")
 
     def setup(self) -> None:
-        import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         resolved = self.resolve_model()
@@ -59,7 +58,6 @@ class VideoLMTeacher(Teacher):
             tokenizer.pad_token = tokenizer.eos_token
         self.model = AutoModelForImageTextToText.from_pretrained(
             resolved.location, dtype=torch_dtype(self.config.dtype, self.device)).to(self.device).eval()
-        self._torch = torch
 
     def can_caption(self, clip: ClipInput) -> bool:
         return bool(clip.frames)
@@ -126,15 +124,6 @@ class VideoLMTeacher(Teacher):
                 inputs[key] = value.to(self.model.dtype)
         return inputs.to(self.device)
 
-    def generation_kwargs(self) -> dict:
-        return {**DEFAULT_GENERATION, "pad_token_id": self.processor.tokenizer.pad_token_id, **self.config.generation}
-
     def caption(self, clips: Sequence[ClipInput]) -> list[Generation]:
-        inputs = self.model_inputs(clips)
-        kwargs = self.generation_kwargs()
-        with self._torch.inference_mode():
-            out = self.model.generate(**inputs, **kwargs)
-        new_tokens = out[:, inputs["input_ids"].shape[1]:]
-        texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
-        return generations(texts, inputs["attention_mask"], new_tokens, self.model.generation_config.eos_token_id,
-                           kwargs.get("max_new_tokens"))
+        return self.generate_locally(self.model_inputs(clips), self.processor.batch_decode,
+                                     self.processor.tokenizer.pad_token_id)
